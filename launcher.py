@@ -1,0 +1,531 @@
+#!/usr/bin/env python3
+"""mkstack launcher: the CLI, and the supervisor (init + reincarnation server).
+
+``up`` prepares the host side (peer namespace, persistent TAP), starts the
+supervisor as a daemon and waits until every service answers. The supervisor
+spawns one process per layer, pings each on its control endpoint, restarts a
+dead or hung one with capped exponential backoff, reclaims the skbs it owned,
+and takes fault-injection requests (``kill``, ``restart``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, ROOT)
+
+import zmq  # noqa: E402
+
+from shared import host  # noqa: E402
+from shared.config import Config, ConfigError, check_instance, load  # noqa: E402
+from shared.ipc import endpoints  # noqa: E402
+from shared.ipc.codec import BadMessage, decode, decode_reply, encode  # noqa: E402
+from shared.ipc.control import call  # noqa: E402
+from shared.ipc.messages import (CTL_PING, CTL_SHOW, CTL_STATS, SUP_KILL, SUP_RESTART,  # noqa: E402
+                                 SUP_SHUTDOWN, SUP_STATUS)
+from shared.skb import SkbPool  # noqa: E402
+
+DEFAULT_CONFIG = os.path.join(ROOT, "configs", "default.toml")
+TRANSIT_GRACE = 2.0     # after a death, skbs still in flight from it are lost
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Services go when the supervisor goes, even on SIGKILL."""
+    import ctypes
+    ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _exit_reason(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with {code}"
+
+
+# -- supervisor -------------------------------------------------------------
+@dataclass
+class Child:
+    name: str
+    kind: str
+    proc: subprocess.Popen | None = None
+    state: str = "starting"        # starting, running, backoff, stopped
+    restarts: int = 0
+    epoch: int = 0
+    started: float = 0.0
+    last_pong: float = 0.0
+    ping_sent: float = 0.0
+    restart_at: float = 0.0
+    backoff: float = 0.0
+    last_exit: str | None = None
+    dealer: zmq.Socket | None = None
+    transit_reclaims: list = field(default_factory=list)   # (when, token)
+
+
+class Supervisor:
+    def __init__(self, cfg: Config, instance: str) -> None:
+        self.cfg = cfg
+        self.instance = instance
+        self.rundir = endpoints.run_dir(cfg.run_dir, instance)
+        self.logdir = os.path.join(self.rundir, "logs")
+        os.makedirs(self.logdir, exist_ok=True)
+        self.pool = SkbPool(endpoints.slab_path(instance), owner=0, n_owners=len(cfg.services),
+                            classes=cfg.skb_classes, create=True)
+        self.ctx = zmq.Context.instance()
+        self.ctl = self.ctx.socket(zmq.ROUTER)
+        self.ctl.setsockopt(zmq.LINGER, 0)
+        self.ctl.bind(endpoints.control(self.rundir, "launcher"))
+        self.children = {n: Child(n, "driver" if n.startswith("driver") else n) for n in cfg.services}
+        self.running = True
+        self.reclaimed = 0
+        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "running", False))
+
+    def spawn(self, c: Child) -> None:
+        c.epoch += 1
+        log = open(os.path.join(self.logdir, f"{c.name}.log"), "ab")
+        argv = [sys.executable, "-m", f"services.{c.kind}", "--config", self.cfg.path,
+                "--instance", self.instance, "--name", c.name, "--epoch", str(c.epoch)]
+        c.proc = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                  preexec_fn=_die_with_parent)
+        log.close()
+        c.state = "starting"
+        c.started = time.monotonic()
+        c.last_pong = c.ping_sent = 0.0
+        if c.dealer is None:
+            c.dealer = self.ctx.socket(zmq.DEALER)
+            c.dealer.setsockopt(zmq.LINGER, 0)
+            c.dealer.connect(endpoints.control(self.rundir, c.name))
+
+    def reap(self, now: float) -> None:
+        for c in self.children.values():
+            if c.proc is None or c.proc.poll() is None:
+                continue
+            c.last_exit = _exit_reason(c.proc.returncode)
+            c.proc = None
+            sid = self.cfg.service_id(c.name)
+            self.reclaimed += self.pool.reclaim(sid)
+            c.transit_reclaims.append((now + TRANSIT_GRACE, (sid << 16) | (c.epoch & 0xFFFF)))
+            if not self.running:
+                continue
+            sup = self.cfg.supervisor
+            if c.backoff and now - c.started < sup.backoff_reset:
+                c.backoff = min(c.backoff * 2, sup.backoff_max)
+            else:
+                c.backoff = sup.backoff_initial
+            c.restart_at = now + c.backoff
+            c.state = "backoff"
+            c.restarts += 1
+            print(f"{time.strftime('%H:%M:%S')} {c.name} {c.last_exit}; restart in {c.backoff:.2f}s",
+                  flush=True)
+
+    def tick(self, now: float) -> None:
+        sup = self.cfg.supervisor
+        for c in self.children.values():
+            for when, token in list(c.transit_reclaims):
+                if now >= when:
+                    self.reclaimed += self.pool.reclaim(-1, token)
+                    c.transit_reclaims.remove((when, token))
+            if c.state == "backoff" and now >= c.restart_at:
+                self.spawn(c)
+            if c.proc is None or c.dealer is None:
+                continue
+            while c.dealer.poll(0):
+                try:
+                    status, _ = decode_reply(c.dealer.recv())
+                except BadMessage:
+                    continue
+                if status == 0:
+                    c.last_pong = now
+                    c.state = "running"
+            if now - c.ping_sent >= sup.heartbeat_interval:
+                c.ping_sent = now
+                try:
+                    c.dealer.send(encode(CTL_PING), zmq.NOBLOCK)
+                except zmq.Again:
+                    pass
+            silent_since = c.last_pong or c.started
+            if now - silent_since > sup.heartbeat_timeout:
+                print(f"{time.strftime('%H:%M:%S')} {c.name} missed heartbeats; killing", flush=True)
+                c.proc.kill()
+                c.last_pong = now  # one kill per timeout
+
+    def status(self) -> dict:
+        now = time.monotonic()
+        services = [{"name": c.name, "pid": c.proc.pid if c.proc else None, "state": c.state,
+                     "restarts": c.restarts, "uptime": round(now - c.started, 3) if c.proc else 0.0,
+                     "last_exit": c.last_exit} for c in self.children.values()]
+        devices = [{"name": d.name, "addr": str(d.addr), "mac": ":".join(f"{b:02x}" for b in d.mac),
+                    "mtu": d.mtu, "peer_netns": d.netns(self.instance), "peer_addr": str(d.peer_addr)}
+                   for d in self.cfg.devices]
+        return {"instance": self.instance, "pid": os.getpid(), "services": services, "devices": devices,
+                "skb": {**self.pool.usage(), "reclaimed": self.reclaimed}}
+
+    def control(self, code: int, fields: list) -> object:
+        if code == SUP_STATUS:
+            return self.status()
+        if code == SUP_SHUTDOWN:
+            self.running = False
+            return "shutting down"
+        c = self.children.get(fields[0])
+        if c is None:
+            raise OSError(errno.ENOENT, f"no service named {fields[0]!r}")
+        if code == SUP_KILL:
+            if c.proc is None:
+                raise OSError(errno.ESRCH, f"{c.name} is not running")
+            try:
+                sig = signal.Signals(fields[1])
+            except ValueError:
+                raise OSError(errno.EINVAL, f"bad signal {fields[1]}") from None
+            c.proc.send_signal(sig)
+            return {"name": c.name, "pid": c.proc.pid, "signal": sig.name}
+        if code == SUP_RESTART:
+            if c.proc is not None:
+                c.proc.terminate()
+                try:
+                    c.proc.wait(3)
+                except subprocess.TimeoutExpired:
+                    c.proc.kill()
+                    c.proc.wait()
+                self.pool.reclaim(self.cfg.service_id(c.name))
+                c.last_exit = "restarted"
+                c.proc = None
+            c.restarts += 1
+            self.spawn(c)
+            return {"name": c.name, "pid": c.proc.pid}
+        raise OSError(errno.EINVAL, "unknown supervisor request")
+
+    def serve(self) -> None:
+        while self.ctl.poll(0):
+            parts = self.ctl.recv_multipart()
+            try:
+                code, fields = decode(parts[-1])
+                reply = encode(0, self.control(code, fields))
+            except BadMessage as exc:
+                reply = encode(errno.EINVAL, str(exc))
+            except OSError as exc:
+                reply = encode(exc.errno or errno.EINVAL, exc.strerror or str(exc))
+            self.ctl.send_multipart([*parts[:-1], reply])
+
+    def run(self) -> None:
+        for c in self.children.values():
+            self.spawn(c)
+        while self.running:
+            self.ctl.poll(20)
+            now = time.monotonic()
+            self.serve()
+            self.reap(now)
+            if self.running:
+                self.tick(now)
+        self.stop_all()
+
+    def stop_all(self) -> None:
+        procs = [c.proc for c in self.children.values() if c.proc]
+        for p in procs:
+            p.terminate()
+        deadline = time.monotonic() + 3
+        for p in procs:
+            try:
+                p.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        self.ctl.close(0)
+        for c in self.children.values():
+            if c.dealer is not None:
+                c.dealer.close(0)
+
+
+# -- CLI ----------------------------------------------------------------------
+def _sup(cfg: Config, instance: str) -> str:
+    return endpoints.control(endpoints.run_dir(cfg.run_dir, instance), "launcher")
+
+
+def _status(cfg: Config, instance: str, timeout: float = 2.0) -> dict | None:
+    if not os.path.exists(endpoints.run_dir(cfg.run_dir, instance)):
+        return None
+    try:
+        return call(_sup(cfg, instance), SUP_STATUS, timeout=timeout)  # type: ignore[return-value]
+    except OSError:
+        return None
+
+
+def _print_status(st: dict) -> None:
+    print(f"instance {st['instance']} (supervisor pid {st['pid']})")
+    print(f"{'SERVICE':<14}{'PID':>8}  {'STATE':<9}{'RESTARTS':>9}{'UPTIME':>10}  LAST EXIT")
+    for s in st["services"]:
+        print(f"{s['name']:<14}{s['pid'] or '-':>8}  {s['state']:<9}{s['restarts']:>9}"
+              f"{s['uptime']:>9.1f}s  {s['last_exit'] or '-'}")
+    print(f"{'DEVICE':<8}{'ADDRESS':<18}{'MAC':<19}{'PEER NETNS':<22}PEER")
+    for d in st["devices"]:
+        print(f"{d['name']:<8}{d['addr']:<18}{d['mac']:<19}{d['peer_netns']:<22}{d['peer_addr']}")
+    used = ", ".join(f"{c['used']}/{c['slots']} x {c['slot_size']}B" for c in st["skb"]["classes"])
+    print(f"skb slots in use: {used}")
+
+
+def cmd_up(cfg: Config, instance: str, args: argparse.Namespace) -> int:
+    st = _status(cfg, instance)
+    if st is not None:
+        print(f"mkstack instance {instance!r} is already running")
+        _print_status(st)
+        return 0
+    # a previous run that died uncleanly: clear it before starting over
+    host.kill_instance(instance)
+    host.remove_instance_files(cfg, instance)
+    rundir = endpoints.run_dir(cfg.run_dir, instance)
+    os.makedirs(cfg.run_dir, mode=0o755, exist_ok=True)
+    os.makedirs(rundir, mode=0o700)
+    os.chmod(rundir, 0o700)
+    for dev in cfg.devices:
+        host.setup_device(dev, instance)
+    log = open(os.path.join(rundir, "launcher.log"), "ab")
+    subprocess.Popen([sys.executable, os.path.join(ROOT, "launcher.py"), "--instance", instance,
+                      "-c", cfg.path, "supervise"], cwd=ROOT, stdin=subprocess.DEVNULL,
+                     stdout=log, stderr=log, start_new_session=True)
+    log.close()
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        st = _status(cfg, instance, timeout=0.5)
+        if st and all(s["state"] == "running" for s in st["services"]):
+            _print_status(st)
+            return 0
+        time.sleep(0.1)
+    print(f"mkstack: the stack did not come up within {args.timeout:.0f}s; see "
+          f"'launcher.py logs NAME' (logs in {rundir}/logs)", file=sys.stderr)
+    return 1
+
+
+def cmd_down(cfg: Config, instance: str, args: argparse.Namespace) -> int:
+    if _status(cfg, instance, timeout=1.0) is not None:
+        try:
+            call(_sup(cfg, instance), SUP_SHUTDOWN, timeout=2.0)
+        except OSError:
+            pass
+        deadline = time.monotonic() + 5
+        while host.instance_pids(instance) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    host.kill_instance(instance)
+    for dev in cfg.devices:
+        host.teardown_device(dev, instance)
+    host.remove_instance_files(cfg, instance)
+    left = host.leftovers(cfg, instance)
+    if left:
+        print(f"mkstack: could not remove: {', '.join(left)}", file=sys.stderr)
+        return 1
+    print(f"mkstack instance {instance!r} is down")
+    return 0
+
+
+def _require(cfg: Config, instance: str) -> dict:
+    st = _status(cfg, instance)
+    if st is None:
+        print(f"mkstack instance {instance!r} is not running", file=sys.stderr)
+        raise SystemExit(1)
+    return st
+
+
+def cmd_status(cfg: Config, instance: str, args: argparse.Namespace) -> int:
+    st = _status(cfg, instance)
+    if st is None:
+        if args.json:
+            print(json.dumps({"instance": instance, "running": False, "services": [], "devices": []}))
+        else:
+            print(f"mkstack instance {instance!r} is not running")
+        return 1
+    if args.json:
+        print(json.dumps({**st, "running": True}, indent=2))
+    else:
+        _print_status(st)
+    return 0
+
+
+def _known(st: dict, name: str) -> None:
+    names = [s["name"] for s in st["services"]]
+    if name not in names:
+        print(f"launcher.py: unknown service {name!r} (one of: {', '.join(names)})", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def cmd_kill(cfg: Config, instance: str, args: argparse.Namespace) -> int:
+    st = _require(cfg, instance)
+    _known(st, args.name)
+    sig = args.signal.upper()
+    try:
+        signum = int(sig) if sig.isdigit() else signal.Signals[sig if sig.startswith("SIG") else f"SIG{sig}"].value
+    except (KeyError, ValueError):
+        print(f"launcher.py: --signal: unknown signal {args.signal!r}", file=sys.stderr)
+        return 2
+    r = call(_sup(cfg, instance), SUP_KILL, args.name, int(signum))
+    print(f"sent {r['signal']} to {r['name']} (pid {r['pid']})")  # type: ignore[index]
+    return 0
+
+
+def cmd_restart(cfg: Config, instance: str, args: argparse.Namespace) -> int:
+    st = _require(cfg, instance)
+    _known(st, args.name)
+    r = call(_sup(cfg, instance), SUP_RESTART, args.name, timeout=10)
+    print(f"restarted {r['name']} (pid {r['pid']})")  # type: ignore[index]
+    return 0
+
+
+def cmd_logs(cfg: Config, instance: str, args: argparse.Namespace) -> int:
+    rundir = endpoints.run_dir(cfg.run_dir, instance)
+    name = args.name
+    path = os.path.join(rundir, "launcher.log" if name == "launcher" else f"logs/{name}.log")
+    try:
+        with open(path, errors="replace") as f:
+            lines = f.readlines()
+    except FileNotFoundError:
+        print(f"launcher.py: no log for {name!r} in instance {instance!r}", file=sys.stderr)
+        return 1
+    sys.stdout.writelines(lines[-args.lines:])
+    return 0
+
+
+def cmd_peer(cfg: Config, instance: str, args: argparse.Namespace) -> int:
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if not cmd:
+        print("launcher.py peer: give a command after --", file=sys.stderr)
+        return 2
+    dev = cfg.device(args.dev) if args.dev else cfg.devices[0]
+    ns = dev.netns(instance)
+    if not host.netns_exists(ns):
+        print(f"launcher.py peer: namespace {ns} does not exist (is the instance up?)", file=sys.stderr)
+        return 1
+    os.execvp("ip", ["ip", "netns", "exec", ns, *cmd])
+    return 1  # not reached
+
+
+def cmd_show(cfg: Config, instance: str, args: argparse.Namespace) -> int:
+    _require(cfg, instance)
+    rundir = endpoints.run_dir(cfg.run_dir, instance)
+    svc = {"devices": "netdev", "neigh": "ip", "routes": "ip", "addrs": "ip"}[args.what]
+    rows = call(endpoints.control(rundir, svc), CTL_SHOW, args.what)
+    print(json.dumps(rows, indent=2))
+    return 0
+
+
+def cmd_stats(cfg: Config, instance: str, args: argparse.Namespace) -> int:
+    st = _require(cfg, instance)
+    rundir = endpoints.run_dir(cfg.run_dir, instance)
+    out = {}
+    for s in st["services"]:
+        try:
+            out[s["name"]] = call(endpoints.control(rundir, s["name"]), CTL_STATS, timeout=1.0)
+        except OSError as exc:
+            out[s["name"]] = {"error": str(exc)}
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    for name, counters in out.items():
+        print(f"[{name}]")
+        for k, v in sorted(counters.items()):
+            if isinstance(v, dict):
+                for dev, dv in sorted(v.items()):
+                    for ck, cv in (sorted(dv.items()) if isinstance(dv, dict) else [("", dv)]):
+                        print(f"  {k}.{dev}.{ck:<{max(1, 34 - len(k) - len(dev))}} {cv}")
+            else:
+                print(f"  {k:<36} {v}")
+    return 0
+
+
+def cmd_demo(cfg: Config, instance: str, args: argparse.Namespace) -> int:
+    """Bring the stack up, show it working against the Linux peer, bring it down."""
+    ns_args = [sys.executable, os.path.join(ROOT, "launcher.py"), "--instance", instance, "-c", cfg.path]
+    rc = subprocess.call([*ns_args, "up"])
+    if rc:
+        return rc
+    try:
+        dev = cfg.devices[0]
+        steps = [
+            ("the Linux kernel pings mkstack",
+             ["peer", "--", "ping", "-c", "5", "-i", "0.2", str(dev.addr.ip)]),
+            ("mkstack survives a killed ip layer: kill, then ping again",
+             ["kill", "ip"]),
+            (None, ["peer", "--", "ping", "-c", "3", "-i", "0.5", "-W", "2", str(dev.addr.ip)]),
+            ("the kernel's ARP entry for mkstack", ["peer", "--", "ip", "neigh", "show", "dev", dev.name]),
+            ("status after the fault", ["status"]),
+        ]
+        for title, step in steps:
+            if title:
+                print(f"\n== {title}")
+            print(f"$ launcher.py {' '.join(step)}", flush=True)
+            if step[0] == "kill":
+                time.sleep(0.2)
+            rc = subprocess.call([*ns_args, *step])
+            if rc and step[0] == "peer" and step[2] == "ping":
+                print("mkstack demo: ping failed", file=sys.stderr)
+                return rc
+        return 0
+    finally:
+        print("\n$ launcher.py down", flush=True)
+        subprocess.call([*ns_args, "down"])
+
+
+def cmd_supervise(cfg: Config, instance: str, args: argparse.Namespace) -> int:
+    Supervisor(cfg, instance).run()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="launcher.py", description="Start, supervise and inspect mkstack.")
+    ap.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="TOML config (default: %(default)s)")
+    ap.add_argument("--instance", default="default", help="instance name; runs side by side (default: default)")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("up", help="create the peer namespace and TAP, start every service")
+    p.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for the stack to answer")
+    p.set_defaults(fn=cmd_up)
+    sub.add_parser("down", help="stop everything and remove all traces of the instance").set_defaults(fn=cmd_down)
+    p = sub.add_parser("status", help="services, devices and skb usage")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_status)
+    p = sub.add_parser("kill", help="fault injection: signal a service (default SIGKILL)")
+    p.add_argument("name")
+    p.add_argument("--signal", default="KILL", help="signal name or number (default: KILL)")
+    p.set_defaults(fn=cmd_kill)
+    p = sub.add_parser("restart", help="stop a service and start it again")
+    p.add_argument("name")
+    p.set_defaults(fn=cmd_restart)
+    p = sub.add_parser("logs", help="print the log of a service (or 'launcher')")
+    p.add_argument("name")
+    p.add_argument("-n", "--lines", type=int, default=50)
+    p.set_defaults(fn=cmd_logs)
+    p = sub.add_parser("peer", help="run a command in the peer namespace: peer -- CMD ...")
+    p.add_argument("--dev", help="device whose peer namespace to use (default: the first)")
+    p.add_argument("cmd", nargs=argparse.REMAINDER)
+    p.set_defaults(fn=cmd_peer)
+    p = sub.add_parser("show", help="a service table as JSON")
+    p.add_argument("what", choices=["devices", "neigh", "routes", "addrs"])
+    p.set_defaults(fn=cmd_show)
+    p = sub.add_parser("stats", help="counters of every service")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_stats)
+    sub.add_parser("demo", help="up, ping from the Linux peer, kill a layer, ping again, down").set_defaults(
+        fn=cmd_demo)
+    sub.add_parser("supervise", help=argparse.SUPPRESS).set_defaults(fn=cmd_supervise)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        instance = check_instance(args.instance)
+        cfg = load(os.path.abspath(args.config))
+    except ConfigError as exc:
+        print(f"launcher.py: config: {exc}", file=sys.stderr)
+        return 2
+    return args.fn(cfg, instance, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,250 @@
+"""The I/O shell every layer process shares: one receive-and-dispatch loop.
+
+A service binds a PULL inbox for packet batches and a ROUTER control endpoint,
+pushes batches to its neighbours' inboxes, and hands decoded messages to its
+engine code. Input never crashes it: a bad message is counted and dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import errno
+import logging
+import os
+import signal
+import sys
+import time
+from typing import Callable
+
+import zmq
+
+from shared.config import Config, ConfigError, check_instance, load
+from shared.ipc import endpoints
+from shared.ipc.codec import BadMessage, decode, encode
+from shared.ipc.messages import CTL_PING, CTL_SHOW, CTL_STATS
+from shared.skb import Skb, SkbPool
+
+INBOX_BATCH = 256          # messages drained from the inbox per loop turn
+SNDHWM = 2000              # messages queued per neighbour before sends fail
+
+
+class Service:
+    """Subclasses set ``kind`` and implement ``on_message`` (and maybe timers)."""
+
+    kind = "service"
+
+    def __init__(self, argv: list[str] | None = None) -> None:
+        ap = argparse.ArgumentParser(prog=f"mkstack-{self.kind}")
+        ap.add_argument("--config", required=True)
+        ap.add_argument("--instance", default="default")
+        ap.add_argument("--name", default=self.kind)
+        ap.add_argument("--epoch", type=int, default=0, help="incarnation number (from the supervisor)")
+        args = ap.parse_args(argv)
+        self.name: str = args.name
+        self.instance = check_instance(args.instance)
+        self.cfg: Config = load(args.config)
+        self.rundir = endpoints.run_dir(self.cfg.run_dir, self.instance)
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                            format=f"%(asctime)s {self.name}[%(process)d] %(levelname)s %(message)s")
+        self.log = logging.getLogger(self.name)
+        self.sid = self.cfg.service_id(self.name)
+        self.epoch = args.epoch
+        self.pool = SkbPool(endpoints.slab_path(self.instance), owner=self.sid,
+                            n_owners=len(self.cfg.services), epoch=self.epoch)
+        self.counters: collections.Counter[str] = collections.Counter()
+        self.ctx = zmq.Context.instance()  # created after exec, never inherited
+        self.inbox = self._bind(zmq.PULL, endpoints.inbox(self.rundir, self.name))
+        self.ctl = self._bind(zmq.ROUTER, endpoints.control(self.rundir, self.name))
+        self.poller = zmq.Poller()
+        self.poller.register(self.inbox, zmq.POLLIN)
+        self.poller.register(self.ctl, zmq.POLLIN)
+        self._fds: dict[int, Callable[[], None]] = {}
+        self._out: dict[str, zmq.Socket] = {}
+        self.running = True
+        self.started = time.monotonic()
+        self._errors_logged = 0
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+
+    # -- plumbing -----------------------------------------------------------
+    def _bind(self, kind: int, ep: str) -> zmq.Socket:
+        s = self.ctx.socket(kind)
+        s.setsockopt(zmq.LINGER, 0)
+        s.setsockopt(zmq.RCVHWM, SNDHWM)
+        s.bind(ep)
+        return s
+
+    def _stop(self, *_: object) -> None:
+        self.running = False
+
+    def watch_fd(self, fd: int, handler: Callable[[], None]) -> None:
+        self.poller.register(fd, zmq.POLLIN)
+        self._fds[fd] = handler
+
+    def unwatch_fd(self, fd: int) -> None:
+        self.poller.unregister(fd)
+        self._fds.pop(fd, None)
+
+    def peer(self, service: str) -> zmq.Socket:
+        """The PUSH socket to ``service``'s inbox (reconnects by itself after restarts)."""
+        s = self._out.get(service)
+        if s is None:
+            s = self.ctx.socket(zmq.PUSH)
+            s.setsockopt(zmq.LINGER, 0)
+            s.setsockopt(zmq.SNDHWM, SNDHWM)
+            # queue nothing for a peer that is not connected: a handle must not
+            # sit in a pipe to a dead process (its skb is reclaimed meanwhile)
+            s.setsockopt(zmq.IMMEDIATE, 1)
+            s.setsockopt(zmq.RECONNECT_IVL, 20)
+            s.setsockopt(zmq.RECONNECT_IVL_MAX, 200)
+            s.connect(endpoints.inbox(self.rundir, service))
+            self._out[service] = s
+        return s
+
+    def send_skbs(self, service: str, code: int, ifindex: int, skbs: list[Skb]) -> bool:
+        """Hand ``skbs`` to ``service`` in one message; on failure free them (counted)."""
+        if not skbs:
+            return True
+        to = self.cfg.service_id(service)
+        handles = [self.pool.give(skb, to) for skb in skbs]
+        try:
+            self.peer(service).send(encode(code, ifindex, handles), zmq.NOBLOCK)
+            return True
+        except zmq.Again:
+            self.counters[f"drop_{service}_unreachable"] += len(skbs)
+            for skb in skbs:
+                self.pool.free(skb)
+            return False
+
+    # -- the loop -----------------------------------------------------------
+    def on_message(self, code: int, fields: list) -> None:
+        raise NotImplementedError
+
+    def on_control(self, code: int, fields: list) -> object:
+        """Service-specific control requests; return the result or raise OSError."""
+        if code == CTL_SHOW:
+            return self.show(fields[0])
+        raise OSError(errno.EINVAL, "unknown control request")
+
+    def show(self, what: str) -> object:
+        raise OSError(errno.EINVAL, f"nothing to show as {what!r}")
+
+    def timer_at(self) -> float | None:
+        """Next monotonic time ``on_timer`` must run (None: no timer)."""
+        return None
+
+    def on_timer(self, now: float) -> None:
+        pass
+
+    def stats(self) -> dict:
+        out = dict(self.counters)
+        out["skb_alloc_drops"] = self.pool.drops
+        out["skb_stale_handles"] = self.pool.stale
+        return out
+
+    def fault(self, what: str, exc: BaseException) -> None:
+        """Count a failure caused by input; log the first few with a traceback."""
+        self.counters[f"err_{what}"] += 1
+        if self._errors_logged < 20:
+            self._errors_logged += 1
+            self.log.exception("%s: %s", what, exc)
+
+    def _drain_inbox(self) -> None:
+        for _ in range(INBOX_BATCH):
+            try:
+                frame = self.inbox.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                code, fields = decode(frame)
+            except BadMessage:
+                self.counters["bad_messages"] += 1
+                continue
+            try:
+                self.on_message(code, fields)
+            except Exception as exc:  # a service never dies on input
+                self.fault("message", exc)
+
+    def _serve_control(self) -> None:
+        for _ in range(64):
+            try:
+                parts = self.ctl.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(parts) < 2:
+                continue
+            ident, body = parts[0], parts[-1]
+            try:
+                code, fields = decode(body)
+                if code == CTL_PING:
+                    result: object = {"pid": os.getpid(), "name": self.name, "epoch": self.epoch}
+                elif code == CTL_STATS:
+                    result = self.stats()
+                else:
+                    result = self.on_control(code, fields)
+                reply = encode(0, result)
+            except BadMessage as exc:
+                reply = encode(errno.EINVAL, str(exc))
+            except OSError as exc:
+                reply = encode(exc.errno or errno.EINVAL, exc.strerror or str(exc))
+            except Exception as exc:
+                self.fault("control", exc)
+                reply = encode(errno.EIO, f"{exc.__class__.__name__}: {exc}")
+            try:
+                self.ctl.send_multipart([ident, b"", reply] if len(parts) > 2 else [ident, reply], zmq.NOBLOCK)
+            except zmq.ZMQError:
+                self.counters["control_reply_drops"] += 1
+
+    def busy(self) -> bool:
+        """True if the service has work that must not wait for I/O (NAPI-style)."""
+        return False
+
+    def run(self) -> None:
+        self.log.info("up (epoch %d, pid %d)", self.epoch, os.getpid())
+        while self.running:
+            at = self.timer_at()
+            if self.busy():
+                timeout = 0
+            elif at is None:
+                timeout = 1000
+            else:
+                timeout = max(0, min(1000, int((at - time.monotonic()) * 1000) + 1))
+            try:
+                events = dict(self.poller.poll(timeout))
+            except zmq.ZMQError as exc:
+                if exc.errno == errno.EINTR:
+                    continue
+                raise
+            if self.inbox in events:
+                self._drain_inbox()
+            if self.ctl in events:
+                self._serve_control()
+            for fd, handler in list(self._fds.items()):
+                if fd in events or self.busy():
+                    try:
+                        handler()
+                    except Exception as exc:
+                        self.fault("io", exc)
+            now = time.monotonic()
+            at = self.timer_at()
+            if at is not None and now >= at:
+                try:
+                    self.on_timer(now)
+                except Exception as exc:
+                    self.fault("timer", exc)
+        self.close()
+        self.log.info("down")
+
+    def close(self) -> None:
+        for s in [self.inbox, self.ctl, *self._out.values()]:
+            s.close(0)
+
+
+def main(cls: type[Service]) -> None:
+    try:
+        svc = cls()
+    except ConfigError as exc:
+        print(f"mkstack-{cls.kind}: config: {exc}", file=sys.stderr)
+        sys.exit(2)
+    svc.run()

@@ -1,0 +1,341 @@
+"""The IPv4 layer: ip_rcv/ip_output, ARP, ICMP and routing around the engines.
+
+Receive (RFC 791, RFC 1122 3.2.1): full header checks, martian filtering,
+local delivery by protocol number. ICMP echo is answered in place in the
+received skb. Output: FIB lookup, neighbour resolution (packets wait in the
+neighbour's queue while ARP resolves), Ethernet header pushed in place, one
+batch per device per loop turn to netdev.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+import time
+from dataclasses import dataclass
+
+from services.base import Service, main
+from shared.ipc.messages import DEV_QUEUE_XMIT, IP_RCV
+from shared.proto.fib import Fib, FibRoute
+from shared.proto.neigh import NeighTable, Overflow, Solicit, Unresolved
+from shared.skb import NoBuffers, Skb
+from shared.wire import WireError
+from shared.wire.arp import ARP_LEN, ARPOP_REPLY, ARPOP_REQUEST, ArpPacket, emit_arp, parse_arp
+from shared.wire.checksum import checksum
+from shared.wire.ethernet import BROADCAST, ETH_HLEN, ETH_P_ARP, ETH_P_IP, EthHeader, emit_eth, mac_ntoa
+from shared.wire.icmp import (ICMP_DEST_UNREACH, ICMP_ECHO, ICMP_ECHOREPLY, ICMP_ERRORS, ICMP_HLEN,
+                              ICMP_HOST_UNREACH, ICMP_PROT_UNREACH, IcmpHeader, emit_icmp, parse_icmp)
+from shared.wire.ipv4 import IPPROTO_ICMP, IPV4_HLEN, Ipv4Header, emit_ipv4, ip_ntoa, parse_ipv4
+
+LIMITED_BROADCAST = b"\xff\xff\xff\xff"
+ICMP_QUOTE_MAX = 576 - IPV4_HLEN - ICMP_HLEN   # RFC 1812 4.3.2.3: fill up to 576 bytes
+DEFAULT_TTL = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Iface:
+    ifindex: int
+    name: str
+    mac: bytes
+    addr: bytes
+    net: ipaddress.IPv4Network
+    mtu: int
+
+    @property
+    def broadcast(self) -> bytes:
+        return self.net.broadcast_address.packed
+
+
+class TokenBucket:
+    """ICMP output rate limit (net.ipv4.icmp_msgs_per_sec/_burst)."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst, self.tokens, self.t = rate, burst, burst, 0.0
+
+    def allow(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.t) * self.rate)
+        self.t = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+def martian_source(src: bytes) -> bool:
+    """Addresses that may never appear as a source (RFC 1122 3.2.1.3)."""
+    return src[0] in (0, 127) or src[0] >= 224
+
+
+class Ip(Service):
+    kind = "ip"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ifaces: dict[int, Iface] = {}
+        self.fib = Fib()
+        for d in self.cfg.devices:
+            ifc = Iface(d.ifindex, d.name, d.mac, d.addr.ip.packed, d.addr.network, d.mtu)
+            self.ifaces[d.ifindex] = ifc
+            self.fib.add(FibRoute(int(d.addr.network.network_address), d.addr.network.prefixlen,
+                                  d.ifindex, None, ifc.addr))
+        by_name = {i.name: i for i in self.ifaces.values()}
+        for r in self.cfg.routes:
+            ifc = by_name[r.dev]
+            self.fib.add(FibRoute(int(r.dst.network_address), r.dst.prefixlen, ifc.ifindex,
+                                  r.via.packed if r.via else None, ifc.addr, metric=1))
+        self.local = {i.addr: i for i in self.ifaces.values()}
+        n = self.cfg.neigh
+        self.neigh = NeighTable(n.reachable_time, n.retrans_time, n.mcast_solicit, n.unres_qlen, n.gc_stale_time)
+        self.icmp_limit = TokenBucket(1000.0, 50.0)
+        self.ident = int(time.time() * 1000) & 0xFFFF
+        self.txbatch: dict[int, list[Skb]] = {}
+        self.now = time.monotonic()
+        self.peer("netdev")
+
+    # -- dispatch -----------------------------------------------------------
+    def on_message(self, code: int, fields: list) -> None:
+        ifindex, handles = fields
+        ifc = self.ifaces.get(ifindex)
+        if code != IP_RCV or ifc is None:
+            self.counters["unexpected_messages"] += 1
+            self.pool.free_handles(handles)
+            return
+        self.now = time.monotonic()
+        for skb in self.pool.take_many(handles):
+            try:
+                if skb.protocol == ETH_P_ARP:
+                    self.arp_rcv(ifc, skb)
+                elif skb.protocol == ETH_P_IP:
+                    self.ip_rcv(ifc, skb)
+                else:
+                    self.counters["IpInUnknownEthertype"] += 1
+                    self.pool.free(skb)
+            except Exception as exc:
+                self.pool.free(skb)
+                self.fault("rcv", exc)
+        self.flush()
+
+    def flush(self) -> None:
+        for ifindex, skbs in self.txbatch.items():
+            self.send_skbs("netdev", DEV_QUEUE_XMIT, ifindex, skbs)
+        self.txbatch.clear()
+
+    def timer_at(self) -> float | None:
+        return self.neigh.poll_at()
+
+    def on_timer(self, now: float) -> None:
+        self.now = now
+        self.neigh_actions(self.neigh.poll(now))
+        self.flush()
+
+    # -- ARP ----------------------------------------------------------------
+    def arp_rcv(self, ifc: Iface, skb: Skb) -> None:
+        try:
+            arp = parse_arp(skb.data)
+        except WireError:
+            self.counters["ArpInErrors"] += 1
+            self.pool.free(skb)
+            return
+        self.counters["ArpInRequests" if arp.op == ARPOP_REQUEST else "ArpInReplies"] += 1
+        for_us = arp.tpa == ifc.addr
+        if arp.spa != b"\0\0\0\0" and not martian_source(arp.spa) and arp.spa != ifc.addr:
+            for waiting in self.neigh.update(ifc.ifindex, arp.spa, arp.sha, self.now, create=for_us):
+                self.neigh_output(ifc, waiting, arp.sha)
+        if not (for_us and arp.op == ARPOP_REQUEST):
+            self.pool.free(skb)
+            return
+        # answer in place: the request's buffer becomes the reply
+        skb.trim(ARP_LEN)
+        emit_arp(ArpPacket(ARPOP_REPLY, ifc.mac, ifc.addr, arp.sha, arp.spa), skb.data)
+        self.counters["ArpOutReplies"] += 1
+        self.xmit_frame(ifc, skb, arp.sha, ETH_P_ARP)
+
+    def arp_solicit(self, s: Solicit) -> None:
+        ifc = self.ifaces.get(s.ifindex)
+        if ifc is None:
+            return
+        try:
+            skb = self.pool.alloc(ARP_LEN)
+        except NoBuffers:
+            self.counters["ArpOutDrops"] += 1
+            return
+        emit_arp(ArpPacket(ARPOP_REQUEST, ifc.mac, ifc.addr, b"\0" * 6, s.ip), skb.put(ARP_LEN))
+        self.counters["ArpOutRequests"] += 1
+        self.xmit_frame(ifc, skb, s.mac or BROADCAST, ETH_P_ARP)
+
+    def neigh_actions(self, actions: list) -> None:
+        for a in actions:
+            if isinstance(a, Solicit):
+                self.arp_solicit(a)
+            elif isinstance(a, Unresolved):
+                self.counters["ArpResolveFailed"] += 1
+                for skb in a.items:
+                    self.icmp_send(skb, ICMP_DEST_UNREACH, ICMP_HOST_UNREACH, ifc=self.ifaces.get(a.ifindex))
+                    self.pool.free(skb)
+            elif isinstance(a, Overflow):
+                self.counters["ArpUnresQueueDrops"] += 1
+                self.pool.free(a.item)
+
+    # -- IPv4 receive ---------------------------------------------------------
+    def ip_rcv(self, ifc: Iface, skb: Skb) -> None:
+        self.counters["IpInReceives"] += 1
+        try:
+            hdr, _ = parse_ipv4(skb.data)
+        except WireError:
+            self.counters["IpInHdrErrors"] += 1
+            self.pool.free(skb)
+            return
+        skb.trim(hdr.total_len)  # drop Ethernet padding
+        if martian_source(hdr.src) or hdr.src in self.local or hdr.src == ifc.broadcast:
+            self.counters["IpInAddrErrors"] += 1
+            self.pool.free(skb)
+            return
+        if hdr.dst in self.local or hdr.dst in (ifc.broadcast, LIMITED_BROADCAST):
+            self.ip_local_deliver(ifc, skb, hdr)
+            return
+        # not for us: forwarding is off (net.ipv4.ip_forward = 0)
+        self.counters["IpInAddrErrors"] += 1
+        self.pool.free(skb)
+
+    def ip_local_deliver(self, ifc: Iface, skb: Skb, hdr: Ipv4Header) -> None:
+        if hdr.is_fragment:
+            # reassembly (RFC 815) is not built yet: counted, never half-delivered
+            self.counters["IpReasmFails"] += 1
+            self.pool.free(skb)
+            return
+        if hdr.proto == IPPROTO_ICMP:
+            self.counters["IpInDelivers"] += 1
+            self.icmp_rcv(ifc, skb, hdr)
+            return
+        self.counters["IpInUnknownProtos"] += 1
+        if hdr.dst in self.local:
+            self.icmp_send(skb, ICMP_DEST_UNREACH, ICMP_PROT_UNREACH, ifc=ifc)
+        self.pool.free(skb)
+
+    # -- ICMP -----------------------------------------------------------------
+    def icmp_rcv(self, ifc: Iface, skb: Skb, hdr: Ipv4Header) -> None:
+        self.counters["IcmpInMsgs"] += 1
+        try:
+            icmp, _ = parse_icmp(skb.data[hdr.hlen:])
+        except WireError:
+            self.counters["IcmpInErrors"] += 1
+            self.pool.free(skb)
+            return
+        if icmp.type == ICMP_ECHO:
+            self.counters["IcmpInEchos"] += 1
+            if hdr.dst not in self.local:   # icmp_echo_ignore_broadcasts = 1
+                self.pool.free(skb)
+                return
+            self.icmp_echo_reply(skb, hdr, icmp)
+            return
+        if icmp.type == ICMP_ECHOREPLY:
+            self.counters["IcmpInEchoReps"] += 1
+        elif icmp.type in ICMP_ERRORS:
+            self.counters["IcmpInDestUnreachs" if icmp.type == ICMP_DEST_UNREACH else "IcmpInOtherErrors"] += 1
+        self.pool.free(skb)
+
+    def icmp_echo_reply(self, skb: Skb, hdr: Ipv4Header, icmp: IcmpHeader) -> None:
+        """Turn the request into the reply in its own buffer (options dropped)."""
+        if hdr.options:
+            payload = bytes(skb.data[hdr.hlen + ICMP_HLEN:])
+            skb.trim(0)
+            skb.put(IPV4_HLEN + ICMP_HLEN)
+            skb.put(len(payload))[:] = payload
+        data = skb.data
+        plen = len(data) - IPV4_HLEN - ICMP_HLEN
+        emit_icmp(IcmpHeader(ICMP_ECHOREPLY, 0, icmp.rest), data, IPV4_HLEN, plen)
+        self.counters["IcmpOutMsgs"] += 1
+        self.counters["IcmpOutEchoReps"] += 1
+        self.ip_send(skb, src=hdr.dst, dst=hdr.src, proto=IPPROTO_ICMP, tos=hdr.tos, header_room=True)
+
+    def icmp_send(self, orig: Skb, type_: int, code: int, ifc: Iface | None, rest: int = 0) -> None:
+        """Send an ICMP error about ``orig`` (whose data starts at its IP header).
+
+        RFC 1122 3.2.2: never about an ICMP error, a non-first fragment, or a
+        broadcast/multicast datagram; rate limited.
+        """
+        data = orig.data
+        try:
+            hdr, payload = parse_ipv4(data)
+        except WireError:
+            return
+        if hdr.frag_off or hdr.dst[0] >= 224 or (ifc and hdr.dst == ifc.broadcast) or martian_source(hdr.src):
+            return
+        if hdr.proto == IPPROTO_ICMP and (len(payload) < 1 or payload[0] in ICMP_ERRORS):
+            return
+        if not self.icmp_limit.allow(self.now):
+            self.counters["IcmpRateLimited"] += 1
+            return
+        quote = min(hdr.total_len, ICMP_QUOTE_MAX)
+        try:
+            skb = self.pool.alloc(IPV4_HLEN + ICMP_HLEN + quote)
+        except NoBuffers:
+            self.counters["IcmpOutErrors"] += 1
+            return
+        skb.put(IPV4_HLEN + ICMP_HLEN)
+        skb.put(quote)[:] = data[:quote]
+        emit_icmp(IcmpHeader(type_, code, rest), skb.data, IPV4_HLEN, quote)
+        src = hdr.dst if hdr.dst in self.local else (ifc.addr if ifc else None)
+        if src is None:
+            self.pool.free(skb)
+            return
+        self.counters["IcmpOutMsgs"] += 1
+        self.counters["IcmpOutDestUnreachs" if type_ == ICMP_DEST_UNREACH else "IcmpOutOtherErrors"] += 1
+        self.ip_send(skb, src=src, dst=hdr.src, proto=IPPROTO_ICMP, header_room=True)
+
+    # -- IPv4 output ------------------------------------------------------------
+    def ip_send(self, skb: Skb, src: bytes, dst: bytes, proto: int, tos: int = 0,
+                ttl: int = DEFAULT_TTL, df: bool = False, header_room: bool = False) -> None:
+        """Route and send; the IP header is written in the first 20 bytes of the
+        data (``header_room``) or pushed in front of it."""
+        route = self.fib.lookup(dst)
+        if route is None:
+            self.counters["IpOutNoRoutes"] += 1
+            self.pool.free(skb)
+            return
+        if not header_room:
+            skb.push(IPV4_HLEN)
+        self.ident = (self.ident + 1) & 0xFFFF
+        emit_ipv4(Ipv4Header(src=src, dst=dst, proto=proto, total_len=len(skb), ttl=ttl, tos=tos,
+                             ident=self.ident, df=df), skb.data)
+        self.counters["IpOutRequests"] += 1
+        self.ip_finish_output(skb, route, dst)
+
+    def ip_finish_output(self, skb: Skb, route: FibRoute, dst: bytes) -> None:
+        ifc = self.ifaces[route.ifindex]
+        if len(skb) > ifc.mtu:
+            # fragmentation (RFC 791) is not built yet: counted, never truncated
+            self.counters["IpFragFails"] += 1
+            self.pool.free(skb)
+            return
+        skb.network_header = skb.data_off
+        mac, actions = self.neigh.resolve(ifc.ifindex, route.next_hop(dst), skb, self.now)
+        if mac is not None:
+            self.neigh_output(ifc, skb, mac)
+        self.neigh_actions(actions)
+
+    def neigh_output(self, ifc: Iface, skb: Skb, mac: bytes) -> None:
+        self.xmit_frame(ifc, skb, mac, ETH_P_IP)
+
+    def xmit_frame(self, ifc: Iface, skb: Skb, dst_mac: bytes, ethertype: int) -> None:
+        emit_eth(EthHeader(dst_mac, ifc.mac, ethertype), skb.push(ETH_HLEN))
+        skb.mac_header = skb.data_off
+        self.txbatch.setdefault(ifc.ifindex, []).append(skb)
+
+    # -- introspection ----------------------------------------------------------
+    def show(self, what: str) -> object:
+        if what == "neigh":
+            return [{"ip": ip_ntoa(e.ip), "dev": self.ifaces[e.ifindex].name,
+                     "mac": mac_ntoa(e.mac) if e.mac else None, "state": e.state.value,
+                     "queued": len(e.queue)} for e in self.neigh.entries.values()]
+        if what == "routes":
+            return [{"dst": f"{ipaddress.IPv4Address(r.dst)}/{r.plen}", "dev": self.ifaces[r.ifindex].name,
+                     "via": ip_ntoa(r.gateway) if r.gateway else None, "src": ip_ntoa(r.src),
+                     "metric": r.metric} for r in self.fib.routes()]
+        if what == "addrs":
+            return [{"dev": i.name, "addr": f"{ip_ntoa(i.addr)}/{i.net.prefixlen}"} for i in self.ifaces.values()]
+        return super().show(what)
+
+
+if __name__ == "__main__":
+    main(Ip)

@@ -1,0 +1,126 @@
+"""The device layer: device table, ethertype demux, tx queues and counters.
+
+Plays netif_rx/eth_type_trans on the way up (check the Ethernet header, drop
+frames for other hosts, pull the header, demux by ethertype) and
+dev_queue_xmit on the way down (a tx queue of txqueuelen per device, drops
+counted, flushed to the driver in batches).
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass, field
+
+from services.base import Service, main
+from shared.ipc.messages import DEV_QUEUE_XMIT, DEV_XMIT, IP_RCV, NETIF_RX
+from shared.skb import Skb
+from shared.wire import WireError
+from shared.wire.ethernet import ETH_P_ARP, ETH_P_IP, mac_ntoa, parse_eth
+
+_COUNTERS = ("rx_packets", "rx_bytes", "rx_errors", "rx_dropped", "rx_nohandler", "rx_otherhost",
+             "tx_packets", "tx_bytes", "tx_dropped", "tx_errors")
+
+
+@dataclass(slots=True)
+class NetDevice:
+    name: str
+    ifindex: int
+    mac: bytes
+    mtu: int
+    txqueuelen: int
+    driver: str
+    txq: collections.deque = field(default_factory=collections.deque)
+    stats: dict = field(default_factory=lambda: dict.fromkeys(_COUNTERS, 0))
+
+
+class Netdev(Service):
+    kind = "netdev"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.devices: dict[int, NetDevice] = {}
+        for d in self.cfg.devices:
+            self.devices[d.ifindex] = NetDevice(d.name, d.ifindex, d.mac, d.mtu, d.txqueuelen,
+                                                self.cfg.driver_name(d))
+            self.peer(self.cfg.driver_name(d))
+        self.peer("ip")
+
+    def on_message(self, code: int, fields: list) -> None:
+        ifindex, handles = fields
+        dev = self.devices.get(ifindex)
+        if dev is None:
+            self.counters["unknown_device"] += len(handles)
+            self.pool.free_handles(handles)
+            return
+        if code == NETIF_RX:
+            self.netif_rx(dev, self.pool.take_many(handles))
+        elif code == DEV_QUEUE_XMIT:
+            self.dev_queue_xmit(dev, self.pool.take_many(handles))
+        else:
+            self.counters["unexpected_messages"] += 1
+            self.pool.free_handles(handles)
+
+    def netif_rx(self, dev: NetDevice, skbs: list[Skb]) -> None:
+        st = dev.stats
+        up = []
+        for skb in skbs:
+            st["rx_packets"] += 1
+            st["rx_bytes"] += len(skb)
+            try:
+                eth, _ = parse_eth(skb.data)
+            except WireError:
+                st["rx_errors"] += 1
+                self.pool.free(skb)
+                continue
+            if eth.dst != dev.mac and not eth.dst[0] & 1:  # neither ours nor multi/broadcast
+                st["rx_otherhost"] += 1
+                self.pool.free(skb)
+                continue
+            if eth.ethertype not in (ETH_P_IP, ETH_P_ARP):
+                st["rx_nohandler"] += 1
+                self.pool.free(skb)
+                continue
+            skb.mac_header = skb.data_off
+            skb.pull(14)
+            skb.network_header = skb.data_off
+            skb.protocol = eth.ethertype
+            up.append(skb)
+        if up and not self.send_skbs("ip", IP_RCV, dev.ifindex, up):
+            st["rx_dropped"] += len(up)
+
+    def dev_queue_xmit(self, dev: NetDevice, skbs: list[Skb]) -> None:
+        room = dev.txqueuelen - len(dev.txq)
+        if len(skbs) > room:
+            dev.stats["tx_dropped"] += len(skbs) - max(room, 0)
+            for skb in skbs[max(room, 0):]:
+                self.pool.free(skb)
+            skbs = skbs[:max(room, 0)]
+        dev.txq.extend(skbs)
+        self.flush(dev)
+
+    def flush(self, dev: NetDevice) -> None:
+        """Move the tx queue to the driver, 64 frames a message."""
+        while dev.txq:
+            batch = [dev.txq.popleft() for _ in range(min(64, len(dev.txq)))]
+            nbytes = sum(len(s) for s in batch)
+            if not self.send_skbs(dev.driver, DEV_XMIT, dev.ifindex, batch):
+                dev.stats["tx_dropped"] += len(batch)
+                continue
+            dev.stats["tx_packets"] += len(batch)
+            dev.stats["tx_bytes"] += nbytes
+
+    def stats(self) -> dict:
+        out = super().stats()
+        out["devices"] = {d.name: dict(d.stats) for d in self.devices.values()}
+        return out
+
+    def show(self, what: str) -> object:
+        if what == "devices":
+            return [{"name": d.name, "ifindex": d.ifindex, "mac": mac_ntoa(d.mac), "mtu": d.mtu,
+                     "txqueuelen": d.txqueuelen, "txq": len(d.txq), **d.stats}
+                    for d in self.devices.values()]
+        return super().show(what)
+
+
+if __name__ == "__main__":
+    main(Netdev)

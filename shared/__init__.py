@@ -1,0 +1,1 @@
+"""Code shared by the mkstack services and the applications that use them."""

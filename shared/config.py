@@ -1,0 +1,213 @@
+"""Load and check an mkstack TOML configuration; every error names its key."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from dataclasses import dataclass, field
+
+from shared.skb import SizeClass
+from shared.wire.ethernet import mac_aton
+
+_INSTANCE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,23}$")
+
+
+class ConfigError(ValueError):
+    """A missing or malformed configuration key; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    name: str
+    ifindex: int
+    mac: bytes
+    addr: ipaddress.IPv4Interface
+    mtu: int
+    txqueuelen: int
+    peer_addr: ipaddress.IPv4Interface
+    peer_netns: str          # may contain "{instance}"
+
+    def netns(self, instance: str) -> str:
+        return self.peer_netns.format(instance=instance)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    dst: ipaddress.IPv4Network
+    via: ipaddress.IPv4Address | None
+    dev: str
+
+
+@dataclass(frozen=True, slots=True)
+class Neigh:
+    reachable_time: float
+    retrans_time: float
+    mcast_solicit: int
+    unres_qlen: int
+    gc_stale_time: float
+
+
+@dataclass(frozen=True, slots=True)
+class Supervisor:
+    heartbeat_interval: float
+    heartbeat_timeout: float
+    backoff_initial: float
+    backoff_max: float
+    backoff_reset: float
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: str
+    run_dir: str
+    skb_classes: list[SizeClass]
+    devices: list[Device]
+    routes: list[Route]
+    neigh: Neigh
+    supervisor: Supervisor
+    driver_budget: int
+    services: list[str] = field(default_factory=list)
+
+    def device(self, name: str) -> Device:
+        for d in self.devices:
+            if d.name == name:
+                return d
+        raise KeyError(name)
+
+    def service_id(self, name: str) -> int:
+        """Service ids number skb owners: 1..n in service order (0 is the supervisor)."""
+        return self.services.index(name) + 1
+
+    def driver_name(self, dev: Device) -> str:
+        return "driver" if dev is self.devices[0] else f"driver-{dev.name}"
+
+
+def check_instance(name: str) -> str:
+    if not _INSTANCE_RE.match(name):
+        raise ConfigError(f"instance: {name!r} must be 1-24 of [a-z0-9_-], starting alphanumeric")
+    return name
+
+
+class _Section:
+    """Typed access to one table of the TOML document, naming keys in errors."""
+
+    def __init__(self, data: object, where: str) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: expected a table")
+        self.data = data
+        self.where = where
+
+    def _key(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def get(self, key: str, typ: type | tuple[type, ...], default: object = ...) -> object:
+        if key not in self.data:
+            if default is ...:
+                raise ConfigError(f"{self._key(key)}: missing")
+            return default
+        val = self.data[key]
+        if isinstance(val, bool) and typ is not bool or not isinstance(val, typ):
+            names = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
+            raise ConfigError(f"{self._key(key)}: expected {names}, got {val!r}")
+        return val
+
+    def num(self, key: str, lo: float, hi: float, default: object = ..., integer: bool = False) -> float:
+        val = self.get(key, int if integer else (int, float), default)
+        if not lo <= val <= hi:  # type: ignore[operator]
+            raise ConfigError(f"{self._key(key)}: {val!r} is outside [{lo}, {hi}]")
+        return val  # type: ignore[return-value]
+
+    def parse(self, key: str, fn, default: object = ...):  # noqa: ANN001, ANN201
+        raw = self.get(key, str, default)
+        if raw is None:
+            return None
+        try:
+            return fn(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{self._key(key)}: {exc}") from None
+
+    def table(self, key: str) -> "_Section":
+        return _Section(self.data.get(key, {}), self._key(key))
+
+    def tables(self, key: str) -> list["_Section"]:
+        val = self.data.get(key, [])
+        if not isinstance(val, list):
+            raise ConfigError(f"{self._key(key)}: expected an array of tables")
+        return [_Section(v, f"{self._key(key)}[{i}]") for i, v in enumerate(val)]
+
+
+def _skb_classes(sec: _Section) -> list[SizeClass]:
+    out = []
+    for c in sec.tables("classes"):
+        out.append(SizeClass(int(c.num("slot_size", 256, 1 << 20, integer=True)),
+                             int(c.num("slots", 16, 1 << 22, integer=True))))
+    if not out:
+        raise ConfigError("skb.classes: at least one size class is needed")
+    return sorted(out, key=lambda s: s.slot_size)
+
+
+def load(path: str) -> Config:
+    try:
+        with open(path, "rb") as f:
+            doc = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    root = _Section(doc, "")
+    stack = root.table("stack")
+    devices = []
+    for i, d in enumerate(root.tables("devices")):
+        kind = d.get("kind", str, "tap")
+        if kind != "tap":
+            raise ConfigError(f"{d.where}.kind: {kind!r} is not supported (only 'tap')")
+        addr = d.parse("addr", ipaddress.IPv4Interface)
+        peer = d.parse("peer_addr", ipaddress.IPv4Interface)
+        if addr.network != peer.network or addr.ip == peer.ip:
+            raise ConfigError(f"{d.where}.peer_addr: {peer} must be another address in {addr.network}")
+        name = d.get("name", str)
+        if not re.match(r"^[a-z][a-z0-9]{0,14}$", name):
+            raise ConfigError(f"{d.where}.name: {name!r} is not a device name")
+        devices.append(Device(
+            name=name, ifindex=i + 2, mac=d.parse("mac", mac_aton), addr=addr,
+            mtu=int(d.num("mtu", 576, 9000, 1500, integer=True)),
+            txqueuelen=int(d.num("txqueuelen", 1, 100000, 1000, integer=True)),
+            peer_addr=peer, peer_netns=d.get("peer_netns", str, "mkstack-{instance}")))
+    if not devices:
+        raise ConfigError("devices: at least one device is needed")
+    names = [d.name for d in devices]
+    if len(set(names)) != len(names):
+        raise ConfigError("devices: device names must be unique")
+    routes = []
+    for r in root.tables("routes"):
+        dev = r.get("dev", str)
+        if dev not in names:
+            raise ConfigError(f"{r.where}.dev: no device named {dev!r}")
+        routes.append(Route(dst=r.parse("dst", ipaddress.IPv4Network),
+                            via=r.parse("via", ipaddress.IPv4Address, None), dev=dev))
+    nb = root.table("neigh")
+    sup = root.table("supervisor")
+    cfg = Config(
+        path=path,
+        run_dir=stack.get("run_dir", str, "/run/mkstack"),
+        skb_classes=_skb_classes(root.table("skb")),
+        devices=devices,
+        routes=routes,
+        neigh=Neigh(reachable_time=nb.num("reachable_time", 1, 3600, 30.0),
+                    retrans_time=nb.num("retrans_time", 0.01, 60, 1.0),
+                    mcast_solicit=int(nb.num("mcast_solicit", 1, 100, 3, integer=True)),
+                    unres_qlen=int(nb.num("unres_qlen", 1, 10000, 101, integer=True)),
+                    gc_stale_time=nb.num("gc_stale_time", 1, 86400, 60.0)),
+        supervisor=Supervisor(heartbeat_interval=sup.num("heartbeat_interval", 0.05, 60, 0.5),
+                              heartbeat_timeout=sup.num("heartbeat_timeout", 0.2, 600, 3.0),
+                              backoff_initial=sup.num("backoff_initial", 0.0, 60, 0.05),
+                              backoff_max=sup.num("backoff_max", 0.0, 600, 5.0),
+                              backoff_reset=sup.num("backoff_reset", 0.1, 3600, 10.0)),
+        driver_budget=int(root.table("driver").num("budget", 1, 4096, 64, integer=True)),
+    )
+    cfg.services.extend(cfg.driver_name(d) for d in devices)
+    cfg.services.extend(["netdev", "ip"])
+    if len(cfg.services) > 250:
+        raise ConfigError("devices: too many devices")
+    return cfg

@@ -1,0 +1,116 @@
+"""The host side of an instance: peer namespaces, persistent TAPs, leftovers.
+
+Everything here shells out to iproute2, as an administrator would; it runs in
+the launcher only, never in a layer process.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+from shared.config import Config, Device
+from shared.ipc import endpoints
+
+
+def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
+
+
+def netns_exists(name: str) -> bool:
+    return os.path.exists(f"/run/netns/{name}")
+
+
+def setup_device(dev: Device, instance: str) -> None:
+    """Create the peer namespace and the persistent TAP whose kernel side it holds."""
+    ns = dev.netns(instance)
+    if not netns_exists(ns):
+        ip("netns", "add", ns)
+        ip("-n", ns, "link", "set", "lo", "up")
+    if ip("-n", ns, "link", "show", dev.name, check=False).returncode != 0:
+        ip("-n", ns, "tuntap", "add", "dev", dev.name, "mode", "tap")
+        # no IPv6 chatter (MLD, router solicitations) on a link that is IPv4-only
+        subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw",
+                        f"net.ipv6.conf.{dev.name}.disable_ipv6=1"], capture_output=True)
+        ip("-n", ns, "link", "set", dev.name, "mtu", str(dev.mtu))
+        ip("-n", ns, "addr", "add", str(dev.peer_addr), "dev", dev.name)
+    ip("-n", ns, "link", "set", dev.name, "up")
+
+
+def teardown_device(dev: Device, instance: str) -> None:
+    ns = dev.netns(instance)
+    if not netns_exists(ns):
+        return
+    for pid in ip("netns", "pids", ns, check=False).stdout.split():
+        _kill(int(pid), signal.SIGKILL)
+    ip("-n", ns, "link", "del", dev.name, check=False)
+    ip("netns", "del", ns, check=False)
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def instance_pids(instance: str) -> list[int]:
+    """Processes of this instance (supervisor and services), found by their argv."""
+    out = []
+    for d in glob.glob("/proc/[0-9]*"):
+        try:
+            with open(f"{d}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if b"--instance" not in argv or int(d[6:]) == os.getpid():
+            continue
+        i = argv.index(b"--instance")
+        if i + 1 < len(argv) and argv[i + 1] == instance.encode() and (
+                b"supervise" in argv or any(a.startswith(b"services.") for a in argv)):
+            out.append(int(d[6:]))
+    return out
+
+
+def kill_instance(instance: str, grace: float = 2.0) -> None:
+    pids = instance_pids(instance)
+    for pid in pids:
+        _kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while pids and time.monotonic() < deadline:
+        pids = [p for p in pids if os.path.exists(f"/proc/{p}") and not _zombie(p)]
+        time.sleep(0.05)
+    for pid in pids:
+        _kill(pid, signal.SIGKILL)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def remove_instance_files(cfg: Config, instance: str) -> None:
+    for path in glob.glob(f"/dev/shm/{endpoints.shm_prefix(instance)}*"):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+    shutil.rmtree(endpoints.run_dir(cfg.run_dir, instance), ignore_errors=True)
+
+
+def leftovers(cfg: Config, instance: str) -> list[str]:
+    """What of the instance still exists (empty after a clean ``down``)."""
+    out = [f"process {p}" for p in instance_pids(instance)]
+    out += glob.glob(f"/dev/shm/{endpoints.shm_prefix(instance)}*")
+    rd = endpoints.run_dir(cfg.run_dir, instance)
+    if os.path.exists(rd):
+        out.append(rd)
+    out += [f"netns {d.netns(instance)}" for d in cfg.devices if netns_exists(d.netns(instance))]
+    return out

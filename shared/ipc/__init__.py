@@ -1,0 +1,1 @@
+"""Inter-process plumbing: the message schema, its msgpack codec, endpoint names."""

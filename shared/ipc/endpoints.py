@@ -1,0 +1,31 @@
+"""Names of the ZeroMQ endpoints and shared-memory files of one instance."""
+
+from __future__ import annotations
+
+import os
+
+
+def run_dir(base: str, instance: str) -> str:
+    return os.path.join(base, instance)
+
+
+def inbox(rundir: str, service: str) -> str:
+    """PULL endpoint where ``service`` receives packet batches."""
+    return f"ipc://{rundir}/{service}.in"
+
+
+def control(rundir: str, service: str) -> str:
+    """ROUTER endpoint where ``service`` answers control requests."""
+    return f"ipc://{rundir}/{service}.ctl"
+
+
+def shm_prefix(instance: str) -> str:
+    return f"mkstack-{instance}-"
+
+
+def slab_path(instance: str) -> str:
+    return f"/dev/shm/{shm_prefix(instance)}skb"
+
+
+def netns_name(instance: str) -> str:
+    return f"mkstack-{instance}"
