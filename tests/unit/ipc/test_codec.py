@@ -1,0 +1,49 @@
+import random
+
+import msgpack
+import pytest
+
+from shared.ipc.codec import BadMessage, decode, decode_reply, encode
+from shared.ipc.messages import CTL_PING, DEV_XMIT, IP_RCV, all_types
+
+
+def test_round_trip_and_schema():
+    assert decode(encode(IP_RCV, 2, [1, 2, 3])) == (IP_RCV, [2, [1, 2, 3]])
+    assert decode(encode(CTL_PING)) == (CTL_PING, [])
+
+
+@pytest.mark.parametrize("frame", [
+    b"", b"\xc1", b"not msgpack at all",
+    msgpack.packb({"a": 1}), msgpack.packb([]), msgpack.packb(["x"]),
+    msgpack.packb([0x7777]),                       # unknown code
+    msgpack.packb([IP_RCV, 2]),                    # missing field
+    msgpack.packb([IP_RCV, 2, [1], 9]),            # extra field
+    msgpack.packb([IP_RCV, "2", [1]]),             # wrong type
+    msgpack.packb([IP_RCV, True, [1]]),            # bool is not an int here
+    b"\x91" + b"\xcf" + b"\xff" * 8,               # huge int code
+    b"x" * (2 << 20),                              # oversized
+])
+def test_bad_messages(frame):
+    with pytest.raises(BadMessage):
+        decode(frame)
+
+
+def test_random_garbage_only_raises_bad_message():
+    rng = random.Random(3)
+    for _ in range(5000):
+        try:
+            decode(rng.randbytes(rng.randrange(0, 64)))
+        except BadMessage:
+            pass
+
+
+def test_reply_decoding():
+    assert decode_reply(msgpack.packb([0, {"x": 1}])) == (0, {"x": 1})
+    with pytest.raises(BadMessage):
+        decode_reply(msgpack.packb([0]))
+
+
+def test_every_code_is_unique_and_in_its_range():
+    codes = [m.code for m in all_types()]
+    assert len(codes) == len(set(codes))
+    assert DEV_XMIT >> 8 == 1 and IP_RCV >> 8 == 2

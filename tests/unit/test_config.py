@@ -1,0 +1,55 @@
+import os
+
+import pytest
+
+from shared.config import ConfigError, check_instance, load
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DEFAULT = os.path.join(ROOT, "configs", "default.toml")
+
+
+def write(tmp_path, text):
+    p = tmp_path / "c.toml"
+    p.write_text(text)
+    return str(p)
+
+
+def variant(tmp_path, old, new):
+    text = open(DEFAULT).read()
+    assert old in text
+    return write(tmp_path, text.replace(old, new))
+
+
+def test_default_config_loads():
+    cfg = load(DEFAULT)
+    assert cfg.services == ["driver", "netdev", "ip"]
+    assert str(cfg.devices[0].addr) == "10.66.0.2/24"
+    assert cfg.devices[0].netns("x") == "mkstack-x"
+
+
+@pytest.mark.parametrize("old,new,key", [
+    ('addr = "10.66.0.2/24"', 'addr = "10.66.0.300/24"', "devices[0].addr"),
+    ('addr = "10.66.0.2/24"\n', "", "devices[0].addr: missing"),
+    ('mtu = 1500', 'mtu = "big"', "devices[0].mtu: expected int"),
+    ('mtu = 1500', 'mtu = 10', "devices[0].mtu"),
+    ('mac = "02:6d:6b:00:00:02"', 'mac = "zz"', "devices[0].mac"),
+    ('peer_addr = "10.66.0.1/24"', 'peer_addr = "10.99.0.1/24"', "devices[0].peer_addr"),
+    ('dev = "tap0"', 'dev = "tap9"', "routes[0].dev"),
+    ('budget = 64', 'budget = 0', "driver.budget"),
+    ('heartbeat_timeout = 3.0', 'heartbeat_timeout = true', "supervisor.heartbeat_timeout"),
+])
+def test_errors_name_the_key(tmp_path, old, new, key):
+    with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
+        load(variant(tmp_path, old, new))
+
+
+def test_unparseable_toml(tmp_path):
+    with pytest.raises(ConfigError, match="c.toml"):
+        load(write(tmp_path, "[devices\n"))
+
+
+def test_instance_names():
+    assert check_instance("t1-a_b") == "t1-a_b"
+    for bad in ("", "-x", "A", "a" * 30, "a/b"):
+        with pytest.raises(ConfigError):
+            check_instance(bad)
