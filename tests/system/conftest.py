@@ -1,0 +1,95 @@
+"""System-test harness: real launcher, real processes, the real Linux peer."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+
+import pytest
+
+from shared import host
+from shared.config import load
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DEFAULT_CONFIG = os.path.join(ROOT, "configs", "default.toml")
+_seq = itertools.count()
+
+
+class Stack:
+    """One mkstack instance driven through launcher.py, as a user would."""
+
+    def __init__(self, instance: str, config: str = DEFAULT_CONFIG) -> None:
+        self.instance = instance
+        self.config = config
+        self.cfg = load(config)
+        self.addr = str(self.cfg.devices[0].addr.ip)
+        self.peer_addr = str(self.cfg.devices[0].peer_addr.ip)
+
+    def launcher(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+        p = subprocess.run([sys.executable, os.path.join(ROOT, "launcher.py"), "--instance", self.instance,
+                            "-c", self.config, *args], capture_output=True, text=True, timeout=timeout)
+        if check and p.returncode != 0:
+            raise AssertionError(f"launcher {' '.join(args)} exited {p.returncode}:\n{p.stdout}\n{p.stderr}")
+        return p
+
+    def peer(self, *cmd: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+        return self.launcher("peer", "--", *cmd, check=check, timeout=timeout)
+
+    def peer_popen(self, *cmd: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, os.path.join(ROOT, "launcher.py"), "--instance", self.instance,
+                                 "-c", self.config, "peer", "--", *cmd],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def status(self) -> dict:
+        return json.loads(self.launcher("status", "--json").stdout)
+
+    def stats(self) -> dict:
+        return json.loads(self.launcher("stats", "--json").stdout)
+
+    def restarts(self) -> dict[str, int]:
+        return {s["name"]: s["restarts"] for s in self.status()["services"]}
+
+    def leftovers(self) -> list[str]:
+        return host.leftovers(self.cfg, self.instance)
+
+
+def new_instance() -> str:
+    return f"t{os.getpid() % 100000}x{next(_seq)}"
+
+
+@pytest.fixture
+def stack():
+    s = Stack(new_instance())
+    try:
+        s.launcher("up")
+        yield s
+    finally:
+        s.launcher("down", check=False)
+    assert s.leftovers() == []
+
+
+_RTT = re.compile(r"icmp_seq=(\d+) ttl=\d+ time=([\d.]+) ms")
+_TS = re.compile(r"^\[([\d.]+)\].*icmp_seq=(\d+)")
+
+
+def ping_rtts(output: str) -> list[float]:
+    return [float(m.group(2)) for m in _RTT.finditer(output)]
+
+
+def reply_times(output: str) -> list[float]:
+    """Arrival timestamps of replies in `ping -D` output."""
+    return [float(m.group(1)) for m in map(_TS.match, output.splitlines()) if m]
+
+
+def percentile(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+def summary(xs: list[float]) -> str:
+    return f"median {statistics.median(xs):.3f} ms, p99 {percentile(xs, 99):.3f} ms, n={len(xs)}"
