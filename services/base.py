@@ -102,8 +102,10 @@ class Service:
             self._out[service] = s
         return s
 
-    def send_skbs(self, service: str, code: int, ifindex: int, skbs: list[Skb]) -> bool:
-        """Hand ``skbs`` to ``service`` in one message; on failure free them (counted)."""
+    def send_skbs(self, service: str, code: int, ifindex: int, skbs: list[Skb], keep: bool = False) -> bool:
+        """Hand ``skbs`` to ``service`` in one message. If it cannot take them
+        (not connected, or its queue is full), free them and count the drop,
+        or with ``keep`` leave them owned by the caller to try again."""
         if not skbs:
             return True
         to = self.cfg.service_id(service)
@@ -112,9 +114,12 @@ class Service:
             self.peer(service).send(encode(code, ifindex, handles), zmq.NOBLOCK)
             return True
         except zmq.Again:
-            self.counters[f"drop_{service}_unreachable"] += len(skbs)
             for skb in skbs:
-                self.pool.free(skb)
+                self.pool.take_back(skb)
+            if not keep:
+                self.counters[f"drop_{service}_unreachable"] += len(skbs)
+                for skb in skbs:
+                    self.pool.free(skb)
             return False
 
     # -- the loop -----------------------------------------------------------

@@ -9,6 +9,7 @@ counted, flushed to the driver in batches).
 from __future__ import annotations
 
 import collections
+import time
 from dataclasses import dataclass, field
 
 from services.base import Service, main
@@ -17,6 +18,7 @@ from shared.skb import Skb
 from shared.wire import WireError
 from shared.wire.ethernet import ETH_P_ARP, ETH_P_IP, mac_ntoa, parse_eth
 
+TXQ_RETRY = 0.005       # seconds between attempts while a driver cannot take frames
 _COUNTERS = ("rx_packets", "rx_bytes", "rx_errors", "rx_dropped", "rx_nohandler", "rx_otherhost",
              "tx_packets", "tx_bytes", "tx_dropped", "tx_errors")
 
@@ -39,6 +41,7 @@ class Netdev(Service):
     def __init__(self) -> None:
         super().__init__()
         self.devices: dict[int, NetDevice] = {}
+        self.retry_at = 0.0        # when to retry a tx queue the driver refused
         for d in self.cfg.devices:
             self.devices[d.ifindex] = NetDevice(d.name, d.ifindex, d.mac, d.mtu, d.txqueuelen,
                                                 self.cfg.driver_name(d))
@@ -99,15 +102,27 @@ class Netdev(Service):
         self.flush(dev)
 
     def flush(self, dev: NetDevice) -> None:
-        """Move the tx queue to the driver, 64 frames a message."""
+        """Move the tx queue to the driver, 64 frames a message. While the driver
+        cannot take them (restarting, or busy) they stay queued, as a qdisc
+        holds packets while the device queue is stopped."""
         while dev.txq:
-            batch = [dev.txq.popleft() for _ in range(min(64, len(dev.txq)))]
-            nbytes = sum(len(s) for s in batch)
-            if not self.send_skbs(dev.driver, DEV_XMIT, dev.ifindex, batch):
-                dev.stats["tx_dropped"] += len(batch)
-                continue
+            batch = [dev.txq[i] for i in range(min(64, len(dev.txq)))]
+            if not self.send_skbs(dev.driver, DEV_XMIT, dev.ifindex, batch, keep=True):
+                self.retry_at = self.retry_at or time.monotonic() + TXQ_RETRY
+                return
+            for _ in batch:
+                dev.txq.popleft()
             dev.stats["tx_packets"] += len(batch)
-            dev.stats["tx_bytes"] += nbytes
+            dev.stats["tx_bytes"] += sum(len(s) for s in batch)
+
+    def timer_at(self) -> float | None:
+        return self.retry_at or None
+
+    def on_timer(self, now: float) -> None:
+        self.retry_at = 0.0
+        for dev in self.devices.values():
+            if dev.txq:
+                self.flush(dev)
 
     def stats(self) -> dict:
         out = super().stats()

@@ -205,6 +205,12 @@ class SkbPool:
         m[b + STATE] = TRANSIT
         return make_handle(m[b + GEN], skb.cls.idx, skb.slot)
 
+    def take_back(self, skb: "Skb") -> None:
+        """Undo ``give`` for an skb whose handle was never sent."""
+        m, b = skb.cls.meta, skb.slot * _NF
+        m[b + OWNER] = self.owner
+        m[b + STATE] = OWNED
+
     def _lookup(self, handle: int) -> tuple[_Class, int, int] | None:
         gen, ci, slot = split_handle(handle)
         if ci >= len(self.classes):
