@@ -169,7 +169,14 @@ class Supervisor:
                     "mtu": d.mtu, "peer_netns": d.netns(self.instance), "peer_addr": str(d.peer_addr)}
                    for d in self.cfg.devices]
         return {"instance": self.instance, "pid": os.getpid(), "services": services, "devices": devices,
-                "skb": {**self.pool.usage(), "reclaimed": self.reclaimed}}
+                "skb": self.skb_usage()}
+
+    def skb_usage(self) -> dict:
+        u = self.pool.usage()
+        names = {self.cfg.service_id(n): n for n in self.cfg.services}
+        u["by_owner"] = {names.get(o, str(o)): n for o, n in u["by_owner"].items()}
+        u["reclaimed"] = self.reclaimed
+        return u
 
     def control(self, code: int, fields: list) -> object:
         if code == SUP_STATUS:
@@ -256,7 +263,9 @@ def _status(cfg: Config, instance: str, timeout: float = 2.0) -> dict | None:
         return None
     try:
         return call(_sup(cfg, instance), SUP_STATUS, timeout=timeout)  # type: ignore[return-value]
-    except OSError:
+    except OSError as exc:
+        if not isinstance(exc, TimeoutError):
+            print(f"launcher.py: supervisor of {instance!r}: {exc}", file=sys.stderr)
         return None
 
 

@@ -1,10 +1,13 @@
-"""The IPv4 layer: ip_rcv/ip_output, ARP, ICMP and routing around the engines.
+"""The IPv4 layer: ip_rcv/ip_output, ARP, ICMP, fragments and routing.
 
 Receive (RFC 791, RFC 1122 3.2.1): full header checks, martian filtering,
-local delivery by protocol number. ICMP echo is answered in place in the
-received skb. Output: FIB lookup, neighbour resolution (packets wait in the
-neighbour's queue while ARP resolves), Ethernet header pushed in place, one
-batch per device per loop turn to netdev.
+reassembly (RFC 815 bookkeeping), local delivery by protocol number to the
+transport services. ICMP echo is answered in place in the received skb; ICMP
+errors are passed to the transport that sent the quoted datagram. Output: FIB
+lookup, the transport's checksum finished (CHECKSUM_PARTIAL), fragmentation
+to the device MTU, neighbour resolution (packets wait in the neighbour's queue
+while ARP resolves), Ethernet header pushed in place, one batch per device per
+loop turn to netdev.
 """
 
 from __future__ import annotations
@@ -14,22 +17,34 @@ import struct
 import time
 from dataclasses import dataclass
 
+import zmq
+
 from services.base import Service, main
-from shared.ipc.messages import DEV_QUEUE_XMIT, IP_RCV
-from shared.proto.fib import Fib, FibRoute
+from services.routes import fib_from_config
+from shared.ipc.codec import encode
+from shared.ipc.messages import DEV_QUEUE_XMIT, IP_ICMP_ERROR, IP_OUTPUT, IP_RCV, L4_ERR, L4_RCV
+from shared.proto.fib import FibRoute
 from shared.proto.neigh import NeighTable, Overflow, Solicit, Unresolved
-from shared.skb import NoBuffers, Skb
+from shared.proto.reassembly import Complete, Discard, Reassembler
+from shared.skb import CSUM_PARTIAL, NoBuffers, Skb
 from shared.wire import WireError
 from shared.wire.arp import ARP_LEN, ARPOP_REPLY, ARPOP_REQUEST, ArpPacket, emit_arp, parse_arp
-from shared.wire.checksum import checksum
+from shared.wire.checksum import ones_sum, pseudo_header_sum
 from shared.wire.ethernet import BROADCAST, ETH_HLEN, ETH_P_ARP, ETH_P_IP, EthHeader, emit_eth, mac_ntoa
 from shared.wire.icmp import (ICMP_DEST_UNREACH, ICMP_ECHO, ICMP_ECHOREPLY, ICMP_ERRORS, ICMP_HLEN,
-                              ICMP_HOST_UNREACH, ICMP_PROT_UNREACH, IcmpHeader, emit_icmp, parse_icmp)
-from shared.wire.ipv4 import IPPROTO_ICMP, IPV4_HLEN, Ipv4Header, emit_ipv4, ip_ntoa, parse_ipv4
+                              ICMP_HOST_UNREACH, ICMP_PROT_UNREACH, ICMP_TIME_EXCEEDED, IcmpHeader,
+                              emit_icmp, parse_icmp)
+from shared.wire.ipv4 import (IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPV4_HLEN, Ipv4Header, emit_ipv4,
+                              ip_ntoa, parse_ipv4)
 
 LIMITED_BROADCAST = b"\xff\xff\xff\xff"
 ICMP_QUOTE_MAX = 576 - IPV4_HLEN - ICMP_HLEN   # RFC 1812 4.3.2.3: fill up to 576 bytes
 DEFAULT_TTL = 64
+ICMP_EXC_FRAGTIME = 1
+# IP_OUTPUT df values (IP_MTU_DISCOVER): never set DF, always set it, or set it
+# when the datagram needs no fragmenting (Linux's IP_PMTUDISC_WANT default)
+PMTUDISC_DONT, PMTUDISC_DO, PMTUDISC_WANT = 0, 1, 2
+TRANSPORTS = {IPPROTO_UDP: "udp", IPPROTO_TCP: "tcp"}   # protocol handlers, by service
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,19 +86,13 @@ class Ip(Service):
 
     def __init__(self) -> None:
         super().__init__()
-        self.ifaces: dict[int, Iface] = {}
-        self.fib = Fib()
-        for d in self.cfg.devices:
-            ifc = Iface(d.ifindex, d.name, d.mac, d.addr.ip.packed, d.addr.network, d.mtu)
-            self.ifaces[d.ifindex] = ifc
-            self.fib.add(FibRoute(int(d.addr.network.network_address), d.addr.network.prefixlen,
-                                  d.ifindex, None, ifc.addr))
-        by_name = {i.name: i for i in self.ifaces.values()}
-        for r in self.cfg.routes:
-            ifc = by_name[r.dev]
-            self.fib.add(FibRoute(int(r.dst.network_address), r.dst.prefixlen, ifc.ifindex,
-                                  r.via.packed if r.via else None, ifc.addr, metric=1))
+        self.ifaces = {d.ifindex: Iface(d.ifindex, d.name, d.mac, d.addr.ip.packed, d.addr.network, d.mtu)
+                       for d in self.cfg.devices}
+        self.fib = fib_from_config(self.cfg)
         self.local = {i.addr: i for i in self.ifaces.values()}
+        self.protocols = {p: s for p, s in TRANSPORTS.items() if s in self.cfg.services}
+        self.reasm = Reassembler(timeout=self.cfg.ipfrag_time, high_thresh=self.cfg.ipfrag_high_thresh)
+        self.l4batch: dict[tuple[str, int], list[Skb]] = {}
         n = self.cfg.neigh
         self.neigh = NeighTable(n.reachable_time, n.retrans_time, n.mcast_solicit, n.unres_qlen, n.gc_stale_time)
         self.icmp_limit = TokenBucket(1000.0, 50.0)
@@ -91,16 +100,30 @@ class Ip(Service):
         self.txbatch: dict[int, list[Skb]] = {}
         self.now = time.monotonic()
         self.peer("netdev")
+        for svc in self.protocols.values():
+            self.peer(svc)
 
     # -- dispatch -----------------------------------------------------------
     def on_message(self, code: int, fields: list) -> None:
-        ifindex, handles = fields
+        self.now = time.monotonic()
+        if code == IP_OUTPUT:
+            self.ip_output_batch(fields[0])
+        elif code == IP_ICMP_ERROR:
+            self.icmp_error_batch(fields[0])
+        elif code == IP_RCV:
+            self.ip_rcv_batch(*fields)
+        else:
+            self.counters["unexpected_messages"] += 1
+            if code in (L4_RCV,):
+                self.pool.free_handles(fields[1])
+        self.flush()
+
+    def ip_rcv_batch(self, ifindex: int, handles: list) -> None:
         ifc = self.ifaces.get(ifindex)
-        if code != IP_RCV or ifc is None:
+        if ifc is None:
             self.counters["unexpected_messages"] += 1
             self.pool.free_handles(handles)
             return
-        self.now = time.monotonic()
         for skb in self.pool.take_many(handles):
             try:
                 if skb.protocol == ETH_P_ARP:
@@ -113,19 +136,23 @@ class Ip(Service):
             except Exception as exc:
                 self.pool.free(skb)
                 self.fault("rcv", exc)
-        self.flush()
 
     def flush(self) -> None:
+        for (svc, ifindex), skbs in self.l4batch.items():
+            self.send_skbs(svc, L4_RCV, ifindex, skbs)
+        self.l4batch.clear()
         for ifindex, skbs in self.txbatch.items():
             self.send_skbs("netdev", DEV_QUEUE_XMIT, ifindex, skbs)
         self.txbatch.clear()
 
     def timer_at(self) -> float | None:
-        return self.neigh.poll_at()
+        times = [t for t in (self.neigh.poll_at(), self.reasm.poll_at()) if t is not None]
+        return min(times) if times else None
 
     def on_timer(self, now: float) -> None:
         self.now = now
         self.neigh_actions(self.neigh.poll(now))
+        self.reasm_results(self.reasm.poll(now))
         self.flush()
 
     # -- ARP ----------------------------------------------------------------
@@ -199,18 +226,68 @@ class Ip(Service):
 
     def ip_local_deliver(self, ifc: Iface, skb: Skb, hdr: Ipv4Header) -> None:
         if hdr.is_fragment:
-            # reassembly (RFC 815) is not built yet: counted, never half-delivered
-            self.counters["IpReasmFails"] += 1
-            self.pool.free(skb)
+            self.counters["IpReasmReqds"] += 1
+            key = (hdr.src, hdr.dst, hdr.proto, hdr.ident)
+            self.reasm_results(self.reasm.add(key, hdr.frag_off, hdr.total_len - hdr.hlen, hdr.mf, skb,
+                                              self.now, cost=skb.end), ifc)
             return
         if hdr.proto == IPPROTO_ICMP:
             self.counters["IpInDelivers"] += 1
             self.icmp_rcv(ifc, skb, hdr)
             return
+        svc = self.protocols.get(hdr.proto)
+        if svc is not None:
+            self.counters["IpInDelivers"] += 1
+            skb.network_header = skb.data_off
+            skb.pull(hdr.hlen)
+            skb.transport_header = skb.data_off
+            self.l4batch.setdefault((svc, ifc.ifindex), []).append(skb)
+            return
         self.counters["IpInUnknownProtos"] += 1
         if hdr.dst in self.local:
             self.icmp_send(skb, ICMP_DEST_UNREACH, ICMP_PROT_UNREACH, ifc=ifc)
         self.pool.free(skb)
+
+    def reasm_results(self, results: list, ifc: Iface | None = None) -> None:
+        for r in results:
+            if isinstance(r, Discard):
+                if r.reason == "duplicate":
+                    self.counters["IpReasmDuplicates"] += 1
+                else:
+                    self.counters["IpReasmFails"] += 1
+                    self.counters["IpReasmTimeout" if r.reason == "timeout" else "IpReasmDropped"] += 1
+                if r.reason == "timeout" and r.first is not None:
+                    self.icmp_send(r.first, ICMP_TIME_EXCEEDED, ICMP_EXC_FRAGTIME, ifc=None)
+                for skb in r.items:
+                    self.pool.free(skb)
+            elif isinstance(r, Complete):
+                self.reasm_complete(r)
+
+    def reasm_complete(self, done: Complete) -> None:
+        """Copy the fragments into one skb and deliver it as a whole datagram."""
+        first = done.frags[0][1]
+        hdr, _ = parse_ipv4(first.data)
+        ifc = self.ifaces.get(first.dev) or next(iter(self.ifaces.values()))
+        try:
+            skb = self.pool.alloc(IPV4_HLEN + done.total)
+        except NoBuffers:
+            skb = None
+        if skb is not None:
+            payload = skb.put(IPV4_HLEN + done.total)
+            for offset, frag in done.frags:
+                _, fdata = parse_ipv4(frag.data)
+                payload[IPV4_HLEN + offset:IPV4_HLEN + offset + len(fdata)] = fdata
+            whole = Ipv4Header(src=hdr.src, dst=hdr.dst, proto=hdr.proto, total_len=IPV4_HLEN + done.total,
+                               ttl=hdr.ttl, tos=hdr.tos, ident=hdr.ident)
+            emit_ipv4(whole, payload)
+            skb.dev = ifc.ifindex
+        for _, frag in done.frags:
+            self.pool.free(frag)
+        if skb is None:
+            self.counters["IpReasmFails"] += 1
+            return
+        self.counters["IpReasmOKs"] += 1
+        self.ip_local_deliver(ifc, skb, whole)
 
     # -- ICMP -----------------------------------------------------------------
     def icmp_rcv(self, ifc: Iface, skb: Skb, hdr: Ipv4Header) -> None:
@@ -232,7 +309,38 @@ class Ip(Service):
             self.counters["IcmpInEchoReps"] += 1
         elif icmp.type in ICMP_ERRORS:
             self.counters["IcmpInDestUnreachs" if icmp.type == ICMP_DEST_UNREACH else "IcmpInOtherErrors"] += 1
+            self.icmp_error_up(icmp, bytes(skb.data[hdr.hlen + ICMP_HLEN:]))
         self.pool.free(skb)
+
+    def icmp_error_up(self, icmp: IcmpHeader, quoted: bytes) -> None:
+        """Pass an ICMP error to the transport that sent the quoted datagram (RFC 1122 3.2.2)."""
+        if len(quoted) < IPV4_HLEN + 8 or quoted[0] >> 4 != 4:
+            self.counters["IcmpInErrors"] += 1
+            return
+        hlen = (quoted[0] & 0xF) * 4
+        svc = self.protocols.get(quoted[9])
+        if svc is None or len(quoted) < hlen + 8 or quoted[12:16] not in self.local:
+            return
+        try:
+            self.peer(svc).send(encode(L4_ERR, [[icmp.type, icmp.code, icmp.rest, quoted[:hlen + 8]]]),
+                                zmq.NOBLOCK)
+        except zmq.ZMQError:
+            self.counters["IcmpErrorsNotDelivered"] += 1
+
+    def icmp_error_batch(self, items: list) -> None:
+        """Transports ask for ICMP errors (port unreachable) about datagrams they got."""
+        for item in items:
+            if not (isinstance(item, list) and len(item) == 3 and all(type(x) is int for x in item)):
+                self.counters["bad_messages"] += 1
+                continue
+            handle, type_, code = item
+            try:
+                skb = self.pool.take(handle)
+            except Exception:
+                continue
+            skb.reset_network_header()
+            self.icmp_send(skb, type_, code, ifc=self.ifaces.get(skb.dev))
+            self.pool.free(skb)
 
     def icmp_echo_reply(self, skb: Skb, hdr: Ipv4Header, icmp: IcmpHeader) -> None:
         """Turn the request into the reply in its own buffer (options dropped)."""
@@ -284,30 +392,103 @@ class Ip(Service):
         self.ip_send(skb, src=src, dst=hdr.src, proto=IPPROTO_ICMP, header_room=True)
 
     # -- IPv4 output ------------------------------------------------------------
+    def ip_output_batch(self, items: list) -> None:
+        """Segments from a transport: [[handle, saddr, daddr, proto, tos, ttl, df], ...]."""
+        for item in items:
+            if not (isinstance(item, list) and len(item) == 7 and all(type(x) is int for x in item)):
+                self.counters["bad_messages"] += 1
+                continue
+            handle, saddr, daddr, proto, tos, ttl, df = item
+            try:
+                skb = self.pool.take(handle)
+            except Exception:
+                continue
+            try:
+                src = saddr.to_bytes(4, "big") if saddr else b""
+                self.ip_send(skb, src, daddr.to_bytes(4, "big"), proto & 0xFF, tos & 0xFF, ttl & 0xFF or DEFAULT_TTL,
+                             df=df)
+            except (OverflowError, ValueError) as exc:
+                self.pool.free(skb)
+                self.fault("output", exc)
+
     def ip_send(self, skb: Skb, src: bytes, dst: bytes, proto: int, tos: int = 0,
-                ttl: int = DEFAULT_TTL, df: bool = False, header_room: bool = False) -> None:
+                ttl: int = DEFAULT_TTL, df: int = PMTUDISC_DONT, header_room: bool = False) -> None:
         """Route and send; the IP header is written in the first 20 bytes of the
-        data (``header_room``) or pushed in front of it."""
+        data (``header_room``) or pushed in front of it. An empty ``src`` takes
+        the route's preferred source."""
         route = self.fib.lookup(dst)
         if route is None:
             self.counters["IpOutNoRoutes"] += 1
             self.pool.free(skb)
             return
+        src = src or route.src
+        if skb.flags & CSUM_PARTIAL:
+            self.finish_l4_csum(skb, src, dst, proto)
         if not header_room:
             skb.push(IPV4_HLEN)
+        mtu = self.ifaces[route.ifindex].mtu
         self.ident = (self.ident + 1) & 0xFFFF
-        emit_ipv4(Ipv4Header(src=src, dst=dst, proto=proto, total_len=len(skb), ttl=ttl, tos=tos,
-                             ident=self.ident, df=df), skb.data)
+        hdr = Ipv4Header(src=src, dst=dst, proto=proto, total_len=len(skb), ttl=ttl, tos=tos, ident=self.ident,
+                         df=df == PMTUDISC_DO or (df == PMTUDISC_WANT and len(skb) <= mtu))
+        emit_ipv4(hdr, skb.data)
         self.counters["IpOutRequests"] += 1
+        if dst in self.local:
+            # to ourselves: loop back without touching a device
+            skb.network_header = skb.data_off
+            self.ip_local_deliver(self.local[dst], skb, hdr)
+            return
         self.ip_finish_output(skb, route, dst)
+
+    @staticmethod
+    def finish_l4_csum(skb: Skb, src: bytes, dst: bytes, proto: int) -> None:
+        """Complete a transport checksum left partial (the CHECKSUM_PARTIAL contract)."""
+        data = skb.data
+        off = skb.csum_offset
+        data[off:off + 2] = b"\0\0"
+        csum = ~ones_sum(data, pseudo_header_sum(src, dst, proto, len(data))) & 0xFFFF
+        struct.pack_into("!H", data, off, csum or 0xFFFF)   # RFC 768: a computed 0 is sent as all ones
+        skb.flags = skb.flags & ~CSUM_PARTIAL
 
     def ip_finish_output(self, skb: Skb, route: FibRoute, dst: bytes) -> None:
         ifc = self.ifaces[route.ifindex]
         if len(skb) > ifc.mtu:
-            # fragmentation (RFC 791) is not built yet: counted, never truncated
+            self.ip_fragment(skb, route, dst, ifc.mtu)
+            return
+        self.ip_neigh_output(skb, route, dst)
+
+    def ip_fragment(self, skb: Skb, route: FibRoute, dst: bytes, mtu: int) -> None:
+        """Split a datagram whose header is at skb.data into MTU-sized fragments (RFC 791)."""
+        hdr, payload = parse_ipv4(skb.data)
+        if hdr.df:
             self.counters["IpFragFails"] += 1
             self.pool.free(skb)
             return
+        step = (mtu - hdr.hlen) & ~7
+        frags = []
+        for off in range(0, len(payload), step):
+            chunk = payload[off:off + step]
+            try:
+                f = self.pool.alloc(hdr.hlen + len(chunk))
+            except NoBuffers:
+                for g in frags:
+                    self.pool.free(g)
+                self.counters["IpFragFails"] += 1
+                self.pool.free(skb)
+                return
+            buf = f.put(hdr.hlen + len(chunk))
+            buf[hdr.hlen:] = chunk
+            emit_ipv4(Ipv4Header(src=hdr.src, dst=hdr.dst, proto=hdr.proto, total_len=len(buf), ttl=hdr.ttl,
+                                 tos=hdr.tos, ident=hdr.ident, mf=off + step < len(payload) or hdr.mf,
+                                 frag_off=hdr.frag_off + off, options=hdr.options), buf)
+            frags.append(f)
+        self.pool.free(skb)
+        self.counters["IpFragOKs"] += 1
+        self.counters["IpFragCreates"] += len(frags)
+        for f in frags:
+            self.ip_neigh_output(f, route, dst)
+
+    def ip_neigh_output(self, skb: Skb, route: FibRoute, dst: bytes) -> None:
+        ifc = self.ifaces[route.ifindex]
         skb.network_header = skb.data_off
         mac, actions = self.neigh.resolve(ifc.ifindex, route.next_hop(dst), skb, self.now)
         if mac is not None:

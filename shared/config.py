@@ -67,6 +67,11 @@ class Config:
     neigh: Neigh
     supervisor: Supervisor
     driver_budget: int
+    ipfrag_time: float
+    ipfrag_high_thresh: int
+    udp_port_range: tuple[int, int]
+    socket_rcvbuf: int
+    socket_sndbuf: int
     services: list[str] = field(default_factory=list)
 
     def device(self, name: str) -> Device:
@@ -147,6 +152,13 @@ def _skb_classes(sec: _Section) -> list[SizeClass]:
     return sorted(out, key=lambda s: s.slot_size)
 
 
+def _port_range(sec: _Section) -> tuple[int, int]:
+    val = sec.get("local_port_range", list, [32768, 60999])
+    if len(val) != 2 or not all(type(v) is int for v in val) or not 1024 <= val[0] <= val[1] <= 65535:
+        raise ConfigError(f"{sec.where}.local_port_range: {val!r} must be [low, high] within 1024..65535")
+    return val[0], val[1]
+
+
 def load(path: str) -> Config:
     try:
         with open(path, "rb") as f:
@@ -186,6 +198,8 @@ def load(path: str) -> Config:
             raise ConfigError(f"{r.where}.dev: no device named {dev!r}")
         routes.append(Route(dst=r.parse("dst", ipaddress.IPv4Network),
                             via=r.parse("via", ipaddress.IPv4Address, None), dev=dev))
+    ipsec = root.table("ip")
+    sock = root.table("socket")
     nb = root.table("neigh")
     sup = root.table("supervisor")
     cfg = Config(
@@ -205,6 +219,11 @@ def load(path: str) -> Config:
                               backoff_max=sup.num("backoff_max", 0.0, 600, 5.0),
                               backoff_reset=sup.num("backoff_reset", 0.1, 3600, 10.0)),
         driver_budget=int(root.table("driver").num("budget", 1, 4096, 64, integer=True)),
+        ipfrag_time=ipsec.num("ipfrag_time", 1, 3600, 30.0),
+        ipfrag_high_thresh=int(ipsec.num("ipfrag_high_thresh", 65536, 1 << 30, 4 << 20, integer=True)),
+        udp_port_range=_port_range(ipsec),
+        socket_rcvbuf=int(sock.num("rmem_default", 2304, 1 << 26, 212992, integer=True)),
+        socket_sndbuf=int(sock.num("wmem_default", 4608, 1 << 26, 212992, integer=True)),
     )
     cfg.services.extend(cfg.driver_name(d) for d in devices)
     cfg.services.extend(["netdev", "ip"])

@@ -32,6 +32,8 @@ GEN, OWNER, STATE, FROM, DATA, TAIL, MAC, NET, TRANS, DEV, PROTO, FLAGS, CSUM_ST
 # states
 FREE, OWNED, TRANSIT = 0, 1, 2
 NO_OFFSET = 0xFFFFFFFF
+# FLAGS bits
+CSUM_PARTIAL = 1        # the L4 checksum at csum_offset is to be finished by ip (pseudo-header + data)
 
 _SLOT_BITS = 24
 _CLS_BITS = 4
@@ -268,7 +270,7 @@ class SkbPool:
         return n
 
     def usage(self) -> dict:
-        """Slots in use per class and per owner (a leak shows up here)."""
+        """Slots in use per class and per owner id (a leak shows up here)."""
         classes = []
         owners: dict[int, int] = {}
         for c in self.classes:
@@ -391,3 +393,8 @@ class Skb:
     network_header = property(lambda s: s._get(NET), lambda s, v: s._set(NET, v))
     transport_header = property(lambda s: s._get(TRANS), lambda s, v: s._set(TRANS, v))
     aux = property(lambda s: s._get(AUX), lambda s, v: s._set(AUX, v))
+    csum_offset = property(lambda s: s._get(CSUM_OFF), lambda s, v: s._set(CSUM_OFF, v))
+
+    def reset_network_header(self) -> None:
+        """Move data back to the network header (to quote the datagram in an ICMP error)."""
+        self._m[self._b + DATA] = self._m[self._b + NET]

@@ -34,8 +34,9 @@ def decode(frame: bytes) -> tuple[int, list]:
     if len(fields) != len(mt.fields):
         raise BadMessage(f"{mt.name} takes {len(mt.fields)} fields, got {len(fields)}")
     for (name, typ), val in zip(mt.fields, fields):
-        if not isinstance(val, typ) or (typ is int and isinstance(val, bool)):
-            raise BadMessage(f"{mt.name}.{name} must be {typ.__name__}")
+        if not isinstance(val, typ) or (isinstance(val, bool) and typ is not bool):
+            names = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
+            raise BadMessage(f"{mt.name}.{name} must be {names}")
     return obj[0], fields
 
 

@@ -5,6 +5,9 @@ per interface (as MINIX numbers its message types):
 
     0x1xx  driver <-> netdev      packet batches at the device edge
     0x2xx  netdev <-> ip          packet batches at the protocol edge
+    0x3xx  ip <-> transports      datagrams up, segments down, ICMP errors
+    0x4xx  udp <-> socket_server  bindings, datagrams, socket errors
+    0x5xx  application calls      client library <-> socket_server (DEALER/ROUTER)
     0x9xx  control                supervisor/CLI <-> any service (ROUTER/DEALER)
     0xAxx  supervision            CLI <-> the launcher's supervisor (ROUTER/REQ)
 
@@ -22,14 +25,14 @@ from dataclasses import dataclass
 class MsgType:
     code: int
     name: str
-    fields: tuple[tuple[str, type], ...]
+    fields: tuple[tuple[str, type | tuple[type, ...]], ...]
     doc: str
 
 
 _REGISTRY: dict[int, MsgType] = {}
 
 
-def _msg(code: int, mname: str, doc: str, **fields: type) -> int:
+def _msg(code: int, mname: str, doc: str, **fields: type | tuple[type, ...]) -> int:
     if code in _REGISTRY:
         raise RuntimeError(f"message code {code:#x} defined twice")
     _REGISTRY[code] = MsgType(code, mname, tuple(fields.items()), doc)
@@ -47,6 +50,60 @@ IP_RCV = _msg(0x201, "IP_RCV", "netdev -> ip: frames demuxed to IPv4/ARP, Ethern
               "skb.protocol = ethertype", ifindex=int, handles=list)
 DEV_QUEUE_XMIT = _msg(0x202, "DEV_QUEUE_XMIT", "ip -> netdev: complete frames for a device's tx queue",
                       ifindex=int, handles=list)
+
+# -- ip <-> transports ------------------------------------------------------
+# L4 skbs: data at the transport header, network_header set. IP_OUTPUT items
+# are [handle, saddr, daddr, proto, tos, ttl, df]; saddr 0 lets ip choose.
+L4_RCV = _msg(0x301, "L4_RCV", "ip -> transport: datagrams for a local protocol", ifindex=int, handles=list)
+IP_OUTPUT = _msg(0x302, "IP_OUTPUT", "transport -> ip: [[handle, saddr, daddr, proto, tos, ttl, df], ...]; "
+                 "skb.flags CSUM_PARTIAL asks ip to finish the L4 checksum", items=list)
+L4_ERR = _msg(0x303, "L4_ERR", "ip -> transport: ICMP errors [[type, code, info, quoted ip header + 8 bytes], ...]",
+              items=list)
+IP_ICMP_ERROR = _msg(0x304, "IP_ICMP_ERROR", "transport -> ip: send an ICMP error about each datagram "
+                     "(skb data at its IP header): [[handle, type, code], ...]", items=list)
+
+# -- udp <-> socket_server ---------------------------------------------------
+# addresses are IPv4 as ints; port 0 asks for an ephemeral port
+UDP_BIND = _msg(0x401, "UDP_BIND", "socket_server -> udp: bind (or re-announce after a restart)",
+                req=int, sock=int, addr=int, port=int, flags=int)
+UDP_BOUND = _msg(0x402, "UDP_BOUND", "udp -> socket_server: bind result", req=int, sock=int, err=int,
+                 addr=int, port=int)
+UDP_CONNECT = _msg(0x403, "UDP_CONNECT", "socket_server -> udp: set (or clear, addr 0) the remote end",
+                   sock=int, laddr=int, raddr=int, rport=int)
+UDP_UNBIND = _msg(0x404, "UDP_UNBIND", "socket_server -> udp: the socket is closed", sock=int)
+UDP_SEND = _msg(0x405, "UDP_SEND", "socket_server -> udp: [[sock, handle, daddr, dport], ...] payload in skb",
+                items=list)
+UDP_DELIVER = _msg(0x406, "UDP_DELIVER", "udp -> socket_server: [[sock, handle, saddr, sport], ...]",
+                   items=list)
+UDP_SOCK_ERR = _msg(0x407, "UDP_SOCK_ERR", "udp -> socket_server: asynchronous error for a socket",
+                    sock=int, err=int)
+UDP_RESYNC = _msg(0x408, "UDP_RESYNC", "udp -> socket_server: I restarted; re-announce every binding")
+
+# -- application calls (client library -> socket_server) ---------------------
+# Every call is [code, req, ...]; the reply is [req, errno, result, readiness]
+# where readiness is [fd, version, mask] or None. Events are [0, fd, version, mask].
+_ADDR = (str, type(None))
+_TMO = (int, float, type(None))
+SYS_HELLO = _msg(0x501, "SYS_HELLO", "register a client (pid) or its event channel", req=int, pid=int,
+                 events=bool)
+SYS_SOCKET = _msg(0x502, "SYS_SOCKET", "socket(family, type, proto) -> fd", req=int, family=int, type=int,
+                  proto=int)
+SYS_BIND = _msg(0x503, "SYS_BIND", "bind(fd, (addr, port))", req=int, fd=int, addr=str, port=int)
+SYS_CONNECT = _msg(0x504, "SYS_CONNECT", "connect(fd, (addr, port)); addr '' with AF_UNSPEC disconnects",
+                   req=int, fd=int, addr=str, port=int, timeout=_TMO)
+SYS_SENDTO = _msg(0x505, "SYS_SENDTO", "sendto(fd, data, flags, addr or None, port)", req=int, fd=int,
+                  data=bytes, flags=int, addr=_ADDR, port=int, timeout=_TMO)
+SYS_RECVFROM = _msg(0x506, "SYS_RECVFROM", "recvfrom(fd, bufsize, flags) -> [data, addr, port, truelen]",
+                    req=int, fd=int, bufsize=int, flags=int, timeout=_TMO)
+SYS_CLOSE = _msg(0x507, "SYS_CLOSE", "close(fd)", req=int, fd=int)
+SYS_GETSOCKNAME = _msg(0x508, "SYS_GETSOCKNAME", "-> [addr, port]", req=int, fd=int)
+SYS_GETPEERNAME = _msg(0x509, "SYS_GETPEERNAME", "-> [addr, port]", req=int, fd=int)
+SYS_SETSOCKOPT = _msg(0x50A, "SYS_SETSOCKOPT", "setsockopt(fd, level, name, int value)", req=int, fd=int,
+                      level=int, name=int, value=int)
+SYS_GETSOCKOPT = _msg(0x50B, "SYS_GETSOCKOPT", "getsockopt(fd, level, name) -> int", req=int, fd=int,
+                      level=int, name=int)
+SYS_SHUTDOWN = _msg(0x50C, "SYS_SHUTDOWN", "shutdown(fd, how)", req=int, fd=int, how=int)
+SYS_NETSTAT = _msg(0x50D, "SYS_NETSTAT", "every socket of the stack (for launcher.py netstat)", req=int)
 
 # -- control ----------------------------------------------------------------
 CTL_PING = _msg(0x901, "CTL_PING", "heartbeat; reply [0, {'pid', 'name'}]")
