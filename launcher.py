@@ -415,10 +415,46 @@ def cmd_peer(cfg: Config, instance: str, args: argparse.Namespace) -> int:
     return 1  # not reached
 
 
+def cmd_run(cfg: Config, instance: str, args: argparse.Namespace) -> int:
+    """Run a program with the stdlib socket module replaced by mkstack's client library."""
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if not cmd:
+        print("launcher.py run: give a command after --", file=sys.stderr)
+        return 2
+    _require(cfg, instance)
+    env = dict(os.environ)
+    site = os.path.join(ROOT, "shared", "client", "site")
+    # the client library needs pyzmq and msgpack: the venv's python first on PATH,
+    # and its packages importable by any python of the same version
+    packages = os.path.dirname(os.path.dirname(zmq.__file__))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (site, ROOT, packages, env.get("PYTHONPATH")) if p)
+    env["PATH"] = os.pathsep.join((os.path.dirname(sys.executable), env.get("PATH", "/usr/bin:/bin")))
+    env["MKSTACK_ENDPOINT"] = endpoints.syscalls(endpoints.run_dir(cfg.run_dir, instance))
+    try:
+        os.execvpe(cmd[0], cmd, env)
+    except OSError as exc:
+        print(f"launcher.py run: {cmd[0]}: {exc.strerror}", file=sys.stderr)
+        return 127
+    return 1  # not reached
+
+
+def cmd_netstat(cfg: Config, instance: str, args: argparse.Namespace) -> int:
+    _require(cfg, instance)
+    rows = call(endpoints.control(endpoints.run_dir(cfg.run_dir, instance), "socket_server"), CTL_SHOW, "sockets")
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'Proto':<6}{'Recv-Q':>7}{'Send-Q':>7}  {'Local Address':<22}{'Foreign Address':<22}{'State':<8}PID/fd")
+    for r in rows:  # type: ignore[union-attr]
+        print(f"{r['proto']:<6}{r['recv_q']:>7}{r['send_q']:>7}  {r['local']:<22}{r['remote']:<22}"
+              f"{r['state']:<8}{r['pid']}/{r['fd']}")
+    return 0
+
+
 def cmd_show(cfg: Config, instance: str, args: argparse.Namespace) -> int:
     _require(cfg, instance)
     rundir = endpoints.run_dir(cfg.run_dir, instance)
-    svc = {"devices": "netdev", "neigh": "ip", "routes": "ip", "addrs": "ip"}[args.what]
+    svc = {"devices": "netdev", "neigh": "ip", "routes": "ip", "addrs": "ip", "ports": "udp"}[args.what]
     rows = call(endpoints.control(rundir, svc), CTL_SHOW, args.what)
     print(json.dumps(rows, indent=2))
     return 0
@@ -514,8 +550,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("cmd", nargs=argparse.REMAINDER)
     p.set_defaults(fn=cmd_peer)
     p = sub.add_parser("show", help="a service table as JSON")
-    p.add_argument("what", choices=["devices", "neigh", "routes", "addrs"])
+    p.add_argument("what", choices=["devices", "neigh", "routes", "addrs", "ports"])
     p.set_defaults(fn=cmd_show)
+    p = sub.add_parser("run", help="run a program on mkstack: run -- python prog.py (socket module replaced)")
+    p.add_argument("cmd", nargs=argparse.REMAINDER)
+    p.set_defaults(fn=cmd_run)
+    p = sub.add_parser("netstat", help="the sockets of the stack, like ss -a")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_netstat)
     p = sub.add_parser("stats", help="counters of every service")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_stats)

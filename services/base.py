@@ -60,6 +60,7 @@ class Service:
         self.poller.register(self.inbox, zmq.POLLIN)
         self.poller.register(self.ctl, zmq.POLLIN)
         self._fds: dict[int, Callable[[], None]] = {}
+        self._socks: dict[zmq.Socket, Callable[[], None]] = {}
         self._out: dict[str, zmq.Socket] = {}
         self.running = True
         self.started = time.monotonic()
@@ -82,6 +83,14 @@ class Service:
         self.poller.register(fd, zmq.POLLIN)
         self._fds[fd] = handler
 
+    def watch_socket(self, sock: zmq.Socket, handler: Callable[[], None]) -> None:
+        """Call ``handler`` whenever ``sock`` is readable (e.g. the syscall endpoint)."""
+        self.poller.register(sock, zmq.POLLIN)
+        self._socks[sock] = handler
+
+    def end_of_turn(self) -> None:
+        """Runs after every loop turn: flush batches collected during it."""
+
     def unwatch_fd(self, fd: int) -> None:
         self.poller.unregister(fd)
         self._fds.pop(fd, None)
@@ -101,6 +110,21 @@ class Service:
             s.connect(endpoints.inbox(self.rundir, service))
             self._out[service] = s
         return s
+
+    def send_items(self, service: str, code: int, items: list[list], skbs: list[Skb]) -> bool:
+        """Send ``[code, items]`` where each item's handle came from ``give``-ing
+        the matching skb to ``service``; if it cannot be sent, free the skbs."""
+        if not items:
+            return True
+        try:
+            self.peer(service).send(encode(code, items), zmq.NOBLOCK)
+            return True
+        except zmq.Again:
+            self.counters[f"drop_{service}_unreachable"] += len(skbs)
+            for skb in skbs:
+                self.pool.take_back(skb)
+                self.pool.free(skb)
+            return False
 
     def send_skbs(self, service: str, code: int, ifindex: int, skbs: list[Skb], keep: bool = False) -> bool:
         """Hand ``skbs`` to ``service`` in one message. If it cannot take them
@@ -225,6 +249,12 @@ class Service:
                 self._drain_inbox()
             if self.ctl in events:
                 self._serve_control()
+            for sock, handler in self._socks.items():
+                if sock in events:
+                    try:
+                        handler()
+                    except Exception as exc:
+                        self.fault("socket", exc)
             for fd, handler in list(self._fds.items()):
                 if fd in events or self.busy():
                     try:
@@ -238,11 +268,12 @@ class Service:
                     self.on_timer(now)
                 except Exception as exc:
                     self.fault("timer", exc)
+            self.end_of_turn()
         self.close()
         self.log.info("down")
 
     def close(self) -> None:
-        for s in [self.inbox, self.ctl, *self._out.values()]:
+        for s in [self.inbox, self.ctl, *self._socks, *self._out.values()]:
             s.close(0)
 
 

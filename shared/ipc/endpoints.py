@@ -19,6 +19,11 @@ def control(rundir: str, service: str) -> str:
     return f"ipc://{rundir}/{service}.ctl"
 
 
+def syscalls(rundir: str) -> str:
+    """ROUTER endpoint where applications' client libraries make socket calls."""
+    return f"ipc://{rundir}/syscall"
+
+
 def shm_prefix(instance: str) -> str:
     return f"mkstack-{instance}-"
 

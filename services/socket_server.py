@@ -1,0 +1,659 @@
+"""The socket layer (sys_socketcall): per-client fd tables, socket queues, blocking calls.
+
+Applications' client libraries talk to one ROUTER endpoint. Each call names a
+file descriptor in the caller's own table, so a client can never reach
+another's sockets. A call that cannot complete is suspended here (the client
+does not poll) and answered when data arrives, the socket closes, or its
+timeout expires. Readiness changes are pushed to the client's event channel
+so that select/poll work on the client's notifier fds. A client process that
+disappears has its sockets closed, as process exit closes fds.
+
+Datagrams stay in their skbs in the receive queue until read; the queue is
+bounded by SO_RCVBUF counted in slot sizes, as Linux counts truesize.
+Errors are OSError inside; they become errno values in exactly one place,
+``_reply``.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import heapq
+import itertools
+import os
+import socket as ksock
+import time
+from dataclasses import dataclass, field
+
+import msgpack
+import zmq
+
+from services.base import Service, main
+from services.routes import fib_from_config, local_addrs
+from shared.ipc import endpoints
+from shared.ipc.codec import BadMessage, decode, encode
+from shared.ipc.messages import (SYS_BIND, SYS_CLOSE, SYS_CONNECT, SYS_GETPEERNAME, SYS_GETSOCKNAME,
+                                 SYS_GETSOCKOPT, SYS_HELLO, SYS_NETSTAT, SYS_RECVFROM, SYS_SENDTO,
+                                 SYS_SETSOCKOPT, SYS_SHUTDOWN, SYS_SOCKET, UDP_BIND, UDP_BOUND, UDP_CONNECT,
+                                 UDP_DELIVER, UDP_RESYNC, UDP_SEND, UDP_SOCK_ERR, UDP_UNBIND)
+from shared.skb import NoBuffers, Skb, StaleHandle
+
+MAX_UDP_PAYLOAD = 65507
+MAX_FDS = 1024                    # RLIMIT_NOFILE-like cap per client
+RMEM_MAX = 212992                 # net.core.rmem_max / wmem_max
+POLLIN, POLLOUT, POLLERR, POLLHUP = 0x1, 0x4, 0x8, 0x10
+CLIENT_CHECK = 1.0                # seconds between checks that client processes live
+BIND_REUSEADDR, BIND_RESTORE = 1, 2
+SOCK_TYPE_MASK = 0xF              # SOCK_NONBLOCK / SOCK_CLOEXEC live above
+
+
+def aton(addr: str) -> int:
+    """Dotted quad to int, strictly (inet_pton, not inet_aton)."""
+    try:
+        return int.from_bytes(ksock.inet_pton(ksock.AF_INET, addr), "big")
+    except (OSError, ValueError):
+        raise OSError(errno.EINVAL, f"invalid IPv4 address {addr!r}") from None
+
+
+def ntoa(addr: int) -> str:
+    return ksock.inet_ntop(ksock.AF_INET, addr.to_bytes(4, "big"))
+
+
+def _check_port(port: int) -> int:
+    if not 0 <= port <= 0xFFFF:
+        raise OSError(errno.EINVAL, "port must be 0-65535")
+    return port
+
+
+@dataclass(eq=False)
+class Pending:
+    """A suspended call: answered later through ``ident`` with request id ``req``."""
+    ident: bytes
+    req: int
+    code: int
+    fields: list
+    deadline: float | None
+    done: bool = False
+
+
+@dataclass(eq=False)
+class Sock:
+    id: int
+    client: "Client"
+    fd: int
+    family: int
+    type: int
+    proto: int
+    rcvbuf: int
+    sndbuf: int
+    laddr: int = 0
+    lport: int = 0
+    raddr: int = 0
+    rport: int = 0
+    bound: bool = False
+    binding: bool = False          # a bind is on its way to udp
+    reuseaddr: bool = False
+    broadcast: bool = False
+    err: int = 0                   # pending SO_ERROR
+    shut_rd: bool = False
+    shut_wr: bool = False
+    rcvq: collections.deque = field(default_factory=collections.deque)   # (skb, saddr, sport)
+    rcvq_mem: int = 0
+    readers: collections.deque = field(default_factory=collections.deque)
+    after_bind: list = field(default_factory=list)   # calls waiting for the bind
+    ready_ver: int = 0
+    ready_mask: int = -1
+
+    def mask(self) -> int:
+        m = POLLOUT if not self.shut_wr else 0
+        if self.rcvq or self.shut_rd:
+            m |= POLLIN
+        if self.err:
+            m |= POLLERR | POLLIN
+        return m
+
+
+@dataclass(eq=False)
+class Client:
+    cid: bytes
+    pid: int
+    start: str
+    fds: dict[int, Sock] = field(default_factory=dict)
+    events: bytes | None = None
+
+
+def _proc_start(pid: int) -> str | None:
+    """The process's start time: tells a live client from a reused pid."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+class SocketServer(Service):
+    kind = "socket_server"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sys = self.ctx.socket(zmq.ROUTER)
+        self.sys.setsockopt(zmq.LINGER, 0)
+        self.sys.setsockopt(zmq.ROUTER_MANDATORY, 1)   # a vanished client is an error, not a silent drop
+        self.sys.bind(endpoints.syscalls(self.rundir))
+        self.watch_socket(self.sys, self.serve_sys)
+        self.clients: dict[bytes, Client] = {}
+        self.socks: dict[int, Sock] = {}
+        self.sock_ids = itertools.count(1)
+        self.bind_reqs = itertools.count(1)
+        self.pending_binds: dict[int, Sock] = {}
+        self.timers: list[tuple[float, int, Pending]] = []
+        self.timer_seq = itertools.count()
+        self.next_client_check = time.monotonic() + CLIENT_CHECK
+        self.fib = fib_from_config(self.cfg)
+        self.local = {int.from_bytes(a, "big") for a in local_addrs(self.cfg)}
+        self.bcast = {int.from_bytes(d.addr.network.broadcast_address.packed, "big")
+                      for d in self.cfg.devices} | {0xFFFFFFFF}
+        self.udp_sends: list[tuple[list, Skb]] = []
+        self.peer("udp")
+
+    # -- the RPC boundary ---------------------------------------------------------
+    def serve_sys(self) -> None:
+        for _ in range(256):
+            try:
+                parts = self.sys.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            if len(parts) != 2:
+                self.counters["bad_calls"] += 1
+                continue
+            self.syscall(parts[0], parts[1])
+
+    def syscall(self, ident: bytes, frame: bytes) -> None:
+        try:
+            code, fields = decode(frame)
+        except BadMessage as exc:
+            self.counters["bad_calls"] += 1
+            req = _peek_req(frame)
+            if req is not None:
+                err = errno.EMSGSIZE if len(frame) > (1 << 20) else errno.EINVAL
+                self._reply(ident, req, err, str(exc))
+            return
+        if code < SYS_HELLO or code > SYS_NETSTAT:
+            self._reply(ident, fields[0], errno.EINVAL, "not a socket call")
+            return
+        req = fields[0]
+        try:
+            if code == SYS_HELLO:
+                self._reply(ident, req, 0, self.hello(ident, fields[1], fields[2]))
+                return
+            client = self.clients.get(ident.split(b".", 1)[0])
+            if client is None:
+                raise OSError(errno.EPERM, "say SYS_HELLO first")
+            self.counters["calls"] += 1
+            call = Pending(ident, req, code, fields, None)
+            self.dispatch(client, call)
+        except OSError as exc:
+            self._reply(ident, req, exc.errno or errno.EINVAL, exc.strerror or str(exc))
+
+    def _reply(self, ident: bytes, req: int, err: int, result: object, sock: Sock | None = None) -> None:
+        ready = None
+        if sock is not None:
+            m = sock.mask()
+            if m != sock.ready_mask:
+                sock.ready_mask = m
+                sock.ready_ver += 1
+            ready = [sock.fd, sock.ready_ver, m]
+        try:
+            self.sys.send_multipart([ident, msgpack.packb([req, err, result, ready], use_bin_type=True)],
+                                    zmq.NOBLOCK)
+        except zmq.ZMQError:
+            self.counters["replies_undeliverable"] += 1
+
+    def answer(self, call: Pending, result: object, sock: Sock | None = None) -> None:
+        if not call.done:
+            call.done = True
+            self._reply(call.ident, call.req, 0, result, sock)
+
+    def fail(self, call: Pending, err: int, text: str, sock: Sock | None = None) -> None:
+        if not call.done:
+            call.done = True
+            self._reply(call.ident, call.req, err, text, sock)
+
+    def notify(self, sock: Sock) -> None:
+        """Push a readiness change to the owner's event channel."""
+        m = sock.mask()
+        if m == sock.ready_mask:
+            return
+        sock.ready_mask = m
+        sock.ready_ver += 1
+        ev = sock.client.events
+        if ev is None:
+            return
+        try:
+            self.sys.send_multipart([ev, msgpack.packb([0, sock.fd, sock.ready_ver, m])], zmq.NOBLOCK)
+        except zmq.ZMQError:
+            self.counters["events_undeliverable"] += 1
+
+    # -- calls ----------------------------------------------------------------------
+    def hello(self, ident: bytes, pid: int, events: bool) -> dict:
+        cid = ident.split(b".", 1)[0]
+        if len(cid) < 16:
+            raise OSError(errno.EINVAL, "client id too short to be unguessable")
+        c = self.clients.get(cid)
+        if c is None:
+            start = _proc_start(pid)
+            if start is None:
+                raise OSError(errno.ESRCH, f"no process {pid}")
+            c = self.clients[cid] = Client(cid, pid, start)
+            self.counters["clients"] += 1
+        elif c.pid != pid:
+            raise OSError(errno.EPERM, "client id belongs to another process")
+        if events:
+            c.events = ident
+        return {"pid": os.getpid()}
+
+    def sock_of(self, client: Client, fd: int) -> Sock:
+        s = client.fds.get(fd)
+        if s is None:
+            raise OSError(errno.EBADF, "Bad file descriptor")
+        return s
+
+    def dispatch(self, client: Client, call: Pending) -> None:
+        code, f = call.code, call.fields
+        if code == SYS_SOCKET:
+            self.answer(call, self.sys_socket(client, f[1], f[2], f[3]))
+            return
+        if code == SYS_NETSTAT:
+            self.answer(call, self.show("sockets"))
+            return
+        sock = self.sock_of(client, f[1])
+        if code == SYS_CLOSE:
+            self.close_sock(sock)
+            self.answer(call, 0)
+        elif code == SYS_BIND:
+            self.sys_bind(sock, call, aton(f[2]), _check_port(f[3]))
+        elif code == SYS_CONNECT:
+            self.sys_connect(sock, call, f[2], f[3])
+        elif code == SYS_SENDTO:
+            self.sys_sendto(sock, call)
+        elif code == SYS_RECVFROM:
+            self.sys_recvfrom(sock, call)
+        elif code == SYS_GETSOCKNAME:
+            self.answer(call, [ntoa(sock.laddr), sock.lport], sock)
+        elif code == SYS_GETPEERNAME:
+            if not sock.raddr:
+                raise OSError(errno.ENOTCONN, "Transport endpoint is not connected")
+            self.answer(call, [ntoa(sock.raddr), sock.rport], sock)
+        elif code == SYS_SETSOCKOPT:
+            self.setsockopt(sock, f[2], f[3], f[4])
+            self.answer(call, 0, sock)
+        elif code == SYS_GETSOCKOPT:
+            self.answer(call, self.getsockopt(sock, f[2], f[3]), sock)
+        elif code == SYS_SHUTDOWN:
+            self.sys_shutdown(sock, f[2])
+            self.answer(call, 0, sock)
+
+    def sys_socket(self, client: Client, family: int, type_: int, proto: int) -> int:
+        stype = type_ & SOCK_TYPE_MASK
+        if family == ksock.AF_INET and stype == ksock.SOCK_DGRAM:
+            if proto not in (0, ksock.IPPROTO_UDP):
+                raise OSError(errno.EPROTONOSUPPORT, "Protocol not supported")
+        elif family == ksock.AF_INET and stype == ksock.SOCK_STREAM:
+            raise OSError(errno.EPROTONOSUPPORT, "SOCK_STREAM is not supported by mkstack yet")
+        elif family in (ksock.AF_INET, ksock.AF_UNIX):
+            raise OSError(errno.ESOCKTNOSUPPORT if family == ksock.AF_INET else errno.EAFNOSUPPORT,
+                          "this socket type is not supported by mkstack yet")
+        else:
+            raise OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol")
+        if len(client.fds) >= MAX_FDS:
+            raise OSError(errno.EMFILE, "Too many open files")
+        fd = next(i for i in itertools.count(3) if i not in client.fds)
+        s = Sock(next(self.sock_ids), client, fd, family, stype, ksock.IPPROTO_UDP,
+                 self.cfg.socket_rcvbuf, self.cfg.socket_sndbuf)
+        client.fds[fd] = s
+        self.socks[s.id] = s
+        return fd
+
+    # bind: the port table lives in udp, so the answer comes back as UDP_BOUND
+    def sys_bind(self, sock: Sock, call: Pending, addr: int, port: int) -> None:
+        if sock.bound or sock.binding:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        if addr and addr not in self.local and addr not in self.bcast:
+            raise OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address")
+        sock.after_bind.append(call)
+        self.request_bind(sock, addr, port)
+
+    def request_bind(self, sock: Sock, addr: int, port: int, restore: bool = False) -> None:
+        req = next(self.bind_reqs)
+        self.pending_binds[req] = sock
+        sock.binding = not restore
+        flags = (BIND_REUSEADDR if sock.reuseaddr else 0) | (BIND_RESTORE if restore else 0)
+        try:
+            self.peer("udp").send(encode(UDP_BIND, req, sock.id, addr, port, flags), zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # udp is restarting: its UDP_RESYNC makes us send this again
+
+    def autobind(self, sock: Sock, call: Pending) -> bool:
+        """Bind an unbound socket to an ephemeral port first (as inet_autobind); the
+        call is retried once the port is known. Returns True if it had to wait."""
+        if sock.bound:
+            return False
+        sock.after_bind.append(call)
+        if not sock.binding:
+            self.request_bind(sock, 0, 0)
+        return True
+
+    def on_bound(self, req: int, sock_id: int, err: int, addr: int, port: int) -> None:
+        sock = self.pending_binds.pop(req, None)
+        if sock is None or sock.id != sock_id or self.socks.get(sock_id) is not sock:
+            if err == 0 and sock_id not in self.socks:
+                self.udp_msg(encode(UDP_UNBIND, sock_id))   # closed meanwhile
+            return
+        was_binding = sock.binding
+        sock.binding = False
+        if err == 0:
+            sock.bound, sock.laddr, sock.lport = True, addr, port
+            if sock.raddr:
+                self.udp_msg(encode(UDP_CONNECT, sock.id, sock.laddr, sock.raddr, sock.rport))
+        waiting, sock.after_bind = sock.after_bind, []
+        if not was_binding:
+            return
+        for call in waiting:
+            if err:
+                self.fail(call, err, os.strerror(err), sock)
+            elif call.code == SYS_BIND:
+                self.answer(call, 0, sock)
+            else:
+                self.redo(sock, call)
+
+    def redo(self, sock: Sock, call: Pending) -> None:
+        try:
+            if call.code == SYS_SENDTO:
+                self.sys_sendto(sock, call)
+            elif call.code == SYS_CONNECT:
+                self.sys_connect(sock, call, call.fields[2], call.fields[3])
+        except OSError as exc:
+            self.fail(call, exc.errno or errno.EINVAL, exc.strerror or str(exc), sock)
+
+    def route_src(self, daddr: int) -> int:
+        r = self.fib.lookup(daddr.to_bytes(4, "big"))
+        if r is None:
+            raise OSError(errno.ENETUNREACH, "Network is unreachable")
+        return int.from_bytes(r.src, "big")
+
+    def sys_connect(self, sock: Sock, call: Pending, addr: str, port: int) -> None:
+        if addr == "":                           # AF_UNSPEC: dissolve the association
+            sock.raddr = sock.rport = 0
+            if sock.bound:
+                self.udp_msg(encode(UDP_CONNECT, sock.id, 0, 0, 0))
+            self.answer(call, 0, sock)
+            return
+        raddr, rport = aton(addr), _check_port(port)
+        if rport == 0:
+            raise OSError(errno.ECONNREFUSED, "Connection refused")
+        src = self.route_src(raddr)
+        if raddr in self.bcast and not sock.broadcast:
+            raise OSError(errno.EACCES, "Permission denied")
+        if self.autobind(sock, call):
+            sock.raddr, sock.rport = raddr, rport
+            return
+        sock.raddr, sock.rport = raddr, rport
+        if not sock.laddr:
+            sock.laddr = src
+        sock.err = 0
+        self.udp_msg(encode(UDP_CONNECT, sock.id, sock.laddr, raddr, rport))
+        self.answer(call, 0, sock)
+
+    def sys_sendto(self, sock: Sock, call: Pending) -> None:
+        _, _, data, flags, addr, port, _tmo = call.fields
+        if sock.err:
+            err, sock.err = sock.err, 0
+            self.notify(sock)
+            raise OSError(err, os.strerror(err))
+        if sock.shut_wr:
+            raise OSError(errno.EPIPE, "Broken pipe")
+        if len(data) > MAX_UDP_PAYLOAD:
+            raise OSError(errno.EMSGSIZE, "Message too long")
+        if addr is None:
+            if not sock.raddr:
+                raise OSError(errno.EDESTADDRREQ, "Destination address required")
+            daddr, dport = sock.raddr, sock.rport
+        else:
+            daddr, dport = aton(addr), _check_port(port)
+            if dport == 0:
+                raise OSError(errno.EINVAL, "Invalid argument")
+        if daddr in self.bcast and not sock.broadcast:
+            raise OSError(errno.EACCES, "Permission denied")
+        self.route_src(daddr)
+        if self.autobind(sock, call):
+            return
+        try:
+            skb = self.pool.alloc(len(data))
+        except NoBuffers:
+            raise OSError(errno.ENOBUFS, "No buffer space available") from None
+        skb.put(len(data))[:] = data
+        self.udp_sends.append(([sock.id, self.pool.give(skb, self.cfg.service_id("udp")), daddr, dport], skb))
+        self.counters["datagrams_sent"] += 1
+        self.answer(call, len(data), sock)
+
+    def sys_recvfrom(self, sock: Sock, call: Pending) -> None:
+        bufsize, flags, timeout = call.fields[2], call.fields[3], call.fields[4]
+        if bufsize < 0:
+            raise OSError(errno.EINVAL, "negative buffersize in recvfrom")
+        if sock.readers or not self.try_recv(sock, call):
+            if timeout is not None and timeout <= 0 or flags & ksock.MSG_DONTWAIT:
+                raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+            if timeout is not None:
+                call.deadline = time.monotonic() + timeout
+                heapq.heappush(self.timers, (call.deadline, next(self.timer_seq), call))
+            sock.readers.append(call)
+
+    def try_recv(self, sock: Sock, call: Pending) -> bool:
+        bufsize, flags = call.fields[2], call.fields[3]
+        if sock.rcvq:
+            skb, saddr, sport = sock.rcvq[0]
+            data = bytes(skb.data[:bufsize])
+            truelen = len(skb)
+            if not flags & ksock.MSG_PEEK:
+                sock.rcvq.popleft()
+                sock.rcvq_mem -= skb.end
+                self.pool.free(skb)
+            self.answer(call, [data, ntoa(saddr), sport, truelen], sock)
+            self.notify(sock)
+            return True
+        if sock.err:
+            err, sock.err = sock.err, 0
+            self.fail(call, err, os.strerror(err), sock)
+            self.notify(sock)
+            return True
+        if sock.shut_rd:
+            self.answer(call, [b"", None, 0, 0], sock)
+            return True
+        return False
+
+    def wake_readers(self, sock: Sock) -> None:
+        while sock.readers:
+            call = sock.readers[0]
+            if call.done:
+                sock.readers.popleft()
+                continue
+            if not self.try_recv(sock, call):
+                break
+            sock.readers.popleft()
+
+    def sys_shutdown(self, sock: Sock, how: int) -> None:
+        if how not in (ksock.SHUT_RD, ksock.SHUT_WR, ksock.SHUT_RDWR):
+            raise OSError(errno.EINVAL, "Invalid argument")
+        if not sock.raddr:
+            raise OSError(errno.ENOTCONN, "Transport endpoint is not connected")
+        if how in (ksock.SHUT_RD, ksock.SHUT_RDWR):
+            sock.shut_rd = True
+        if how in (ksock.SHUT_WR, ksock.SHUT_RDWR):
+            sock.shut_wr = True
+        self.wake_readers(sock)
+        self.notify(sock)
+
+    def setsockopt(self, sock: Sock, level: int, name: int, value: int) -> None:
+        if level != ksock.SOL_SOCKET:
+            raise OSError(errno.ENOPROTOOPT, "Protocol not available")
+        if name == ksock.SO_REUSEADDR:
+            sock.reuseaddr = bool(value)
+        elif name == ksock.SO_BROADCAST:
+            sock.broadcast = bool(value)
+        elif name == ksock.SO_RCVBUF:   # the kernel doubles it for bookkeeping overhead
+            sock.rcvbuf = max(2304, min(max(value, 0), RMEM_MAX) * 2)
+        elif name == ksock.SO_SNDBUF:
+            sock.sndbuf = max(4608, min(max(value, 0), RMEM_MAX) * 2)
+        else:
+            raise OSError(errno.ENOPROTOOPT, "Protocol not available")
+
+    def getsockopt(self, sock: Sock, level: int, name: int) -> int:
+        if level != ksock.SOL_SOCKET:
+            raise OSError(errno.ENOPROTOOPT, "Protocol not available")
+        if name == ksock.SO_ERROR:
+            err, sock.err = sock.err, 0
+            self.notify(sock)
+            return err
+        values = {ksock.SO_REUSEADDR: int(sock.reuseaddr), ksock.SO_BROADCAST: int(sock.broadcast),
+                  ksock.SO_RCVBUF: sock.rcvbuf, ksock.SO_SNDBUF: sock.sndbuf, ksock.SO_TYPE: sock.type,
+                  ksock.SO_PROTOCOL: sock.proto, ksock.SO_DOMAIN: sock.family}
+        if name not in values:
+            raise OSError(errno.ENOPROTOOPT, "Protocol not available")
+        return values[name]
+
+    def close_sock(self, sock: Sock) -> None:
+        sock.client.fds.pop(sock.fd, None)
+        self.socks.pop(sock.id, None)
+        for call in list(sock.readers) + sock.after_bind:
+            self.fail(call, errno.EBADF, "Bad file descriptor")
+        sock.readers.clear()
+        sock.after_bind = []
+        while sock.rcvq:
+            self.pool.free(sock.rcvq.popleft()[0])
+        if sock.bound:
+            self.udp_msg(encode(UDP_UNBIND, sock.id))
+
+    # -- from udp -----------------------------------------------------------------
+    def udp_msg(self, msg: bytes) -> None:
+        try:
+            self.peer("udp").send(msg, zmq.NOBLOCK)
+        except zmq.Again:
+            self.counters["udp_unreachable"] += 1
+
+    def end_of_turn(self) -> None:
+        self._flush_udp()
+
+    def _flush_udp(self) -> None:
+        if self.udp_sends:
+            self.send_items("udp", UDP_SEND, [i for i, _ in self.udp_sends], [s for _, s in self.udp_sends])
+            self.udp_sends = []
+
+    def on_message(self, code: int, fields: list) -> None:
+        if code == UDP_DELIVER:
+            self.udp_deliver(fields[0])
+        elif code == UDP_BOUND:
+            self.on_bound(*fields)
+        elif code == UDP_SOCK_ERR:
+            sock = self.socks.get(fields[0])
+            if sock is not None and fields[1] > 0:
+                sock.err = fields[1]
+                self.wake_readers(sock)
+                self.notify(sock)
+        elif code == UDP_RESYNC:
+            self.resync_udp()
+        else:
+            self.counters["unexpected_messages"] += 1
+
+    def udp_deliver(self, items: list) -> None:
+        for item in items:
+            if not (isinstance(item, list) and len(item) == 4 and all(type(x) is int for x in item)):
+                self.counters["bad_messages"] += 1
+                continue
+            sid, handle, saddr, sport = item
+            try:
+                skb = self.pool.take(handle)
+            except StaleHandle:
+                continue
+            sock = self.socks.get(sid)
+            if sock is None or sock.shut_rd or sock.rcvq_mem + skb.end > sock.rcvbuf:
+                self.counters["UdpRcvbufErrors"] += 1   # sk_rmem_alloc over sk_rcvbuf: dropped
+                self.pool.free(skb)
+                continue
+            sock.rcvq.append((skb, saddr, sport))
+            sock.rcvq_mem += skb.end
+            self.counters["datagrams_received"] += 1
+            self.wake_readers(sock)
+            self.notify(sock)
+
+    def resync_udp(self) -> None:
+        """udp restarted with an empty port table: announce every binding again."""
+        for sock in self.socks.values():
+            if sock.bound:
+                self.request_bind(sock, sock.laddr, sock.lport, restore=True)
+                if sock.raddr:
+                    self.udp_msg(encode(UDP_CONNECT, sock.id, sock.laddr, sock.raddr, sock.rport))
+            elif sock.binding:
+                self.request_bind(sock, sock.laddr, 0)
+        self.counters["udp_resyncs"] += 1
+
+    # -- time -----------------------------------------------------------------------
+    def timer_at(self) -> float | None:
+        while self.timers and self.timers[0][2].done:
+            heapq.heappop(self.timers)
+        t = self.timers[0][0] if self.timers else None
+        return min(t, self.next_client_check) if t is not None else self.next_client_check
+
+    def on_timer(self, now: float) -> None:
+        while self.timers and self.timers[0][0] <= now:
+            _, _, call = heapq.heappop(self.timers)
+            if not call.done:
+                self.fail(call, errno.ETIMEDOUT, "timed out")
+        if now >= self.next_client_check:
+            self.next_client_check = now + CLIENT_CHECK
+            for cid, c in list(self.clients.items()):
+                if _proc_start(c.pid) != c.start:
+                    self.client_gone(c)
+
+    def client_gone(self, c: Client) -> None:
+        for sock in list(c.fds.values()):
+            self.close_sock(sock)
+        self.clients.pop(c.cid, None)
+        self.counters["clients_gone"] += 1
+
+    # -- introspection ------------------------------------------------------------
+    def show(self, what: str) -> object:
+        if what == "sockets":
+            rows = []
+            for s in self.socks.values():
+                rows.append({"proto": "udp", "local": f"{ntoa(s.laddr)}:{s.lport}" if s.bound else "*:*",
+                             "remote": f"{ntoa(s.raddr)}:{s.rport}" if s.raddr else "*:*",
+                             "state": "ESTAB" if s.raddr else ("UNCONN" if s.bound else "CLOSE"),
+                             "recv_q": sum(len(skb) for skb, _, _ in s.rcvq), "send_q": 0,
+                             "pid": s.client.pid, "fd": s.fd})
+            return rows
+        return super().show(what)
+
+    def stats(self) -> dict:
+        out = super().stats()
+        out["clients_now"] = len(self.clients)
+        out["sockets_now"] = len(self.socks)
+        return out
+
+
+
+def _peek_req(frame: bytes) -> int | None:
+    """The request id of a message the schema refused, so it can still be answered."""
+    try:
+        u = msgpack.Unpacker(max_buffer_size=64)
+        u.feed(frame[:32])
+        if u.read_array_header() < 2:
+            return None
+        u.unpack()
+        req = u.unpack()
+        return req if type(req) is int else None
+    except Exception:
+        return None
+
+
+if __name__ == "__main__":
+    main(SocketServer)

@@ -1,0 +1,197 @@
+"""The UDP layer: udp_rcv and udp_sendmsg around the port table (RFC 768, RFC 1122 4.1).
+
+Receive: checksum and length checks, demux to a socket, datagram handed to the
+socket server as an skb; no socket means ICMP port unreachable (via ip).
+Send: the UDP header is pushed in front of the payload the socket server put
+in the skb, and ip finishes the checksum once it has chosen the source.
+ICMP errors reach connected sockets as ECONNREFUSED and friends.
+The socket server holds a copy of every binding, so after a restart this
+service asks for them again (UDP_RESYNC) and the port table comes back whole.
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+
+import zmq
+
+from services.base import Service, main
+from services.routes import local_addrs
+from shared.ipc.codec import encode
+from shared.ipc.messages import (IP_ICMP_ERROR, IP_OUTPUT, L4_ERR, L4_RCV, UDP_BIND, UDP_BOUND, UDP_CONNECT,
+                                 UDP_DELIVER, UDP_RESYNC, UDP_SEND, UDP_SOCK_ERR, UDP_UNBIND)
+from shared.proto.udp import PortTable
+from shared.skb import CSUM_PARTIAL, NoBuffers, Skb
+from shared.wire import WireError
+from shared.wire.icmp import (ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_HOST_UNREACH, ICMP_NET_UNREACH,
+                              ICMP_PORT_UNREACH, ICMP_PROT_UNREACH, ICMP_TIME_EXCEEDED)
+from shared.wire.ipv4 import IPPROTO_UDP
+from shared.wire.udp import UDP_CSUM_OFF, UDP_HLEN, UdpHeader, emit_udp, parse_udp
+
+BIND_REUSEADDR = 1
+PMTUDISC_WANT = 2
+# ICMP destination-unreachable codes as errno (icmp_err_convert in Linux)
+_UNREACH_ERRNO = {ICMP_NET_UNREACH: errno.ENETUNREACH, ICMP_HOST_UNREACH: errno.EHOSTUNREACH,
+                  ICMP_PROT_UNREACH: errno.ENOPROTOOPT, ICMP_PORT_UNREACH: errno.ECONNREFUSED,
+                  ICMP_FRAG_NEEDED: errno.EMSGSIZE}
+
+
+class Udp(Service):
+    kind = "udp"
+
+    def __init__(self) -> None:
+        super().__init__()
+        bcast = {int.from_bytes(d.addr.network.broadcast_address.packed, "big") for d in self.cfg.devices}
+        self.local = {int.from_bytes(a, "big") for a in local_addrs(self.cfg)}
+        self.table = PortTable(self.cfg.udp_port_range, self.local, bcast)
+        self.peer("ip")
+        self.peer("socket_server")
+        # (item, skb) pairs waiting for the end of this loop turn, one message each
+        self.deliveries: list[tuple[list, Skb]] = []
+        self.outgoing: list[tuple[list, Skb]] = []
+        self.icmp_requests: list[tuple[list, Skb]] = []
+        self.ss_send(encode(UDP_RESYNC))
+
+    def ss_send(self, msg: bytes) -> bool:
+        try:
+            self.peer("socket_server").send(msg, zmq.NOBLOCK)
+            return True
+        except zmq.Again:
+            self.counters["socket_server_unreachable"] += 1
+            return False
+
+    def on_message(self, code: int, fields: list) -> None:
+        if code == L4_RCV:
+            for skb in self.pool.take_many(fields[1]):
+                try:
+                    self.udp_rcv(skb)
+                except Exception as exc:
+                    self.pool.free(skb)
+                    self.fault("rcv", exc)
+        elif code == UDP_SEND:
+            self.udp_send(fields[0])
+        elif code == UDP_BIND:
+            req, sock, addr, port, flags = fields
+            if flags & 2:     # a re-announced binding after our restart
+                e = self.table.restore(sock, addr, port, bool(flags & BIND_REUSEADDR))
+                got = (addr, port)
+            else:
+                e, *got = self.table.bind(sock, addr, port, bool(flags & BIND_REUSEADDR))
+            self.ss_send(encode(UDP_BOUND, req, sock, e, *got))
+        elif code == UDP_CONNECT:
+            sock, laddr, raddr, rport = fields
+            if sock in self.table.socks:
+                self.table.connect(sock, laddr, raddr, rport)
+        elif code == UDP_UNBIND:
+            self.table.unbind(fields[0])
+        elif code == L4_ERR:
+            self.udp_err(fields[0])
+        else:
+            self.counters["unexpected_messages"] += 1
+        self.flush()
+
+    def flush(self) -> None:
+        for service, code, batch in (("socket_server", UDP_DELIVER, self.deliveries),
+                                     ("ip", IP_OUTPUT, self.outgoing), ("ip", IP_ICMP_ERROR, self.icmp_requests)):
+            if batch:
+                self.send_items(service, code, [item for item, _ in batch], [skb for _, skb in batch])
+                batch.clear()
+
+    # -- receive ----------------------------------------------------------------
+    def udp_rcv(self, skb: Skb) -> None:
+        nh = skb.buf[skb.network_header:skb.network_header + 20]
+        src, dst = bytes(nh[12:16]), bytes(nh[16:20])
+        try:
+            hdr, _ = parse_udp(skb.data, src, dst)
+        except WireError as exc:
+            self.counters["UdpInErrors"] += 1
+            if "checksum" in str(exc):
+                self.counters["UdpInCsumErrors"] += 1
+            self.pool.free(skb)
+            return
+        saddr, daddr = int.from_bytes(src, "big"), int.from_bytes(dst, "big")
+        socks = self.table.lookup(saddr, hdr.sport, daddr, hdr.dport)
+        if not socks:
+            self.counters["UdpNoPorts"] += 1
+            if daddr in self.local:
+                self.icmp_requests.append(([self.pool.give(skb, self.cfg.service_id("ip")),
+                                            ICMP_DEST_UNREACH, ICMP_PORT_UNREACH], skb))
+            else:
+                self.pool.free(skb)
+            return
+        skb.trim(hdr.length)
+        skb.pull(UDP_HLEN)
+        self.counters["UdpInDatagrams"] += 1
+        for sock in socks[1:]:      # a broadcast for several sockets: each gets a copy
+            try:
+                copy = self.pool.alloc(len(skb))
+            except NoBuffers:
+                self.counters["UdpRcvbufErrors"] += 1
+                continue
+            copy.put(len(skb))[:] = skb.data
+            self.deliver(sock, copy, saddr, hdr.sport)
+        self.deliver(socks[0], skb, saddr, hdr.sport)
+
+    def deliver(self, sock: int, skb: Skb, saddr: int, sport: int) -> None:
+        handle = self.pool.give(skb, self.cfg.service_id("socket_server"))
+        self.deliveries.append(([sock, handle, saddr, sport], skb))
+
+    def udp_err(self, items: list) -> None:
+        """ICMP errors about datagrams we sent; only connected sockets hear of them (as Linux)."""
+        for item in items:
+            if not (isinstance(item, list) and len(item) == 4 and isinstance(item[3], bytes)):
+                continue
+            type_, code, _rest, quoted = item
+            hlen = (quoted[0] & 0xF) * 4
+            if len(quoted) < hlen + 8:
+                continue
+            laddr, raddr = (int.from_bytes(quoted[i:i + 4], "big") for i in (12, 16))
+            lport, rport = struct.unpack_from("!HH", quoted, hlen)
+            s = self.table.find_sender(laddr, lport, raddr, rport)
+            if s is None:
+                continue
+            if type_ == ICMP_DEST_UNREACH:
+                err = _UNREACH_ERRNO.get(code, errno.EHOSTUNREACH)
+            elif type_ == ICMP_TIME_EXCEEDED:
+                err = errno.EHOSTUNREACH
+            else:
+                err = errno.EPROTO
+            self.counters["UdpIcmpErrors"] += 1
+            self.ss_send(encode(UDP_SOCK_ERR, s.sock, err))
+
+    # -- send -------------------------------------------------------------------
+    def udp_send(self, items: list) -> None:
+        ip_id = self.cfg.service_id("ip")
+        for item in items:
+            if not (isinstance(item, list) and len(item) == 4 and all(type(x) is int for x in item)):
+                self.counters["bad_messages"] += 1
+                continue
+            sock, handle, daddr, dport = item
+            try:
+                skb = self.pool.take(handle)
+            except Exception:
+                continue
+            s = self.table.socks.get(sock)
+            if s is None or not 0 < dport <= 0xFFFF:
+                self.counters["UdpOutDrops"] += 1
+                self.pool.free(skb)
+                continue
+            length = len(skb) + UDP_HLEN
+            emit_udp(UdpHeader(s.lport, dport, length), skb.push(UDP_HLEN))
+            skb.transport_header = skb.data_off
+            skb.flags = skb.flags | CSUM_PARTIAL
+            skb.csum_offset = UDP_CSUM_OFF
+            self.counters["UdpOutDatagrams"] += 1
+            saddr = s.laddr if s.laddr not in self.table.broadcasts else 0
+            self.outgoing.append(([self.pool.give(skb, ip_id), saddr, daddr, IPPROTO_UDP, 0, 64, PMTUDISC_WANT], skb))
+
+    def show(self, what: str) -> object:
+        if what == "ports":
+            return [{"sock": s.sock, "laddr": s.laddr, "lport": s.lport, "raddr": s.raddr, "rport": s.rport}
+                    for s in self.table.socks.values()]
+        return super().show(what)
+
+
+if __name__ == "__main__":
+    main(Udp)

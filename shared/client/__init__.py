@@ -1,0 +1,1 @@
+"""The application side of mkstack: ``mksocket`` is a drop-in for the ``socket`` module."""

@@ -1,0 +1,488 @@
+"""A drop-in for the stdlib ``socket`` module whose sockets live in mkstack.
+
+Every call becomes a request to the socket server (DEALER -> ROUTER, msgpack,
+request ids). Each thread has its own DEALER, so threads may share sockets; a
+blocking call is suspended in the server, not polled from here. For select,
+poll and selectors, every socket has a real file descriptor (an eventfd) that
+is readable exactly when the mkstack socket is: the server pushes readiness
+changes to one event channel per process, and every reply carries the
+socket's current readiness too. Errors are ``OSError`` with Linux's errno;
+timeouts raise ``TimeoutError('timed out')`` (``socket.timeout``).
+
+What mkstack does not do yet is refused with a clear OSError, never faked.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import itertools
+import os
+import sys
+import threading
+
+import msgpack
+import zmq
+
+# the kernel's socket module, for constants and helpers that are not about sockets
+_k = sys.modules.get("_mkstack_kernel_socket") or __import__("socket")
+
+from shared.ipc.messages import (SYS_BIND, SYS_CLOSE, SYS_CONNECT, SYS_GETPEERNAME,  # noqa: E402
+                                 SYS_GETSOCKNAME, SYS_GETSOCKOPT, SYS_HELLO, SYS_RECVFROM, SYS_SENDTO,
+                                 SYS_SETSOCKOPT, SYS_SHUTDOWN, SYS_SOCKET)
+
+# -- the module's public face: constants and helpers as the stdlib has them -----
+for _name in dir(_k):
+    if _name.isupper() or _name.startswith(("AF_", "SOCK_", "SOL_", "SO_", "MSG_", "IPPROTO_", "IP_", "TCP_",
+                                            "SHUT_", "EAI_", "AI_", "NI_", "INADDR_", "SCM_")):
+        globals()[_name] = getattr(_k, _name)
+# the ones this module uses itself, named so that readers (and linters) can see them
+AF_INET, AF_UNIX, SOCK_STREAM, SOCK_DGRAM, SOCK_RAW = _k.AF_INET, _k.AF_UNIX, _k.SOCK_STREAM, _k.SOCK_DGRAM, _k.SOCK_RAW
+IPPROTO_TCP, IPPROTO_UDP, MSG_TRUNC = _k.IPPROTO_TCP, _k.IPPROTO_UDP, _k.MSG_TRUNC
+AddressFamily, SocketKind, MsgFlag, AddressInfo = _k.AddressFamily, _k.SocketKind, _k.MsgFlag, _k.AddressInfo
+error, timeout, herror, gaierror = OSError, TimeoutError, _k.herror, _k.gaierror
+has_ipv6 = False
+(inet_aton, inet_ntoa, inet_pton, inet_ntop, htons, ntohs, htonl, ntohl, gethostname, getservbyname,
+ getservbyport, getprotobyname, if_nameindex, CMSG_LEN, CMSG_SPACE) = (
+    _k.inet_aton, _k.inet_ntoa, _k.inet_pton, _k.inet_ntop, _k.htons, _k.ntohs, _k.htonl, _k.ntohl,
+    _k.gethostname, _k.getservbyname, _k.getservbyport, _k.getprotobyname, _k.if_nameindex, _k.CMSG_LEN,
+    _k.CMSG_SPACE)
+SocketType = None  # set below to the class
+_GLOBAL_DEFAULT_TIMEOUT = object()
+_default_timeout: float | None = None
+
+ENDPOINT_ENV = "MKSTACK_ENDPOINT"
+_POLLIN, _POLLERR = 0x1, 0x8
+
+
+def _os_error(err: int, text: str | None = None) -> OSError:
+    """OSError with the subclass the stdlib would raise for ``err``."""
+    return OSError(err, text or os.strerror(err))
+
+
+# -- the connection to the socket server ---------------------------------------------
+class _Notifier:
+    """An eventfd that is readable while the mkstack socket is."""
+
+    __slots__ = ("fd", "ver", "set", "lock")
+
+    def __init__(self) -> None:
+        self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self.ver = 0
+        self.set = False
+        self.lock = threading.Lock()
+
+    def apply(self, ver: int, mask: int) -> None:
+        with self.lock:
+            if ver <= self.ver or self.fd < 0:
+                return
+            self.ver = ver
+            want = bool(mask & (_POLLIN | _POLLERR))
+            if want and not self.set:
+                os.eventfd_write(self.fd, 1)
+            elif not want and self.set:
+                try:
+                    os.eventfd_read(self.fd)
+                except BlockingIOError:
+                    pass
+            self.set = want
+
+    def close(self) -> None:
+        with self.lock:
+            if self.fd >= 0:
+                os.close(self.fd)
+                self.fd = -1
+
+
+class _Connection:
+    """One per process: the client id, per-thread DEALERs and the event thread."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.pid = os.getpid()
+        self.cid = os.urandom(12).hex().encode()
+        self.ctx = zmq.Context()
+        self.local = threading.local()
+        self.seq = itertools.count(1)
+        self.threads = itertools.count(1)
+        self.notifiers: dict[int, _Notifier] = {}
+        self.lock = threading.Lock()
+        self.call(SYS_HELLO, self.pid, False)
+        self.events_ready = threading.Event()
+        threading.Thread(target=self._events, name="mkstack-events", daemon=True).start()
+        self.events_ready.wait(5)
+
+    def _dealer(self) -> zmq.Socket:
+        s = getattr(self.local, "sock", None)
+        if s is None:
+            s = self.ctx.socket(zmq.DEALER)
+            s.setsockopt(zmq.LINGER, 0)
+            s.setsockopt(zmq.IDENTITY, self.cid + b"." + str(next(self.threads)).encode())
+            s.connect(self.endpoint)
+            self.local.sock = s
+        return s
+
+    def call(self, code: int, *args: object) -> object:
+        """One request; the reply's readiness is applied before returning."""
+        s = self._dealer()
+        req = next(self.seq)
+        s.send(msgpack.packb([code, req, *args], use_bin_type=True))
+        while True:
+            frame = s.recv()
+            try:
+                rreq, err, result, ready = msgpack.unpackb(frame, raw=False)
+            except (ValueError, TypeError, msgpack.UnpackException):
+                raise _os_error(_errno.EPROTO, "malformed reply from the socket server") from None
+            if rreq == req:
+                break   # replies to abandoned requests (interrupted calls) are skipped
+        if ready is not None:
+            n = self.notifiers.get(ready[0])
+            if n is not None:
+                n.apply(ready[1], ready[2])
+        if err:
+            if err == _errno.ETIMEDOUT and result == "timed out":
+                raise TimeoutError("timed out")
+            raise _os_error(err, result if isinstance(result, str) else None)
+        return result
+
+    def _events(self) -> None:
+        s = self.ctx.socket(zmq.DEALER)
+        s.setsockopt(zmq.LINGER, 0)
+        s.setsockopt(zmq.IDENTITY, self.cid + b".ev")
+        s.connect(self.endpoint)
+        s.send(msgpack.packb([SYS_HELLO, 0, self.pid, True]))
+        s.recv()
+        self.events_ready.set()
+        while True:
+            try:
+                msg = msgpack.unpackb(s.recv(), raw=False)
+            except (zmq.ZMQError, ValueError, msgpack.UnpackException):
+                continue
+            if isinstance(msg, list) and len(msg) == 4 and msg[0] == 0:
+                n = self.notifiers.get(msg[1])
+                if n is not None:
+                    n.apply(msg[2], msg[3])
+
+
+_conn: _Connection | None = None
+_conn_lock = threading.Lock()
+
+
+def _connection() -> _Connection:
+    global _conn
+    if _conn is None or _conn.pid != os.getpid():
+        with _conn_lock:
+            if _conn is None or _conn.pid != os.getpid():
+                ep = os.environ.get(ENDPOINT_ENV)
+                if not ep:
+                    raise _os_error(_errno.ENETDOWN, f"mkstack: {ENDPOINT_ENV} is not set (use 'launcher.py run')")
+                _conn = _Connection(ep)
+    return _conn
+
+
+# -- addresses ------------------------------------------------------------------------
+def _inet_addr(address: object) -> tuple[str, int]:
+    if not (isinstance(address, tuple) and len(address) == 2):
+        raise TypeError("AF_INET address must be tuple, not " + type(address).__name__)
+    host, port = address
+    if not isinstance(port, int):
+        raise TypeError(f"'{type(port).__name__}' object cannot be interpreted as an integer")
+    if not 0 <= port <= 0xFFFF:
+        raise OverflowError("bind(): port must be 0-65535.")
+    if host in ("", "0.0.0.0"):
+        return "0.0.0.0", port
+    if host == "<broadcast>":
+        return "255.255.255.255", port
+    return gethostbyname(host), port
+
+
+def gethostbyname(host: str) -> str:
+    """Numeric forms and localhost; mkstack has no resolver (no DNS traffic leaves it)."""
+    if host in ("localhost", "localhost.localdomain"):
+        return "127.0.0.1"
+    try:
+        return _k.inet_ntoa(_k.inet_aton(host))   # also accepts "10.1", as the stdlib does
+    except OSError:
+        raise gaierror(_k.EAI_NONAME, "Name or service not known") from None
+
+
+def getaddrinfo(host: str | bytes | None, port: str | int | bytes | None, family: int = 0, type: int = 0,
+                proto: int = 0, flags: int = 0) -> list:
+    if family not in (0, AF_INET):
+        raise gaierror(_k.EAI_FAMILY, "ai_family not supported")
+    if isinstance(host, bytes):
+        host = host.decode("idna")
+    if isinstance(port, bytes):
+        port = port.decode()
+    if host is None:
+        addr = "0.0.0.0" if flags & _k.AI_PASSIVE else "127.0.0.1"
+    else:
+        addr = gethostbyname(host)
+    if port is None:
+        pnum = 0
+    elif isinstance(port, int) or str(port).isdigit():
+        pnum = int(port)
+    else:
+        try:
+            pnum = _k.getservbyname(str(port), "udp" if type == SOCK_DGRAM else "tcp")
+        except OSError:
+            raise gaierror(_k.EAI_SERVICE, "Servname not supported for ai_socktype") from None
+    kinds = [(SOCK_STREAM, IPPROTO_TCP), (SOCK_DGRAM, IPPROTO_UDP), (SOCK_RAW, 0)]
+    out = []
+    for kind, p in kinds:
+        if (type and kind != type) or (proto and p != proto and kind != SOCK_RAW):
+            continue
+        out.append((AddressFamily.AF_INET, SocketKind(kind), p if not proto else proto, "", (addr, pnum)))
+    return out
+
+
+def getdefaulttimeout() -> float | None:
+    return _default_timeout
+
+
+def setdefaulttimeout(value: float | None) -> None:
+    global _default_timeout
+    _default_timeout = _check_timeout(value)
+
+
+def _check_timeout(value: float | None) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    if value < 0:
+        raise ValueError("Timeout value out of range")
+    return value
+
+
+# -- the socket class -------------------------------------------------------------------
+class socket:
+    """An mkstack socket with the stdlib ``socket.socket`` interface."""
+
+    __slots__ = ("_fd", "_family", "_type", "_proto", "_timeout", "_notifier", "_closed", "__weakref__")
+
+    def __init__(self, family: int = -1, type: int = -1, proto: int = -1, fileno: int | None = None) -> None:
+        if fileno is not None:
+            raise _os_error(_errno.EOPNOTSUPP, "mkstack sockets cannot be made from a file descriptor")
+        family = AF_INET if family == -1 else family
+        type = SOCK_STREAM if type == -1 else type
+        proto = 0 if proto == -1 else proto
+        conn = _connection()
+        self._closed = True
+        self._fd = conn.call(SYS_SOCKET, int(family), int(type), int(proto))
+        self._family, self._type, self._proto = family, type & 0xF, proto
+        self._timeout = 0.0 if type & getattr(_k, "SOCK_NONBLOCK", 0) else _default_timeout
+        self._notifier = _Notifier()
+        conn.notifiers[self._fd] = self._notifier
+        self._closed = False
+
+    # -- plumbing
+    def _call(self, code: int, *args: object) -> object:
+        if self._closed:
+            raise _os_error(_errno.EBADF, "Bad file descriptor")
+        return _connection().call(code, self._fd, *args)
+
+    def __repr__(self) -> str:
+        return (f"<mkstack.socket fd={-1 if self._closed else self._fd}, family={AddressFamily(self._family)!s}, "
+                f"type={SocketKind(self._type)!s}, proto={self._proto}>")
+
+    def __enter__(self) -> "socket":
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            if not self._closed:
+                self.close()
+        except Exception:
+            pass
+
+    def __getstate__(self) -> None:
+        raise TypeError(f"cannot pickle {self.__class__.__name__!r} object")
+
+    @property
+    def family(self) -> AddressFamily:
+        return AddressFamily(self._family)
+
+    @property
+    def type(self) -> SocketKind:
+        return SocketKind(self._type)
+
+    @property
+    def proto(self) -> int:
+        return self._proto
+
+    def fileno(self) -> int:
+        """A descriptor that select/poll/selectors see as readable when this socket is."""
+        return -1 if self._closed else self._notifier.fd
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        conn = _connection()
+        conn.notifiers.pop(self._fd, None)
+        self._notifier.close()
+        try:
+            conn.call(SYS_CLOSE, self._fd)
+        except OSError:
+            pass
+
+    def detach(self) -> int:
+        raise _os_error(_errno.EOPNOTSUPP, "mkstack sockets cannot be detached from the stack")
+
+    def dup(self) -> "socket":
+        raise _os_error(_errno.EOPNOTSUPP, "dup() of mkstack sockets is not supported yet")
+
+    # -- timeouts and blocking
+    def settimeout(self, value: float | None) -> None:
+        self._timeout = _check_timeout(value)
+
+    def gettimeout(self) -> float | None:
+        return self._timeout
+
+    def setblocking(self, flag: bool) -> None:
+        self._timeout = None if flag else 0.0
+
+    def getblocking(self) -> bool:
+        return self._timeout != 0.0
+
+    # -- names
+    def bind(self, address: tuple[str, int]) -> None:
+        host, port = _inet_addr(address)
+        self._call(SYS_BIND, host, port)
+
+    def connect(self, address: tuple[str, int]) -> None:
+        host, port = _inet_addr(address)
+        self._call(SYS_CONNECT, host, port, self._timeout)
+
+    def connect_ex(self, address: tuple[str, int]) -> int:
+        try:
+            self.connect(address)
+        except OSError as exc:
+            return exc.errno or _errno.EINVAL
+        return 0
+
+    def getsockname(self) -> tuple[str, int]:
+        return tuple(self._call(SYS_GETSOCKNAME))  # type: ignore[arg-type]
+
+    def getpeername(self) -> tuple[str, int]:
+        return tuple(self._call(SYS_GETPEERNAME))  # type: ignore[arg-type]
+
+    # -- data
+    def sendto(self, data: bytes, flags_or_addr: object, address: object = None) -> int:
+        if address is None:
+            flags, address = 0, flags_or_addr
+        else:
+            flags = flags_or_addr  # type: ignore[assignment]
+        host, port = _inet_addr(address)
+        return self._call(SYS_SENDTO, bytes(memoryview(data)), int(flags), host, port,  # type: ignore[return-value]
+                          self._timeout)
+
+    def send(self, data: bytes, flags: int = 0) -> int:
+        return self._call(SYS_SENDTO, bytes(memoryview(data)), int(flags), None, 0,  # type: ignore[return-value]
+                          self._timeout)
+
+    def sendall(self, data: bytes, flags: int = 0) -> None:
+        view = memoryview(data)
+        while view:
+            n = self.send(view, flags)
+            view = view[n:]
+
+    def sendmsg(self, buffers: object, ancdata: object = (), flags: int = 0, address: object = None) -> int:
+        if ancdata:
+            raise _os_error(_errno.EOPNOTSUPP, "ancillary data is not supported by mkstack yet")
+        data = b"".join(bytes(memoryview(b)) for b in buffers)  # type: ignore[attr-defined]
+        return self.sendto(data, flags, address) if address is not None else self.send(data, flags)
+
+    def _recv(self, bufsize: int, flags: int) -> tuple[bytes, tuple[str, int] | None, int]:
+        if bufsize < 0:
+            raise ValueError("negative buffersize in recvfrom")
+        data, host, port, truelen = self._call(SYS_RECVFROM, int(bufsize), int(flags),  # type: ignore[misc]
+                                               self._timeout)
+        return data, (host, port) if host is not None else None, truelen
+
+    def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, tuple[str, int] | None]:
+        data, addr, _ = self._recv(bufsize, flags)
+        return data, addr
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        return self._recv(bufsize, flags)[0]
+
+    def recvfrom_into(self, buffer: object, nbytes: int = 0, flags: int = 0) -> tuple[int, tuple[str, int] | None]:
+        view = memoryview(buffer).cast("B")  # type: ignore[arg-type]
+        if nbytes < 0:
+            raise ValueError("negative buffersize in recvfrom_into")
+        if nbytes > len(view):
+            raise ValueError("nbytes is greater than the length of the buffer")
+        data, addr, _ = self._recv(nbytes or len(view), flags)
+        view[:len(data)] = data
+        return len(data), addr
+
+    def recv_into(self, buffer: object, nbytes: int = 0, flags: int = 0) -> int:
+        return self.recvfrom_into(buffer, nbytes, flags)[0]
+
+    def recvmsg(self, bufsize: int, ancbufsize: int = 0, flags: int = 0) -> tuple:
+        data, addr, truelen = self._recv(bufsize, flags)
+        msg_flags = MSG_TRUNC if truelen > len(data) else 0
+        return data, [], msg_flags, addr
+
+    def shutdown(self, how: int) -> None:
+        self._call(SYS_SHUTDOWN, int(how))
+
+    # -- options
+    def setsockopt(self, level: int, optname: int, value: object, optlen: int | None = None) -> None:
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            b = bytes(value)
+            value = int.from_bytes(b[:4].ljust(4, b"\0"), sys.byteorder) if b else 0
+        if value is None:
+            raise _os_error(_errno.EINVAL)
+        self._call(SYS_SETSOCKOPT, int(level), int(optname), int(value))  # type: ignore[arg-type]
+
+    def getsockopt(self, level: int, optname: int, buflen: int | None = None) -> int | bytes:
+        v = self._call(SYS_GETSOCKOPT, int(level), int(optname))
+        if buflen is None:
+            return v  # type: ignore[return-value]
+        return int(v).to_bytes(4, sys.byteorder, signed=True)[:buflen]  # type: ignore[arg-type]
+
+    # -- stream-only calls, not built yet
+    def listen(self, backlog: int = 128) -> None:
+        raise _os_error(_errno.EOPNOTSUPP, "Operation not supported")
+
+    def accept(self) -> tuple:
+        raise _os_error(_errno.EOPNOTSUPP, "Operation not supported")
+
+    def makefile(self, *args: object, **kwargs: object) -> object:
+        raise _os_error(_errno.EOPNOTSUPP, "makefile() on mkstack sockets needs SOCK_STREAM, not built yet")
+
+
+SocketType = socket
+
+
+def create_connection(address: tuple[str, int], timeout: object = _GLOBAL_DEFAULT_TIMEOUT,
+                      source_address: tuple[str, int] | None = None, *, all_errors: bool = False) -> socket:
+    host, port = address
+    err = None
+    for family, kind, proto, _, sa in getaddrinfo(host, port, 0, SOCK_STREAM):
+        s = socket(family, kind, proto)
+        try:
+            if timeout is not _GLOBAL_DEFAULT_TIMEOUT:
+                s.settimeout(timeout)  # type: ignore[arg-type]
+            if source_address:
+                s.bind(source_address)
+            s.connect(sa)
+            return s
+        except OSError as exc:
+            err = exc
+            s.close()
+    raise err or OSError("getaddrinfo returns an empty list")
+
+
+def socketpair(family: int = -1, type: int = -1, proto: int = 0) -> tuple:
+    """The kernel's socketpair: mkstack has no AF_UNIX sockets yet, and stdlib code
+    (asyncio's self-pipe, for one) needs a working pair."""
+    return _k.socketpair(AF_UNIX if family == -1 else family, SOCK_STREAM if type == -1 else type, proto)
+
+
+def fromfd(fd: int, family: int, type: int, proto: int = 0) -> socket:
+    raise _os_error(_errno.EOPNOTSUPP, "mkstack sockets cannot be made from a file descriptor")

@@ -1,0 +1,133 @@
+"""The UDP port table (RFC 768, RFC 1122 4.1): binding rules and demux.
+
+Binding follows Linux: two sockets may share a port only if their local
+addresses cannot overlap (both specific and different) or both set
+SO_REUSEADDR. Port 0 takes the next free port of the ephemeral range.
+Delivery follows Linux's compute_score: a socket whose local address,
+remote address and remote port match more specifically wins; among equals,
+the most recently bound one. Broadcasts go to every matching socket.
+Addresses are IPv4 as ints; 0 is the wildcard.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+
+BROADCAST = 0xFFFFFFFF
+
+
+@dataclass(slots=True)
+class UdpSock:
+    sock: int
+    laddr: int
+    lport: int
+    reuse: bool
+    order: int
+    raddr: int = 0
+    rport: int = 0
+
+
+class PortTable:
+    def __init__(self, port_range: tuple[int, int] = (32768, 60999), local: set[int] | None = None,
+                 broadcasts: set[int] | None = None) -> None:
+        self.lo, self.hi = port_range
+        self.local = local or set()
+        self.broadcasts = (broadcasts or set()) | {BROADCAST}
+        self.socks: dict[int, UdpSock] = {}
+        self.by_port: dict[int, list[UdpSock]] = {}
+        self._order = 0
+        self._next = self.lo
+
+    def _conflicts(self, addr: int, port: int, reuse: bool) -> bool:
+        for s in self.by_port.get(port, ()):
+            overlap = s.laddr == 0 or addr == 0 or s.laddr == addr
+            if overlap and not (reuse and s.reuse):
+                return True
+        return False
+
+    def bind(self, sock: int, addr: int, port: int, reuse: bool = False) -> tuple[int, int, int]:
+        """Returns (errno, addr, port); errno 0 on success."""
+        if sock in self.socks:
+            return errno.EINVAL, 0, 0
+        if addr and addr not in self.local and addr not in self.broadcasts:
+            return errno.EADDRNOTAVAIL, 0, 0
+        if not 0 <= port <= 0xFFFF:
+            return errno.EINVAL, 0, 0
+        if port == 0:
+            span = self.hi - self.lo + 1
+            for i in range(span):
+                cand = self.lo + (self._next - self.lo + i) % span
+                if not self._conflicts(addr, cand, reuse):
+                    port = cand
+                    self._next = cand + 1 if cand < self.hi else self.lo
+                    break
+            else:
+                return errno.EADDRINUSE, 0, 0
+        elif self._conflicts(addr, port, reuse):
+            return errno.EADDRINUSE, 0, 0
+        self._order += 1
+        s = UdpSock(sock, addr, port, reuse, self._order)
+        self.socks[sock] = s
+        self.by_port.setdefault(port, []).append(s)
+        return 0, addr, port
+
+    def restore(self, sock: int, addr: int, port: int, reuse: bool, raddr: int = 0, rport: int = 0) -> int:
+        """Re-enter a binding the socket layer already holds (after a restart of udp)."""
+        e, _, _ = self.bind(sock, addr, port, reuse)
+        if e == 0:
+            self.connect(sock, addr, raddr, rport)
+        return e
+
+    def connect(self, sock: int, laddr: int, raddr: int, rport: int) -> None:
+        """Set the remote end (raddr 0: disconnect) and, if unset, the local address."""
+        s = self.socks[sock]
+        s.raddr, s.rport = raddr, rport
+        if raddr and not s.laddr:
+            s.laddr = laddr
+
+    def unbind(self, sock: int) -> None:
+        s = self.socks.pop(sock, None)
+        if s is None:
+            return
+        peers = self.by_port[s.lport]
+        peers.remove(s)
+        if not peers:
+            del self.by_port[s.lport]
+
+    @staticmethod
+    def _score(s: UdpSock, saddr: int, sport: int, daddr: int) -> int:
+        score = 2
+        if s.laddr:
+            if s.laddr != daddr:
+                return -1
+            score += 4
+        if s.raddr:
+            if s.raddr != saddr:
+                return -1
+            score += 4
+        if s.rport:
+            if s.rport != sport:
+                return -1
+            score += 4
+        return score
+
+    def lookup(self, saddr: int, sport: int, daddr: int, dport: int) -> list[int]:
+        """Sockets that receive a datagram: the best one, or all for a broadcast."""
+        cands = self.by_port.get(dport, ())
+        if daddr in self.broadcasts:
+            return [s.sock for s in cands if (not s.laddr or s.laddr == daddr)
+                    and (not s.raddr or s.raddr == saddr) and (not s.rport or s.rport == sport)]
+        best, best_score = None, -1
+        for s in cands:
+            sc = self._score(s, saddr, sport, daddr)
+            if sc > best_score or (sc == best_score and sc >= 0 and best is not None and s.order > best.order):
+                best, best_score = s, sc
+        return [best.sock] if best is not None and best_score >= 0 else []
+
+    def find_sender(self, laddr: int, lport: int, raddr: int, rport: int) -> UdpSock | None:
+        """The connected socket that sent a datagram quoted in an ICMP error."""
+        for s in self.by_port.get(lport, ()):
+            if (not s.laddr or s.laddr == laddr) and s.raddr == raddr and s.rport == rport:
+                return s
+        return None
