@@ -1,0 +1,83 @@
+import errno
+
+from shared.proto.udp import PortTable
+
+A, B = 0x0A420002, 0x0A430002          # two local addresses
+PEER, PEER2 = 0x0A420001, 0x0A420009
+BCAST = 0x0A4200FF
+
+
+def table():
+    return PortTable((40000, 40009), local={A, B}, broadcasts={BCAST})
+
+
+def test_bind_rules_as_linux():
+    t = table()
+    assert t.bind(1, 0, 53) == (0, 0, 53)
+    assert t.bind(2, A, 53)[0] == errno.EADDRINUSE        # wildcard overlaps everything
+    assert t.bind(1, A, 54)[0] == errno.EINVAL            # already bound
+    assert t.bind(3, 0x01020304, 55)[0] == errno.EADDRNOTAVAIL
+    assert t.bind(4, A, 60) == (0, A, 60)
+    assert t.bind(5, B, 60) == (0, B, 60)                 # distinct specific addresses coexist
+    assert t.bind(6, 0, 60)[0] == errno.EADDRINUSE
+
+
+def test_reuseaddr_needs_both():
+    t = table()
+    t.bind(1, 0, 53, reuse=True)
+    assert t.bind(2, 0, 53, reuse=False)[0] == errno.EADDRINUSE
+    assert t.bind(3, 0, 53, reuse=True)[0] == 0
+
+
+def test_ephemeral_ports_cycle_and_run_out():
+    t = table()
+    ports = [t.bind(i, 0, 0)[2] for i in range(10)]
+    assert sorted(ports) == list(range(40000, 40010))
+    assert t.bind(99, 0, 0)[0] == errno.EADDRINUSE
+    t.unbind(3)
+    assert t.bind(100, 0, 0)[2] == ports[3]
+
+
+def test_lookup_prefers_the_most_specific_socket():
+    t = table()
+    t.bind(1, 0, 53)
+    assert t.lookup(PEER, 999, A, 53) == [1]
+    t2 = table()
+    t2.bind(1, 0, 53, reuse=True)
+    t2.bind(2, A, 53, reuse=True)
+    t2.bind(3, A, 53, reuse=True)
+    t2.connect(3, A, PEER, 999)
+    assert t2.lookup(PEER, 999, A, 53) == [3]            # connected to exactly this peer
+    assert t2.lookup(PEER2, 999, A, 53) == [2]           # bound to the address beats the wildcard
+    assert t2.lookup(PEER2, 999, B, 53) == [1]
+    assert t2.lookup(PEER, 999, A, 54) == []
+
+
+def test_connected_socket_ignores_other_peers():
+    t = table()
+    t.bind(1, A, 53)
+    t.connect(1, A, PEER, 1000)
+    assert t.lookup(PEER, 1001, A, 53) == []
+    t.connect(1, A, 0, 0)                                  # disconnect
+    assert t.lookup(PEER, 1001, A, 53) == [1]
+
+
+def test_among_equals_the_last_bound_wins_and_broadcast_reaches_all():
+    t = table()
+    t.bind(1, 0, 67, reuse=True)
+    t.bind(2, 0, 67, reuse=True)
+    assert t.lookup(PEER, 68, A, 67) == [2]
+    assert sorted(t.lookup(PEER, 68, BCAST, 67)) == [1, 2]
+    assert sorted(t.lookup(PEER, 68, 0xFFFFFFFF, 67)) == [1, 2]
+
+
+def test_find_sender_for_icmp_errors_and_restore():
+    t = table()
+    t.bind(1, 0, 5000)
+    t.connect(1, A, PEER, 9)
+    assert t.socks[1].laddr == A                           # connect fixed the source address
+    assert t.find_sender(A, 5000, PEER, 9).sock == 1
+    assert t.find_sender(A, 5000, PEER, 10) is None
+    fresh = table()
+    assert fresh.restore(1, A, 5000, False, PEER, 9) == 0
+    assert fresh.lookup(PEER, 9, A, 5000) == [1]
