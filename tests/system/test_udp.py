@@ -1,0 +1,175 @@
+"""UDP through mkstack against the Linux kernel, with unmodified Python programs."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import msgpack
+import pytest
+import zmq
+
+from shared.ipc import endpoints
+from tests.system.conftest import ROOT, ping_rtts, summary
+
+APPS = os.path.join(ROOT, "tests", "system", "apps")
+
+
+def run_on_mkstack(stack, *args, timeout=120):
+    return stack.launcher("run", "--", "python", *args, timeout=timeout)
+
+
+def start_on_mkstack(stack, *args):
+    p = subprocess.Popen([sys.executable, os.path.join(ROOT, "launcher.py"), "--instance", stack.instance,
+                          "-c", stack.config, "run", "--", "python", *args],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    line = p.stdout.readline()
+    assert line.startswith("ready"), line + (p.stdout.read() if p.poll() is not None else "")
+    return p
+
+
+@pytest.fixture
+def echo_server(stack):
+    p = start_on_mkstack(stack, os.path.join(APPS, "udp_echo.py"), "0.0.0.0", "9999")
+    yield p
+    p.kill()
+    p.wait()
+
+
+def test_echo_2000_random_sizes_byte_exact(stack, echo_server):
+    out = stack.peer("python3", os.path.join(APPS, "udp_stress.py"), stack.addr, "9999", "2000", "11",
+                     timeout=600).stdout
+    r = json.loads(out.strip().splitlines()[-1])
+    print(f"\nUDP echo, 2000 datagrams of 1-65507 bytes: {r}")
+    assert r["ok"] == 2000
+    assert r["retries"] <= 20, r
+    ip = stack.stats()["ip"]
+    assert ip["IpReasmOKs"] > 0 and ip["IpFragCreates"] > 0   # large ones crossed as fragments both ways
+
+
+def test_mkstack_client_against_linux_server_and_econnrefused(stack):
+    server = stack.peer_popen("python3", os.path.join(APPS, "udp_echo.py"), stack.peer_addr, "7000")
+    try:
+        assert server.stdout.readline().startswith("ready")
+        out = run_on_mkstack(stack, os.path.join(APPS, "udp_client.py"), stack.peer_addr, "7000", "7001").stdout
+    finally:
+        server.kill()
+        server.wait()
+    r = json.loads(out.strip().splitlines()[-1])
+    assert r["echoed"] == 100
+    assert r["local"][0] == "0.0.0.0" and 32768 <= r["local"][1] <= 60999   # autobound to the wildcard, as Linux
+    assert r["peer"] == [stack.peer_addr, 7001]
+    assert r["connected"] == f"ConnectionRefusedError {111}"
+    assert r["unconnected"] == "TimeoutError"
+
+
+def test_large_ping_is_reassembled_and_answered_in_fragments(stack):
+    out = stack.peer("ping", "-c", "5", "-i", "0.2", "-s", "8000", stack.addr).stdout
+    assert "5 received" in out, out
+    print(f"\nping -s 8000: {summary(ping_rtts(out))}")
+    st = stack.stats()["ip"]
+    assert st["IpReasmOKs"] >= 5 and st["IpFragOKs"] >= 5
+
+
+def test_socket_semantics_match_the_kernel(stack):
+    script = os.path.join(APPS, "readiness.py")
+    kernel = stack.peer("python3", script, stack.peer_addr).stdout
+    ours = run_on_mkstack(stack, script, stack.addr).stdout
+    assert ours.splitlines() == kernel.splitlines()
+    assert "threads: [100, 100, 100, 100]" in ours
+
+
+def test_netstat_and_client_exit_closes_its_sockets(stack, echo_server):
+    rows = json.loads(stack.launcher("netstat", "--json").stdout)
+    assert any(r["local"] == "0.0.0.0:9999" and r["pid"] for r in rows)
+    assert "0.0.0.0:9999" in stack.launcher("netstat").stdout
+    run_on_mkstack(stack, "-c", "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+                                "s.bind(('0.0.0.0', 7777)); print(s.getsockname())")
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        rows = json.loads(stack.launcher("netstat", "--json").stdout)
+        if not any(r["local"].endswith(":7777") for r in rows):
+            break
+        time.sleep(0.2)
+    assert not any(r["local"].endswith(":7777") for r in rows)
+    out = run_on_mkstack(stack, "-c", "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+                                      "s.bind(('0.0.0.0', 7777)); print('rebound')").stdout
+    assert "rebound" in out
+
+
+def test_bad_udp_datagrams_are_counted_and_dropped(stack):
+    script = (
+        "import socket, struct\n"
+        "s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)\n"
+        f"dst = '{stack.addr}'\n"
+        "for i in range(50):\n"
+        "    s.sendto(struct.pack('!HHHH', 1000, 9999, 13, 0x1234) + b'hello', (dst, 0))  # bad checksum\n"
+        "    s.sendto(struct.pack('!HHHH', 1000, 9999, 99, 0) + b'short', (dst, 0))        # length > datagram\n"
+        "    s.sendto(b'\\x03\\xe8\\x27', (dst, 0))                                          # truncated header\n")
+    stack.peer("python3", "-c", script)
+    time.sleep(0.5)
+    udp = stack.stats()["udp"]
+    assert udp["UdpInCsumErrors"] == 50
+    assert udp["UdpInErrors"] == 150
+    assert udp.get("UdpInDatagrams", 0) == 0
+    assert sum(stack.restarts().values()) == 0
+
+
+def _raw_client(stack):
+    ctx = zmq.Context.instance()
+    s = ctx.socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    s.setsockopt(zmq.IDENTITY, os.urandom(12).hex().encode() + b".1")
+    s.setsockopt(zmq.RCVTIMEO, 3000)
+    s.connect(endpoints.syscalls(endpoints.run_dir(stack.cfg.run_dir, stack.instance)))
+    return s
+
+
+def _call(s, *msg):
+    s.send(msgpack.packb(list(msg), use_bin_type=True))
+    return msgpack.unpackb(s.recv(), raw=False)
+
+
+def test_socket_server_survives_garbage_and_keeps_clients_apart(stack, echo_server):
+    import errno
+    from shared.ipc.messages import SYS_BIND, SYS_CLOSE, SYS_HELLO, SYS_RECVFROM, SYS_SOCKET
+    s = _raw_client(stack)
+    assert _call(s, SYS_HELLO, 1, os.getpid(), False)[1] == 0
+    for junk in (b"", b"\xc1", b"garbage" * 100, msgpack.packb({"x": 1})):
+        s.send(junk)          # cannot be answered (no request id): counted and dropped
+    assert _call(s, 1, 2, 3)[:2] == [2, errno.EINVAL]                         # unknown code, req 2
+    assert _call(s, 0x5FF, 7)[:2] == [7, errno.EINVAL]                        # unknown call
+    assert _call(s, SYS_SOCKET, 8, "two", 2, 0)[:2] == [8, errno.EINVAL]      # wrong type
+    assert _call(s, SYS_SOCKET, 9, 2)[:2] == [9, errno.EINVAL]                # missing fields
+    big = msgpack.packb([SYS_BIND, 10, 3, "x" * (2 << 20), 0])
+    s.send(big)
+    assert msgpack.unpackb(s.recv(), raw=False)[:2] == [10, errno.EMSGSIZE]  # oversized
+    fd = _call(s, SYS_SOCKET, 11, 2, 2, 0)[2]
+    assert _call(s, SYS_BIND, 12, fd, "10.66.0.2", 5555)[1] == 0
+    assert _call(s, SYS_BIND, 13, fd + 100, "10.66.0.2", 5556)[1] == errno.EBADF
+    assert _call(s, SYS_RECVFROM, 14, fd, -1, 0, 0)[1] == errno.EINVAL
+    assert _call(s, SYS_RECVFROM, 15, fd, 10, 0, 0)[1] == errno.EAGAIN
+    # another client cannot touch the first one's fd
+    other = _raw_client(stack)
+    assert _call(other, SYS_CLOSE, 1, fd)[1] == errno.EPERM            # no hello yet
+    _call(other, SYS_HELLO, 2, os.getpid(), False)
+    assert _call(other, SYS_CLOSE, 3, fd)[1] == errno.EBADF
+    assert _call(s, SYS_CLOSE, 16, fd)[1] == 0
+    assert _call(s, SYS_CLOSE, 17, fd)[1] == errno.EBADF
+    # and the stack still serves real programs
+    out = stack.peer("python3", os.path.join(APPS, "udp_stress.py"), stack.addr, "9999", "20", "1").stdout
+    assert json.loads(out.strip().splitlines()[-1])["ok"] == 20
+    assert stack.restarts()["socket_server"] == 0
+    assert stack.stats()["socket_server"]["bad_calls"] >= 9
+
+
+def test_run_refuses_to_fall_back_to_kernel_sockets(stack):
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "launcher.py"), "--instance", stack.instance,
+                        "-c", stack.config, "run", "--", "python3", "-S", "-c",
+                        "import sys; print('socket' in sys.modules)"], capture_output=True, text=True)
+    assert p.returncode == 0    # -S skips site: the program knowingly opted out
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "shared", "client", "site"),
+               MKSTACK_ENDPOINT="ipc:///nonexistent")
+    p = subprocess.run(["/usr/bin/python3", "-c", "import socket"], env=env, capture_output=True, text=True)
+    assert p.returncode != 0 and "mkstack: cannot load the client library" in p.stderr
