@@ -43,6 +43,8 @@ MAX_FDS = 1024                    # RLIMIT_NOFILE-like cap per client
 RMEM_MAX = 212992                 # net.core.rmem_max / wmem_max
 POLLIN, POLLOUT, POLLERR, POLLHUP = 0x1, 0x4, 0x8, 0x10
 CLIENT_CHECK = 1.0                # seconds between checks that client processes live
+OUTBOX_RETRY = 0.02               # seconds between attempts to reach a restarting udp
+UDP_OUTBOX_MAX = 65536
 BIND_REUSEADDR, BIND_RESTORE = 1, 2
 SOCK_TYPE_MASK = 0xF              # SOCK_NONBLOCK / SOCK_CLOEXEC live above
 
@@ -154,6 +156,8 @@ class SocketServer(Service):
         self.bcast = {int.from_bytes(d.addr.network.broadcast_address.packed, "big")
                       for d in self.cfg.devices} | {0xFFFFFFFF}
         self.udp_sends: list[tuple[list, Skb]] = []
+        self.udp_outbox: collections.deque[bytes] = collections.deque()
+        self.outbox_retry: float | None = None
         self.peer("udp")
 
     # -- the RPC boundary ---------------------------------------------------------
@@ -328,10 +332,7 @@ class SocketServer(Service):
         self.pending_binds[req] = sock
         sock.binding = not restore
         flags = (BIND_REUSEADDR if sock.reuseaddr else 0) | (BIND_RESTORE if restore else 0)
-        try:
-            self.peer("udp").send(encode(UDP_BIND, req, sock.id, addr, port, flags), zmq.NOBLOCK)
-        except zmq.Again:
-            pass  # udp is restarting: its UDP_RESYNC makes us send this again
+        self.udp_msg(encode(UDP_BIND, req, sock.id, addr, port, flags))
 
     def autobind(self, sock: Sock, call: Pending) -> bool:
         """Bind an unbound socket to an ephemeral port first (as inet_autobind); the
@@ -535,10 +536,23 @@ class SocketServer(Service):
 
     # -- from udp -----------------------------------------------------------------
     def udp_msg(self, msg: bytes) -> None:
-        try:
-            self.peer("udp").send(msg, zmq.NOBLOCK)
-        except zmq.Again:
-            self.counters["udp_unreachable"] += 1
+        """Control messages to udp go out in order and are retried until accepted:
+        while udp restarts, our PUSH socket may not be reconnected yet."""
+        if len(self.udp_outbox) >= UDP_OUTBOX_MAX:
+            self.udp_outbox.popleft()
+            self.counters["udp_outbox_overflow"] += 1
+        self.udp_outbox.append(msg)
+        self._flush_outbox()
+
+    def _flush_outbox(self) -> None:
+        while self.udp_outbox:
+            try:
+                self.peer("udp").send(self.udp_outbox[0], zmq.NOBLOCK)
+            except zmq.Again:
+                self.outbox_retry = time.monotonic() + OUTBOX_RETRY
+                return
+            self.udp_outbox.popleft()
+        self.outbox_retry = None
 
     def end_of_turn(self) -> None:
         self._flush_udp()
@@ -600,10 +614,16 @@ class SocketServer(Service):
     def timer_at(self) -> float | None:
         while self.timers and self.timers[0][2].done:
             heapq.heappop(self.timers)
-        t = self.timers[0][0] if self.timers else None
-        return min(t, self.next_client_check) if t is not None else self.next_client_check
+        times = [self.next_client_check]
+        if self.timers:
+            times.append(self.timers[0][0])
+        if self.outbox_retry is not None:
+            times.append(self.outbox_retry)
+        return min(times)
 
     def on_timer(self, now: float) -> None:
+        if self.outbox_retry is not None and now >= self.outbox_retry:
+            self._flush_outbox()
         while self.timers and self.timers[0][0] <= now:
             _, _, call = heapq.heappop(self.timers)
             if not call.done:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import struct
+import time
 
 import zmq
 
@@ -30,6 +31,7 @@ from shared.wire.ipv4 import IPPROTO_UDP
 from shared.wire.udp import UDP_CSUM_OFF, UDP_HLEN, UdpHeader, emit_udp, parse_udp
 
 BIND_REUSEADDR = 1
+RESYNC_RETRY = 0.02
 PMTUDISC_WANT = 2
 # ICMP destination-unreachable codes as errno (icmp_err_convert in Linux)
 _UNREACH_ERRNO = {ICMP_NET_UNREACH: errno.ENETUNREACH, ICMP_HOST_UNREACH: errno.EHOSTUNREACH,
@@ -51,7 +53,9 @@ class Udp(Service):
         self.deliveries: list[tuple[list, Skb]] = []
         self.outgoing: list[tuple[list, Skb]] = []
         self.icmp_requests: list[tuple[list, Skb]] = []
-        self.ss_send(encode(UDP_RESYNC))
+        # ask for the bindings until the request is on its way (the PUSH socket
+        # to socket_server may not be connected yet this early)
+        self.resync_at: float | None = time.monotonic()
 
     def ss_send(self, msg: bytes) -> bool:
         try:
@@ -185,6 +189,16 @@ class Udp(Service):
             self.counters["UdpOutDatagrams"] += 1
             saddr = s.laddr if s.laddr not in self.table.broadcasts else 0
             self.outgoing.append(([self.pool.give(skb, ip_id), saddr, daddr, IPPROTO_UDP, 0, 64, PMTUDISC_WANT], skb))
+
+    def timer_at(self) -> float | None:
+        return self.resync_at
+
+    def on_timer(self, now: float) -> None:
+        try:
+            self.peer("socket_server").send(encode(UDP_RESYNC), zmq.NOBLOCK)
+            self.resync_at = None
+        except zmq.Again:
+            self.resync_at = now + RESYNC_RETRY
 
     def show(self, what: str) -> object:
         if what == "ports":

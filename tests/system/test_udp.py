@@ -173,3 +173,15 @@ def test_run_refuses_to_fall_back_to_kernel_sockets(stack):
                MKSTACK_ENDPOINT="ipc:///nonexistent")
     p = subprocess.run(["/usr/bin/python3", "-c", "import socket"], env=env, capture_output=True, text=True)
     assert p.returncode != 0 and "mkstack: cannot load the client library" in p.stderr
+
+
+def test_udp_bindings_survive_a_killed_udp_service(stack, echo_server):
+    stress = [os.path.join(APPS, "udp_stress.py"), stack.addr, "9999", "30", "2"]
+    assert json.loads(stack.peer("python3", *stress).stdout.strip().splitlines()[-1])["ok"] == 30
+    for victim in ("udp", "ip", "netdev", "driver"):
+        stack.launcher("kill", victim)
+        time.sleep(0.6)
+        r = json.loads(stack.peer("python3", *stress).stdout.strip().splitlines()[-1])
+        assert r["ok"] == 30, (victim, r)
+    assert stack.stats()["socket_server"]["udp_resyncs"] >= 1
+    assert any(p["lport"] == 9999 for p in json.loads(stack.launcher("show", "ports").stdout))
