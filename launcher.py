@@ -501,20 +501,55 @@ def cmd_demo(cfg: Config, instance: str, args: argparse.Namespace) -> int:
             ("the kernel's ARP entry for mkstack", ["peer", "--", "ip", "neigh", "show", "dev", dev.name]),
             ("status after the fault", ["status"]),
         ]
+        echo = subprocess.Popen([*ns_args, "run", "--", "python", "-c", DEMO_ECHO], stdout=subprocess.PIPE, text=True)
+        steps += [
+            ("an unmodified UDP echo server runs on mkstack ('launcher.py run'); a Linux client talks to it",
+             ["peer", "--", "python3", "-c", DEMO_CLIENT.format(addr=dev.addr.ip)]),
+            ("the stack's sockets", ["netstat"]),
+        ]
         for title, step in steps:
             if title:
                 print(f"\n== {title}")
-            print(f"$ launcher.py {' '.join(step)}", flush=True)
+            shown = " ".join(a if len(a) < 40 else "'<script>'" for a in step)
+            print(f"$ launcher.py {shown}", flush=True)
             if step[0] == "kill":
                 time.sleep(0.2)
             rc = subprocess.call([*ns_args, *step])
-            if rc and step[0] == "peer" and step[2] == "ping":
-                print("mkstack demo: ping failed", file=sys.stderr)
+            if step[0] == "kill":
+                continue
+            if step[0] == "status":
+                print("[mkstack app]", echo.stdout.readline().strip())   # bound: the client may start
+            if rc and step[0] == "peer" and step[2] in ("ping", "python3"):
+                print(f"mkstack demo: {' '.join(step[2:4])} failed", file=sys.stderr)
                 return rc
+        echo.kill()
+        echo.wait()
         return 0
     finally:
         print("\n$ launcher.py down", flush=True)
         subprocess.call([*ns_args, "down"])
+
+
+DEMO_ECHO = """
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 9999))
+print("echo server bound to", s.getsockname(), "with", type(s).__module__, flush=True)
+while True:
+    data, addr = s.recvfrom(65535)
+    s.sendto(data, addr)
+"""
+DEMO_CLIENT = """
+import os, socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(2)
+for n in (5, 1472, 8000, 65507):
+    data = os.urandom(n)
+    t = time.monotonic()
+    s.sendto(data, ("{addr}", 9999))
+    echo, peer = s.recvfrom(65535)
+    print(f"{{n:6}} bytes echoed by {{peer}} in {{(time.monotonic() - t) * 1000:.2f}} ms, byte-exact: {{echo == data}}")
+"""
 
 
 def cmd_supervise(cfg: Config, instance: str, args: argparse.Namespace) -> int:
