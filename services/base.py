@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 import time
-from typing import Callable
+from typing import Callable, Iterator
 
 import zmq
 
@@ -23,7 +23,7 @@ from shared.config import Config, ConfigError, check_instance, load
 from shared.ipc import endpoints
 from shared.ipc.codec import BadMessage, decode, encode
 from shared.ipc.messages import CTL_PING, CTL_SHOW, CTL_STATS
-from shared.skb import Skb, SkbPool
+from shared.skb import Skb, SkbPool, StaleHandle
 
 INBOX_BATCH = 256          # messages drained from the inbox per loop turn
 SNDHWM = 2000              # messages queued per neighbour before sends fail
@@ -110,6 +110,20 @@ class Service:
             s.connect(endpoints.inbox(self.rundir, service))
             self._out[service] = s
         return s
+
+    def skb_items(self, items: list, width: int, handle_at: int) -> Iterator[tuple[list[int], Skb]]:
+        """The well-formed items of a batch (``width`` ints each) with the skb
+        whose handle is at ``handle_at``; malformed items are counted, stale
+        handles skipped."""
+        for item in items:
+            if not (isinstance(item, list) and len(item) == width and all(type(x) is int for x in item)):
+                self.counters["bad_messages"] += 1
+                continue
+            try:
+                skb = self.pool.take(item[handle_at])
+            except StaleHandle:
+                continue
+            yield item, skb
 
     def send_items(self, service: str, code: int, items: list[list], skbs: list[Skb]) -> bool:
         """Send ``[code, items]`` where each item's handle came from ``give``-ing

@@ -329,15 +329,7 @@ class Ip(Service):
 
     def icmp_error_batch(self, items: list) -> None:
         """Transports ask for ICMP errors (port unreachable) about datagrams they got."""
-        for item in items:
-            if not (isinstance(item, list) and len(item) == 3 and all(type(x) is int for x in item)):
-                self.counters["bad_messages"] += 1
-                continue
-            handle, type_, code = item
-            try:
-                skb = self.pool.take(handle)
-            except Exception:
-                continue
+        for (_, type_, code), skb in self.skb_items(items, 3, 0):
             skb.reset_network_header()
             self.icmp_send(skb, type_, code, ifc=self.ifaces.get(skb.dev))
             self.pool.free(skb)
@@ -394,15 +386,7 @@ class Ip(Service):
     # -- IPv4 output ------------------------------------------------------------
     def ip_output_batch(self, items: list) -> None:
         """Segments from a transport: [[handle, saddr, daddr, proto, tos, ttl, df], ...]."""
-        for item in items:
-            if not (isinstance(item, list) and len(item) == 7 and all(type(x) is int for x in item)):
-                self.counters["bad_messages"] += 1
-                continue
-            handle, saddr, daddr, proto, tos, ttl, df = item
-            try:
-                skb = self.pool.take(handle)
-            except Exception:
-                continue
+        for (_, saddr, daddr, proto, tos, ttl, df), skb in self.skb_items(items, 7, 0):
             try:
                 src = saddr.to_bytes(4, "big") if saddr else b""
                 self.ip_send(skb, src, daddr.to_bytes(4, "big"), proto & 0xFF, tos & 0xFF, ttl & 0xFF or DEFAULT_TTL,

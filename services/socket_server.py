@@ -36,7 +36,7 @@ from shared.ipc.messages import (SYS_BIND, SYS_CLOSE, SYS_CONNECT, SYS_GETPEERNA
                                  SYS_GETSOCKOPT, SYS_HELLO, SYS_NETSTAT, SYS_RECVFROM, SYS_SENDTO,
                                  SYS_SETSOCKOPT, SYS_SHUTDOWN, SYS_SOCKET, UDP_BIND, UDP_BOUND, UDP_CONNECT,
                                  UDP_DELIVER, UDP_RESYNC, UDP_SEND, UDP_SOCK_ERR, UDP_UNBIND)
-from shared.skb import NoBuffers, Skb, StaleHandle
+from shared.skb import NoBuffers, Skb
 
 MAX_UDP_PAYLOAD = 65507
 MAX_FDS = 1024                    # RLIMIT_NOFILE-like cap per client
@@ -579,15 +579,7 @@ class SocketServer(Service):
             self.counters["unexpected_messages"] += 1
 
     def udp_deliver(self, items: list) -> None:
-        for item in items:
-            if not (isinstance(item, list) and len(item) == 4 and all(type(x) is int for x in item)):
-                self.counters["bad_messages"] += 1
-                continue
-            sid, handle, saddr, sport = item
-            try:
-                skb = self.pool.take(handle)
-            except StaleHandle:
-                continue
+        for (sid, _, saddr, sport), skb in self.skb_items(items, 4, 1):
             sock = self.socks.get(sid)
             if sock is None or sock.shut_rd or sock.rcvq_mem + skb.end > sock.rcvbuf:
                 self.counters["UdpRcvbufErrors"] += 1   # sk_rmem_alloc over sk_rcvbuf: dropped

@@ -167,15 +167,7 @@ class Udp(Service):
     # -- send -------------------------------------------------------------------
     def udp_send(self, items: list) -> None:
         ip_id = self.cfg.service_id("ip")
-        for item in items:
-            if not (isinstance(item, list) and len(item) == 4 and all(type(x) is int for x in item)):
-                self.counters["bad_messages"] += 1
-                continue
-            sock, handle, daddr, dport = item
-            try:
-                skb = self.pool.take(handle)
-            except Exception:
-                continue
+        for (sock, _, daddr, dport), skb in self.skb_items(items, 4, 1):
             s = self.table.socks.get(sock)
             if s is None or not 0 < dport <= 0xFFFF:
                 self.counters["UdpOutDrops"] += 1
