@@ -3,20 +3,15 @@
 usage: garbage.py DEV DST_MAC COUNT SEED   — prints how many frames of each kind were sent.
 """
 
+import os
 import random
 import socket
 import struct
 import sys
 import time
 
-
-def csum(b: bytes) -> int:
-    if len(b) % 2:
-        b += b"\0"
-    s = sum(struct.unpack(f"!{len(b) // 2}H", b))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from shared.wire.checksum import checksum as csum  # noqa: E402
 
 
 def ip_header(rng, proto, payload_len, src=b"\x0a\x42\x00\x01", dst=b"\x0a\x42\x00\x02", frag=0x4000):
