@@ -1,0 +1,760 @@
+"""One TCP connection as a sans-IO state machine (RFC 9293 3.10).
+
+Segments go in with ``receive(seg, now)``; application calls are ``send``,
+``close``, ``abort`` and ``read_credit``; ``poll(now)`` runs the timers.
+Everything the connection wants to transmit collects in ``output``; data for
+the application in ``delivered``; ``acked`` counts data bytes the peer
+acknowledged (so the socket layer can free send-buffer space); ``error`` is
+the errno the application should see. Time is always passed in.
+
+Implemented: every state and transition (simultaneous open and close,
+half-close), RST and RFC 5961 challenge ACKs, MSS, window scaling and
+timestamps with PAWS (RFC 7323), SACK (RFC 2018) on receive and a
+scoreboard-driven retransmission on send (after RFC 6675), RTO (RFC 6298,
+Karn), fast retransmit and NewReno recovery (RFC 5681, 6582), pluggable
+congestion control, Nagle, delayed ACK, zero-window probes, keepalive and
+TIME_WAIT.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+from dataclasses import dataclass, field
+
+from shared.proto.tcp import seq as S
+from shared.proto.tcp.cc import ALGORITHMS
+from shared.proto.tcp.rtt import RttEstimator
+from shared.wire.tcp import ACK, FIN, PSH, RST, SYN, TcpOptions
+
+
+class State(enum.Enum):
+    SYN_SENT = "SYN-SENT"
+    SYN_RCVD = "SYN-RECEIVED"
+    ESTABLISHED = "ESTABLISHED"
+    FIN_WAIT_1 = "FIN-WAIT-1"
+    FIN_WAIT_2 = "FIN-WAIT-2"
+    CLOSE_WAIT = "CLOSE-WAIT"
+    CLOSING = "CLOSING"
+    LAST_ACK = "LAST-ACK"
+    TIME_WAIT = "TIME-WAIT"
+    CLOSED = "CLOSED"
+
+
+SYNCHRONIZED = {State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2, State.CLOSE_WAIT, State.CLOSING,
+                State.LAST_ACK, State.TIME_WAIT}
+RECEIVES_DATA = {State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2}
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    seq: int
+    ack: int
+    flags: int
+    wnd: int = 0
+    data: bytes = b""
+    opts: TcpOptions = field(default_factory=TcpOptions)
+
+    @property
+    def seg_len(self) -> int:
+        return len(self.data) + (1 if self.flags & SYN else 0) + (1 if self.flags & FIN else 0)
+
+
+@dataclass(frozen=True, slots=True)
+class TcpConfig:
+    mss: int = 1460                  # what we can receive (MTU - 40)
+    rcv_wscale: int = 7
+    sack: bool = True
+    timestamps: bool = True
+    nagle: bool = True
+    delayed_ack: float = 0.04        # Linux's minimum ATO
+    time_wait: float = 60.0          # 2 MSL, as TCP_TIMEWAIT_LEN
+    syn_retries: int = 6
+    retries2: int = 15
+    keepalive: bool = False
+    keepalive_time: float = 7200.0
+    keepalive_intvl: float = 75.0
+    keepalive_probes: int = 9
+    cc: str = "cubic"
+    rto_min: float = 0.2
+
+
+def reset_for(seg: Segment) -> Segment | None:
+    """The RST answering a segment that has no connection (RFC 9293 3.10.7.1)."""
+    if seg.flags & RST:
+        return None
+    if seg.flags & ACK:
+        return Segment(seq=seg.ack, ack=0, flags=RST)
+    return Segment(seq=0, ack=S.add(seg.seq, seg.seg_len), flags=RST | ACK)
+
+
+class Tcb:
+    def __init__(self, cfg: TcpConfig, iss: int, now: float, ts_offset: int = 0) -> None:
+        self.cfg = cfg
+        self.state = State.CLOSED
+        self.iss = iss
+        self.snd_una = iss
+        self.snd_nxt = iss
+        self.snd_max = iss                 # highest sequence sent so far
+        self.snd_wnd = 0
+        self.snd_wl1 = self.snd_wl2 = 0
+        self.max_snd_wnd = 0
+        self.snd_wscale = 0
+        self.rcv_wscale = 0
+        self.snd_mss = 536                 # RFC 9293 default until the peer says
+        self.irs = 0
+        self.rcv_nxt = 0
+        self.rcv_adv = 0                   # right edge we advertised (never shrunk)
+        self.rcv_space = 65535             # bytes the socket layer can still take
+        self.sndq = bytearray()            # unacknowledged + unsent data; sndq[0] is at self.sndq_seq
+        self.sndq_seq = S.add(iss, 1)
+        self.fin_queued = False
+        self.ooo: dict[int, bytes] = {}    # out-of-order data by sequence number
+        self.ooo_fin: int | None = None    # sequence number of a FIN that arrived early
+        self.sack_ok = False
+        self.ts_ok = False
+        self.ts_recent = 0
+        self.ts_offset = ts_offset
+        self.last_ack_sent = 0
+        self.sacked: list[tuple[int, int]] = []   # scoreboard: peer's SACK blocks above snd_una
+        self.rexmit_next = iss             # next hole to retransmit, up to lost_until
+        self.lost_until = iss
+        self.in_recovery = False
+        self.recover = iss
+        self.dupacks = 0
+        self.rtt = RttEstimator(rto_min=cfg.rto_min)
+        self.cc = ALGORITHMS[cfg.cc](self.snd_mss)
+        self.rtt_seq: int | None = None    # Karn: time one segment at a time when no timestamps
+        self.rtt_sent = 0.0
+        self.retries = 0
+        self.rto_at: float | None = None
+        self.dack_at: float | None = None
+        self.persist_at: float | None = None
+        self.tw_at: float | None = None
+        self.ka_at: float | None = None
+        self.last_rcv = now
+        self.unacked_segs = 0
+        self.nodelay = not cfg.nagle       # TCP_NODELAY
+        self.keepalive = cfg.keepalive     # SO_KEEPALIVE
+        self.output: list[Segment] = []
+        self.delivered = bytearray()
+        self.acked = 0
+        self.eof = False                   # the peer's FIN was received in order
+        self.error: int | None = None
+        self.passive = False
+        self.stats = {"retrans": 0, "fast_retrans": 0, "rto": 0, "dupacks": 0, "ooo": 0, "challenge_acks": 0,
+                      "segs_in": 0, "segs_out": 0}
+
+    # -- opening ------------------------------------------------------------------
+    @classmethod
+    def connect(cls, cfg: TcpConfig, iss: int, now: float, ts_offset: int = 0, rcv_space: int = 65535) -> "Tcb":
+        t = cls(cfg, iss, now, ts_offset)
+        t.rcv_space = rcv_space
+        t.state = State.SYN_SENT
+        t._send_syn(now)
+        return t
+
+    @classmethod
+    def accept(cls, cfg: TcpConfig, iss: int, syn: Segment, now: float, ts_offset: int = 0,
+               rcv_space: int = 65535) -> "Tcb":
+        """A SYN reached a listener: answer SYN-ACK (SYN-RECEIVED)."""
+        t = cls(cfg, iss, now, ts_offset)
+        t.rcv_space = rcv_space
+        t.passive = True
+        t._take_syn(syn)
+        t.state = State.SYN_RCVD
+        t._send_syn(now)
+        return t
+
+    def _take_syn(self, syn: Segment) -> None:
+        o = syn.opts
+        self.irs = syn.seq
+        self.rcv_nxt = S.add(syn.seq, 1)
+        self.rcv_adv = S.add(self.rcv_nxt, min(self.rcv_space, 0xFFFF))
+        self.snd_wnd = syn.wnd                     # never scaled in a SYN
+        self.snd_wl1, self.snd_wl2 = syn.seq, syn.ack
+        self.max_snd_wnd = self.snd_wnd
+        self.snd_mss = max(88, min(o.mss if o.mss else 536, self.cfg.mss))
+        self.cc.mss = self.snd_mss
+        self.cc.cwnd = 10 * self.snd_mss
+        if o.wscale is not None and (self.passive or self.cfg.rcv_wscale is not None):
+            self.snd_wscale = o.wscale
+            self.rcv_wscale = self.cfg.rcv_wscale
+        self.sack_ok = self.cfg.sack and o.sack_ok
+        if self.cfg.timestamps and o.ts is not None:
+            self.ts_ok = True
+            self.ts_recent = o.ts[0]
+
+    def _send_syn(self, now: float) -> None:
+        synack = self.state is State.SYN_RCVD
+        opts = TcpOptions(
+            mss=self.cfg.mss,
+            wscale=self.cfg.rcv_wscale if not synack or self.rcv_wscale else None,
+            sack_ok=self.cfg.sack if not synack else self.sack_ok,
+            ts=(self.ts_val(now), self.ts_recent if synack else 0)
+            if (self.cfg.timestamps and (not synack or self.ts_ok)) else None)
+        wnd = min(self.rcv_space, 0xFFFF)
+        flags = SYN | ACK if synack else SYN
+        self._emit(Segment(self.iss, self.rcv_nxt if synack else 0, flags, wnd, b"", opts))
+        self.snd_nxt = S.add(self.iss, 1)
+        self.snd_max = S.max_seq(self.snd_max, self.snd_nxt)
+        self._arm_rto(now)
+
+    # -- helpers ------------------------------------------------------------------
+    def ts_val(self, now: float) -> int:
+        return (int(now * 1000) + self.ts_offset) & 0xFFFFFFFF
+
+    def _emit(self, seg: Segment) -> None:
+        self.output.append(seg)
+        self.stats["segs_out"] += 1
+        if seg.flags & ACK:
+            self.last_ack_sent = seg.ack
+            self.dack_at = None
+            self.unacked_segs = 0
+
+    def _rcv_edge(self) -> int:
+        """Where the right edge of the window could be now."""
+        return S.add(self.rcv_nxt, max(0, min(self.rcv_space, 0xFFFF << self.rcv_wscale)))
+
+    def _wnd_field(self) -> int:
+        """The window to advertise, scaled. The right edge never moves left, and
+        moves right only by at least one MSS (receiver SWS avoidance, RFC 9293 3.8.6.2.2)."""
+        edge = self._rcv_edge()
+        if S.sub(edge, self.rcv_adv) >= min(self.snd_mss, S.sub(edge, self.rcv_nxt)) > 0:
+            self.rcv_adv = edge
+        if S.lt(self.rcv_adv, self.rcv_nxt):
+            self.rcv_adv = self.rcv_nxt
+        return min(0xFFFF, S.sub(self.rcv_adv, self.rcv_nxt) >> self.rcv_wscale)
+
+    def _opts(self, now: float, with_sack: bool = True) -> TcpOptions:
+        ts = (self.ts_val(now), self.ts_recent) if self.ts_ok else None
+        sack = tuple(self._sack_blocks()) if (self.sack_ok and with_sack and self.ooo) else ()
+        return TcpOptions(ts=ts, sack=sack)
+
+    def _sack_blocks(self) -> list[tuple[int, int]]:
+        blocks: list[list[int]] = []
+        for s in sorted(self.ooo, key=lambda x: S.sub(x, self.rcv_nxt)):
+            e = S.add(s, len(self.ooo[s]))
+            if blocks and S.ge(blocks[-1][1], s):
+                blocks[-1][1] = S.max_seq(blocks[-1][1], e)
+            else:
+                blocks.append([s, e])
+        return [(a, b) for a, b in blocks][:4]
+
+    def send_ack(self, now: float) -> None:
+        self._emit(Segment(self.snd_nxt, self.rcv_nxt, ACK, self._wnd_field(), b"", self._opts(now)))
+
+    def _challenge_ack(self, now: float) -> None:
+        self.stats["challenge_acks"] += 1
+        self.send_ack(now)
+
+    def _arm_rto(self, now: float) -> None:
+        self.rto_at = now + self.rtt.rto
+
+    @property
+    def flight(self) -> int:
+        return S.sub(self.snd_nxt, self.snd_una)
+
+    def _sacked_bytes(self) -> int:
+        return sum(S.sub(e, s) for s, e in self.sacked)
+
+    def _is_sacked(self, seq: int) -> tuple[int, int] | None:
+        for s, e in self.sacked:
+            if S.le(s, seq) and S.lt(seq, e):
+                return s, e
+        return None
+
+    # -- application calls -----------------------------------------------------------
+    def send(self, data: bytes, now: float) -> None:
+        """Queue data (the socket layer enforces SO_SNDBUF) and transmit what may go."""
+        if self.fin_queued or self.state not in (State.SYN_SENT, State.SYN_RCVD, State.ESTABLISHED,
+                                                 State.CLOSE_WAIT):
+            raise OSError(errno.EPIPE, "Broken pipe")
+        self.sndq += data
+        self.output_data(now)
+
+    def close(self, now: float) -> None:
+        """No more data from us: queue a FIN (close() or shutdown(SHUT_WR))."""
+        if self.state is State.SYN_SENT:
+            self._to_closed()
+            return
+        if self.fin_queued or self.state not in (State.SYN_RCVD, State.ESTABLISHED, State.CLOSE_WAIT):
+            return
+        self.fin_queued = True
+        self.state = State.LAST_ACK if self.state is State.CLOSE_WAIT else State.FIN_WAIT_1
+        self.output_data(now)
+
+    def abort(self, now: float) -> None:
+        """Reset the connection (SO_LINGER 0, or close with unread data)."""
+        if self.state in SYNCHRONIZED | {State.SYN_RCVD} and self.state is not State.TIME_WAIT:
+            self._emit(Segment(self.snd_nxt, 0, RST))
+        self._to_closed()
+
+    def read_credit(self, n: int, now: float) -> None:
+        """The application read ``n`` bytes: the receive window opens by that much.
+        A window update goes out when the edge can move by two segments or more
+        and the window we advertised had shrunk below half of what is free."""
+        self.rcv_space += n
+        if self.state not in RECEIVES_DATA:
+            return
+        advertised = S.sub(self.rcv_adv, self.rcv_nxt)
+        grow = S.sub(self._rcv_edge(), self.rcv_adv)
+        if grow >= 2 * self.snd_mss and advertised < S.sub(self._rcv_edge(), self.rcv_nxt) // 2:
+            self.send_ack(now)
+
+    def _to_closed(self) -> None:
+        self.state = State.CLOSED
+        self.rto_at = self.dack_at = self.persist_at = self.tw_at = self.ka_at = None
+
+    def _fail(self, err: int) -> None:
+        self.error = err
+        self._to_closed()
+
+    # -- output --------------------------------------------------------------------
+    def _data_end(self) -> int:
+        return S.add(self.sndq_seq, len(self.sndq))
+
+    def output_data(self, now: float) -> None:
+        """tcp_write_xmit: retransmit lost holes, then new data, within the windows."""
+        if self.state not in SYNCHRONIZED or self.state is State.TIME_WAIT:
+            return
+        mss = self.snd_mss
+        wnd_edge = S.add(self.snd_una, self.snd_wnd)
+        # 1. holes the scoreboard says are lost
+        while S.lt(self.rexmit_next, self.lost_until) and S.lt(self.rexmit_next, self.snd_max):
+            if self._pipe() >= self.cc.cwnd:
+                return
+            hole = self._is_sacked(self.rexmit_next)
+            if hole:
+                self.rexmit_next = hole[1]
+                continue
+            end = self.lost_until
+            nxt_sacked = min((s for s, _ in self.sacked if S.gt(s, self.rexmit_next)),
+                             key=lambda s: S.sub(s, self.rexmit_next), default=None)
+            if nxt_sacked is not None and S.lt(nxt_sacked, end):
+                end = nxt_sacked
+            n = min(mss, S.sub(end, self.rexmit_next))
+            self._xmit(self.rexmit_next, n, now, retransmit=True)
+            self.rexmit_next = S.add(self.rexmit_next, n if n else 1)
+        # 2. new data, then the FIN
+        data_end = self._data_end()
+        while True:
+            avail = S.sub(data_end, self.snd_nxt)
+            if avail <= 0:
+                if self.fin_queued and self.snd_nxt == data_end:
+                    self._xmit(self.snd_nxt, 0, now)         # a bare FIN
+                break
+            room = min(S.sub(wnd_edge, self.snd_nxt), self.cc.cwnd - self._pipe())
+            n = min(mss, avail, max(room, 0))
+            if n <= 0:
+                if self.snd_wnd == 0 and self.flight == 0 and self.persist_at is None:
+                    self.persist_at = now + self.rtt.rto     # zero window: probe later
+                break
+            # sender SWS avoidance (RFC 9293 3.8.6.2.1): a full segment, all that is
+            # queued, or half the largest window the peer offered
+            if n < mss and n < avail and n < self.max_snd_wnd // 2:
+                break
+            if n < mss and self.flight > 0 and not self.nodelay and not self.fin_queued:
+                break                                        # Nagle (RFC 1122 4.2.3.4)
+            self._xmit(self.snd_nxt, n, now)
+        if self.flight and self.rto_at is None:
+            self._arm_rto(now)
+
+    def _pipe(self) -> int:
+        """Bytes believed in the network (RFC 6675 'pipe'). Without SACK, each
+        duplicate ACK says one more segment has left it (RFC 5681's inflation)."""
+        lost_pending = max(0, S.sub(self.lost_until, self.rexmit_next))
+        left = self._sacked_bytes() if self.sack_ok else self.dupacks * self.snd_mss
+        return max(0, self.flight - left - lost_pending)
+
+    def _xmit(self, seq: int, n: int, now: float, retransmit: bool = False) -> None:
+        """Send ``n`` bytes from ``seq``; the FIN rides on the segment that ends the data."""
+        off = S.sub(seq, self.sndq_seq)
+        data_end = self._data_end()
+        n = max(0, min(n, S.sub(data_end, seq)))            # the FIN's sequence number holds no data
+        data = bytes(self.sndq[off:off + n]) if n else b""
+        at_end = S.add(seq, n) == data_end
+        flags = ACK | (FIN if self.fin_queued and at_end else 0) | (PSH if n and at_end else 0)
+        seg = Segment(seq, self.rcv_nxt, flags, self._wnd_field(), data, self._opts(now))
+        self._emit(seg)
+        end = S.add(seq, seg.seg_len)
+        if retransmit or S.lt(seq, self.snd_max):
+            self.stats["retrans"] += 1
+            if self.rtt_seq is not None and S.le(seq, self.rtt_seq):
+                self.rtt_seq = None                          # Karn: that sample is void
+        elif self.rtt_seq is None and not self.ts_ok:
+            self.rtt_seq, self.rtt_sent = seq, now
+        if S.gt(end, self.snd_nxt):
+            self.snd_nxt = end
+        self.snd_max = S.max_seq(self.snd_max, self.snd_nxt)
+        if self.rto_at is None:
+            self._arm_rto(now)
+
+    # -- input ---------------------------------------------------------------------------
+    def receive(self, seg: Segment, now: float) -> None:
+        self.stats["segs_in"] += 1
+        self.last_rcv = now
+        if self.state is State.CLOSED:
+            return
+        if self.state is State.SYN_SENT:
+            self._rcv_syn_sent(seg, now)
+            return
+        if self.state is State.TIME_WAIT and seg.flags & FIN and not seg.flags & RST:
+            self.send_ack(now)                                # their FIN again: ACK it, restart 2MSL
+            self.tw_at = now + self.cfg.time_wait
+            return
+        if self.state is State.SYN_RCVD and seg.flags & SYN and not seg.flags & (ACK | RST) and seg.seq == self.irs:
+            self._send_syn(now)                               # their SYN again: our SYN-ACK was lost
+            return
+        if not self._acceptable(seg, now):
+            return
+        if seg.flags & RST:
+            self._rcv_rst(seg, now)
+            return
+        if seg.flags & SYN:
+            self._challenge_ack(now)                          # RFC 5961 4.2
+            return
+        if not seg.flags & ACK:
+            return
+        if not self._rcv_ack(seg, now):
+            return
+        self._rcv_data(seg, now)
+        if self.state is not State.CLOSED:
+            self.output_data(now)
+            if self.keepalive:
+                self.ka_at = now + self.cfg.keepalive_time
+
+    def _rcv_syn_sent(self, seg: Segment, now: float) -> None:
+        f = seg.flags
+        if f & ACK and (S.le(seg.ack, self.iss) or S.gt(seg.ack, self.snd_nxt)):
+            if not f & RST:
+                self._emit(Segment(seg.ack, 0, RST))
+            return
+        if f & RST:
+            if f & ACK:
+                self._fail(errno.ECONNREFUSED)
+            return
+        if not f & SYN:
+            return
+        self._take_syn(seg)
+        if f & ACK:
+            self.snd_una = seg.ack
+            self.sndq_seq = seg.ack
+            self.rto_at = None
+            self.retries = 0
+            if self.ts_ok and seg.opts.ts and seg.opts.ts[1]:
+                self.rtt.sample((self.ts_val(now) - seg.opts.ts[1]) / 1000)
+            self.state = State.ESTABLISHED
+            self.send_ack(now)
+            self.output_data(now)
+        else:
+            self.state = State.SYN_RCVD                       # simultaneous open
+            self._send_syn(now)
+
+    def _acceptable(self, seg: Segment, now: float) -> bool:
+        """Sequence check (RFC 9293 3.10.7.4 first) and PAWS (RFC 7323 5)."""
+        if self.ts_ok and seg.opts.ts is not None and not seg.flags & RST:
+            if S.lt(seg.opts.ts[0], self.ts_recent) and self.state is not State.SYN_RCVD:
+                self.send_ack(now)
+                return False
+        wnd = S.sub(self.rcv_adv, self.rcv_nxt) if S.gt(self.rcv_adv, self.rcv_nxt) else 0
+        n = seg.seg_len
+        if wnd == 0:
+            # a closed window accepts nothing but the ACK, URG and RST at RCV.NXT
+            ok = seg.seq == self.rcv_nxt
+        elif n == 0:
+            ok = S.between(self.rcv_nxt, seg.seq, S.add(self.rcv_nxt, wnd))
+        else:
+            end = S.add(seg.seq, n - 1)
+            ok = (S.between(self.rcv_nxt, seg.seq, S.add(self.rcv_nxt, wnd))
+                  or S.between(self.rcv_nxt, end, S.add(self.rcv_nxt, wnd)))
+        if not ok:
+            if not seg.flags & RST:
+                self.send_ack(now)
+            return False
+        if self.ts_ok and seg.opts.ts is not None and S.le(seg.seq, self.last_ack_sent):
+            self.ts_recent = seg.opts.ts[0]
+        return True
+
+    def _rcv_rst(self, seg: Segment, now: float) -> None:
+        if seg.seq != self.rcv_nxt:
+            self._challenge_ack(now)                          # RFC 5961 3.2
+            return
+        if self.state is State.SYN_RCVD and self.passive:
+            self._to_closed()                                 # back to LISTEN: the listener forgets it
+            return
+        if self.state in (State.CLOSING, State.LAST_ACK, State.TIME_WAIT):
+            self._to_closed()
+            return
+        self._fail(errno.ECONNREFUSED if self.state is State.SYN_RCVD else errno.ECONNRESET)
+
+    def _rcv_ack(self, seg: Segment, now: float) -> bool:
+        ack = seg.ack
+        if self.state is State.SYN_RCVD:
+            if not (S.lt(self.snd_una, ack) and S.le(ack, self.snd_nxt)):
+                self._emit(Segment(ack, 0, RST))
+                return False
+            self.state = State.ESTABLISHED
+            self.snd_wnd = seg.wnd << self.snd_wscale
+            self.snd_wl1, self.snd_wl2 = seg.seq, ack
+        if S.gt(ack, self.snd_nxt):
+            self.send_ack(now)                                # acks something not yet sent
+            return False
+        if S.lt(ack, S.add(self.snd_una, -max(self.max_snd_wnd, 1))) and S.lt(ack, self.snd_una):
+            self._challenge_ack(now)                          # RFC 5961 5.2
+            return False
+        if self.sack_ok and seg.opts.sack:
+            self._update_scoreboard(seg.opts.sack)
+        wnd = seg.wnd << self.snd_wscale
+        if S.gt(ack, self.snd_una):
+            self._new_ack(seg, ack, now)
+        elif ack == self.snd_una and not seg.data and not seg.flags & FIN and wnd == self.snd_wnd \
+                and self.flight > 0:
+            self._dupack(now)
+        # window update (RFC 9293 3.10.7.4, fifth)
+        if S.lt(self.snd_wl1, seg.seq) or (self.snd_wl1 == seg.seq and S.le(self.snd_wl2, ack)):
+            self.snd_wnd = wnd
+            self.max_snd_wnd = max(self.max_snd_wnd, wnd)
+            self.snd_wl1, self.snd_wl2 = seg.seq, ack
+            if wnd:
+                self.persist_at = None
+        # our FIN acknowledged?
+        fin_acked = self.fin_queued and self.snd_una == S.add(self._data_end(), 1)
+        if self.state is State.FIN_WAIT_1 and fin_acked:
+            self.state = State.FIN_WAIT_2
+        elif self.state is State.CLOSING and fin_acked:
+            self._enter_time_wait(now)
+        elif self.state is State.LAST_ACK and fin_acked:
+            self._to_closed()
+            return False
+        elif self.state is State.TIME_WAIT:
+            self.send_ack(now)                                # a retransmitted FIN: ACK it, restart 2MSL
+            self.tw_at = now + self.cfg.time_wait
+            return False
+        return True
+
+    def _update_scoreboard(self, blocks: tuple[tuple[int, int], ...]) -> None:
+        for s, e in blocks:
+            if not (S.lt(s, e) and S.gt(e, self.snd_una) and S.le(e, self.snd_max)):
+                continue                                      # stale or bogus block (RFC 2018 8)
+            s = S.max_seq(s, self.snd_una)
+            merged = [(s, e)]
+            for a, b in self.sacked:
+                if S.le(a, merged[0][1]) and S.ge(b, merged[0][0]):
+                    merged[0] = (a if S.lt(a, merged[0][0]) else merged[0][0], S.max_seq(b, merged[0][1]))
+                else:
+                    merged.append((a, b))
+            self.sacked = sorted(merged, key=lambda r: S.sub(r[0], self.snd_una))
+
+    def _new_ack(self, seg: Segment, ack: int, now: float) -> None:
+        acked_total = S.sub(ack, self.snd_una)
+        data_acked = max(0, min(S.sub(ack, self.sndq_seq), len(self.sndq)))
+        if data_acked:
+            del self.sndq[:data_acked]
+            self.sndq_seq = S.add(self.sndq_seq, data_acked)
+            self.acked += data_acked
+        if S.gt(ack, self.sndq_seq) and not self.sndq:
+            self.sndq_seq = S.max_seq(self.sndq_seq, S.add(self.iss, 1))
+        self.snd_una = ack
+        self.sacked = [(S.max_seq(s, ack), e) for s, e in self.sacked if S.gt(e, ack)]
+        if S.lt(self.rexmit_next, ack):
+            self.rexmit_next = ack
+        if S.lt(self.lost_until, ack):
+            self.lost_until = ack
+        self.retries = 0
+        self.rtt.backoff = 0
+        # RTT: timestamps echo (RFC 7323 4) or the one timed segment (Karn)
+        if self.ts_ok and seg.opts.ts and seg.opts.ts[1]:
+            self.rtt.sample(((self.ts_val(now) - seg.opts.ts[1]) & 0xFFFFFFFF) / 1000)
+        elif self.rtt_seq is not None and S.gt(ack, self.rtt_seq):
+            self.rtt.sample(now - self.rtt_sent)
+            self.rtt_seq = None
+        if self.in_recovery:
+            if S.ge(ack, self.recover):
+                self.in_recovery = False                      # full ACK (RFC 6582 3.2 step 3)
+                self.cc.cwnd = min(self.cc.ssthresh, max(self._pipe(), self.snd_mss) + self.snd_mss)
+            else:                                             # partial ACK: the next hole is lost too
+                self.lost_until = S.max_seq(self.lost_until, S.add(ack, self.snd_mss))
+        else:
+            self.cc.on_ack(acked_total, now, self.rtt.srtt)
+        self.dupacks = 0
+        self.rto_at = now + self.rtt.rto if self.flight else None
+
+    def _dupack(self, now: float) -> None:
+        self.dupacks += 1
+        self.stats["dupacks"] += 1
+        enough_sacked = self._sacked_bytes() >= 3 * self.snd_mss
+        if self.in_recovery:
+            if self.sacked:
+                self.lost_until = S.max_seq(self.lost_until, self.sacked[0][0])
+            return
+        if self.dupacks >= 3 or enough_sacked:
+            # fast retransmit (RFC 5681 3.2) entering NewReno/SACK recovery
+            self.stats["fast_retrans"] += 1
+            self.in_recovery = True
+            self.recover = self.snd_max
+            self.cc.on_loss(self.flight, now)
+            top = self.sacked[-1][0] if self.sacked else S.add(self.snd_una, self.snd_mss)
+            self.lost_until = S.max_seq(top, S.add(self.snd_una, self.snd_mss))
+            # the first lost segment goes at once, whatever the pipe (RFC 6675 5 step 4.3)
+            n = min(self.snd_mss, S.sub(self.lost_until, self.snd_una))
+            self._xmit(self.snd_una, n, now, retransmit=True)
+            self.rexmit_next = S.add(self.snd_una, max(n, 1))
+
+    def _rcv_data(self, seg: Segment, now: float) -> None:
+        fin_seq = S.add(seg.seq, len(seg.data)) if seg.flags & FIN else None
+        if self.state not in RECEIVES_DATA:
+            if fin_seq is not None and self.state in (State.CLOSE_WAIT, State.CLOSING, State.LAST_ACK):
+                self.send_ack(now)                            # our ACK of their FIN was lost
+            return
+        data, sq = seg.data, seg.seq
+        if data:
+            if S.lt(sq, self.rcv_nxt):                       # trim what we already have
+                data = data[S.sub(self.rcv_nxt, sq):]
+                sq = self.rcv_nxt
+            room = S.sub(self.rcv_adv, sq) if S.gt(self.rcv_adv, sq) else 0
+            data = data[:room]
+            if not data:
+                self.send_ack(now)                            # nothing fits: show the window
+                return
+        if data and sq == self.rcv_nxt:
+            self._deliver(data)
+            had_gap = bool(self.ooo)
+            self._drain_ooo()
+            self.unacked_segs += 1
+            if had_gap or self.unacked_segs >= 2 or not self.cfg.delayed_ack or fin_seq is not None:
+                self.send_ack(now)
+            elif self.dack_at is None:
+                self.dack_at = now + self.cfg.delayed_ack
+        elif data:
+            self.stats["ooo"] += 1
+            if sq not in self.ooo or len(self.ooo[sq]) < len(data):
+                self.ooo[sq] = data
+            if fin_seq is not None:
+                self.ooo_fin = fin_seq
+            self.send_ack(now)                                # a gap: ACK at once, with SACK
+            return
+        if fin_seq is not None and S.gt(fin_seq, self.rcv_nxt):
+            self.ooo_fin = fin_seq
+            self.send_ack(now)
+        elif (fin_seq is not None and fin_seq == self.rcv_nxt) or self.ooo_fin == self.rcv_nxt:
+            self._rcv_fin(now)
+
+    def _deliver(self, data: bytes) -> None:
+        self.delivered += data
+        self.rcv_nxt = S.add(self.rcv_nxt, len(data))
+        self.rcv_space -= len(data)
+
+    def _drain_ooo(self) -> None:
+        while self.ooo:
+            hit = None
+            for s in self.ooo:
+                if S.le(s, self.rcv_nxt) and S.gt(S.add(s, len(self.ooo[s])), self.rcv_nxt):
+                    hit = s
+                    break
+                if S.le(S.add(s, len(self.ooo[s])), self.rcv_nxt):
+                    hit = s
+                    break
+            if hit is None:
+                return
+            chunk = self.ooo.pop(hit)
+            skip = S.sub(self.rcv_nxt, hit)
+            if skip < len(chunk):
+                self._deliver(chunk[skip:])
+
+    def _rcv_fin(self, now: float) -> None:
+        self.ooo_fin = None
+        self.rcv_nxt = S.add(self.rcv_nxt, 1)
+        self.eof = True
+        self.send_ack(now)
+        if self.state is State.ESTABLISHED:
+            self.state = State.CLOSE_WAIT
+        elif self.state is State.FIN_WAIT_1:
+            fin_acked = self.fin_queued and self.snd_una == S.add(self._data_end(), 1)
+            if fin_acked:
+                self._enter_time_wait(now)
+            else:
+                self.state = State.CLOSING
+        elif self.state is State.FIN_WAIT_2:
+            self._enter_time_wait(now)
+
+    def _enter_time_wait(self, now: float) -> None:
+        self.state = State.TIME_WAIT
+        self.rto_at = self.persist_at = self.dack_at = self.ka_at = None
+        self.tw_at = now + self.cfg.time_wait
+
+    # -- timers ----------------------------------------------------------------------
+    def poll_at(self) -> float | None:
+        times = [t for t in (self.rto_at, self.dack_at, self.persist_at, self.tw_at, self.ka_at) if t is not None]
+        return min(times) if times else None
+
+    def poll(self, now: float) -> None:
+        if self.tw_at is not None and now >= self.tw_at:
+            self._to_closed()
+            return
+        if self.dack_at is not None and now >= self.dack_at:
+            self.send_ack(now)
+        if self.rto_at is not None and now >= self.rto_at:
+            self._on_rto(now)
+        if self.persist_at is not None and now >= self.persist_at:
+            self._probe(now)
+        if self.ka_at is not None and now >= self.ka_at:
+            self._keepalive(now)
+
+    def _on_rto(self, now: float) -> None:
+        self.stats["rto"] += 1
+        self.retries += 1
+        limit = self.cfg.syn_retries if self.state in (State.SYN_SENT, State.SYN_RCVD) else self.cfg.retries2
+        if self.retries > limit:
+            self._fail(errno.ETIMEDOUT)
+            return
+        self.rtt.back_off()
+        self.rtt_seq = None
+        if self.state in (State.SYN_SENT, State.SYN_RCVD):
+            self.stats["retrans"] += 1
+            self._send_syn(now)
+            return
+        if self.flight == 0:
+            self.rto_at = None
+            return
+        self.cc.on_rto(self.flight, now)
+        self.in_recovery = False
+        self.dupacks = 0
+        self.sacked = []                                      # RFC 2018 8: the receiver may renege
+        self.rexmit_next = self.snd_una
+        self.lost_until = self.snd_max
+        self.rto_at = None
+        self.output_data(now)
+        self._arm_rto(now)
+
+    def _probe(self, now: float) -> None:
+        """Zero-window probe: one byte beyond the window (RFC 9293 3.8.6.1)."""
+        self.persist_at = None
+        if self.snd_wnd or self.state not in SYNCHRONIZED:
+            return
+        avail = S.sub(self._data_end(), self.snd_nxt)
+        if avail > 0:
+            self._xmit(self.snd_nxt, 1, now)
+        else:
+            self._emit(Segment(S.add(self.snd_una, -1), self.rcv_nxt, ACK, self._wnd_field(), b"", self._opts(now)))
+        self.rtt.back_off()
+        self.persist_at = now + self.rtt.rto
+
+    def _keepalive(self, now: float) -> None:
+        idle = now - self.last_rcv
+        if self.state is not State.ESTABLISHED:
+            self.ka_at = None
+            return
+        if idle < self.cfg.keepalive_time:
+            self.ka_at = self.last_rcv + self.cfg.keepalive_time
+            return
+        probes = int((idle - self.cfg.keepalive_time) / self.cfg.keepalive_intvl)
+        if probes >= self.cfg.keepalive_probes:
+            self._fail(errno.ETIMEDOUT)
+            return
+        self._emit(Segment(S.add(self.snd_una, -1), self.rcv_nxt, ACK, self._wnd_field(), b"", self._opts(now)))
+        self.ka_at = now + self.cfg.keepalive_intvl
+
+    def set_keepalive(self, on: bool, now: float) -> None:
+        self.keepalive = on
+        self.ka_at = now + self.cfg.keepalive_time if on and self.state is State.ESTABLISHED else None

@@ -1,0 +1,82 @@
+from shared.proto.tcp.tcb import State
+from shared.wire.tcp import ACK, FIN
+
+from .helpers import IRS, ISS, established, seg, take
+
+R, L = IRS + 1, ISS + 1
+
+
+def test_active_close_fin_wait_1_2_time_wait():
+    t = established()
+    t.close(now=1)
+    [f] = take(t)
+    assert (f.seq, f.flags) == (L, ACK | FIN) and t.state is State.FIN_WAIT_1
+    t.receive(seg(R, L + 1, ACK), now=1.1)
+    assert t.state is State.FIN_WAIT_2
+    t.receive(seg(R, L + 1, ACK, data=b"late"), now=1.2)     # half-close: they may still send
+    assert bytes(t.delivered) == b"late"
+    t.receive(seg(R + 4, L + 1, ACK | FIN), now=1.3)
+    assert t.state is State.TIME_WAIT and take(t)[-1].ack == R + 5
+    t.receive(seg(R + 4, L + 1, ACK | FIN), now=20)          # their FIN again: ACK, 2MSL restarts
+    assert take(t)[-1].ack == R + 5 and t.tw_at == 80
+    t.poll(80)
+    assert t.state is State.CLOSED
+
+
+def test_fin_rides_on_the_last_data_segment():
+    t = established()
+    t.send(b"tail", now=1)
+    take(t)
+    t.receive(seg(R, L + 4, ACK), now=1.1)
+    t.send(b"more", now=1.2)
+    t.close(now=1.2)
+    out = take(t)
+    assert [(s.data, s.flags & FIN) for s in out] == [(b"more", 0), (b"", FIN)] or \
+        [(s.data, bool(s.flags & FIN)) for s in out] == [(b"more", True)]
+
+
+def test_passive_close_close_wait_last_ack():
+    t = established()
+    t.receive(seg(R, L, ACK | FIN), now=1)
+    assert t.state is State.CLOSE_WAIT and t.eof
+    take(t)
+    t.send(b"reply", now=1.1)                                # still allowed in CLOSE-WAIT
+    t.close(now=1.1)
+    out = take(t)
+    assert out[-1].flags & FIN and t.state is State.LAST_ACK
+    t.receive(seg(R + 1, L + 6, ACK), now=1.2)
+    assert t.state is State.CLOSED and t.error is None
+
+
+def test_simultaneous_close_closing_then_time_wait():
+    t = established()
+    t.close(now=1)
+    take(t)
+    t.receive(seg(R, L, ACK | FIN), now=1.1)                 # their FIN crosses ours
+    assert t.state is State.CLOSING
+    t.receive(seg(R + 1, L + 1, ACK), now=1.2)
+    assert t.state is State.TIME_WAIT
+
+
+def test_fin_ack_together_goes_straight_to_time_wait():
+    t = established()
+    t.close(now=1)
+    take(t)
+    t.receive(seg(R, L + 1, ACK | FIN), now=1.1)
+    assert t.state is State.TIME_WAIT
+
+
+def test_lost_fin_is_retransmitted():
+    t = established()
+    t.close(now=1)
+    take(t)
+    t.poll(t.poll_at())
+    assert [s.flags & FIN for s in take(t)] == [FIN]
+
+
+def test_out_of_order_fin_waits_for_the_data():
+    t = established()
+    t.receive(seg(R + 3, L, ACK | FIN), now=1)
+    assert not t.eof and t.state is State.ESTABLISHED
+    t.receive(seg(R, L, ACK, data=b"abc"), now=1.1)
+    assert t.eof and t.state is State.CLOSE_WAIT and bytes(t.delivered) == b"abc"
