@@ -30,12 +30,14 @@ import zmq
 
 from services.base import Service, main
 from services.routes import fib_from_config, local_addrs
+from services.socket_stream import StreamSockets
 from shared.ipc import endpoints
 from shared.ipc.codec import BadMessage, decode, encode
-from shared.ipc.messages import (SYS_BIND, SYS_CLOSE, SYS_CONNECT, SYS_GETPEERNAME, SYS_GETSOCKNAME,
-                                 SYS_GETSOCKOPT, SYS_HELLO, SYS_NETSTAT, SYS_RECVFROM, SYS_SENDTO,
-                                 SYS_SETSOCKOPT, SYS_SHUTDOWN, SYS_SOCKET, UDP_BIND, UDP_BOUND, UDP_CONNECT,
-                                 UDP_DELIVER, UDP_RESYNC, UDP_SEND, UDP_SOCK_ERR, UDP_UNBIND)
+from shared.ipc.messages import (SYS_ACCEPT, SYS_BIND, SYS_CLOSE, SYS_CONNECT, SYS_GETPEERNAME,
+                                 SYS_GETSOCKNAME, SYS_GETSOCKOPT, SYS_HELLO, SYS_LISTEN, SYS_NETSTAT,
+                                 SYS_RECVFROM, SYS_SENDTO, SYS_SETSOCKOPT, SYS_SHUTDOWN, SYS_SOCKET, TCP_EVENTS, TCP_RESULT,
+                                 UDP_BIND, UDP_BOUND, UDP_CONNECT, UDP_DELIVER, UDP_RESYNC,
+                                 UDP_SEND, UDP_SOCK_ERR, UDP_UNBIND)
 from shared.skb import NoBuffers, Skb
 
 MAX_UDP_PAYLOAD = 65507
@@ -44,9 +46,10 @@ RMEM_MAX = 212992                 # net.core.rmem_max / wmem_max
 POLLIN, POLLOUT, POLLERR, POLLHUP = 0x1, 0x4, 0x8, 0x10
 CLIENT_CHECK = 1.0                # seconds between checks that client processes live
 OUTBOX_RETRY = 0.02               # seconds between attempts to reach a restarting udp
-UDP_OUTBOX_MAX = 65536
+OUTBOX_MAX = 65536
 BIND_REUSEADDR, BIND_RESTORE = 1, 2
 SOCK_TYPE_MASK = 0xF              # SOCK_NONBLOCK / SOCK_CLOEXEC live above
+
 
 
 def aton(addr: str) -> int:
@@ -105,13 +108,44 @@ class Sock:
     after_bind: list = field(default_factory=list)   # calls waiting for the bind
     ready_ver: int = 0
     ready_mask: int = -1
+    # SOCK_STREAM
+    st: str = "new"                # new, listening, connecting, connected, closed
+    conn: int = 0                  # the connection's id in tcp
+    rbuf: bytearray = field(default_factory=bytearray)
+    eof: bool = False
+    snd_pending: int = 0           # handed to tcp, not yet acknowledged by the peer
+    acceptq: collections.deque = field(default_factory=collections.deque)
+    writers: collections.deque = field(default_factory=collections.deque)
+    connect_call: Pending | None = None
+    nodelay: bool = False
+    keepalive: bool = False
+    linger: int = -1               # SO_LINGER seconds; -1 off, 0 abort on close
+    backlog: int = 0
+
+    @property
+    def stream(self) -> bool:
+        return self.type == ksock.SOCK_STREAM
 
     def mask(self) -> int:
+        if self.stream:
+            return self._stream_mask()
         m = POLLOUT if not self.shut_wr else 0
         if self.rcvq or self.shut_rd:
             m |= POLLIN
         if self.err:
             m |= POLLERR | POLLIN
+        return m
+
+    def _stream_mask(self) -> int:
+        m = 0
+        if self.rbuf or self.eof or self.shut_rd or (self.st == "listening" and self.acceptq):
+            m |= POLLIN
+        if self.st == "connected" and not self.shut_wr and self.snd_pending < self.sndbuf:
+            m |= POLLOUT
+        if self.err:
+            m |= POLLERR | POLLIN | POLLOUT
+        if self.eof and (self.shut_wr or self.st == "closed"):
+            m |= POLLHUP
         return m
 
 
@@ -133,8 +167,12 @@ def _proc_start(pid: int) -> str | None:
         return None
 
 
-class SocketServer(Service):
+class SocketServer(StreamSockets, Service):
     kind = "socket_server"
+    max_fds = MAX_FDS
+    aton = staticmethod(aton)
+    ntoa = staticmethod(ntoa)
+    check_port = staticmethod(_check_port)
 
     def __init__(self) -> None:
         super().__init__()
@@ -156,9 +194,13 @@ class SocketServer(Service):
         self.bcast = {int.from_bytes(d.addr.network.broadcast_address.packed, "big")
                       for d in self.cfg.devices} | {0xFFFFFFFF}
         self.udp_sends: list[tuple[list, Skb]] = []
-        self.udp_outbox: collections.deque[bytes] = collections.deque()
+        # control messages to udp and tcp, in order, retried while a peer restarts
+        self.outbox: dict[str, collections.deque[bytes]] = {"udp": collections.deque(), "tcp": collections.deque()}
         self.outbox_retry: float | None = None
+        self.tcp_reqs: dict[int, tuple[Sock, Pending | None, str]] = {}
+        self.conns: dict[int, Sock] = {}        # tcp conn id -> stream socket
         self.peer("udp")
+        self.peer("tcp")
 
     # -- the RPC boundary ---------------------------------------------------------
     def serve_sys(self) -> None:
@@ -182,7 +224,7 @@ class SocketServer(Service):
                 err = errno.EMSGSIZE if len(frame) > (1 << 20) else errno.EINVAL
                 self._reply(ident, req, err, str(exc))
             return
-        if code < SYS_HELLO or code > SYS_NETSTAT:
+        if code < SYS_HELLO or code > SYS_ACCEPT:
             self._reply(ident, fields[0], errno.EINVAL, "not a socket call")
             return
         req = fields[0]
@@ -271,6 +313,12 @@ class SocketServer(Service):
             self.answer(call, self.show("sockets"))
             return
         sock = self.sock_of(client, f[1])
+        if sock.stream and code in (SYS_BIND, SYS_CONNECT, SYS_SENDTO, SYS_RECVFROM, SYS_SHUTDOWN, SYS_CLOSE,
+                                    SYS_LISTEN, SYS_ACCEPT, SYS_GETPEERNAME):
+            self.stream_call(sock, call)
+            return
+        if code in (SYS_LISTEN, SYS_ACCEPT):
+            raise OSError(errno.EOPNOTSUPP, "Operation not supported")
         if code == SYS_CLOSE:
             self.close_sock(sock)
             self.answer(call, 0)
@@ -303,7 +351,8 @@ class SocketServer(Service):
             if proto not in (0, ksock.IPPROTO_UDP):
                 raise OSError(errno.EPROTONOSUPPORT, "Protocol not supported")
         elif family == ksock.AF_INET and stype == ksock.SOCK_STREAM:
-            raise OSError(errno.EPROTONOSUPPORT, "SOCK_STREAM is not supported by mkstack yet")
+            if proto not in (0, ksock.IPPROTO_TCP):
+                raise OSError(errno.EPROTONOSUPPORT, "Protocol not supported")
         elif family in (ksock.AF_INET, ksock.AF_UNIX):
             raise OSError(errno.ESOCKTNOSUPPORT if family == ksock.AF_INET else errno.EAFNOSUPPORT,
                           "this socket type is not supported by mkstack yet")
@@ -312,8 +361,10 @@ class SocketServer(Service):
         if len(client.fds) >= MAX_FDS:
             raise OSError(errno.EMFILE, "Too many open files")
         fd = next(i for i in itertools.count(3) if i not in client.fds)
-        s = Sock(next(self.sock_ids), client, fd, family, stype, ksock.IPPROTO_UDP,
-                 self.cfg.socket_rcvbuf, self.cfg.socket_sndbuf)
+        proto_ = ksock.IPPROTO_TCP if stype == ksock.SOCK_STREAM else ksock.IPPROTO_UDP
+        s = Sock(next(self.sock_ids), client, fd, family, stype, proto_, self.cfg.socket_rcvbuf,
+                 self.cfg.socket_sndbuf)
+        s.conn = s.id
         client.fds[fd] = s
         self.socks[s.id] = s
         return fd
@@ -444,10 +495,17 @@ class SocketServer(Service):
         if sock.readers or not self.try_recv(sock, call):
             if timeout is not None and timeout <= 0 or flags & ksock.MSG_DONTWAIT:
                 raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
-            if timeout is not None:
-                call.deadline = time.monotonic() + timeout
-                heapq.heappush(self.timers, (call.deadline, next(self.timer_seq), call))
-            sock.readers.append(call)
+            self.park(sock, sock.readers, call, timeout)
+
+    def park(self, sock: Sock, queue: collections.deque, call: Pending, timeout: float | None) -> None:
+        """Suspend a call until it can complete, or its timeout expires."""
+        if timeout is not None:
+            self.arm(call, timeout)
+        queue.append(call)
+
+    def arm(self, call: Pending, timeout: float) -> None:
+        call.deadline = time.monotonic() + timeout
+        heapq.heappush(self.timers, (call.deadline, next(self.timer_seq), call))
 
     def try_recv(self, sock: Sock, call: Pending) -> bool:
         bufsize, flags = call.fields[2], call.fields[3]
@@ -495,9 +553,16 @@ class SocketServer(Service):
         self.notify(sock)
 
     def setsockopt(self, sock: Sock, level: int, name: int, value: int) -> None:
+        if level == ksock.IPPROTO_TCP and sock.stream and name == ksock.TCP_NODELAY:
+            self.set_stream_opt(sock, "nodelay", value)
+            return
         if level != ksock.SOL_SOCKET:
             raise OSError(errno.ENOPROTOOPT, "Protocol not available")
-        if name == ksock.SO_REUSEADDR:
+        if name == ksock.SO_KEEPALIVE and sock.stream:
+            self.set_stream_opt(sock, "keepalive", value)
+        elif name == ksock.SO_LINGER:
+            sock.linger = value             # the client library sends seconds, or -1 for off
+        elif name == ksock.SO_REUSEADDR:
             sock.reuseaddr = bool(value)
         elif name == ksock.SO_BROADCAST:
             sock.broadcast = bool(value)
@@ -509,8 +574,16 @@ class SocketServer(Service):
             raise OSError(errno.ENOPROTOOPT, "Protocol not available")
 
     def getsockopt(self, sock: Sock, level: int, name: int) -> int:
+        if level == ksock.IPPROTO_TCP and sock.stream and name == ksock.TCP_NODELAY:
+            return int(sock.nodelay)
         if level != ksock.SOL_SOCKET:
             raise OSError(errno.ENOPROTOOPT, "Protocol not available")
+        if name == ksock.SO_KEEPALIVE:
+            return int(sock.keepalive)
+        if name == ksock.SO_ACCEPTCONN:
+            return int(sock.st == "listening")
+        if name == ksock.SO_LINGER:
+            return sock.linger
         if name == ksock.SO_ERROR:
             err, sock.err = sock.err, 0
             self.notify(sock)
@@ -523,36 +596,48 @@ class SocketServer(Service):
         return values[name]
 
     def close_sock(self, sock: Sock) -> None:
-        sock.client.fds.pop(sock.fd, None)
+        if sock.client.fds.get(sock.fd) is sock:
+            del sock.client.fds[sock.fd]
         self.socks.pop(sock.id, None)
+        if sock.stream:
+            self.close_stream(sock)
         for call in list(sock.readers) + sock.after_bind:
             self.fail(call, errno.EBADF, "Bad file descriptor")
         sock.readers.clear()
         sock.after_bind = []
         while sock.rcvq:
             self.pool.free(sock.rcvq.popleft()[0])
-        if sock.bound:
+        if sock.bound and not sock.stream:
             self.udp_msg(encode(UDP_UNBIND, sock.id))
 
     # -- from udp -----------------------------------------------------------------
     def udp_msg(self, msg: bytes) -> None:
-        """Control messages to udp go out in order and are retried until accepted:
-        while udp restarts, our PUSH socket may not be reconnected yet."""
-        if len(self.udp_outbox) >= UDP_OUTBOX_MAX:
-            self.udp_outbox.popleft()
-            self.counters["udp_outbox_overflow"] += 1
-        self.udp_outbox.append(msg)
-        self._flush_outbox()
+        self._queue("udp", msg)
+
+    def tcp_msg(self, msg: bytes) -> None:
+        self._queue("tcp", msg)
+
+    def _queue(self, service: str, msg: bytes) -> None:
+        """Messages to udp and tcp go out in order and are retried until accepted:
+        while a peer restarts, our PUSH socket may not be reconnected yet."""
+        box = self.outbox[service]
+        if len(box) >= OUTBOX_MAX:
+            box.popleft()
+            self.counters[f"{service}_outbox_overflow"] += 1
+        box.append(msg)
+        if len(box) == 1:
+            self._flush_outbox()
 
     def _flush_outbox(self) -> None:
-        while self.udp_outbox:
-            try:
-                self.peer("udp").send(self.udp_outbox[0], zmq.NOBLOCK)
-            except zmq.Again:
-                self.outbox_retry = time.monotonic() + OUTBOX_RETRY
-                return
-            self.udp_outbox.popleft()
         self.outbox_retry = None
+        for service, box in self.outbox.items():
+            while box:
+                try:
+                    self.peer(service).send(box[0], zmq.NOBLOCK)
+                except zmq.Again:
+                    self.outbox_retry = time.monotonic() + OUTBOX_RETRY
+                    break
+                box.popleft()
 
     def end_of_turn(self) -> None:
         self._flush_udp()
@@ -575,6 +660,10 @@ class SocketServer(Service):
                 self.notify(sock)
         elif code == UDP_RESYNC:
             self.resync_udp()
+        elif code == TCP_EVENTS:
+            self.on_tcp_events(fields[0])
+        elif code == TCP_RESULT:
+            self.on_tcp_result(*fields)
         else:
             self.counters["unexpected_messages"] += 1
 
@@ -637,6 +726,9 @@ class SocketServer(Service):
         if what == "sockets":
             rows = []
             for s in self.socks.values():
+                if s.stream:
+                    rows.append(self.stream_row(s))
+                    continue
                 rows.append({"proto": "udp", "local": f"{ntoa(s.laddr)}:{s.lport}" if s.bound else "*:*",
                              "remote": f"{ntoa(s.raddr)}:{s.rport}" if s.raddr else "*:*",
                              "state": "ESTAB" if s.raddr else ("UNCONN" if s.bound else "CLOSE"),

@@ -226,7 +226,7 @@ def load(path: str) -> Config:
         socket_sndbuf=int(sock.num("wmem_default", 4608, 1 << 26, 212992, integer=True)),
     )
     cfg.services.extend(cfg.driver_name(d) for d in devices)
-    cfg.services.extend(["netdev", "ip", "udp", "socket_server"])
+    cfg.services.extend(["netdev", "ip", "udp", "tcp", "socket_server"])
     if len(cfg.services) > 250:
         raise ConfigError("devices: too many devices")
     return cfg

@@ -15,8 +15,10 @@ What mkstack does not do yet is refused with a clear OSError, never faked.
 from __future__ import annotations
 
 import errno as _errno
+import io
 import itertools
 import os
+import struct
 import sys
 import threading
 
@@ -26,9 +28,9 @@ import zmq
 # the kernel's socket module, for constants and helpers that are not about sockets
 _k = sys.modules.get("_mkstack_kernel_socket") or __import__("socket")
 
-from shared.ipc.messages import (SYS_BIND, SYS_CLOSE, SYS_CONNECT, SYS_GETPEERNAME,  # noqa: E402
-                                 SYS_GETSOCKNAME, SYS_GETSOCKOPT, SYS_HELLO, SYS_RECVFROM, SYS_SENDTO,
-                                 SYS_SETSOCKOPT, SYS_SHUTDOWN, SYS_SOCKET)
+from shared.ipc.messages import (SYS_ACCEPT, SYS_BIND, SYS_CLOSE, SYS_CONNECT,  # noqa: E402
+                                 SYS_GETPEERNAME, SYS_GETSOCKNAME, SYS_GETSOCKOPT, SYS_HELLO, SYS_LISTEN,
+                                 SYS_RECVFROM, SYS_SENDTO, SYS_SETSOCKOPT, SYS_SHUTDOWN, SYS_SOCKET)
 
 # -- the module's public face: constants and helpers as the stdlib has them -----
 for _name in dir(_k):
@@ -38,6 +40,8 @@ for _name in dir(_k):
 # the ones this module uses itself, named so that readers (and linters) can see them
 AF_INET, AF_UNIX, SOCK_STREAM, SOCK_DGRAM, SOCK_RAW = _k.AF_INET, _k.AF_UNIX, _k.SOCK_STREAM, _k.SOCK_DGRAM, _k.SOCK_RAW
 IPPROTO_TCP, IPPROTO_UDP, MSG_TRUNC = _k.IPPROTO_TCP, _k.IPPROTO_UDP, _k.MSG_TRUNC
+SOL_SOCKET, SO_LINGER, SO_REUSEADDR, SOMAXCONN = _k.SOL_SOCKET, _k.SO_LINGER, _k.SO_REUSEADDR, _k.SOMAXCONN
+SEND_CHUNK = 256 * 1024     # bytes per send call to the socket server
 AddressFamily, SocketKind, MsgFlag, AddressInfo = _k.AddressFamily, _k.SocketKind, _k.MsgFlag, _k.AddressInfo
 error, timeout, herror, gaierror = OSError, TimeoutError, _k.herror, _k.gaierror
 has_ipv6 = False
@@ -205,6 +209,27 @@ def gethostbyname(host: str) -> str:
         raise gaierror(_k.EAI_NONAME, "Name or service not known") from None
 
 
+def gethostbyname_ex(host: str) -> tuple[str, list[str], list[str]]:
+    addr = gethostbyname(host)
+    return host, [], [addr]
+
+
+def gethostbyaddr(addr: str) -> tuple[str, list[str], list[str]]:
+    ip = gethostbyname(addr)
+    return ("localhost" if ip.startswith("127.") else ip), [], [ip]
+
+
+def getfqdn(name: str = "") -> str:
+    """The stdlib asks a resolver; mkstack has none: the name as given, or the host name."""
+    name = name.strip()
+    return _k.gethostname() if name in ("", "0.0.0.0", "::") else name
+
+
+def getnameinfo(sockaddr: tuple[str, int], flags: int) -> tuple[str, str]:
+    host, port = sockaddr
+    return gethostbyname(host), str(port)
+
+
 def getaddrinfo(host: str | bytes | None, port: str | int | bytes | None, family: int = 0, type: int = 0,
                 proto: int = 0, flags: int = 0) -> list:
     if family not in (0, AF_INET):
@@ -257,7 +282,8 @@ def _check_timeout(value: float | None) -> float | None:
 class socket:
     """An mkstack socket with the stdlib ``socket.socket`` interface."""
 
-    __slots__ = ("_fd", "_family", "_type", "_proto", "_timeout", "_notifier", "_closed", "__weakref__")
+    __slots__ = ("_fd", "_family", "_type", "_proto", "_timeout", "_notifier", "_closed", "_io_refs",
+                 "_closed_requested", "__weakref__")
 
     def __init__(self, family: int = -1, type: int = -1, proto: int = -1, fileno: int | None = None) -> None:
         if fileno is not None:
@@ -265,13 +291,17 @@ class socket:
         family = AF_INET if family == -1 else family
         type = SOCK_STREAM if type == -1 else type
         proto = 0 if proto == -1 else proto
-        conn = _connection()
         self._closed = True
-        self._fd = conn.call(SYS_SOCKET, int(family), int(type), int(proto))
-        self._family, self._type, self._proto = family, type & 0xF, proto
-        self._timeout = 0.0 if type & getattr(_k, "SOCK_NONBLOCK", 0) else _default_timeout
+        fd = _connection().call(SYS_SOCKET, int(family), int(type), int(proto))
+        self._setup(fd, family, type & 0xF, proto,
+                    0.0 if type & getattr(_k, "SOCK_NONBLOCK", 0) else _default_timeout)
+
+    def _setup(self, fd: int, family: int, type: int, proto: int, timeout: float | None) -> None:
+        self._fd, self._family, self._type, self._proto = fd, family, type, proto
+        self._timeout = timeout
+        self._io_refs = 0
         self._notifier = _Notifier()
-        conn.notifiers[self._fd] = self._notifier
+        _connection().notifiers[fd] = self._notifier
         self._closed = False
 
     # -- plumbing
@@ -317,6 +347,18 @@ class socket:
         return -1 if self._closed else self._notifier.fd
 
     def close(self) -> None:
+        # as the stdlib: files from makefile() keep the socket open until they close
+        if self._io_refs > 0:
+            self._closed_requested = True
+            return
+        self._real_close()
+
+    def _decref_socketios(self) -> None:
+        self._io_refs -= 1
+        if self._io_refs <= 0 and getattr(self, "_closed_requested", False):
+            self._real_close()
+
+    def _real_close(self) -> None:
         if self._closed:
             return
         self._closed = True
@@ -356,6 +398,16 @@ class socket:
         host, port = _inet_addr(address)
         self._call(SYS_CONNECT, host, port, self._timeout)
 
+    def listen(self, backlog: int = min(SOMAXCONN, 128)) -> None:
+        self._call(SYS_LISTEN, int(backlog))
+
+    def accept(self) -> tuple["socket", tuple[str, int]]:
+        fd, host, port = self._call(SYS_ACCEPT, self._timeout)  # type: ignore[misc]
+        new = socket.__new__(socket)
+        # as the stdlib: the new socket blocks unless a default timeout is set
+        new._setup(fd, self._family, self._type, self._proto, _default_timeout)
+        return new, (host, port)
+
     def connect_ex(self, address: tuple[str, int]) -> int:
         try:
             self.connect(address)
@@ -380,11 +432,14 @@ class socket:
                           self._timeout)
 
     def send(self, data: bytes, flags: int = 0) -> int:
-        return self._call(SYS_SENDTO, bytes(memoryview(data)), int(flags), None, 0,  # type: ignore[return-value]
+        view = memoryview(data).cast("B")
+        if self._type == SOCK_STREAM:
+            view = view[:SEND_CHUNK]       # a stream send may be partial, as with the kernel
+        return self._call(SYS_SENDTO, bytes(view), int(flags), None, 0,  # type: ignore[return-value]
                           self._timeout)
 
     def sendall(self, data: bytes, flags: int = 0) -> None:
-        view = memoryview(data)
+        view = memoryview(data).cast("B")
         while view:
             n = self.send(view, flags)
             view = view[n:]
@@ -432,7 +487,10 @@ class socket:
 
     # -- options
     def setsockopt(self, level: int, optname: int, value: object, optlen: int | None = None) -> None:
-        if isinstance(value, (bytes, bytearray, memoryview)):
+        if level == SOL_SOCKET and optname == SO_LINGER and isinstance(value, (bytes, bytearray, memoryview)):
+            onoff, secs = struct.unpack("ii", bytes(value)[:8])
+            value = secs if onoff else -1          # the server keeps seconds, -1 for off
+        elif isinstance(value, (bytes, bytearray, memoryview)):
             b = bytes(value)
             value = int.from_bytes(b[:4].ljust(4, b"\0"), sys.byteorder) if b else 0
         if value is None:
@@ -441,19 +499,40 @@ class socket:
 
     def getsockopt(self, level: int, optname: int, buflen: int | None = None) -> int | bytes:
         v = self._call(SYS_GETSOCKOPT, int(level), int(optname))
+        if level == SOL_SOCKET and optname == SO_LINGER:
+            packed = struct.pack("ii", int(v >= 0), max(v, 0))  # type: ignore[operator]
+            return packed[:buflen] if buflen else int(v >= 0)  # type: ignore[operator]
         if buflen is None:
             return v  # type: ignore[return-value]
         return int(v).to_bytes(4, sys.byteorder, signed=True)[:buflen]  # type: ignore[arg-type]
 
-    # -- stream-only calls, not built yet
-    def listen(self, backlog: int = 128) -> None:
-        raise _os_error(_errno.EOPNOTSUPP, "Operation not supported")
-
-    def accept(self) -> tuple:
-        raise _os_error(_errno.EOPNOTSUPP, "Operation not supported")
-
-    def makefile(self, *args: object, **kwargs: object) -> object:
-        raise _os_error(_errno.EOPNOTSUPP, "makefile() on mkstack sockets needs SOCK_STREAM, not built yet")
+    def makefile(self, mode: str = "r", buffering: int | None = None, *, encoding: str | None = None,
+                 errors: str | None = None, newline: str | None = None) -> object:
+        """A file object over the socket, built as the stdlib builds it (SocketIO + io buffers)."""
+        if not set(mode) <= {"r", "w", "b"}:
+            raise ValueError(f"invalid mode {mode!r} (only r, w, b allowed)")
+        writing, reading, binary = "w" in mode, "r" in mode or "w" not in mode, "b" in mode
+        raw = _k.SocketIO(self, ("r" if reading else "") + ("w" if writing else ""))
+        self._io_refs += 1
+        if buffering is None:
+            buffering = -1
+        if buffering < 0:
+            buffering = io.DEFAULT_BUFFER_SIZE
+        if buffering == 0:
+            if not binary:
+                raise ValueError("unbuffered streams must be binary")
+            return raw
+        if reading and writing:
+            buf: object = io.BufferedRWPair(raw, raw, buffering)
+        elif reading:
+            buf = io.BufferedReader(raw, buffering)
+        else:
+            buf = io.BufferedWriter(raw, buffering)
+        if binary:
+            return buf
+        text = io.TextIOWrapper(buf, encoding, errors, newline)  # type: ignore[arg-type]
+        text.mode = mode
+        return text
 
 
 SocketType = socket
@@ -476,6 +555,23 @@ def create_connection(address: tuple[str, int], timeout: object = _GLOBAL_DEFAUL
             err = exc
             s.close()
     raise err or OSError("getaddrinfo returns an empty list")
+
+
+def create_server(address: tuple[str, int], *, family: int = AF_INET, backlog: int | None = None,
+                  reuse_port: bool = False, dualstack_ipv6: bool = False) -> socket:
+    if family != AF_INET or dualstack_ipv6:
+        raise ValueError("mkstack has IPv4 only")
+    if reuse_port:
+        raise ValueError("SO_REUSEPORT not supported on this platform")
+    s = socket(AF_INET, SOCK_STREAM)
+    try:
+        s.setsockopt(SOL_SOCKET, SO_REUSEADDR, 1)     # as the stdlib does on POSIX
+        s.bind(address)
+        s.listen(backlog) if backlog is not None else s.listen()
+        return s
+    except OSError:
+        s.close()
+        raise
 
 
 def socketpair(family: int = -1, type: int = -1, proto: int = 0) -> tuple:

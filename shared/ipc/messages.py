@@ -8,6 +8,7 @@ per interface (as MINIX numbers its message types):
     0x3xx  ip <-> transports      datagrams up, segments down, ICMP errors
     0x4xx  udp <-> socket_server  bindings, datagrams, socket errors
     0x5xx  application calls      client library <-> socket_server (DEALER/ROUTER)
+    0x6xx  tcp <-> socket_server  connections, stream data in bulk, events
     0x9xx  control                supervisor/CLI <-> any service (ROUTER/DEALER)
     0xAxx  supervision            CLI <-> the launcher's supervisor (ROUTER/REQ)
 
@@ -104,6 +105,33 @@ SYS_GETSOCKOPT = _msg(0x50B, "SYS_GETSOCKOPT", "getsockopt(fd, level, name) -> i
                       level=int, name=int)
 SYS_SHUTDOWN = _msg(0x50C, "SYS_SHUTDOWN", "shutdown(fd, how)", req=int, fd=int, how=int)
 SYS_NETSTAT = _msg(0x50D, "SYS_NETSTAT", "every socket of the stack (for launcher.py netstat)", req=int)
+SYS_LISTEN = _msg(0x50E, "SYS_LISTEN", "listen(fd, backlog)", req=int, fd=int, backlog=int)
+SYS_ACCEPT = _msg(0x50F, "SYS_ACCEPT", "accept(fd) -> [newfd, addr, port]", req=int, fd=int, timeout=_TMO)
+
+# -- tcp <-> socket_server -----------------------------------------------------
+# A connection is named by a conn id: the socket's id for active opens, one
+# that tcp makes for connections a listener accepted. Stream data travels as
+# bytes, many kilobytes a message; TCP_ACKED frees send-buffer space and
+# TCP_RCVD opens the receive window as the application reads.
+TCP_BIND = _msg(0x601, "TCP_BIND", "socket_server -> tcp: reserve a local port (0: ephemeral)",
+                req=int, sock=int, addr=int, port=int, flags=int)
+TCP_LISTEN = _msg(0x602, "TCP_LISTEN", "socket_server -> tcp: listen on the bound port", req=int, sock=int,
+                  backlog=int, rcvbuf=int)
+TCP_CONNECT = _msg(0x603, "TCP_CONNECT", "socket_server -> tcp: active open (binds an ephemeral port if needed)",
+                   req=int, sock=int, raddr=int, rport=int, rcvbuf=int, nodelay=bool, keepalive=bool)
+TCP_RESULT = _msg(0x604, "TCP_RESULT", "tcp -> socket_server: answer to a request: errno, local addr, port",
+                  req=int, sock=int, err=int, addr=int, port=int)
+TCP_SEND = _msg(0x605, "TCP_SEND", "socket_server -> tcp: stream data to send", conn=int, data=bytes)
+TCP_RCVD = _msg(0x606, "TCP_RCVD", "socket_server -> tcp: the application read n bytes", conn=int, n=int)
+TCP_CLOSE = _msg(0x607, "TCP_CLOSE", "socket_server -> tcp: how 1 = shutdown(SHUT_WR) (FIN), "
+                 "2 = abort (RST), 3 = close (FIN, then tcp finishes alone; listeners and unbound sockets go)", conn=int, how=int)
+TCP_SETOPT = _msg(0x608, "TCP_SETOPT", "socket_server -> tcp: TCP_NODELAY / SO_KEEPALIVE", conn=int,
+                  name=str, value=int)
+TCP_EVENTS = _msg(0x609, "TCP_EVENTS", "tcp -> socket_server: [[conn, kind, ...], ...] where kind is "
+                  "'est' (laddr, lport), 'acc' (listener, raddr, rport, laddr, lport), 'data' (bytes), "
+                  "'acked' (n), 'eof', 'err' (errno), 'closed'", items=list)
+TCP_ACCEPTED = _msg(0x60A, "TCP_ACCEPTED", "socket_server -> tcp: a connection left the accept queue",
+                    listener=int)
 
 # -- control ----------------------------------------------------------------
 CTL_PING = _msg(0x901, "CTL_PING", "heartbeat; reply [0, {'pid', 'name'}]")

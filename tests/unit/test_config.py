@@ -22,7 +22,7 @@ def variant(tmp_path, old, new):
 
 def test_default_config_loads():
     cfg = load(DEFAULT)
-    assert cfg.services == ["driver", "netdev", "ip", "udp", "socket_server"]
+    assert cfg.services == ["driver", "netdev", "ip", "udp", "tcp", "socket_server"]
     assert str(cfg.devices[0].addr) == "10.66.0.2/24"
     assert cfg.devices[0].netns("x") == "mkstack-x"
 

@@ -251,6 +251,14 @@ class Tcb:
     def _arm_rto(self, now: float) -> None:
         self.rto_at = now + self.rtt.rto
 
+    def seg_size(self) -> int:
+        """Data bytes per segment: the MSS less the options every segment carries
+        (tcp_current_mss: 1448 with timestamps on a 1500-byte MTU)."""
+        size = self.snd_mss - (12 if self.ts_ok else 0)
+        if self.sack_ok and self.ooo:
+            size -= 4 + 8 * min(len(self.ooo), 3 if self.ts_ok else 4)
+        return max(size, 64)
+
     @property
     def flight(self) -> int:
         return S.sub(self.snd_nxt, self.snd_una)
@@ -318,7 +326,7 @@ class Tcb:
         """tcp_write_xmit: retransmit lost holes, then new data, within the windows."""
         if self.state not in SYNCHRONIZED or self.state is State.TIME_WAIT:
             return
-        mss = self.snd_mss
+        mss = self.seg_size()
         wnd_edge = S.add(self.snd_una, self.snd_wnd)
         # 1. holes the scoreboard says are lost
         while S.lt(self.rexmit_next, self.lost_until) and S.lt(self.rexmit_next, self.snd_max):
@@ -597,7 +605,7 @@ class Tcb:
             top = self.sacked[-1][0] if self.sacked else S.add(self.snd_una, self.snd_mss)
             self.lost_until = S.max_seq(top, S.add(self.snd_una, self.snd_mss))
             # the first lost segment goes at once, whatever the pipe (RFC 6675 5 step 4.3)
-            n = min(self.snd_mss, S.sub(self.lost_until, self.snd_una))
+            n = min(self.seg_size(), S.sub(self.lost_until, self.snd_una))
             self._xmit(self.snd_una, n, now, retransmit=True)
             self.rexmit_next = S.add(self.snd_una, max(n, 1))
 

@@ -231,3 +231,11 @@ def test_keepalive_probes_then_times_out():
         t.poll(t.poll_at())
         probes += sum(1 for s in take(t) if s.seq == L - 1)
     assert probes == 3 and t.error == errno.ETIMEDOUT
+
+
+def test_segments_leave_room_for_the_timestamp_option():
+    t = established(TcpConfig(sack=False), ts=(1, 0), peer_mss=1460)
+    t.nodelay = True
+    t.send(b"x" * 3000, now=1)
+    sizes = [len(s.data) for s in take(t)]
+    assert sizes == [1448, 1448, 104]          # 1460 - 12 bytes of timestamps, as Linux

@@ -1,0 +1,370 @@
+"""SOCK_STREAM sockets in the socket server: listen/accept/connect, bulk data, close.
+
+The connection itself lives in the tcp service; here is what the socket layer
+owns: the receive buffer the application reads from (its free space is the
+window tcp advertises, credited back with TCP_RCVD as the application reads),
+the send-buffer accounting (data handed to tcp counts against SO_SNDBUF until
+the peer acknowledges it), the accept queue, and the calls waiting on them.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket as ksock
+from typing import TYPE_CHECKING
+
+from shared.ipc.codec import encode
+from shared.ipc.messages import (SYS_ACCEPT, SYS_BIND, SYS_CLOSE, SYS_CONNECT, SYS_GETPEERNAME, SYS_LISTEN,
+                                 SYS_RECVFROM, SYS_SENDTO, SYS_SHUTDOWN, TCP_ACCEPTED, TCP_BIND, TCP_CLOSE,
+                                 TCP_CONNECT, TCP_LISTEN, TCP_RCVD, TCP_SEND, TCP_SETOPT)
+
+if TYPE_CHECKING:
+    from services.socket_server import Pending, Sock
+
+TCP_SEND_MAX = 256 * 1024         # stream bytes per message to tcp
+CLOSE_SHUT_WR, CLOSE_ABORT, CLOSE_FORGET = 1, 2, 3
+BIND_REUSEADDR = 1
+
+
+def _err(code: int) -> OSError:
+    return OSError(code, os.strerror(code))
+
+
+class StreamSockets:
+    """Mixed into SocketServer; uses its answer/fail/notify/park machinery."""
+
+    # -- calls ---------------------------------------------------------------------
+    def stream_call(self, sock: "Sock", call: "Pending") -> None:
+        code, f = call.code, call.fields
+        if code == SYS_BIND:
+            self.stream_bind(sock, call, f[2], f[3])
+        elif code == SYS_LISTEN:
+            self.stream_listen(sock, call, f[2])
+        elif code == SYS_ACCEPT:
+            self.stream_accept(sock, call)
+        elif code == SYS_CONNECT:
+            self.stream_connect(sock, call, f[2], f[3], f[4])
+        elif code == SYS_SENDTO:
+            self.stream_send(sock, call)
+        elif code == SYS_RECVFROM:
+            self.stream_recv(sock, call)
+        elif code == SYS_SHUTDOWN:
+            self.stream_shutdown(sock, f[2])
+            self.answer(call, 0, sock)
+        elif code == SYS_GETPEERNAME:
+            if sock.st not in ("connected", "closed") or not sock.raddr:
+                raise _err(errno.ENOTCONN)
+            self.answer(call, [self.ntoa(sock.raddr), sock.rport], sock)
+        elif code == SYS_CLOSE:
+            self.close_sock(sock)
+            self.answer(call, 0)
+
+    def tcp_request(self, sock: "Sock", call: "Pending | None", what: str, msg_code: int, *args: object) -> None:
+        req = next(self.bind_reqs)
+        self.tcp_reqs[req] = (sock, call, what)
+        self.tcp_msg(encode(msg_code, req, sock.id, *args))
+
+    def stream_bind(self, sock: "Sock", call: "Pending", addr: str, port: int) -> None:
+        if sock.bound or sock.binding or sock.st != "new":
+            raise _err(errno.EINVAL)
+        a = self.aton(addr)
+        if a and a not in self.local:
+            raise _err(errno.EADDRNOTAVAIL)
+        sock.binding = True
+        self.tcp_request(sock, call, "bind", TCP_BIND, a, self.check_port(port),
+                         BIND_REUSEADDR if sock.reuseaddr else 0)
+
+    def stream_listen(self, sock: "Sock", call: "Pending", backlog: int) -> None:
+        if sock.st not in ("new", "listening"):
+            raise _err(errno.EINVAL)
+        sock.backlog = max(1, min(backlog, 4096)) if backlog > 0 else 1
+        self.tcp_request(sock, call, "listen", TCP_LISTEN, sock.backlog, sock.rcvbuf)
+
+    def stream_accept(self, sock: "Sock", call: "Pending") -> None:
+        if sock.st != "listening":
+            raise _err(errno.EINVAL)
+        if not self.try_accept(sock, call):
+            self.park(sock, sock.readers, call, call.fields[2])
+
+    def try_accept(self, sock: "Sock", call: "Pending") -> bool:
+        if not sock.acceptq:
+            return False
+        new = sock.acceptq.popleft()
+        client = sock.client
+        if len(client.fds) >= self.max_fds:
+            sock.acceptq.appendleft(new)
+            self.fail(call, errno.EMFILE, "Too many open files", sock)
+            return True
+        new.fd = next(i for i in range(3, self.max_fds + 3) if i not in client.fds)
+        client.fds[new.fd] = new
+        self.tcp_msg(encode(TCP_ACCEPTED, sock.id))
+        self.answer(call, [new.fd, self.ntoa(new.raddr), new.rport], sock)
+        self.notify(sock)
+        return True
+
+    def stream_connect(self, sock: "Sock", call: "Pending", addr: str, port: int, timeout: float | None) -> None:
+        if sock.st == "connected":
+            raise _err(errno.EISCONN)
+        if sock.st == "connecting":
+            raise _err(errno.EALREADY)
+        if sock.st != "new":
+            raise _err(errno.EINVAL)
+        raddr, rport = self.aton(addr), self.check_port(port)
+        self.route_src(raddr)
+        sock.raddr, sock.rport = raddr, rport
+        sock.st = "connecting"
+        self.tcp_request(sock, None, "connect", TCP_CONNECT, raddr, rport, sock.rcvbuf, sock.nodelay,
+                         sock.keepalive)
+        if timeout is not None and timeout <= 0:
+            raise _err(errno.EINPROGRESS)
+        sock.connect_call = call
+        if timeout is not None:
+            self.arm(call, timeout)
+
+    def stream_send(self, sock: "Sock", call: "Pending") -> None:
+        data, flags, timeout = call.fields[2], call.fields[3], call.fields[6]
+        if sock.err:
+            err, sock.err = sock.err, 0
+            self.notify(sock)
+            raise _err(err)
+        if sock.shut_wr or sock.st == "closed":
+            raise _err(errno.EPIPE)
+        if sock.st != "connected":
+            raise _err(errno.ENOTCONN)
+        if not data:
+            self.answer(call, 0, sock)
+            return
+        if not self.try_send(sock, call):
+            if timeout is not None and timeout <= 0 or flags & ksock.MSG_DONTWAIT:
+                raise _err(errno.EAGAIN)
+            self.park(sock, sock.writers, call, timeout)
+
+    def try_send(self, sock: "Sock", call: "Pending") -> bool:
+        room = sock.sndbuf - sock.snd_pending
+        if room <= 0:
+            return False
+        data = call.fields[2]
+        n = min(len(data), room, TCP_SEND_MAX)
+        sock.snd_pending += n
+        self.tcp_msg(encode(TCP_SEND, sock.conn, data[:n] if n < len(data) else data))
+        self.answer(call, n, sock)
+        return True
+
+    def stream_recv(self, sock: "Sock", call: "Pending") -> None:
+        bufsize, flags, timeout = call.fields[2], call.fields[3], call.fields[4]
+        if bufsize < 0:
+            raise _err(errno.EINVAL)
+        if sock.st in ("new", "listening", "connecting") and not sock.err:
+            raise _err(errno.ENOTCONN)
+        if sock.readers or not self.try_stream_recv(sock, call):
+            if timeout is not None and timeout <= 0 or flags & ksock.MSG_DONTWAIT:
+                raise _err(errno.EAGAIN)
+            self.park(sock, sock.readers, call, timeout)
+
+    def try_stream_recv(self, sock: "Sock", call: "Pending") -> bool:
+        bufsize, flags = call.fields[2], call.fields[3]
+        if sock.rbuf:
+            n = min(bufsize, len(sock.rbuf))
+            data = bytes(sock.rbuf[:n])
+            if not flags & ksock.MSG_PEEK:
+                del sock.rbuf[:n]
+                if sock.st == "connected" or sock.eof:
+                    self.tcp_msg(encode(TCP_RCVD, sock.conn, n))
+            self.answer(call, [data, None, 0, n], sock)
+            self.notify(sock)
+            return True
+        if sock.err:
+            err, sock.err = sock.err, 0
+            self.fail(call, err, os.strerror(err), sock)
+            self.notify(sock)
+            return True
+        if sock.eof or sock.shut_rd or sock.st == "closed":
+            self.answer(call, [b"", None, 0, 0], sock)
+            return True
+        return False
+
+    def stream_shutdown(self, sock: "Sock", how: int) -> None:
+        if how not in (ksock.SHUT_RD, ksock.SHUT_WR, ksock.SHUT_RDWR):
+            raise _err(errno.EINVAL)
+        if sock.st not in ("connected", "connecting"):
+            if sock.st == "listening" and how != ksock.SHUT_WR:
+                self.stop_listening(sock)
+                return
+            raise _err(errno.ENOTCONN)
+        if how in (ksock.SHUT_RD, ksock.SHUT_RDWR):
+            sock.shut_rd = True
+        if how in (ksock.SHUT_WR, ksock.SHUT_RDWR) and not sock.shut_wr:
+            sock.shut_wr = True
+            self.tcp_msg(encode(TCP_CLOSE, sock.conn, CLOSE_SHUT_WR))
+        self.wake_stream(sock)
+
+    def stop_listening(self, sock: "Sock") -> None:
+        sock.st = "closed"
+        while sock.acceptq:
+            pending = sock.acceptq.popleft()
+            self.tcp_msg(encode(TCP_CLOSE, pending.conn, CLOSE_ABORT))
+            self.conns.pop(pending.conn, None)
+        self.tcp_msg(encode(TCP_CLOSE, sock.id, CLOSE_FORGET))
+        self.wake_stream(sock)
+
+    def close_stream(self, sock: "Sock") -> None:
+        """close(2) on a stream socket: FIN after queued data, or RST when unread
+        data would be lost or SO_LINGER is 0 (as tcp_close does)."""
+        self.conns.pop(sock.conn, None)
+        if sock.st == "listening":
+            self.stop_listening(sock)
+        elif sock.st in ("connected", "connecting"):
+            abort = bool(sock.rbuf) or sock.linger == 0 or sock.st == "connecting"
+            self.tcp_msg(encode(TCP_CLOSE, sock.conn, CLOSE_ABORT if abort else CLOSE_FORGET))
+        else:
+            self.tcp_msg(encode(TCP_CLOSE, sock.conn, CLOSE_FORGET))
+        for call in list(sock.writers) + ([sock.connect_call] if sock.connect_call else []):
+            self.fail(call, errno.EBADF, "Bad file descriptor")
+        sock.writers.clear()
+        sock.connect_call = None
+        sock.st = "closed"
+
+    def set_stream_opt(self, sock: "Sock", name: str, value: int) -> None:
+        if name == "nodelay":
+            sock.nodelay = bool(value)
+        else:
+            sock.keepalive = bool(value)
+        if sock.st in ("connecting", "connected"):
+            self.tcp_msg(encode(TCP_SETOPT, sock.conn, name, int(bool(value))))
+
+    # -- from tcp ---------------------------------------------------------------------
+    def on_tcp_result(self, req: int, sock_id: int, err: int, addr: int, port: int) -> None:
+        sock, call, what = self.tcp_reqs.pop(req, (None, None, ""))
+        if sock is None or self.socks.get(sock_id) is not sock:
+            return
+        if what == "bind":
+            sock.binding = False
+            if not err:
+                sock.bound, sock.laddr, sock.lport = True, addr, port
+        elif what == "listen" and not err:
+            sock.st = "listening"
+            sock.bound, sock.laddr, sock.lport = True, addr, port
+            self.notify(sock)
+        elif what == "connect":
+            if err:
+                self.connect_failed(sock, err)
+                return
+            sock.laddr, sock.lport, sock.bound = addr, port, True
+            self.conns[sock.conn] = sock
+        if call is not None:
+            if err:
+                self.fail(call, err, os.strerror(err), sock)
+            else:
+                self.answer(call, 0, sock)
+
+    def connect_failed(self, sock: "Sock", err: int) -> None:
+        sock.st = "closed" if sock.st != "new" else sock.st
+        sock.err = err
+        call, sock.connect_call = sock.connect_call, None
+        if call is not None:
+            sock.err = 0
+            self.fail(call, err, os.strerror(err), sock)
+        self.wake_stream(sock)
+
+    def on_tcp_events(self, items: list) -> None:
+        for item in items:
+            if not (isinstance(item, list) and len(item) >= 2 and type(item[0]) is int and isinstance(item[1], str)):
+                self.counters["bad_messages"] += 1
+                continue
+            conn, kind = item[0], item[1]
+            if kind == "acc":
+                self.on_accepted(conn, *item[2:7])
+                continue
+            sock = self.conns.get(conn)
+            if sock is None:
+                if kind == "data":          # for a socket already closed: keep the window open
+                    self.tcp_msg(encode(TCP_RCVD, conn, len(item[2])))
+                continue
+            if kind == "est":
+                sock.st = "connected"
+                sock.laddr, sock.lport = item[2], item[3]
+                call, sock.connect_call = sock.connect_call, None
+                if call is not None:
+                    self.answer(call, 0, sock)
+            elif kind == "data":
+                if sock.shut_rd:
+                    self.tcp_msg(encode(TCP_RCVD, conn, len(item[2])))   # discarded, as Linux
+                else:
+                    sock.rbuf += item[2]
+            elif kind == "acked":
+                sock.snd_pending = max(0, sock.snd_pending - item[2])
+            elif kind == "eof":
+                sock.eof = True
+            elif kind == "err":
+                if sock.st == "connecting":
+                    self.connect_failed(sock, item[2])
+                    continue
+                sock.err = item[2]
+                sock.st = "closed"
+                self.conns.pop(conn, None)
+            elif kind == "closed":
+                sock.st = "closed"
+                self.conns.pop(conn, None)
+            self.wake_stream(sock)
+
+    def on_accepted(self, conn: int, listener: int, raddr: int, rport: int, laddr: int, lport: int) -> None:
+        from services.socket_server import Sock     # the dataclass lives with the server
+        lst = self.socks.get(listener)
+        if lst is None or lst.st != "listening":
+            self.tcp_msg(encode(TCP_CLOSE, conn, CLOSE_ABORT))
+            return
+        s = Sock(next(self.sock_ids), lst.client, -1, lst.family, lst.type, lst.proto, lst.rcvbuf, lst.sndbuf)
+        s.conn, s.st, s.bound = conn, "connected", True
+        s.laddr, s.lport, s.raddr, s.rport = laddr, lport, raddr, rport
+        s.nodelay, s.keepalive = lst.nodelay, lst.keepalive
+        self.socks[s.id] = s
+        self.conns[conn] = s
+        if s.nodelay or s.keepalive:
+            for name, on in (("nodelay", s.nodelay), ("keepalive", s.keepalive)):
+                if on:
+                    self.tcp_msg(encode(TCP_SETOPT, conn, name, 1))
+        lst.acceptq.append(s)
+        self.wake_stream(lst)
+
+    def wake_stream(self, sock: "Sock") -> None:
+        """Retry parked readers/accepters and writers, then push readiness."""
+        while sock.readers:
+            call = sock.readers[0]
+            if call.done:
+                sock.readers.popleft()
+                continue
+            ok = self.try_accept(sock, call) if call.code == SYS_ACCEPT else self.try_stream_recv(sock, call)
+            if not ok:
+                if sock.st == "closed" and call.code == SYS_ACCEPT:
+                    self.fail(call, errno.EINVAL, "Invalid argument", sock)
+                    sock.readers.popleft()
+                    continue
+                break
+            sock.readers.popleft()
+        while sock.writers:
+            call = sock.writers[0]
+            if call.done:
+                sock.writers.popleft()
+                continue
+            if sock.err or sock.st == "closed" or sock.shut_wr:
+                err = sock.err or errno.EPIPE
+                self.fail(call, err, os.strerror(err), sock)
+                sock.writers.popleft()
+                continue
+            if not self.try_send(sock, call):
+                break
+            sock.writers.popleft()
+        if sock.fd >= 0:
+            self.notify(sock)
+
+    def stream_row(self, s: "Sock") -> dict:
+        state = {"new": "CLOSE", "listening": "LISTEN", "connecting": "SYN-SENT", "connected": "ESTAB",
+                 "closed": "CLOSE"}[s.st]
+        if s.st == "connected" and s.eof:
+            state = "CLOSE-WAIT"
+        return {"proto": "tcp", "local": f"{self.ntoa(s.laddr)}:{s.lport}" if s.bound else "*:*",
+                "remote": f"{self.ntoa(s.raddr)}:{s.rport}" if s.raddr else "*:*", "state": state,
+                "recv_q": len(s.rbuf) if s.st != "listening" else len(s.acceptq),
+                "send_q": s.snd_pending if s.st != "listening" else s.backlog,
+                "pid": s.client.pid, "fd": s.fd}

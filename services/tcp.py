@@ -1,0 +1,434 @@
+"""The TCP layer: tcp_v4_rcv, tcp_sendmsg and the timers around the engine.
+
+Segments from ip are checked (length, checksum, options), demuxed to a
+connection by the exact 4-tuple or to a listener, and fed to its Tcb; what
+the engines emit is built into skbs (the checksum left to ip, CSUM_PARTIAL)
+and handed to ip in one batch per loop turn. Segments for no connection are
+answered with RST as RFC 9293 says. Stream data goes to and comes from the
+socket server as bytes in bulk, with send-buffer and window credits.
+"""
+
+from __future__ import annotations
+
+import errno
+import heapq
+import itertools
+import os
+import time
+from dataclasses import dataclass, field
+
+import zmq
+
+from services.base import Service, main
+from services.routes import fib_from_config, local_addrs
+from shared.ipc.codec import encode
+from shared.ipc.messages import (IP_OUTPUT, L4_ERR, L4_RCV, TCP_ACCEPTED, TCP_BIND, TCP_CLOSE, TCP_CONNECT,
+                                 TCP_EVENTS, TCP_LISTEN, TCP_RCVD, TCP_RESULT, TCP_SEND, TCP_SETOPT)
+from shared.proto.tcp.tcb import Segment, State, Tcb, TcpConfig, reset_for
+from shared.proto.udp import PortTable
+from shared.skb import CSUM_PARTIAL, NoBuffers, Skb
+from shared.wire import WireError
+from shared.wire.icmp import ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_PORT_UNREACH
+from shared.wire.ipv4 import IPPROTO_TCP
+from shared.wire.tcp import SYN, TCP_CSUM_OFF, TcpHeader, emit_tcp, parse_tcp, tcp_hlen
+
+PMTUDISC_DO = 1
+CLOSE_SHUT_WR, CLOSE_ABORT, CLOSE_FORGET = 1, 2, 3   # TCP_CLOSE how
+BIND_REUSEADDR = 1
+PASSIVE_BASE = 1 << 40        # conn ids tcp makes for accepted connections
+SOMAXCONN = 4096
+
+
+@dataclass(eq=False)
+class Conn:
+    id: int
+    tcb: Tcb
+    laddr: int
+    lport: int
+    raddr: int
+    rport: int
+    listener: int | None = None       # the listening socket, until accepted
+    orphan: bool = False               # the application closed it; tcp finishes alone
+    announced: bool = False
+    eof_sent: bool = False
+
+    @property
+    def key(self) -> tuple[int, int, int, int]:
+        return self.laddr, self.lport, self.raddr, self.rport
+
+
+@dataclass(eq=False)
+class Listener:
+    sock: int
+    laddr: int
+    lport: int
+    backlog: int
+    rcvbuf: int
+    pending: int = 0                  # handshakes done, not yet accepted
+    embryonic: set = field(default_factory=set)
+
+
+class Tcp(Service):
+    kind = "tcp"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.local = {int.from_bytes(a, "big") for a in local_addrs(self.cfg)}
+        self.fib = fib_from_config(self.cfg)
+        self.ports = PortTable(self.cfg.udp_port_range, self.local)
+        self.bound: dict[int, tuple[int, int]] = {}          # sock -> (addr, port)
+        self.conns: dict[tuple[int, int, int, int], Conn] = {}
+        self.by_id: dict[int, Conn] = {}
+        self.listeners: dict[tuple[int, int], Listener] = {}
+        self.listener_of: dict[int, Listener] = {}
+        self.passive_ids = itertools.count(PASSIVE_BASE)
+        self.timers: list[tuple[float, int, Conn]] = []
+        self.tseq = itertools.count()
+        self.touched: dict[int, Conn] = {}
+        self.events: list[list] = []
+        self.out: list[tuple[list, Skb]] = []
+        self.tcfg = TcpConfig(mss=min(d.mtu for d in self.cfg.devices) - 40)
+        self.now = time.monotonic()
+        self.peer("ip")
+        self.peer("socket_server")
+
+    # -- dispatch ---------------------------------------------------------------------
+    def on_message(self, code: int, fields: list) -> None:
+        self.now = time.monotonic()
+        if code == L4_RCV:
+            for skb in self.pool.take_many(fields[1]):
+                try:
+                    self.tcp_rcv(skb)
+                except Exception as exc:
+                    self.fault("rcv", exc)
+                finally:
+                    self.pool.free(skb)
+        elif code == TCP_SEND:
+            c = self.by_id.get(fields[0])
+            if c is not None and not c.orphan:
+                try:
+                    c.tcb.send(fields[1], self.now)
+                except OSError as exc:
+                    self.events.append([c.id, "err", exc.errno])
+                self.touch(c)
+        elif code == TCP_RCVD:
+            c = self.by_id.get(fields[0])
+            if c is not None and fields[1] > 0:
+                c.tcb.read_credit(fields[1], self.now)
+                self.touch(c)
+        elif code == TCP_BIND:
+            self.tcp_bind(*fields)
+        elif code == TCP_LISTEN:
+            self.tcp_listen(*fields)
+        elif code == TCP_CONNECT:
+            self.tcp_connect(*fields)
+        elif code == TCP_CLOSE:
+            self.tcp_close(*fields)
+        elif code == TCP_SETOPT:
+            c = self.by_id.get(fields[0])
+            if c is not None:
+                if fields[1] == "nodelay":
+                    c.tcb.nodelay = bool(fields[2])
+                    c.tcb.output_data(self.now)
+                elif fields[1] == "keepalive":
+                    c.tcb.set_keepalive(bool(fields[2]), self.now)
+                self.touch(c)
+        elif code == TCP_ACCEPTED:
+            lst = self.listener_of.get(fields[0])
+            if lst is not None and lst.pending:
+                lst.pending -= 1
+        elif code == L4_ERR:
+            self.tcp_err(fields[0])
+        else:
+            self.counters["unexpected_messages"] += 1
+
+    def result(self, req: int, sock: int, err: int, addr: int = 0, port: int = 0) -> None:
+        self.events_flush()
+        self.ss_send(encode(TCP_RESULT, req, sock, err, addr, port))
+
+    def ss_send(self, msg: bytes) -> None:
+        try:
+            self.peer("socket_server").send(msg, zmq.NOBLOCK)
+        except zmq.Again:
+            self.counters["socket_server_unreachable"] += 1
+
+    # -- requests from the socket layer ---------------------------------------------------
+    def tcp_bind(self, req: int, sock: int, addr: int, port: int, flags: int) -> None:
+        if sock in self.bound:
+            self.result(req, sock, errno.EINVAL)
+            return
+        err, a, p = self.ports.bind(sock, addr, port, bool(flags & BIND_REUSEADDR))
+        if err == 0:
+            self.bound[sock] = (a, p)
+        self.result(req, sock, err, a, p)
+
+    def tcp_listen(self, req: int, sock: int, backlog: int, rcvbuf: int) -> None:
+        if sock not in self.bound:
+            err, a, p = self.ports.bind(sock, 0, 0)      # listen() on an unbound socket: autobind
+            if err:
+                self.result(req, sock, err)
+                return
+            self.bound[sock] = (a, p)
+        addr, port = self.bound[sock]
+        for (la, lp), other in self.listeners.items():
+            if lp == port and other.sock != sock and (la == 0 or addr == 0 or la == addr):
+                self.result(req, sock, errno.EADDRINUSE)
+                return
+        lst = self.listener_of.get(sock)
+        if lst is None:
+            lst = Listener(sock, addr, port, 0, rcvbuf)
+            self.listeners[(addr, port)] = lst
+            self.listener_of[sock] = lst
+        lst.backlog = max(1, min(backlog, SOMAXCONN))
+        lst.rcvbuf = rcvbuf
+        self.result(req, sock, 0, addr, port)
+
+    def tcp_connect(self, req: int, sock: int, raddr: int, rport: int, rcvbuf: int, nodelay: bool,
+                    keepalive: bool) -> None:
+        if sock in self.by_id:
+            self.result(req, sock, errno.EALREADY)
+            return
+        route = self.fib.lookup(raddr.to_bytes(4, "big"))
+        if route is None:
+            self.result(req, sock, errno.ENETUNREACH)
+            return
+        if sock not in self.bound:
+            err, a, p = self.ports.bind(sock, 0, 0)
+            if err:
+                self.result(req, sock, errno.EADDRNOTAVAIL)
+                return
+            self.bound[sock] = (a, p)
+        addr, port = self.bound[sock]
+        laddr = addr or int.from_bytes(route.src, "big")
+        if (laddr, port, raddr, rport) in self.conns:
+            self.result(req, sock, errno.EADDRINUSE)
+            return
+        tcb = Tcb.connect(self.tcfg, self.iss(), self.now, ts_offset=self.iss(), rcv_space=rcvbuf)
+        tcb.nodelay = nodelay
+        tcb.keepalive = keepalive
+        c = Conn(sock, tcb, laddr, port, raddr, rport)
+        self.add_conn(c)
+        self.result(req, sock, 0, laddr, port)
+        self.counters["TcpActiveOpens"] += 1
+        self.touch(c)
+
+    def tcp_close(self, conn: int, how: int) -> None:
+        lst = self.listener_of.pop(conn, None)
+        if lst is not None:
+            self.listeners.pop((lst.laddr, lst.lport), None)
+            for cid in list(lst.embryonic):            # handshakes in progress die with it
+                c = self.by_id.get(cid)
+                if c is not None:
+                    c.tcb.abort(self.now)
+                    self.touch(c)
+        c = self.by_id.get(conn)
+        if c is None:
+            if conn in self.bound:
+                self.ports.unbind(conn)
+                del self.bound[conn]
+            return
+        if how == CLOSE_ABORT:
+            c.tcb.abort(self.now)
+            self.counters["TcpAborts"] += 1
+        else:
+            c.tcb.close(self.now)
+        if how != CLOSE_SHUT_WR:
+            c.orphan = True          # the socket is gone: tcp finishes the close alone
+        self.touch(c)
+
+    # -- receive --------------------------------------------------------------------------
+    def tcp_rcv(self, skb: Skb) -> None:
+        nh = skb.buf[skb.network_header:skb.network_header + 20]
+        src, dst = bytes(nh[12:16]), bytes(nh[16:20])
+        try:
+            hdr, payload = parse_tcp(skb.data, src, dst)
+        except WireError as exc:
+            self.counters["TcpInErrs"] += 1
+            if "checksum" in str(exc):
+                self.counters["TcpInCsumErrors"] += 1
+            return
+        self.counters["TcpInSegs"] += 1
+        saddr, daddr = int.from_bytes(src, "big"), int.from_bytes(dst, "big")
+        seg = Segment(hdr.seq, hdr.ack, hdr.flags, hdr.wnd, bytes(payload), hdr.opts)
+        c = self.conns.get((daddr, hdr.dport, saddr, hdr.sport))
+        if c is not None:
+            c.tcb.receive(seg, self.now)
+            self.touch(c)
+            return
+        lst = self.listeners.get((daddr, hdr.dport)) or self.listeners.get((0, hdr.dport))
+        if lst is not None and seg.flags & SYN and not seg.flags & 0x14:   # a SYN without ACK/RST
+            self.syn_rcv(lst, seg, saddr, hdr.sport, daddr)
+            return
+        rst = reset_for(seg)
+        if rst is not None and daddr in self.local:
+            self.counters["TcpOutRsts"] += 1
+            self.xmit(daddr, hdr.dport, saddr, hdr.sport, rst)
+
+    def syn_rcv(self, lst: Listener, syn: Segment, raddr: int, rport: int, laddr: int) -> None:
+        if lst.pending + len(lst.embryonic) >= lst.backlog:
+            self.counters["ListenOverflows"] += 1      # dropped: the peer retries its SYN
+            return
+        tcb = Tcb.accept(self.tcfg, syn=syn, iss=self.iss(), now=self.now, ts_offset=self.iss(),
+                         rcv_space=lst.rcvbuf)
+        c = Conn(next(self.passive_ids), tcb, laddr, lst.lport, raddr, rport, listener=lst.sock)
+        lst.embryonic.add(c.id)
+        self.add_conn(c)
+        self.counters["TcpPassiveOpens"] += 1
+        self.touch(c)
+
+    def tcp_err(self, items: list) -> None:
+        for item in items:
+            if not (isinstance(item, list) and len(item) == 4 and isinstance(item[3], bytes)):
+                continue
+            type_, code, _, quoted = item
+            hlen = (quoted[0] & 0xF) * 4
+            laddr, raddr = int.from_bytes(quoted[12:16], "big"), int.from_bytes(quoted[16:20], "big")
+            lport, rport = int.from_bytes(quoted[hlen:hlen + 2], "big"), int.from_bytes(quoted[hlen + 2:hlen + 4], "big")
+            c = self.conns.get((laddr, lport, raddr, rport))
+            if c is None or type_ != ICMP_DEST_UNREACH or code == ICMP_FRAG_NEEDED:
+                continue
+            # hard errors abort only a connection still opening (RFC 1122 4.2.3.9)
+            if c.tcb.state is State.SYN_SENT and code == ICMP_PORT_UNREACH:
+                c.tcb.abort(self.now)
+                c.tcb.error = errno.ECONNREFUSED
+                self.touch(c)
+
+    # -- output and events ------------------------------------------------------------------
+    def iss(self) -> int:
+        return int.from_bytes(os.urandom(4), "big")
+
+    def add_conn(self, c: Conn) -> None:
+        self.conns[c.key] = c
+        self.by_id[c.id] = c
+
+    def touch(self, c: Conn) -> None:
+        self.touched[c.id] = c
+
+    def xmit(self, laddr: int, lport: int, raddr: int, rport: int, seg: Segment) -> None:
+        hdr = TcpHeader(lport, rport, seg.seq, seg.ack, seg.flags, seg.wnd, 0, seg.opts)
+        hlen = tcp_hlen(seg.opts)
+        try:
+            skb = self.pool.alloc(hlen + len(seg.data))
+        except NoBuffers:
+            self.counters["TcpOutDrops"] += 1
+            return
+        buf = skb.put(hlen + len(seg.data))
+        emit_tcp(hdr, buf)
+        if seg.data:
+            buf[hlen:] = seg.data
+        skb.flags = skb.flags | CSUM_PARTIAL
+        skb.csum_offset = TCP_CSUM_OFF
+        self.counters["TcpOutSegs"] += 1
+        self.out.append(([self.pool.give(skb, self.cfg.service_id("ip")), laddr, raddr, IPPROTO_TCP, 0, 64,
+                          PMTUDISC_DO], skb))
+
+    def service(self, c: Conn) -> None:
+        """Move what a connection produced to the wire and the socket layer."""
+        t = c.tcb
+        for seg in t.output:
+            self.xmit(c.laddr, c.lport, c.raddr, c.rport, seg)
+        t.output.clear()
+        retrans = t.stats["retrans"]
+        if retrans:
+            self.counters["TcpRetransSegs"] += retrans
+            t.stats["retrans"] = 0
+        if c.listener is not None:
+            lst = self.listener_of.get(c.listener)
+            if t.state is State.CLOSED or lst is None:
+                if lst is not None:
+                    lst.embryonic.discard(c.id)
+            elif t.state is not State.SYN_RCVD and not c.announced:
+                lst.embryonic.discard(c.id)
+                lst.pending += 1
+                c.announced = True
+                self.events.append([c.id, "acc", lst.sock, c.raddr, c.rport, c.laddr, c.lport])
+                c.listener = None
+        elif t.state is not State.SYN_SENT and not c.announced and t.state is not State.CLOSED:
+            c.announced = True
+            self.events.append([c.id, "est", c.laddr, c.lport])
+        if not c.orphan:
+            if t.delivered:
+                self.events.append([c.id, "data", bytes(t.delivered)])
+                t.delivered.clear()
+            if t.acked:
+                self.events.append([c.id, "acked", t.acked])
+                t.acked = 0
+            if t.eof and not c.eof_sent:
+                c.eof_sent = True
+                self.events.append([c.id, "eof"])
+        else:
+            t.delivered.clear()
+            t.acked = 0
+        if t.state is State.CLOSED:
+            if t.error is not None and not c.orphan:
+                self.events.append([c.id, "err", t.error])
+                self.counters["TcpEstabResets" if t.error == errno.ECONNRESET else "TcpAttemptFails"] += 1
+            elif not c.orphan:
+                self.events.append([c.id, "closed"])
+            self.remove(c)
+            return
+        at = t.poll_at()
+        if at is not None:
+            heapq.heappush(self.timers, (at, next(self.tseq), c))
+
+    def remove(self, c: Conn) -> None:
+        self.conns.pop(c.key, None)
+        self.by_id.pop(c.id, None)
+        if c.id in self.bound and c.id < PASSIVE_BASE:
+            self.ports.unbind(c.id)
+            del self.bound[c.id]
+
+    def end_of_turn(self) -> None:
+        for c in self.touched.values():
+            self.service(c)
+        self.touched.clear()
+        if self.out:
+            self.send_items("ip", IP_OUTPUT, [i for i, _ in self.out], [s for _, s in self.out])
+            self.out = []
+        self.events_flush()
+
+    def events_flush(self) -> None:
+        if self.events:
+            self.ss_send(encode(TCP_EVENTS, self.events))
+            self.events = []
+
+    def timer_at(self) -> float | None:
+        while self.timers and self.timers[0][2].id not in self.by_id:
+            heapq.heappop(self.timers)
+        return self.timers[0][0] if self.timers else None
+
+    def on_timer(self, now: float) -> None:
+        self.now = now
+        while self.timers and self.timers[0][0] <= now:
+            _, _, c = heapq.heappop(self.timers)
+            if c.id in self.by_id:
+                at = c.tcb.poll_at()
+                if at is not None and at <= now:
+                    c.tcb.poll(now)
+                self.touch(c)
+
+    # -- introspection ------------------------------------------------------------------------
+    def show(self, what: str) -> object:
+        if what == "tcp":
+            def ip(a: int) -> str:
+                return ".".join(str(b) for b in a.to_bytes(4, "big"))
+            rows = [{"state": "LISTEN", "local": f"{ip(lst.laddr)}:{lst.lport}", "remote": "*:*", "conn": lst.sock,
+                     "recv_q": lst.pending, "send_q": lst.backlog} for lst in self.listeners.values()]
+            for c in self.by_id.values():
+                t = c.tcb
+                rows.append({"state": t.state.value, "local": f"{ip(c.laddr)}:{c.lport}",
+                             "remote": f"{ip(c.raddr)}:{c.rport}", "conn": c.id, "recv_q": 0,
+                             "send_q": len(t.sndq), "cwnd": t.cc.cwnd, "srtt": t.rtt.srtt, "rto": t.rtt.rto,
+                             "sack": t.sack_ok, "ts": t.ts_ok, "wscale": [t.snd_wscale, t.rcv_wscale]})
+            return rows
+        return super().show(what)
+
+    def stats(self) -> dict:
+        out = super().stats()
+        out["TcpCurrEstab"] = sum(1 for c in self.by_id.values() if c.tcb.state in (State.ESTABLISHED,
+                                                                                      State.CLOSE_WAIT))
+        return out
+
+
+if __name__ == "__main__":
+    main(Tcp)
