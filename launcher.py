@@ -30,8 +30,8 @@ from shared.config import Config, ConfigError, check_instance, load  # noqa: E40
 from shared.ipc import endpoints  # noqa: E402
 from shared.ipc.codec import BadMessage, decode, decode_reply, encode  # noqa: E402
 from shared.ipc.control import call  # noqa: E402
-from shared.ipc.messages import (CTL_PING, CTL_SHOW, CTL_STATS, SUP_KILL, SUP_RESTART,  # noqa: E402
-                                 SUP_SHUTDOWN, SUP_STATUS)
+from shared.ipc.messages import (CTL_IMPAIR, CTL_PING, CTL_SHOW, CTL_STATS, SUP_KILL,  # noqa: E402
+                                 SUP_RESTART, SUP_SHUTDOWN, SUP_STATUS)
 from shared.skb import SkbPool  # noqa: E402
 
 DEFAULT_CONFIG = os.path.join(ROOT, "configs", "default.toml")
@@ -451,10 +451,23 @@ def cmd_netstat(cfg: Config, instance: str, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_impair(cfg: Config, instance: str, args: argparse.Namespace) -> int:
+    """Fault injection on the wire: netdev drops a device's frames at random."""
+    _require(cfg, instance)
+    for v, name in ((args.rx_loss, "--rx-loss"), (args.tx_loss, "--tx-loss")):
+        if not 0 <= v < 1:
+            print(f"launcher.py impair: {name}: {v} must be in [0, 1)", file=sys.stderr)
+            return 2
+    r = call(endpoints.control(endpoints.run_dir(cfg.run_dir, instance), "netdev"), CTL_IMPAIR, args.dev,
+             float(args.rx_loss), float(args.tx_loss), int(args.seed))
+    print(f"{r['dev']}: dropping {r['rx_loss']:.1%} of received and {r['tx_loss']:.1%} of sent frames")  # type: ignore[index]
+    return 0
+
+
 def cmd_show(cfg: Config, instance: str, args: argparse.Namespace) -> int:
     _require(cfg, instance)
     rundir = endpoints.run_dir(cfg.run_dir, instance)
-    svc = {"devices": "netdev", "neigh": "ip", "routes": "ip", "addrs": "ip", "ports": "udp"}[args.what]
+    svc = {"devices": "netdev", "neigh": "ip", "routes": "ip", "addrs": "ip", "ports": "udp", "tcp": "tcp"}[args.what]
     rows = call(endpoints.control(rundir, svc), CTL_SHOW, args.what)
     print(json.dumps(rows, indent=2))
     return 0
@@ -585,8 +598,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("cmd", nargs=argparse.REMAINDER)
     p.set_defaults(fn=cmd_peer)
     p = sub.add_parser("show", help="a service table as JSON")
-    p.add_argument("what", choices=["devices", "neigh", "routes", "addrs", "ports"])
+    p.add_argument("what", choices=["devices", "neigh", "routes", "addrs", "ports", "tcp"])
     p.set_defaults(fn=cmd_show)
+    p = sub.add_parser("impair", help="fault injection: drop a device's frames at random")
+    p.add_argument("dev")
+    p.add_argument("--rx-loss", type=float, default=0.0, help="probability of dropping a received frame")
+    p.add_argument("--tx-loss", type=float, default=0.0, help="probability of dropping a sent frame")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(fn=cmd_impair)
     p = sub.add_parser("run", help="run a program on mkstack: run -- python prog.py (socket module replaced)")
     p.add_argument("cmd", nargs=argparse.REMAINDER)
     p.set_defaults(fn=cmd_run)

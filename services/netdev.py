@@ -9,18 +9,20 @@ counted, flushed to the driver in batches).
 from __future__ import annotations
 
 import collections
+import errno
+import random
 import time
 from dataclasses import dataclass, field
 
 from services.base import Service, main
-from shared.ipc.messages import DEV_QUEUE_XMIT, DEV_XMIT, IP_RCV, NETIF_RX
+from shared.ipc.messages import CTL_IMPAIR, DEV_QUEUE_XMIT, DEV_XMIT, IP_RCV, NETIF_RX
 from shared.skb import Skb
 from shared.wire import WireError
 from shared.wire.ethernet import ETH_P_ARP, ETH_P_IP, mac_ntoa, parse_eth
 
 TXQ_RETRY = 0.005       # seconds between attempts while a driver cannot take frames
 _COUNTERS = ("rx_packets", "rx_bytes", "rx_errors", "rx_dropped", "rx_nohandler", "rx_otherhost",
-             "tx_packets", "tx_bytes", "tx_dropped", "tx_errors")
+             "tx_packets", "tx_bytes", "tx_dropped", "tx_errors", "rx_impaired", "tx_impaired")
 
 
 @dataclass(slots=True)
@@ -32,6 +34,8 @@ class NetDevice:
     txqueuelen: int
     driver: str
     txq: collections.deque = field(default_factory=collections.deque)
+    rx_loss: float = 0.0             # fault injection: drop probability per frame
+    tx_loss: float = 0.0
     stats: dict = field(default_factory=lambda: dict.fromkeys(_COUNTERS, 0))
 
 
@@ -42,6 +46,7 @@ class Netdev(Service):
         super().__init__()
         self.devices: dict[int, NetDevice] = {}
         self.retry_at = 0.0        # when to retry a tx queue the driver refused
+        self.rng = random.Random()
         for d in self.cfg.devices:
             self.devices[d.ifindex] = NetDevice(d.name, d.ifindex, d.mac, d.mtu, d.txqueuelen,
                                                 self.cfg.driver_name(d))
@@ -69,6 +74,10 @@ class Netdev(Service):
         for skb in skbs:
             st["rx_packets"] += 1
             st["rx_bytes"] += len(skb)
+            if dev.rx_loss and self.rng.random() < dev.rx_loss:
+                st["rx_impaired"] += 1
+                self.pool.free(skb)
+                continue
             try:
                 eth, _ = parse_eth(skb.data)
             except WireError:
@@ -92,6 +101,15 @@ class Netdev(Service):
             st["rx_dropped"] += len(up)
 
     def dev_queue_xmit(self, dev: NetDevice, skbs: list[Skb]) -> None:
+        if dev.tx_loss:
+            kept = []
+            for skb in skbs:
+                if self.rng.random() < dev.tx_loss:
+                    dev.stats["tx_impaired"] += 1
+                    self.pool.free(skb)
+                else:
+                    kept.append(skb)
+            skbs = kept
         room = dev.txqueuelen - len(dev.txq)
         if len(skbs) > room:
             dev.stats["tx_dropped"] += len(skbs) - max(room, 0)
@@ -128,6 +146,20 @@ class Netdev(Service):
         out = super().stats()
         out["devices"] = {d.name: dict(d.stats) for d in self.devices.values()}
         return out
+
+    def on_control(self, code: int, fields: list) -> object:
+        if code == CTL_IMPAIR:
+            name, rx, tx, seed = fields
+            dev = next((d for d in self.devices.values() if d.name == name), None)
+            if dev is None:
+                raise OSError(errno.ENODEV, f"no device {name!r}")
+            if not (0 <= rx < 1 and 0 <= tx < 1):
+                raise OSError(errno.EINVAL, "loss must be in [0, 1)")
+            dev.rx_loss, dev.tx_loss = rx, tx
+            if seed:
+                self.rng.seed(seed)
+            return {"dev": name, "rx_loss": rx, "tx_loss": tx}
+        return super().on_control(code, fields)
 
     def show(self, what: str) -> object:
         if what == "devices":

@@ -136,6 +136,8 @@ TCP_ACCEPTED = _msg(0x60A, "TCP_ACCEPTED", "socket_server -> tcp: a connection l
 # -- control ----------------------------------------------------------------
 CTL_PING = _msg(0x901, "CTL_PING", "heartbeat; reply [0, {'pid', 'name'}]")
 CTL_STATS = _msg(0x902, "CTL_STATS", "counters; reply [0, {counter: value}]")
+CTL_IMPAIR = _msg(0x904, "CTL_IMPAIR", "fault injection in netdev: drop frames of a device at random",
+                  dev=str, rx_loss=float, tx_loss=float, seed=int)
 CTL_SHOW = _msg(0x903, "CTL_SHOW", "service tables (neighbours, routes, devices); reply [0, {...}]",
                 what=str)
 
