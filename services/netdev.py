@@ -110,13 +110,16 @@ class Netdev(Service):
                 else:
                     kept.append(skb)
             skbs = kept
-        room = dev.txqueuelen - len(dev.txq)
-        if len(skbs) > room:
-            dev.stats["tx_dropped"] += len(skbs) - max(room, 0)
-            for skb in skbs[max(room, 0):]:
-                self.pool.free(skb)
-            skbs = skbs[:max(room, 0)]
-        dev.txq.extend(skbs)
+        # the queue drains into the driver as it fills; it only overflows (and
+        # drops, as a full qdisc does) while the driver cannot take frames
+        for skb in skbs:
+            if len(dev.txq) >= dev.txqueuelen:
+                self.flush(dev)
+                if len(dev.txq) >= dev.txqueuelen:
+                    dev.stats["tx_dropped"] += 1
+                    self.pool.free(skb)
+                    continue
+            dev.txq.append(skb)
         self.flush(dev)
 
     def flush(self, dev: NetDevice) -> None:

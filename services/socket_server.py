@@ -126,6 +126,14 @@ class Sock:
     def stream(self) -> bool:
         return self.type == ksock.SOCK_STREAM
 
+    def readiness(self) -> list[int]:
+        """[version, mask] after bringing the version up to date."""
+        m = self.mask()
+        if m != self.ready_mask:
+            self.ready_mask = m
+            self.ready_ver += 1
+        return [self.ready_ver, m]
+
     def mask(self) -> int:
         if self.stream:
             return self._stream_mask()
@@ -156,6 +164,7 @@ class Client:
     start: str
     fds: dict[int, Sock] = field(default_factory=dict)
     events: bytes | None = None
+    pidfd: int = -1                # readable when the process exits
 
 
 def _proc_start(pid: int) -> str | None:
@@ -228,6 +237,7 @@ class SocketServer(StreamSockets, Service):
             self._reply(ident, fields[0], errno.EINVAL, "not a socket call")
             return
         req = fields[0]
+        client = None
         try:
             if code == SYS_HELLO:
                 self._reply(ident, req, 0, self.hello(ident, fields[1], fields[2]))
@@ -239,16 +249,15 @@ class SocketServer(StreamSockets, Service):
             call = Pending(ident, req, code, fields, None)
             self.dispatch(client, call)
         except OSError as exc:
-            self._reply(ident, req, exc.errno or errno.EINVAL, exc.strerror or str(exc))
+            sock = None
+            if code not in (SYS_HELLO, SYS_SOCKET, SYS_NETSTAT) and client is not None and len(fields) > 1:
+                sock = client.fds.get(fields[1]) if type(fields[1]) is int else None
+            self._reply(ident, req, exc.errno or errno.EINVAL, exc.strerror or str(exc), sock)
 
     def _reply(self, ident: bytes, req: int, err: int, result: object, sock: Sock | None = None) -> None:
         ready = None
         if sock is not None:
-            m = sock.mask()
-            if m != sock.ready_mask:
-                sock.ready_mask = m
-                sock.ready_ver += 1
-            ready = [sock.fd, sock.ready_ver, m]
+            ready = [sock.fd, *sock.readiness(), sock.id]
         try:
             self.sys.send_multipart([ident, msgpack.packb([req, err, result, ready], use_bin_type=True)],
                                     zmq.NOBLOCK)
@@ -276,7 +285,7 @@ class SocketServer(StreamSockets, Service):
         if ev is None:
             return
         try:
-            self.sys.send_multipart([ev, msgpack.packb([0, sock.fd, sock.ready_ver, m])], zmq.NOBLOCK)
+            self.sys.send_multipart([ev, msgpack.packb([0, sock.fd, sock.ready_ver, m, sock.id])], zmq.NOBLOCK)
         except zmq.ZMQError:
             self.counters["events_undeliverable"] += 1
 
@@ -292,6 +301,12 @@ class SocketServer(StreamSockets, Service):
                 raise OSError(errno.ESRCH, f"no process {pid}")
             c = self.clients[cid] = Client(cid, pid, start)
             self.counters["clients"] += 1
+            try:
+                # process exit closes fds at once, as the kernel does on exit
+                c.pidfd = os.pidfd_open(pid)
+                self.watch_fd(c.pidfd, lambda c=c: self.client_gone(c))
+            except OSError:
+                pass          # the periodic check by start time still finds it
         elif c.pid != pid:
             raise OSError(errno.EPERM, "client id belongs to another process")
         if events:
@@ -307,7 +322,8 @@ class SocketServer(StreamSockets, Service):
     def dispatch(self, client: Client, call: Pending) -> None:
         code, f = call.code, call.fields
         if code == SYS_SOCKET:
-            self.answer(call, self.sys_socket(client, f[1], f[2], f[3]))
+            fd = self.sys_socket(client, f[1], f[2], f[3])
+            self.answer(call, fd, client.fds[fd])      # the reply carries its readiness and id
             return
         if code == SYS_NETSTAT:
             self.answer(call, self.show("sockets"))
@@ -716,7 +732,13 @@ class SocketServer(StreamSockets, Service):
                     self.client_gone(c)
 
     def client_gone(self, c: Client) -> None:
+        if c.pidfd >= 0:
+            self.unwatch_fd(c.pidfd)
+            os.close(c.pidfd)
+            c.pidfd = -1
         for sock in list(c.fds.values()):
+            self.close_sock(sock)
+        for sock in [s for s in self.socks.values() if s.client is c]:   # accepted, never given an fd
             self.close_sock(sock)
         self.clients.pop(c.cid, None)
         self.counters["clients_gone"] += 1
@@ -740,6 +762,7 @@ class SocketServer(StreamSockets, Service):
     def stats(self) -> dict:
         out = super().stats()
         out["clients_now"] = len(self.clients)
+        out["outbox"] = {name: len(box) for name, box in self.outbox.items()}
         out["sockets_now"] = len(self.socks)
         return out
 

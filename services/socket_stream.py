@@ -85,7 +85,10 @@ class StreamSockets:
         if sock.st != "listening":
             raise _err(errno.EINVAL)
         if not self.try_accept(sock, call):
-            self.park(sock, sock.readers, call, call.fields[2])
+            timeout = call.fields[2]
+            if timeout is not None and timeout <= 0:
+                raise _err(errno.EAGAIN)
+            self.park(sock, sock.readers, call, timeout)
 
     def try_accept(self, sock: "Sock", call: "Pending") -> bool:
         if not sock.acceptq:
@@ -99,7 +102,7 @@ class StreamSockets:
         new.fd = next(i for i in range(3, self.max_fds + 3) if i not in client.fds)
         client.fds[new.fd] = new
         self.tcp_msg(encode(TCP_ACCEPTED, sock.id))
-        self.answer(call, [new.fd, self.ntoa(new.raddr), new.rport], sock)
+        self.answer(call, [new.fd, self.ntoa(new.raddr), new.rport, new.id, *new.readiness()], sock)
         self.notify(sock)
         return True
 
@@ -128,8 +131,8 @@ class StreamSockets:
             err, sock.err = sock.err, 0
             self.notify(sock)
             raise _err(err)
-        if sock.shut_wr or sock.st == "closed":
-            raise _err(errno.EPIPE)
+        if sock.shut_wr or sock.st in ("closed", "new", "listening"):
+            raise _err(errno.EPIPE)          # Linux: sending on an unconnected stream is EPIPE
         if sock.st != "connected":
             raise _err(errno.ENOTCONN)
         if not data:

@@ -37,6 +37,7 @@ CLOSE_SHUT_WR, CLOSE_ABORT, CLOSE_FORGET = 1, 2, 3   # TCP_CLOSE how
 BIND_REUSEADDR = 1
 PASSIVE_BASE = 1 << 40        # conn ids tcp makes for accepted connections
 SOMAXCONN = 4096
+EVENTS_BATCH_BYTES = 256 * 1024   # stream data per TCP_EVENTS message (the codec refuses > 1 MiB)
 
 
 @dataclass(eq=False)
@@ -86,6 +87,7 @@ class Tcp(Service):
         self.tseq = itertools.count()
         self.touched: dict[int, Conn] = {}
         self.events: list[list] = []
+        self.events_bytes = 0
         self.out: list[tuple[list, Skb]] = []
         self.tcfg = TcpConfig(mss=min(d.mtu for d in self.cfg.devices) - 40)
         self.now = time.monotonic()
@@ -349,7 +351,10 @@ class Tcp(Service):
         if not c.orphan:
             if t.delivered:
                 self.events.append([c.id, "data", bytes(t.delivered)])
+                self.events_bytes += len(t.delivered)
                 t.delivered.clear()
+                if self.events_bytes >= EVENTS_BATCH_BYTES:
+                    self.events_flush()     # keep every message well under the codec's limit
             if t.acked:
                 self.events.append([c.id, "acked", t.acked])
                 t.acked = 0
@@ -391,6 +396,7 @@ class Tcp(Service):
         if self.events:
             self.ss_send(encode(TCP_EVENTS, self.events))
             self.events = []
+            self.events_bytes = 0
 
     def timer_at(self) -> float | None:
         while self.timers and self.timers[0][2].id not in self.by_id:

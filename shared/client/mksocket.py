@@ -55,7 +55,7 @@ _GLOBAL_DEFAULT_TIMEOUT = object()
 _default_timeout: float | None = None
 
 ENDPOINT_ENV = "MKSTACK_ENDPOINT"
-_POLLIN, _POLLERR = 0x1, 0x8
+_POLLIN, _POLLOUT, _POLLERR, _POLLHUP = 0x1, 0x4, 0x8, 0x10
 
 
 def _os_error(err: int, text: str | None = None) -> OSError:
@@ -65,35 +65,61 @@ def _os_error(err: int, text: str | None = None) -> OSError:
 
 # -- the connection to the socket server ---------------------------------------------
 class _Notifier:
-    """An eventfd that is readable while the mkstack socket is."""
+    """A real descriptor whose readiness mirrors the mkstack socket's, for select/poll.
 
-    __slots__ = ("fd", "ver", "set", "lock")
+    It is one end of a kernel AF_UNIX socketpair; the library holds the other.
+    Readable while a byte from the other end waits in it; not writable while its
+    own send buffer is full (filled by us, drained again when mkstack says the
+    socket is writable). An eventfd would do for reading, but is always writable.
+    """
 
-    def __init__(self) -> None:
-        self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+    __slots__ = ("app", "lib", "fd", "sid", "ver", "readable", "writable", "lock")
+
+    def __init__(self, sid: int) -> None:
+        self.sid = sid                     # the server's id of the socket: events name it
+        self.app, self.lib = _k.socketpair(AF_UNIX, SOCK_STREAM)
+        for s in (self.app, self.lib):
+            s.setblocking(False)
+        self.app.setsockopt(SOL_SOCKET, _k.SO_SNDBUF, 1)      # the kernel's minimum: quick to fill
+        self.fd = self.app.fileno()
         self.ver = 0
-        self.set = False
+        self.readable, self.writable = False, True
         self.lock = threading.Lock()
+
+    @staticmethod
+    def _drain(s: object) -> None:
+        try:
+            while s.recv(65536):  # type: ignore[attr-defined]
+                pass
+        except (BlockingIOError, OSError):
+            pass
 
     def apply(self, ver: int, mask: int) -> None:
         with self.lock:
             if ver <= self.ver or self.fd < 0:
                 return
             self.ver = ver
-            want = bool(mask & (_POLLIN | _POLLERR))
-            if want and not self.set:
-                os.eventfd_write(self.fd, 1)
-            elif not want and self.set:
+            want_r = bool(mask & (_POLLIN | _POLLERR | _POLLHUP))
+            want_w = bool(mask & (_POLLOUT | _POLLERR | _POLLHUP))
+            if want_r and not self.readable:
+                self.lib.send(b"r")
+            elif not want_r and self.readable:
+                self._drain(self.app)
+            if want_w and not self.writable:
+                self._drain(self.lib)
+            elif not want_w and self.writable:
                 try:
-                    os.eventfd_read(self.fd)
-                except BlockingIOError:
+                    while True:
+                        self.app.send(bytes(4096))
+                except (BlockingIOError, OSError):
                     pass
-            self.set = want
+            self.readable, self.writable = want_r, want_w
 
     def close(self) -> None:
         with self.lock:
             if self.fd >= 0:
-                os.close(self.fd)
+                self.app.close()
+                self.lib.close()
                 self.fd = -1
 
 
@@ -109,6 +135,8 @@ class _Connection:
         self.seq = itertools.count(1)
         self.threads = itertools.count(1)
         self.notifiers: dict[int, _Notifier] = {}
+        # readiness that arrived before its socket's notifier existed, by socket id
+        self.early: dict[int, tuple[int, int]] = {}
         self.lock = threading.Lock()
         self.call(SYS_HELLO, self.pid, False)
         self.events_ready = threading.Event()
@@ -139,9 +167,8 @@ class _Connection:
             if rreq == req:
                 break   # replies to abandoned requests (interrupted calls) are skipped
         if ready is not None:
-            n = self.notifiers.get(ready[0])
-            if n is not None:
-                n.apply(ready[1], ready[2])
+            self.apply(*ready)
+        self.local.last_ready = ready      # per thread: socket() reads its new socket's readiness
         if err:
             if err == _errno.ETIMEDOUT and result == "timed out":
                 raise TimeoutError("timed out")
@@ -161,10 +188,30 @@ class _Connection:
                 msg = msgpack.unpackb(s.recv(), raw=False)
             except (zmq.ZMQError, ValueError, msgpack.UnpackException):
                 continue
-            if isinstance(msg, list) and len(msg) == 4 and msg[0] == 0:
-                n = self.notifiers.get(msg[1])
-                if n is not None:
-                    n.apply(msg[2], msg[3])
+            if isinstance(msg, list) and len(msg) == 5 and msg[0] == 0:
+                self.apply(*msg[1:])
+
+    def apply(self, fd: int, ver: int, mask: int, sid: int) -> None:
+        n = self.notifiers.get(fd)
+        if n is not None and n.sid == sid:
+            n.apply(ver, mask)
+            return
+        with self.lock:
+            if len(self.early) > 4096:
+                self.early.clear()
+            old = self.early.get(sid)
+            if old is None or old[0] < ver:
+                self.early[sid] = (ver, mask)
+
+    def register(self, fd: int, sid: int, ver: int, mask: int) -> _Notifier:
+        n = _Notifier(sid)
+        n.apply(ver, mask)
+        self.notifiers[fd] = n
+        with self.lock:
+            early = self.early.pop(sid, None)
+        if early is not None:
+            n.apply(*early)
+        return n
 
 
 _conn: _Connection | None = None
@@ -292,16 +339,18 @@ class socket:
         type = SOCK_STREAM if type == -1 else type
         proto = 0 if proto == -1 else proto
         self._closed = True
-        fd = _connection().call(SYS_SOCKET, int(family), int(type), int(proto))
+        conn = _connection()
+        fd = conn.call(SYS_SOCKET, int(family), int(type), int(proto))
+        _, ver, mask, sid = conn.local.last_ready
         self._setup(fd, family, type & 0xF, proto,
-                    0.0 if type & getattr(_k, "SOCK_NONBLOCK", 0) else _default_timeout)
+                    0.0 if type & getattr(_k, "SOCK_NONBLOCK", 0) else _default_timeout, sid, ver, mask)
 
-    def _setup(self, fd: int, family: int, type: int, proto: int, timeout: float | None) -> None:
+    def _setup(self, fd: int, family: int, type: int, proto: int, timeout: float | None,
+               sid: int, ver: int, mask: int) -> None:
         self._fd, self._family, self._type, self._proto = fd, family, type, proto
         self._timeout = timeout
         self._io_refs = 0
-        self._notifier = _Notifier()
-        _connection().notifiers[fd] = self._notifier
+        self._notifier = _connection().register(fd, sid, ver, mask)
         self._closed = False
 
     # -- plumbing
@@ -402,10 +451,10 @@ class socket:
         self._call(SYS_LISTEN, int(backlog))
 
     def accept(self) -> tuple["socket", tuple[str, int]]:
-        fd, host, port = self._call(SYS_ACCEPT, self._timeout)  # type: ignore[misc]
+        fd, host, port, sid, ver, mask = self._call(SYS_ACCEPT, self._timeout)  # type: ignore[misc]
         new = socket.__new__(socket)
         # as the stdlib: the new socket blocks unless a default timeout is set
-        new._setup(fd, self._family, self._type, self._proto, _default_timeout)
+        new._setup(fd, self._family, self._type, self._proto, _default_timeout, sid, ver, mask)
         return new, (host, port)
 
     def connect_ex(self, address: tuple[str, int]) -> int:

@@ -40,7 +40,7 @@ def test_repeated_kills_of_every_layer(stack):
             time.sleep(0.3)
     out = stack.peer("ping", "-c", "20", "-i", "0.05", "-W", "2", stack.addr, check=False).stdout
     assert "20 received" in out, out
-    assert stack.restarts() == {"driver": 3, "netdev": 3, "ip": 3, "udp": 0, "socket_server": 0}
+    assert stack.restarts() == {"driver": 3, "netdev": 3, "ip": 3, "udp": 0, "tcp": 0, "socket_server": 0}
 
 
 def test_hung_service_is_killed_and_restarted(stack):

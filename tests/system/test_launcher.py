@@ -13,7 +13,7 @@ from tests.system.conftest import DEFAULT_CONFIG, ROOT, Stack, new_instance
 def test_status_json_and_idempotent_up(stack):
     st = stack.status()
     assert st["running"] is True
-    assert {s["name"] for s in st["services"]} == {"driver", "netdev", "ip", "udp", "socket_server"}
+    assert {s["name"] for s in st["services"]} == {"driver", "netdev", "ip", "udp", "tcp", "socket_server"}
     for s in st["services"]:
         assert s["pid"] and s["state"] == "running" and s["restarts"] == 0
         assert os.path.exists(f"/proc/{s['pid']}")
