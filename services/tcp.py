@@ -89,7 +89,7 @@ class Tcp(Service):
         self.events: list[list] = []
         self.events_bytes = 0
         self.out: list[tuple[list, Skb]] = []
-        self.tcfg = TcpConfig(mss=min(d.mtu for d in self.cfg.devices) - 40)
+        self.tcfg = TcpConfig(mss=min(d.mtu for d in self.cfg.devices) - 40, **self.cfg.tcp)
         self.now = time.monotonic()
         self.peer("ip")
         self.peer("socket_server")

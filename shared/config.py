@@ -72,6 +72,7 @@ class Config:
     udp_port_range: tuple[int, int]
     socket_rcvbuf: int
     socket_sndbuf: int
+    tcp: dict
     services: list[str] = field(default_factory=list)
 
     def device(self, name: str) -> Device:
@@ -152,6 +153,27 @@ def _skb_classes(sec: _Section) -> list[SizeClass]:
     return sorted(out, key=lambda s: s.slot_size)
 
 
+def _tcp(sec: _Section) -> dict:
+    """TCP tunables (net.ipv4.tcp_*), as keyword arguments for the engine's TcpConfig."""
+    cc = sec.get("congestion_control", str, "cubic")
+    if cc not in ("reno", "cubic"):
+        raise ConfigError(f"{sec.where}.congestion_control: {cc!r} is not reno or cubic")
+    return {
+        "cc": cc,
+        "sack": sec.get("sack", bool, True),
+        "timestamps": sec.get("timestamps", bool, True),
+        "rcv_wscale": int(sec.num("window_scaling", 0, 14, 7, integer=True)),
+        "delayed_ack": sec.num("delayed_ack", 0, 1, 0.04),
+        "time_wait": sec.num("fin_timeout", 0, 600, 60.0),
+        "syn_retries": int(sec.num("syn_retries", 1, 127, 6, integer=True)),
+        "retries2": int(sec.num("retries2", 1, 100, 15, integer=True)),
+        "rto_min": sec.num("rto_min", 0.001, 10, 0.2),
+        "keepalive_time": sec.num("keepalive_time", 1, 1 << 20, 7200.0),
+        "keepalive_intvl": sec.num("keepalive_intvl", 1, 1 << 20, 75.0),
+        "keepalive_probes": int(sec.num("keepalive_probes", 1, 127, 9, integer=True)),
+    }
+
+
 def _port_range(sec: _Section) -> tuple[int, int]:
     val = sec.get("local_port_range", list, [32768, 60999])
     if len(val) != 2 or not all(type(v) is int for v in val) or not 1024 <= val[0] <= val[1] <= 65535:
@@ -224,6 +246,7 @@ def load(path: str) -> Config:
         udp_port_range=_port_range(ipsec),
         socket_rcvbuf=int(sock.num("rmem_default", 2304, 1 << 26, 212992, integer=True)),
         socket_sndbuf=int(sock.num("wmem_default", 4608, 1 << 26, 212992, integer=True)),
+        tcp=_tcp(root.table("tcp")),
     )
     cfg.services.extend(cfg.driver_name(d) for d in devices)
     cfg.services.extend(["netdev", "ip", "udp", "tcp", "socket_server"])

@@ -173,3 +173,56 @@ def test_both_transfers_survive_3_percent_loss_each_way(stack, servers, tmp_path
     print(f"\n50 MB with 3% loss each way: mkstack -> kernel {mbps:.1f} MB/s, kernel -> mkstack {up:.1f} MB/s; "
           f"dropped {dropped_by_iptables} + {dropped_by_us}; retransmitted {stack.stats()['tcp']['TcpRetransSegs']}")
     assert dropped_by_iptables > 500 and dropped_by_us > 500
+
+
+def test_garbage_segments_never_crash_tcp(stack):
+    srv = launcher_popen(stack, "run", "--", "python", os.path.join(APPS, "tcp_echo_server.py"), "0.0.0.0", "7008")
+    try:
+        wait_line(srv, "ready")
+        stack.peer("python3", os.path.join(APPS, "tcp_garbage.py"), stack.addr, "3000", "5", "7008", "7009")
+        time.sleep(0.5)
+        out = stack.peer("python3", os.path.join(APPS, "tcp_echo_clients.py"), stack.addr, "7008", "5", "50000").stdout
+    finally:
+        srv.kill()
+        srv.wait()
+    tcp = stack.stats()["tcp"]
+    assert json.loads(out.strip().splitlines()[-1])["ok"] == 5
+    assert stack.restarts()["tcp"] == 0 and tcp.get("err_message", 0) == 0
+    assert tcp["TcpInCsumErrors"] > 0 and tcp["TcpInErrs"] > tcp["TcpInCsumErrors"]   # options too
+    assert tcp["TcpOutRsts"] > 100                     # for the closed port and stray ACKs
+
+
+def test_a_peer_that_vanishes_gives_etimedout_not_a_hang(tmp_path):
+    from tests.system.conftest import DEFAULT_CONFIG, Stack, new_instance
+    cfg = tmp_path / "quick.toml"
+    cfg.write_text(open(DEFAULT_CONFIG).read().replace("retries2 = 15", "retries2 = 3"))
+    s = Stack(new_instance(), str(cfg))
+    try:
+        s.launcher("up")
+        sink = s.peer_popen("python3", "-c", (
+            "import socket\n"
+            f"l = socket.create_server(('{s.peer_addr}', 7010))\n"
+            "print('ready', flush=True)\n"
+            "c, _ = l.accept()\n"
+            "while c.recv(65536): pass\n"))
+        assert sink.stdout.readline().startswith("ready")
+        app = launcher_popen(s, "run", "--", "python", "-u", "-c", (
+            "import socket, time\n"
+            f"c = socket.create_connection(('{s.peer_addr}', 7010))\n"
+            "print('connected', flush=True)\n"
+            "t = time.monotonic()\n"
+            "try:\n"
+            "    while True: c.sendall(b'x' * 65536)\n"
+            "except OSError as e:\n"
+            "    print('error', type(e).__name__, e.errno, round(time.monotonic() - t, 1), flush=True)\n"))
+        wait_line(app, "connected")
+        time.sleep(0.5)
+        s.peer("iptables", "-A", "INPUT", "-i", "tap0", "-j", "DROP")     # the peer falls silent
+        s.peer("iptables", "-A", "OUTPUT", "-o", "tap0", "-j", "DROP")
+        line = wait_line(app, "error", timeout=60)
+        assert line.split()[1:3] == ["TimeoutError", "110"], line
+        sink.kill()
+        app.wait(10)
+    finally:
+        s.launcher("down", check=False)
+    assert s.leftovers() == []
