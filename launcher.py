@@ -515,7 +515,14 @@ def cmd_demo(cfg: Config, instance: str, args: argparse.Namespace) -> int:
             ("status after the fault", ["status"]),
         ]
         echo = subprocess.Popen([*ns_args, "run", "--", "python", "-c", DEMO_ECHO], stdout=subprocess.PIPE, text=True)
+        web = subprocess.Popen([*ns_args, "run", "--", "python", "-u", "-m", "http.server", "8080", "--directory",
+                                os.path.join(ROOT, "configs")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
         steps += [
+            ("an unmodified 'python -m http.server' runs on mkstack; curl in the Linux peer fetches from it",
+             ["peer", "--", "curl", "-sS", "-m", "20", "-o", "/dev/null", "-w",
+              "HTTP %{http_code}, %{size_download} bytes in %{time_total} s\n",
+              f"http://{dev.addr.ip}:8080/default.toml"]),
             ("an unmodified UDP echo server runs on mkstack ('launcher.py run'); a Linux client talks to it",
              ["peer", "--", "python3", "-c", DEMO_CLIENT.format(addr=dev.addr.ip)]),
             ("the stack's sockets", ["netstat"]),
@@ -532,11 +539,13 @@ def cmd_demo(cfg: Config, instance: str, args: argparse.Namespace) -> int:
                 continue
             if step[0] == "status":
                 print("[mkstack app]", echo.stdout.readline().strip())   # bound: the client may start
-            if rc and step[0] == "peer" and step[2] in ("ping", "python3"):
+                print("[mkstack app]", web.stdout.readline().strip())
+            if rc and step[0] == "peer" and step[2] in ("ping", "python3", "curl"):
                 print(f"mkstack demo: {' '.join(step[2:4])} failed", file=sys.stderr)
                 return rc
-        echo.kill()
-        echo.wait()
+        for p in (echo, web):
+            p.kill()
+            p.wait()
         return 0
     finally:
         print("\n$ launcher.py down", flush=True)
