@@ -475,9 +475,7 @@ class SocketServer(StreamSockets, Service):
     def sys_sendto(self, sock: Sock, call: Pending) -> None:
         _, _, data, flags, addr, port, _tmo = call.fields
         if sock.err:
-            err, sock.err = sock.err, 0
-            self.notify(sock)
-            raise OSError(err, os.strerror(err))
+            raise self.take_error(sock)
         if sock.shut_wr:
             raise OSError(errno.EPIPE, "Broken pipe")
         if len(data) > MAX_UDP_PAYLOAD:
@@ -537,14 +535,22 @@ class SocketServer(StreamSockets, Service):
             self.notify(sock)
             return True
         if sock.err:
-            err, sock.err = sock.err, 0
-            self.fail(call, err, os.strerror(err), sock)
-            self.notify(sock)
+            self.fail_with_error(sock, call)
             return True
         if sock.shut_rd:
             self.answer(call, [b"", None, 0, 0], sock)
             return True
         return False
+
+    def take_error(self, sock: Sock) -> OSError:
+        """The socket's pending error (SO_ERROR), cleared as the kernel clears it on report."""
+        err, sock.err = sock.err, 0
+        self.notify(sock)
+        return OSError(err, os.strerror(err))
+
+    def fail_with_error(self, sock: Sock, call: Pending) -> None:
+        exc = self.take_error(sock)
+        self.fail(call, exc.errno, exc.strerror, sock)
 
     def wake_readers(self, sock: Sock) -> None:
         while sock.readers:
@@ -601,9 +607,7 @@ class SocketServer(StreamSockets, Service):
         if name == ksock.SO_LINGER:
             return sock.linger
         if name == ksock.SO_ERROR:
-            err, sock.err = sock.err, 0
-            self.notify(sock)
-            return err
+            return self.take_error(sock).errno if sock.err else 0
         values = {ksock.SO_REUSEADDR: int(sock.reuseaddr), ksock.SO_BROADCAST: int(sock.broadcast),
                   ksock.SO_RCVBUF: sock.rcvbuf, ksock.SO_SNDBUF: sock.sndbuf, ksock.SO_TYPE: sock.type,
                   ksock.SO_PROTOCOL: sock.proto, ksock.SO_DOMAIN: sock.family}

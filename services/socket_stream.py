@@ -128,9 +128,7 @@ class StreamSockets:
     def stream_send(self, sock: "Sock", call: "Pending") -> None:
         data, flags, timeout = call.fields[2], call.fields[3], call.fields[6]
         if sock.err:
-            err, sock.err = sock.err, 0
-            self.notify(sock)
-            raise _err(err)
+            raise self.take_error(sock)
         if sock.shut_wr or sock.st in ("closed", "new", "listening"):
             raise _err(errno.EPIPE)          # Linux: sending on an unconnected stream is EPIPE
         if sock.st != "connected":
@@ -178,9 +176,7 @@ class StreamSockets:
             self.notify(sock)
             return True
         if sock.err:
-            err, sock.err = sock.err, 0
-            self.fail(call, err, os.strerror(err), sock)
-            self.notify(sock)
+            self.fail_with_error(sock, call)
             return True
         if sock.eof or sock.shut_rd or sock.st == "closed":
             self.answer(call, [b"", None, 0, 0], sock)

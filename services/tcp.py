@@ -110,8 +110,10 @@ class Tcp(Service):
             if c is not None and not c.orphan:
                 try:
                     c.tcb.send(fields[1], self.now)
-                except OSError as exc:
-                    self.events.append([c.id, "err", exc.errno])
+                except OSError:
+                    # the connection closed or failed in this same turn: service()
+                    # reports its own error (ECONNRESET...), which must win over EPIPE
+                    self.counters["TcpSendsAfterClose"] += 1
                 self.touch(c)
         elif code == TCP_RCVD:
             c = self.by_id.get(fields[0])
@@ -240,8 +242,7 @@ class Tcp(Service):
 
     # -- receive --------------------------------------------------------------------------
     def tcp_rcv(self, skb: Skb) -> None:
-        nh = skb.buf[skb.network_header:skb.network_header + 20]
-        src, dst = bytes(nh[12:16]), bytes(nh[16:20])
+        src, dst = skb.ip_addrs()
         try:
             hdr, payload = parse_tcp(skb.data, src, dst)
         except WireError as exc:

@@ -104,8 +104,7 @@ class Udp(Service):
 
     # -- receive ----------------------------------------------------------------
     def udp_rcv(self, skb: Skb) -> None:
-        nh = skb.buf[skb.network_header:skb.network_header + 20]
-        src, dst = bytes(nh[12:16]), bytes(nh[16:20])
+        src, dst = skb.ip_addrs()
         try:
             hdr, _ = parse_udp(skb.data, src, dst)
         except WireError as exc:

@@ -395,6 +395,11 @@ class Skb:
     aux = property(lambda s: s._get(AUX), lambda s, v: s._set(AUX, v))
     csum_offset = property(lambda s: s._get(CSUM_OFF), lambda s, v: s._set(CSUM_OFF, v))
 
+    def ip_addrs(self) -> tuple[bytes, bytes]:
+        """Source and destination of the IPv4 header at network_header."""
+        base = self.slot * self.cls.slot_size + self._m[self._b + NET]
+        return bytes(self.cls.data[base + 12:base + 16]), bytes(self.cls.data[base + 16:base + 20])
+
     def reset_network_header(self) -> None:
         """Move data back to the network header (to quote the datagram in an ICMP error)."""
         self._m[self._b + DATA] = self._m[self._b + NET]
