@@ -379,6 +379,39 @@ def cmd_kill(cfg: Config, instance: str, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_chaos(cfg: Config, instance: str, args: argparse.Namespace) -> int:
+    """Fault injection over time: SIGKILL services at random, printing what was killed when."""
+    import random
+    st = _require(cfg, instance)
+    names = [s["name"] for s in st["services"]]
+    victims = args.services.split(",") if args.services else names
+    for v in victims:
+        if v not in names:
+            print(f"launcher.py chaos: --services: unknown service {v!r} (one of: {', '.join(names)})",
+                  file=sys.stderr)
+            return 2
+    if args.interval <= 0 or args.duration <= 0:
+        print("launcher.py chaos: --interval and --duration must be positive", file=sys.stderr)
+        return 2
+    rng = random.Random(args.seed)
+    end = time.monotonic() + args.duration
+    kills = 0
+    while True:
+        wait = rng.uniform(0.5, 1.5) * args.interval
+        if time.monotonic() + wait > end:
+            break
+        time.sleep(wait)
+        victim = rng.choice(victims)
+        try:
+            r = call(_sup(cfg, instance), SUP_KILL, victim, int(signal.SIGKILL))
+            kills += 1
+            print(f"{time.strftime('%H:%M:%S')} killed {victim} (pid {r['pid']})", flush=True)  # type: ignore[index]
+        except OSError as exc:      # still restarting from the last kill
+            print(f"{time.strftime('%H:%M:%S')} {victim}: {exc.strerror or exc}", flush=True)
+    print(f"chaos: {kills} kills in {args.duration:.0f}s (seed {args.seed})")
+    return 0
+
+
 def cmd_restart(cfg: Config, instance: str, args: argparse.Namespace) -> int:
     st = _require(cfg, instance)
     _known(st, args.name)
@@ -595,6 +628,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--signal", default="KILL", help="signal name or number (default: KILL)")
     p.set_defaults(fn=cmd_kill)
+    p = sub.add_parser("chaos", help="fault injection: SIGKILL services at random for a while")
+    p.add_argument("--services", help="comma-separated victims (default: all services)")
+    p.add_argument("--interval", type=float, default=2.0, help="mean seconds between kills (default 2)")
+    p.add_argument("--duration", type=float, default=30.0, help="seconds to run (default 30)")
+    p.add_argument("--seed", type=int, default=1)
+    p.set_defaults(fn=cmd_chaos)
     p = sub.add_parser("restart", help="stop a service and start it again")
     p.add_argument("name")
     p.set_defaults(fn=cmd_restart)

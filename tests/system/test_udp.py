@@ -185,3 +185,23 @@ def test_udp_bindings_survive_a_killed_udp_service(stack, echo_server):
         assert r["ok"] == 30, (victim, r)
     assert stack.stats()["socket_server"]["udp_resyncs"] >= 1
     assert any(p["lport"] == 9999 for p in json.loads(stack.launcher("show", "ports").stdout))
+
+
+def test_chaos_over_the_layers_below_tcp(stack, echo_server):
+    """ping and a UDP echo keep working while chaos kills driver, netdev, ip and udp at random."""
+    ping = stack.peer_popen("ping", "-D", "-i", "0.05", "-w", "9", "-W", "1", stack.addr)
+    chaos = stack.launcher("chaos", "--services", "driver,netdev,ip,udp", "--interval", "1", "--duration", "6",
+                           "--seed", "3")
+    kills = [line for line in chaos.stdout.splitlines() if " killed " in line]
+    out, _ = ping.communicate(timeout=30)
+    assert len(kills) >= 3, chaos.stdout
+    assert sum(stack.restarts().values()) >= 3
+    r = json.loads(stack.peer("python3", os.path.join(APPS, "udp_stress.py"), stack.addr, "9999", "30", "4")
+                   .stdout.strip().splitlines()[-1])
+    assert r["ok"] == 30                       # the binding survived whatever was killed
+    received = int(out.split(" received")[0].split()[-1])
+    assert received > 100                      # ~180 sent; each kill costs ~0.3 s of replies
+    time.sleep(2.5)
+    assert [c["used"] for c in stack.status()["skb"]["classes"]] == [0, 0]   # nothing leaked
+    bad = stack.launcher("chaos", "--services", "nosuch", check=False)
+    assert bad.returncode == 2
