@@ -22,7 +22,8 @@ import zmq
 from services.base import Service, main
 from services.routes import fib_from_config
 from shared.ipc.codec import encode
-from shared.ipc.messages import DEV_QUEUE_XMIT, IP_ICMP_ERROR, IP_OUTPUT, IP_RCV, L4_ERR, L4_RCV
+from shared.ipc.messages import (DEV_QUEUE_XMIT, IP_ICMP_ERROR, IP_OUTPUT, IP_RCV, L4_ERR, L4_RCV,
+                                 PMTUDISC_DO, PMTUDISC_DONT, PMTUDISC_WANT)
 from shared.proto.fib import FibRoute
 from shared.proto.neigh import NeighTable, Overflow, Solicit, Unresolved
 from shared.proto.reassembly import Complete, Discard, Reassembler
@@ -32,8 +33,8 @@ from shared.wire.arp import ARP_LEN, ARPOP_REPLY, ARPOP_REQUEST, ArpPacket, emit
 from shared.wire.checksum import ones_sum, pseudo_header_sum
 from shared.wire.ethernet import BROADCAST, ETH_HLEN, ETH_P_ARP, ETH_P_IP, EthHeader, emit_eth, mac_ntoa
 from shared.wire.icmp import (ICMP_DEST_UNREACH, ICMP_ECHO, ICMP_ECHOREPLY, ICMP_ERRORS, ICMP_HLEN,
-                              ICMP_HOST_UNREACH, ICMP_PROT_UNREACH, ICMP_TIME_EXCEEDED, IcmpHeader,
-                              emit_icmp, parse_icmp)
+                              ICMP_HOST_UNREACH, ICMP_PROT_UNREACH, ICMP_TIME_EXCEEDED, IcmpHeader, emit_icmp,
+                              parse_icmp)
 from shared.wire.ipv4 import (IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPV4_HLEN, Ipv4Header, emit_ipv4,
                               ip_ntoa, parse_ipv4)
 
@@ -41,9 +42,6 @@ LIMITED_BROADCAST = b"\xff\xff\xff\xff"
 ICMP_QUOTE_MAX = 576 - IPV4_HLEN - ICMP_HLEN   # RFC 1812 4.3.2.3: fill up to 576 bytes
 DEFAULT_TTL = 64
 ICMP_EXC_FRAGTIME = 1
-# IP_OUTPUT df values (IP_MTU_DISCOVER): never set DF, always set it, or set it
-# when the datagram needs no fragmenting (Linux's IP_PMTUDISC_WANT default)
-PMTUDISC_DONT, PMTUDISC_DO, PMTUDISC_WANT = 0, 1, 2
 TRANSPORTS = {IPPROTO_UDP: "udp", IPPROTO_TCP: "tcp"}   # protocol handlers, by service
 
 
@@ -114,8 +112,6 @@ class Ip(Service):
             self.ip_rcv_batch(*fields)
         else:
             self.counters["unexpected_messages"] += 1
-            if code in (L4_RCV,):
-                self.pool.free_handles(fields[1])
         self.flush()
 
     def ip_rcv_batch(self, ifindex: int, handles: list) -> None:

@@ -33,11 +33,11 @@ from services.routes import fib_from_config, local_addrs
 from services.socket_stream import StreamSockets
 from shared.ipc import endpoints
 from shared.ipc.codec import BadMessage, decode, encode
-from shared.ipc.messages import (SYS_ACCEPT, SYS_BIND, SYS_CLOSE, SYS_CONNECT, SYS_GETPEERNAME,
-                                 SYS_GETSOCKNAME, SYS_GETSOCKOPT, SYS_HELLO, SYS_LISTEN, SYS_NETSTAT,
-                                 SYS_RECVFROM, SYS_SENDTO, SYS_SETSOCKOPT, SYS_SHUTDOWN, SYS_SOCKET, TCP_EVENTS, TCP_RESULT,
-                                 UDP_BIND, UDP_BOUND, UDP_CONNECT, UDP_DELIVER, UDP_RESYNC,
-                                 UDP_SEND, UDP_SOCK_ERR, UDP_UNBIND)
+from shared.ipc.messages import (BIND_RESTORE, BIND_REUSEADDR, SYS_ACCEPT, SYS_BIND, SYS_CLOSE, SYS_CONNECT,
+                                 SYS_GETPEERNAME, SYS_GETSOCKNAME, SYS_GETSOCKOPT, SYS_HELLO, SYS_LISTEN,
+                                 SYS_NETSTAT, SYS_RECVFROM, SYS_SENDTO, SYS_SETSOCKOPT, SYS_SHUTDOWN,
+                                 SYS_SOCKET, TCP_EVENTS, TCP_RESULT, UDP_BIND, UDP_BOUND, UDP_CONNECT,
+                                 UDP_DELIVER, UDP_RESYNC, UDP_SEND, UDP_SOCK_ERR, UDP_UNBIND)
 from shared.skb import NoBuffers, Skb
 
 MAX_UDP_PAYLOAD = 65507
@@ -47,7 +47,6 @@ POLLIN, POLLOUT, POLLERR, POLLHUP = 0x1, 0x4, 0x8, 0x10
 CLIENT_CHECK = 1.0                # seconds between checks that client processes live
 OUTBOX_RETRY = 0.02               # seconds between attempts to reach a restarting udp
 OUTBOX_MAX = 65536
-BIND_REUSEADDR, BIND_RESTORE = 1, 2
 SOCK_TYPE_MASK = 0xF              # SOCK_NONBLOCK / SOCK_CLOEXEC live above
 
 
@@ -276,16 +275,12 @@ class SocketServer(StreamSockets, Service):
 
     def notify(self, sock: Sock) -> None:
         """Push a readiness change to the owner's event channel."""
-        m = sock.mask()
-        if m == sock.ready_mask:
-            return
-        sock.ready_mask = m
-        sock.ready_ver += 1
-        ev = sock.client.events
-        if ev is None:
+        before = sock.ready_ver
+        ver, m = sock.readiness()
+        if ver == before or sock.client.events is None:
             return
         try:
-            self.sys.send_multipart([ev, msgpack.packb([0, sock.fd, sock.ready_ver, m, sock.id])], zmq.NOBLOCK)
+            self.sys.send_multipart([sock.client.events, msgpack.packb([0, sock.fd, ver, m, sock.id])], zmq.NOBLOCK)
         except zmq.ZMQError:
             self.counters["events_undeliverable"] += 1
 

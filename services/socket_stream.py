@@ -15,16 +15,15 @@ import socket as ksock
 from typing import TYPE_CHECKING
 
 from shared.ipc.codec import encode
-from shared.ipc.messages import (SYS_ACCEPT, SYS_BIND, SYS_CLOSE, SYS_CONNECT, SYS_GETPEERNAME, SYS_LISTEN,
-                                 SYS_RECVFROM, SYS_SENDTO, SYS_SHUTDOWN, TCP_ACCEPTED, TCP_BIND, TCP_CLOSE,
-                                 TCP_CONNECT, TCP_LISTEN, TCP_RCVD, TCP_SEND, TCP_SETOPT)
+from shared.ipc.messages import (BIND_REUSEADDR, CLOSE_ABORT, CLOSE_FORGET, CLOSE_SHUT_WR, SYS_ACCEPT,
+                                 SYS_BIND, SYS_CLOSE, SYS_CONNECT, SYS_GETPEERNAME, SYS_LISTEN, SYS_RECVFROM,
+                                 SYS_SENDTO, SYS_SHUTDOWN, TCP_ACCEPTED, TCP_BIND, TCP_CLOSE, TCP_CONNECT,
+                                 TCP_LISTEN, TCP_RCVD, TCP_SEND, TCP_SETOPT)
 
 if TYPE_CHECKING:
     from services.socket_server import Pending, Sock
 
 TCP_SEND_MAX = 256 * 1024         # stream bytes per message to tcp
-CLOSE_SHUT_WR, CLOSE_ABORT, CLOSE_FORGET = 1, 2, 3
-BIND_REUSEADDR = 1
 
 
 def _err(code: int) -> OSError:
@@ -308,7 +307,7 @@ class StreamSockets:
             self.wake_stream(sock)
 
     def on_accepted(self, conn: int, listener: int, raddr: int, rport: int, laddr: int, lport: int) -> None:
-        from services.socket_server import Sock     # the dataclass lives with the server
+        from services.socket_server import Sock  # the dataclass lives with the server
         lst = self.socks.get(listener)
         if lst is None or lst.st != "listening":
             self.tcp_msg(encode(TCP_CLOSE, conn, CLOSE_ABORT))

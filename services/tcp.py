@@ -22,19 +22,17 @@ import zmq
 from services.base import Service, main
 from services.routes import fib_from_config, local_addrs
 from shared.ipc.codec import encode
-from shared.ipc.messages import (IP_OUTPUT, L4_ERR, L4_RCV, TCP_ACCEPTED, TCP_BIND, TCP_CLOSE, TCP_CONNECT,
-                                 TCP_EVENTS, TCP_LISTEN, TCP_RCVD, TCP_RESULT, TCP_SEND, TCP_SETOPT)
+from shared.ipc.messages import (BIND_REUSEADDR, CLOSE_ABORT, CLOSE_SHUT_WR, IP_OUTPUT, L4_ERR, L4_RCV,
+                                 PMTUDISC_DO, TCP_ACCEPTED, TCP_BIND, TCP_CLOSE, TCP_CONNECT, TCP_EVENTS,
+                                 TCP_LISTEN, TCP_RCVD, TCP_RESULT, TCP_SEND, TCP_SETOPT)
 from shared.proto.tcp.tcb import Segment, State, Tcb, TcpConfig, reset_for
 from shared.proto.udp import PortTable
 from shared.skb import CSUM_PARTIAL, NoBuffers, Skb
 from shared.wire import WireError
 from shared.wire.icmp import ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_PORT_UNREACH
 from shared.wire.ipv4 import IPPROTO_TCP
-from shared.wire.tcp import SYN, TCP_CSUM_OFF, TcpHeader, emit_tcp, parse_tcp, tcp_hlen
+from shared.wire.tcp import ACK, RST, SYN, TCP_CSUM_OFF, TcpHeader, emit_tcp, parse_tcp, tcp_hlen
 
-PMTUDISC_DO = 1
-CLOSE_SHUT_WR, CLOSE_ABORT, CLOSE_FORGET = 1, 2, 3   # TCP_CLOSE how
-BIND_REUSEADDR = 1
 PASSIVE_BASE = 1 << 40        # conn ids tcp makes for accepted connections
 SOMAXCONN = 4096
 EVENTS_BATCH_BYTES = 256 * 1024   # stream data per TCP_EVENTS message (the codec refuses > 1 MiB)
@@ -259,7 +257,7 @@ class Tcp(Service):
             self.touch(c)
             return
         lst = self.listeners.get((daddr, hdr.dport)) or self.listeners.get((0, hdr.dport))
-        if lst is not None and seg.flags & SYN and not seg.flags & 0x14:   # a SYN without ACK/RST
+        if lst is not None and seg.flags & SYN and not seg.flags & (ACK | RST):
             self.syn_rcv(lst, seg, saddr, hdr.sport, daddr)
             return
         rst = reset_for(seg)

@@ -20,8 +20,9 @@ import zmq
 from services.base import Service, main
 from services.routes import local_addrs
 from shared.ipc.codec import encode
-from shared.ipc.messages import (IP_ICMP_ERROR, IP_OUTPUT, L4_ERR, L4_RCV, UDP_BIND, UDP_BOUND, UDP_CONNECT,
-                                 UDP_DELIVER, UDP_RESYNC, UDP_SEND, UDP_SOCK_ERR, UDP_UNBIND)
+from shared.ipc.messages import (BIND_RESTORE, BIND_REUSEADDR, IP_ICMP_ERROR, IP_OUTPUT, L4_ERR, L4_RCV,
+                                 PMTUDISC_WANT, UDP_BIND, UDP_BOUND, UDP_CONNECT, UDP_DELIVER, UDP_RESYNC,
+                                 UDP_SEND, UDP_SOCK_ERR, UDP_UNBIND)
 from shared.proto.udp import PortTable
 from shared.skb import CSUM_PARTIAL, NoBuffers, Skb
 from shared.wire import WireError
@@ -30,9 +31,7 @@ from shared.wire.icmp import (ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_HOST_UNR
 from shared.wire.ipv4 import IPPROTO_UDP
 from shared.wire.udp import UDP_CSUM_OFF, UDP_HLEN, UdpHeader, emit_udp, parse_udp
 
-BIND_REUSEADDR = 1
 RESYNC_RETRY = 0.02
-PMTUDISC_WANT = 2
 # ICMP destination-unreachable codes as errno (icmp_err_convert in Linux)
 _UNREACH_ERRNO = {ICMP_NET_UNREACH: errno.ENETUNREACH, ICMP_HOST_UNREACH: errno.EHOSTUNREACH,
                   ICMP_PROT_UNREACH: errno.ENOPROTOOPT, ICMP_PORT_UNREACH: errno.ECONNREFUSED,
@@ -77,7 +76,7 @@ class Udp(Service):
             self.udp_send(fields[0])
         elif code == UDP_BIND:
             req, sock, addr, port, flags = fields
-            if flags & 2:     # a re-announced binding after our restart
+            if flags & BIND_RESTORE:     # a re-announced binding after our restart
                 e = self.table.restore(sock, addr, port, bool(flags & BIND_REUSEADDR))
                 got = (addr, port)
             else:

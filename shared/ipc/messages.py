@@ -63,6 +63,10 @@ L4_ERR = _msg(0x303, "L4_ERR", "ip -> transport: ICMP errors [[type, code, info,
 IP_ICMP_ERROR = _msg(0x304, "IP_ICMP_ERROR", "transport -> ip: send an ICMP error about each datagram "
                      "(skb data at its IP header): [[handle, type, code], ...]", items=list)
 
+# values of fields above
+PMTUDISC_DONT, PMTUDISC_DO, PMTUDISC_WANT = 0, 1, 2   # IP_OUTPUT df (IP_MTU_DISCOVER): WANT sets DF
+                                                        # only on datagrams that need no fragmenting
+
 # -- udp <-> socket_server ---------------------------------------------------
 # addresses are IPv4 as ints; port 0 asks for an ephemeral port
 UDP_BIND = _msg(0x401, "UDP_BIND", "socket_server -> udp: bind (or re-announce after a restart)",
@@ -79,6 +83,8 @@ UDP_DELIVER = _msg(0x406, "UDP_DELIVER", "udp -> socket_server: [[sock, handle, 
 UDP_SOCK_ERR = _msg(0x407, "UDP_SOCK_ERR", "udp -> socket_server: asynchronous error for a socket",
                     sock=int, err=int)
 UDP_RESYNC = _msg(0x408, "UDP_RESYNC", "udp -> socket_server: I restarted; re-announce every binding")
+
+BIND_REUSEADDR, BIND_RESTORE = 1, 2   # UDP_BIND / TCP_BIND flags (RESTORE: re-announced after a restart)
 
 # -- application calls (client library -> socket_server) ---------------------
 # Every call is [code, req, ...]; the reply is [req, errno, result, readiness]
@@ -125,6 +131,7 @@ TCP_SEND = _msg(0x605, "TCP_SEND", "socket_server -> tcp: stream data to send", 
 TCP_RCVD = _msg(0x606, "TCP_RCVD", "socket_server -> tcp: the application read n bytes", conn=int, n=int)
 TCP_CLOSE = _msg(0x607, "TCP_CLOSE", "socket_server -> tcp: how 1 = shutdown(SHUT_WR) (FIN), "
                  "2 = abort (RST), 3 = close (FIN, then tcp finishes alone; listeners and unbound sockets go)", conn=int, how=int)
+CLOSE_SHUT_WR, CLOSE_ABORT, CLOSE_FORGET = 1, 2, 3   # TCP_CLOSE how
 TCP_SETOPT = _msg(0x608, "TCP_SETOPT", "socket_server -> tcp: TCP_NODELAY / SO_KEEPALIVE", conn=int,
                   name=str, value=int)
 TCP_EVENTS = _msg(0x609, "TCP_EVENTS", "tcp -> socket_server: [[conn, kind, ...], ...] where kind is "
