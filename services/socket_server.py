@@ -36,7 +36,8 @@ from shared.ipc.codec import BadMessage, decode, encode
 from shared.ipc.messages import (BIND_RESTORE, BIND_REUSEADDR, SYS_ACCEPT, SYS_BIND, SYS_CLOSE, SYS_CONNECT,
                                  SYS_GETPEERNAME, SYS_GETSOCKNAME, SYS_GETSOCKOPT, SYS_HELLO, SYS_LISTEN,
                                  SYS_NETSTAT, SYS_RECVFROM, SYS_SENDTO, SYS_SETSOCKOPT, SYS_SHUTDOWN,
-                                 SYS_SOCKET, TCP_EVENTS, TCP_RESULT, UDP_BIND, UDP_BOUND, UDP_CONNECT,
+                                 SYS_SOCKET, SYS_IOCTL, SYS_LAST, SIOCATMARK, SIOCINQ, SIOCOUTQ,
+                                 TCP_EVENTS, TCP_RESULT, UDP_BIND, UDP_BOUND, UDP_CONNECT,
                                  UDP_DELIVER, UDP_RESYNC, UDP_SEND, UDP_SOCK_ERR, UDP_UNBIND)
 from shared.skb import NoBuffers, Skb
 
@@ -78,6 +79,7 @@ class Pending:
     fields: list
     deadline: float | None
     done: bool = False
+    got: bytearray | None = None   # MSG_WAITALL: bytes already taken from the socket
 
 
 @dataclass(eq=False)
@@ -120,6 +122,11 @@ class Sock:
     keepalive: bool = False
     linger: int = -1               # SO_LINGER seconds; -1 off, 0 abort on close
     backlog: int = 0
+    rcv_total: int = 0             # stream bytes ever received: rbuf[0] is at rcv_total - len(rbuf)
+    oobinline: bool = False        # SO_OOBINLINE
+    urg: int = 0                   # urgent data: URG_NONE, URG_NOTYET, URG_VALID, URG_READ (tcp_sock.urg_data)
+    urg_off: int = 0               # its stream offset
+    oob: int = 0                   # the urgent byte, once it arrived
 
     @property
     def stream(self) -> bool:
@@ -145,7 +152,9 @@ class Sock:
 
     def _stream_mask(self) -> int:
         m = 0
-        if self.rbuf or self.eof or self.shut_rd or (self.st == "listening" and self.acceptq):
+        # the urgent byte next in line is not data to read (tcp_poll's target++)
+        skip = self.urg and not self.oobinline and self.urg_off == self.rcv_total - len(self.rbuf)
+        if len(self.rbuf) > skip or self.eof or self.shut_rd or (self.st == "listening" and self.acceptq):
             m |= POLLIN
         if self.st == "connected" and not self.shut_wr and self.snd_pending < self.sndbuf:
             m |= POLLOUT
@@ -232,7 +241,7 @@ class SocketServer(StreamSockets, Service):
                 err = errno.EMSGSIZE if len(frame) > (1 << 20) else errno.EINVAL
                 self._reply(ident, req, err, str(exc))
             return
-        if code < SYS_HELLO or code > SYS_ACCEPT:
+        if code < SYS_HELLO or code > SYS_LAST:
             self._reply(ident, fields[0], errno.EINVAL, "not a socket call")
             return
         req = fields[0]
@@ -355,6 +364,8 @@ class SocketServer(StreamSockets, Service):
         elif code == SYS_SHUTDOWN:
             self.sys_shutdown(sock, f[2])
             self.answer(call, 0, sock)
+        elif code == SYS_IOCTL:
+            self.answer(call, self.ioctl(sock, f[2]), sock)
 
     def sys_socket(self, client: Client, family: int, type_: int, proto: int) -> int:
         stype = type_ & SOCK_TYPE_MASK
@@ -469,6 +480,8 @@ class SocketServer(StreamSockets, Service):
 
     def sys_sendto(self, sock: Sock, call: Pending) -> None:
         _, _, data, flags, addr, port, _tmo = call.fields
+        if flags & ksock.MSG_OOB:
+            raise OSError(errno.EOPNOTSUPP, "Operation not supported")
         if sock.err:
             raise self.take_error(sock)
         if sock.shut_wr:
@@ -583,6 +596,8 @@ class SocketServer(StreamSockets, Service):
             sock.reuseaddr = bool(value)
         elif name == ksock.SO_BROADCAST:
             sock.broadcast = bool(value)
+        elif name == ksock.SO_OOBINLINE:
+            sock.oobinline = bool(value)
         elif name == ksock.SO_RCVBUF:   # the kernel doubles it for bookkeeping overhead
             sock.rcvbuf = max(2304, min(max(value, 0), RMEM_MAX) * 2)
         elif name == ksock.SO_SNDBUF:
@@ -604,11 +619,32 @@ class SocketServer(StreamSockets, Service):
         if name == ksock.SO_ERROR:
             return self.take_error(sock).errno if sock.err else 0
         values = {ksock.SO_REUSEADDR: int(sock.reuseaddr), ksock.SO_BROADCAST: int(sock.broadcast),
+                  ksock.SO_OOBINLINE: int(sock.oobinline),
                   ksock.SO_RCVBUF: sock.rcvbuf, ksock.SO_SNDBUF: sock.sndbuf, ksock.SO_TYPE: sock.type,
                   ksock.SO_PROTOCOL: sock.proto, ksock.SO_DOMAIN: sock.family}
         if name not in values:
             raise OSError(errno.ENOPROTOOPT, "Protocol not available")
         return values[name]
+
+    def ioctl(self, sock: Sock, request: int) -> int:
+        """The socket ioctls an application may read through fcntl.ioctl."""
+        if sock.stream:
+            if request == SIOCATMARK:
+                return int(self.at_mark(sock))
+            if sock.st == "listening" and request in (SIOCINQ, SIOCOUTQ):
+                raise OSError(errno.EINVAL, "Invalid argument")
+            if request == SIOCINQ:   # tcp_inq: up to a pending urgent byte that is not inline
+                consumed = sock.rcv_total - len(sock.rbuf)
+                if sock.urg and not sock.oobinline and consumed <= sock.urg_off < sock.rcv_total:
+                    return sock.urg_off - consumed
+                return len(sock.rbuf)
+            if request == SIOCOUTQ:
+                return sock.snd_pending
+        elif request == SIOCINQ:
+            return len(sock.rcvq[0][0]) if sock.rcvq else 0   # the next datagram's size, as udp_ioctl
+        elif request == SIOCOUTQ:
+            return 0
+        raise OSError(errno.ENOTTY, "Inappropriate ioctl for device")
 
     def close_sock(self, sock: Sock) -> None:
         if sock.client.fds.get(sock.fd) is sock:

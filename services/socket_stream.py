@@ -18,12 +18,13 @@ from shared.ipc.codec import encode
 from shared.ipc.messages import (BIND_REUSEADDR, CLOSE_ABORT, CLOSE_FORGET, CLOSE_SHUT_WR, SYS_ACCEPT,
                                  SYS_BIND, SYS_CLOSE, SYS_CONNECT, SYS_GETPEERNAME, SYS_LISTEN, SYS_RECVFROM,
                                  SYS_SENDTO, SYS_SHUTDOWN, TCP_ACCEPTED, TCP_BIND, TCP_CLOSE, TCP_CONNECT,
-                                 TCP_LISTEN, TCP_RCVD, TCP_SEND, TCP_SETOPT)
+                                 TCP_LISTEN, TCP_RCVD, TCP_SEND, TCP_SEND_URG, TCP_SETOPT)
 
 if TYPE_CHECKING:
     from services.socket_server import Pending, Sock
 
 TCP_SEND_MAX = 256 * 1024         # stream bytes per message to tcp
+URG_NONE, URG_NOTYET, URG_VALID, URG_READ = 0, 1, 2, 3   # Sock.urg, as tcp_sock.urg_data
 
 
 def _err(code: int) -> OSError:
@@ -144,10 +145,12 @@ class StreamSockets:
         room = sock.sndbuf - sock.snd_pending
         if room <= 0:
             return False
-        data = call.fields[2]
+        data, flags = call.fields[2], call.fields[3]
         n = min(len(data), room, TCP_SEND_MAX)
         sock.snd_pending += n
-        self.tcp_msg(encode(TCP_SEND, sock.conn, data[:n] if n < len(data) else data))
+        # MSG_OOB: the last byte this call queues is urgent (tcp_push -> tcp_mark_urg)
+        code = TCP_SEND_URG if flags & ksock.MSG_OOB else TCP_SEND
+        self.tcp_msg(encode(code, sock.conn, data[:n] if n < len(data) else data))
         self.answer(call, n, sock)
         return True
 
@@ -157,30 +160,99 @@ class StreamSockets:
             raise _err(errno.EINVAL)
         if sock.st in ("new", "listening", "connecting") and not sock.err:
             raise _err(errno.ENOTCONN)
+        if flags & ksock.MSG_OOB:
+            self.answer(call, [self.recv_urgent(sock, bufsize, flags), None, 0, 1], sock)
+            return
+        if timeout is None and flags & ksock.MSG_WAITALL and not flags & (ksock.MSG_PEEK | ksock.MSG_DONTWAIT):
+            call.got = bytearray()   # only a blocking socket waits for all (CPython polls otherwise)
         if sock.readers or not self.try_stream_recv(sock, call):
             if timeout is not None and timeout <= 0 or flags & ksock.MSG_DONTWAIT:
                 raise _err(errno.EAGAIN)
             self.park(sock, sock.readers, call, timeout)
 
-    def try_stream_recv(self, sock: "Sock", call: "Pending") -> bool:
-        bufsize, flags = call.fields[2], call.fields[3]
-        if sock.rbuf:
-            n = min(bufsize, len(sock.rbuf))
-            data = bytes(sock.rbuf[:n])
+    def recv_urgent(self, sock: "Sock", bufsize: int, flags: int) -> bytes:
+        """recv(MSG_OOB), as tcp_recv_urg: the urgent byte once, never blocking."""
+        if sock.oobinline or sock.urg in (URG_NONE, URG_READ):
+            raise _err(errno.EINVAL)
+        if sock.urg == URG_VALID:
             if not flags & ksock.MSG_PEEK:
-                del sock.rbuf[:n]
-                if sock.st == "connected" or sock.eof:
-                    self.tcp_msg(encode(TCP_RCVD, sock.conn, n))
-            self.answer(call, [data, None, 0, n], sock)
+                sock.urg = URG_READ
+            return bytes([sock.oob]) if bufsize > 0 else b""
+        if sock.st == "closed" or sock.eof:
+            return b""
+        raise _err(errno.EAGAIN)
+
+    def try_stream_recv(self, sock: "Sock", call: "Pending") -> bool:
+        """Read what is there (tcp_recvmsg): never across the urgent mark, the
+        urgent byte skipped unless SO_OOBINLINE; MSG_WAITALL gathers in ``call.got``."""
+        bufsize, flags = call.fields[2], call.fields[3]
+        got = call.got
+        ended = sock.eof or sock.shut_rd or sock.st == "closed" or bool(sock.err)
+        want = bufsize - (len(got) if got is not None else 0)
+        data, at_mark = b"", False
+        if sock.rbuf and want > 0:
+            start, n = 0, min(want, len(sock.rbuf))
+            if sock.urg:
+                rel = sock.urg_off - (sock.rcv_total - len(sock.rbuf))
+                if rel == 0 and not sock.oobinline:
+                    start, n = 1, min(want, len(sock.rbuf) - 1)
+                elif 0 < rel <= n:
+                    n, at_mark = rel, True
+            data = bytes(sock.rbuf[start:start + n])
+            if not flags & ksock.MSG_PEEK:
+                self.consume(sock, start + n)
+        elif sock.rbuf and bufsize == 0:
+            self.answer(call, [b"", None, 0, 0], sock)
+            return True
+        if got is not None:
+            got += data
+            if len(got) < bufsize and not at_mark and not ended:
+                return False
+            data = bytes(got)
+        if data:
+            if flags & ksock.MSG_TRUNC:
+                data = bytes(len(data))       # TCP with MSG_TRUNC: the data is discarded
+            self.answer(call, [data, None, 0, len(data)], sock)
             self.notify(sock)
             return True
         if sock.err:
             self.fail_with_error(sock, call)
             return True
-        if sock.eof or sock.shut_rd or sock.st == "closed":
+        if ended:
             self.answer(call, [b"", None, 0, 0], sock)
             return True
         return False
+
+    def consume(self, sock: "Sock", n: int) -> None:
+        """The application took ``n`` bytes: credit tcp's window; past the mark,
+        the urgent state ends."""
+        del sock.rbuf[:n]
+        if sock.st == "connected" or sock.eof:
+            self.tcp_msg(encode(TCP_RCVD, sock.conn, n))
+        if sock.urg and sock.urg_off < sock.rcv_total - len(sock.rbuf):
+            sock.urg = URG_NONE
+
+    def on_urgent(self, sock: "Sock", off: int) -> None:
+        """The peer announced an urgent byte at stream offset ``off`` (tcp_check_urg)."""
+        consumed = sock.rcv_total - len(sock.rbuf)
+        if off < consumed or (sock.urg and off <= sock.urg_off):
+            return
+        # a previous urgent byte next in line, never read inline, is dropped; one
+        # further on stays in the stream as ordinary data
+        if sock.urg and sock.urg_off == consumed and not sock.oobinline and sock.rbuf:
+            self.consume(sock, 1)
+        sock.urg, sock.urg_off = URG_NOTYET, off
+        self.urgent_arrived(sock)
+
+    @staticmethod
+    def urgent_arrived(sock: "Sock") -> None:
+        if sock.urg == URG_NOTYET and sock.urg_off < sock.rcv_total:
+            sock.oob = sock.rbuf[sock.urg_off - (sock.rcv_total - len(sock.rbuf))]
+            sock.urg = URG_VALID
+
+    def at_mark(self, sock: "Sock") -> bool:
+        """SIOCATMARK: the next byte to read is the urgent one."""
+        return bool(sock.urg) and sock.urg_off == sock.rcv_total - len(sock.rbuf)
 
     def stream_shutdown(self, sock: "Sock", how: int) -> None:
         if how not in (ksock.SHUT_RD, ksock.SHUT_WR, ksock.SHUT_RDWR):
@@ -286,10 +358,14 @@ class StreamSockets:
                 if call is not None:
                     self.answer(call, 0, sock)
             elif kind == "data":
+                sock.rcv_total += len(item[2])
                 if sock.shut_rd:
                     self.tcp_msg(encode(TCP_RCVD, conn, len(item[2])))   # discarded, as Linux
                 else:
                     sock.rbuf += item[2]
+                    self.urgent_arrived(sock)
+            elif kind == "urg" and type(item[2]) is int:
+                self.on_urgent(sock, item[2])
             elif kind == "acked":
                 sock.snd_pending = max(0, sock.snd_pending - item[2])
             elif kind == "eof":

@@ -24,7 +24,7 @@ from services.routes import fib_from_config, local_addrs
 from shared.ipc.codec import encode
 from shared.ipc.messages import (BIND_REUSEADDR, CLOSE_ABORT, CLOSE_SHUT_WR, IP_OUTPUT, L4_ERR, L4_RCV,
                                  PMTUDISC_DO, TCP_ACCEPTED, TCP_BIND, TCP_CLOSE, TCP_CONNECT, TCP_EVENTS,
-                                 TCP_LISTEN, TCP_RCVD, TCP_RESULT, TCP_SEND, TCP_SETOPT)
+                                 TCP_LISTEN, TCP_RCVD, TCP_RESULT, TCP_SEND, TCP_SEND_URG, TCP_SETOPT)
 from shared.proto.tcp.tcb import Segment, State, Tcb, TcpConfig, reset_for
 from shared.proto.udp import PortTable
 from shared.skb import CSUM_PARTIAL, NoBuffers, Skb
@@ -103,11 +103,11 @@ class Tcp(Service):
                     self.fault("rcv", exc)
                 finally:
                     self.pool.free(skb)
-        elif code == TCP_SEND:
+        elif code in (TCP_SEND, TCP_SEND_URG):
             c = self.by_id.get(fields[0])
             if c is not None and not c.orphan:
                 try:
-                    c.tcb.send(fields[1], self.now)
+                    c.tcb.send(fields[1], self.now, urgent=code == TCP_SEND_URG)
                 except OSError:
                     # the connection closed or failed in this same turn: service()
                     # reports its own error (ECONNRESET...), which must win over EPIPE
@@ -250,7 +250,7 @@ class Tcp(Service):
             return
         self.counters["TcpInSegs"] += 1
         saddr, daddr = int.from_bytes(src, "big"), int.from_bytes(dst, "big")
-        seg = Segment(hdr.seq, hdr.ack, hdr.flags, hdr.wnd, bytes(payload), hdr.opts)
+        seg = Segment(hdr.seq, hdr.ack, hdr.flags, hdr.wnd, bytes(payload), hdr.opts, hdr.urg)
         c = self.conns.get((daddr, hdr.dport, saddr, hdr.sport))
         if c is not None:
             c.tcb.receive(seg, self.now)
@@ -306,7 +306,7 @@ class Tcp(Service):
         self.touched[c.id] = c
 
     def xmit(self, laddr: int, lport: int, raddr: int, rport: int, seg: Segment) -> None:
-        hdr = TcpHeader(lport, rport, seg.seq, seg.ack, seg.flags, seg.wnd, 0, seg.opts)
+        hdr = TcpHeader(lport, rport, seg.seq, seg.ack, seg.flags, seg.wnd, seg.urg, seg.opts)
         hlen = tcp_hlen(seg.opts)
         try:
             skb = self.pool.alloc(hlen + len(seg.data))
@@ -354,6 +354,9 @@ class Tcp(Service):
                 t.delivered.clear()
                 if self.events_bytes >= EVENTS_BATCH_BYTES:
                     self.events_flush()     # keep every message well under the codec's limit
+            for off in t.urgent:
+                self.events.append([c.id, "urg", off])
+            t.urgent.clear()
             if t.acked:
                 self.events.append([c.id, "acked", t.acked])
                 t.acked = 0
@@ -362,6 +365,7 @@ class Tcp(Service):
                 self.events.append([c.id, "eof"])
         else:
             t.delivered.clear()
+            t.urgent.clear()
             t.acked = 0
         if t.state is State.CLOSED:
             if t.error is not None and not c.orphan:

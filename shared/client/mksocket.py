@@ -18,6 +18,7 @@ import errno as _errno
 import io
 import itertools
 import os
+import signal
 import struct
 import sys
 import threading
@@ -30,7 +31,8 @@ _k = sys.modules.get("_mkstack_kernel_socket") or __import__("socket")
 
 from shared.ipc.messages import (SYS_ACCEPT, SYS_BIND, SYS_CLOSE, SYS_CONNECT,  # noqa: E402
                                  SYS_GETPEERNAME, SYS_GETSOCKNAME, SYS_GETSOCKOPT, SYS_HELLO, SYS_LISTEN,
-                                 SYS_RECVFROM, SYS_SENDTO, SYS_SETSOCKOPT, SYS_SHUTDOWN, SYS_SOCKET)
+                                 SYS_IOCTL, SYS_RECVFROM, SYS_SENDTO, SYS_SETSOCKOPT, SYS_SHUTDOWN, SYS_SOCKET,
+                                 SIOCATMARK, SIOCINQ, SIOCOUTQ)
 
 # -- the module's public face: constants and helpers as the stdlib has them -----
 for _name in dir(_k):
@@ -203,6 +205,13 @@ class _Connection:
             if old is None or old[0] < ver:
                 self.early[sid] = (ver, mask)
 
+    def socket_of(self, fileno: int) -> int | None:
+        """The mkstack fd whose notifier is the descriptor ``fileno``."""
+        for fd, n in list(self.notifiers.items()):
+            if n.fd == fileno:
+                return fd
+        return None
+
     def register(self, fd: int, sid: int, ver: int, mask: int) -> _Notifier:
         n = _Notifier(sid)
         n.apply(ver, mask)
@@ -289,21 +298,26 @@ def getaddrinfo(host: str | bytes | None, port: str | int | bytes | None, family
         addr = "0.0.0.0" if flags & _k.AI_PASSIVE else "127.0.0.1"
     else:
         addr = gethostbyname(host)
-    if port is None:
-        pnum = 0
-    elif isinstance(port, int) or str(port).isdigit():
-        pnum = int(port)
+    kinds = [(SOCK_STREAM, IPPROTO_TCP, "tcp"), (SOCK_DGRAM, IPPROTO_UDP, "udp"), (SOCK_RAW, 0, "")]
+    ports: dict[int, int] = {}
+    if port is None or isinstance(port, int) or str(port).isdigit():
+        ports = {kind: int(port or 0) for kind, _, _ in kinds}
     else:
-        try:
-            pnum = _k.getservbyname(str(port), "udp" if type == SOCK_DGRAM else "tcp")
-        except OSError:
-            raise gaierror(_k.EAI_SERVICE, "Servname not supported for ai_socktype") from None
-    kinds = [(SOCK_STREAM, IPPROTO_TCP), (SOCK_DGRAM, IPPROTO_UDP), (SOCK_RAW, 0)]
+        # a service name (as glibc): only the socket types the service is defined for
+        for kind, _, pname in kinds[:2]:
+            try:
+                ports[kind] = _k.getservbyname(str(port), pname)
+            except OSError:
+                pass
+        if not ports:
+            raise gaierror(_k.EAI_SERVICE, "Servname not supported for ai_socktype")
     out = []
-    for kind, p in kinds:
-        if (type and kind != type) or (proto and p != proto and kind != SOCK_RAW):
+    for kind, p, _ in kinds:
+        if kind not in ports or (type and kind != type) or (proto and p != proto and type != SOCK_RAW):
             continue
-        out.append((AddressFamily.AF_INET, SocketKind(kind), p if not proto else proto, "", (addr, pnum)))
+        out.append((AddressFamily.AF_INET, SocketKind(kind), p if not proto else proto, "", (addr, ports[kind])))
+    if not out and len(ports) < len(kinds):
+        raise gaierror(_k.EAI_SERVICE, "Servname not supported for ai_socktype")
     return out
 
 
@@ -477,15 +491,21 @@ class socket:
         else:
             flags = flags_or_addr  # type: ignore[assignment]
         host, port = _inet_addr(address)
-        return self._call(SYS_SENDTO, bytes(memoryview(data)), int(flags), host, port,  # type: ignore[return-value]
-                          self._timeout)
+        return self._send(bytes(memoryview(data)), int(flags), host, port)
 
     def send(self, data: bytes, flags: int = 0) -> int:
         view = memoryview(data).cast("B")
         if self._type == SOCK_STREAM:
             view = view[:SEND_CHUNK]       # a stream send may be partial, as with the kernel
-        return self._call(SYS_SENDTO, bytes(view), int(flags), None, 0,  # type: ignore[return-value]
-                          self._timeout)
+        return self._send(bytes(view), int(flags), None, 0)
+
+    def _send(self, data: bytes, flags: int, host: str | None, port: int) -> int:
+        try:
+            return self._call(SYS_SENDTO, data, flags, host, port, self._timeout)  # type: ignore[return-value]
+        except BrokenPipeError:
+            if not flags & _k.MSG_NOSIGNAL:
+                signal.raise_signal(signal.SIGPIPE)   # as the kernel does; Python ignores it by default
+            raise
 
     def sendall(self, data: bytes, flags: int = 0) -> None:
         view = memoryview(data).cast("B")
@@ -506,12 +526,19 @@ class socket:
                                                self._timeout)
         return data, (host, port) if host is not None else None, truelen
 
-    def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, tuple[str, int] | None]:
-        data, addr, _ = self._recv(bufsize, flags)
+    def _recv_trunc(self, bufsize: int, flags: int) -> tuple[bytes, tuple[str, int] | None]:
+        """recv/recvfrom: with MSG_TRUNC the result is as long as the datagram was
+        (CPython sizes it by recv's return value, which is the real length)."""
+        data, addr, truelen = self._recv(bufsize, flags)
+        if flags & MSG_TRUNC and truelen > len(data):
+            data += bytes(truelen - len(data))
         return data, addr
 
+    def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, tuple[str, int] | None]:
+        return self._recv_trunc(bufsize, flags)
+
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
-        return self._recv(bufsize, flags)[0]
+        return self._recv_trunc(bufsize, flags)[0]
 
     def recvfrom_into(self, buffer: object, nbytes: int = 0, flags: int = 0) -> tuple[int, tuple[str, int] | None]:
         view = memoryview(buffer).cast("B")  # type: ignore[arg-type]
@@ -519,9 +546,9 @@ class socket:
             raise ValueError("negative buffersize in recvfrom_into")
         if nbytes > len(view):
             raise ValueError("nbytes is greater than the length of the buffer")
-        data, addr, _ = self._recv(nbytes or len(view), flags)
+        data, addr, truelen = self._recv(nbytes or len(view), flags)
         view[:len(data)] = data
-        return len(data), addr
+        return (truelen if flags & MSG_TRUNC else len(data)), addr
 
     def recv_into(self, buffer: object, nbytes: int = 0, flags: int = 0) -> int:
         return self.recvfrom_into(buffer, nbytes, flags)[0]
@@ -627,6 +654,35 @@ def socketpair(family: int = -1, type: int = -1, proto: int = 0) -> tuple:
     """The kernel's socketpair: mkstack has no AF_UNIX sockets yet, and stdlib code
     (asyncio's self-pipe, for one) needs a working pair."""
     return _k.socketpair(AF_UNIX if family == -1 else family, SOCK_STREAM if type == -1 else type, proto)
+
+
+_kernel_ioctl = None
+
+
+def ioctl(fd: object, request: int, arg: object = 0, mutate_flag: bool = True) -> object:
+    """``fcntl.ioctl`` that answers SIOCATMARK, SIOCINQ (FIONREAD) and SIOCOUTQ for
+    mkstack sockets (``launcher.py run`` installs it); other descriptors go to the kernel."""
+    fileno = fd if isinstance(fd, int) else fd.fileno()  # type: ignore[attr-defined]
+    mk = _conn.socket_of(fileno) if _conn is not None and _conn.pid == os.getpid() else None
+    if mk is None or request not in (SIOCATMARK, SIOCINQ, SIOCOUTQ):
+        return _kernel_ioctl(fd, request, arg, mutate_flag)  # type: ignore[misc]
+    value = _conn.call(SYS_IOCTL, mk, request)  # type: ignore[union-attr]
+    if isinstance(arg, int):
+        return 0
+    packed = int(value).to_bytes(4, sys.byteorder, signed=True)  # type: ignore[arg-type]
+    if isinstance(arg, (bytearray, memoryview)) and mutate_flag:
+        memoryview(arg).cast("B")[:4] = packed
+        return 0
+    return packed[:len(arg)]  # type: ignore[arg-type]
+
+
+def install_ioctl() -> None:
+    """Route ``fcntl.ioctl`` on mkstack sockets here."""
+    global _kernel_ioctl
+    import fcntl
+    if _kernel_ioctl is None:
+        _kernel_ioctl = fcntl.ioctl
+        fcntl.ioctl = ioctl
 
 
 def fromfd(fd: int, family: int, type: int, proto: int = 0) -> socket:

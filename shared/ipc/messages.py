@@ -113,6 +113,10 @@ SYS_SHUTDOWN = _msg(0x50C, "SYS_SHUTDOWN", "shutdown(fd, how)", req=int, fd=int,
 SYS_NETSTAT = _msg(0x50D, "SYS_NETSTAT", "every socket of the stack (for launcher.py netstat)", req=int)
 SYS_LISTEN = _msg(0x50E, "SYS_LISTEN", "listen(fd, backlog)", req=int, fd=int, backlog=int)
 SYS_ACCEPT = _msg(0x50F, "SYS_ACCEPT", "accept(fd) -> [newfd, addr, port]", req=int, fd=int, timeout=_TMO)
+SYS_IOCTL = _msg(0x510, "SYS_IOCTL", "ioctl(fd, SIOCATMARK | SIOCINQ | SIOCOUTQ) -> int", req=int, fd=int,
+                 request=int)
+SYS_LAST = SYS_IOCTL
+SIOCINQ, SIOCOUTQ, SIOCATMARK = 0x541B, 0x5411, 0x8905   # SYS_IOCTL requests (FIONREAD is SIOCINQ)
 
 # -- tcp <-> socket_server -----------------------------------------------------
 # A connection is named by a conn id: the socket's id for active opens, one
@@ -136,7 +140,10 @@ TCP_SETOPT = _msg(0x608, "TCP_SETOPT", "socket_server -> tcp: TCP_NODELAY / SO_K
                   name=str, value=int)
 TCP_EVENTS = _msg(0x609, "TCP_EVENTS", "tcp -> socket_server: [[conn, kind, ...], ...] where kind is "
                   "'est' (laddr, lport), 'acc' (listener, raddr, rport, laddr, lport), 'data' (bytes), "
-                  "'acked' (n), 'eof', 'err' (errno), 'closed'", items=list)
+                  "'acked' (n), 'urg' (stream offset of an urgent byte), 'eof', 'err' (errno), 'closed'",
+                  items=list)
+TCP_SEND_URG = _msg(0x60B, "TCP_SEND_URG", "socket_server -> tcp: stream data whose last byte is urgent "
+                    "(send with MSG_OOB)", conn=int, data=bytes)
 TCP_ACCEPTED = _msg(0x60A, "TCP_ACCEPTED", "socket_server -> tcp: a connection left the accept queue",
                     listener=int)
 

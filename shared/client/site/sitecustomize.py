@@ -17,3 +17,4 @@ if os.environ.get("MKSTACK_ENDPOINT"):
         # never run the program on the kernel's sockets by accident
         raise SystemExit(f"mkstack: cannot load the client library: {exc}") from None
     sys.modules["socket"] = mksocket
+    mksocket.install_ioctl()

@@ -12,8 +12,9 @@ half-close), RST and RFC 5961 challenge ACKs, MSS, window scaling and
 timestamps with PAWS (RFC 7323), SACK (RFC 2018) on receive and a
 scoreboard-driven retransmission on send (after RFC 6675), RTO (RFC 6298,
 Karn), fast retransmit and NewReno recovery (RFC 5681, 6582), pluggable
-congestion control, Nagle, delayed ACK, zero-window probes, keepalive and
-TIME_WAIT.
+congestion control, Nagle, delayed ACK, zero-window probes, keepalive,
+TIME_WAIT, and urgent data (RFC 6093: BSD pointer semantics; ``urgent`` lists
+the stream offsets of urgent bytes the peer announced, for the socket layer).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from shared.proto.tcp import seq as S
 from shared.proto.tcp.cc import ALGORITHMS
 from shared.proto.tcp.rtt import RttEstimator
-from shared.wire.tcp import ACK, FIN, PSH, RST, SYN, TcpOptions
+from shared.wire.tcp import ACK, FIN, PSH, RST, SYN, URG, TcpOptions
 
 
 class State(enum.Enum):
@@ -54,6 +55,7 @@ class Segment:
     wnd: int = 0
     data: bytes = b""
     opts: TcpOptions = field(default_factory=TcpOptions)
+    urg: int = 0                     # urgent pointer, with the URG flag
 
     @property
     def seg_len(self) -> int:
@@ -136,6 +138,10 @@ class Tcb:
         self.unacked_segs = 0
         self.nodelay = not cfg.nagle       # TCP_NODELAY
         self.keepalive = cfg.keepalive     # SO_KEEPALIVE
+        self.snd_up: int | None = None     # urgent pointer: sequence just after the urgent byte
+        self.rcv_up: int | None = None     # sequence of the peer's latest urgent byte
+        self.rcv_total = 0                 # data bytes delivered in order, ever (stream offsets)
+        self.urgent: list[int] = []        # stream offsets of newly announced urgent bytes
         self.output: list[Segment] = []
         self.delivered = bytearray()
         self.acked = 0
@@ -273,12 +279,16 @@ class Tcb:
         return None
 
     # -- application calls -----------------------------------------------------------
-    def send(self, data: bytes, now: float) -> None:
-        """Queue data (the socket layer enforces SO_SNDBUF) and transmit what may go."""
+    def send(self, data: bytes, now: float, urgent: bool = False) -> None:
+        """Queue data (the socket layer enforces SO_SNDBUF) and transmit what may go.
+        ``urgent`` (MSG_OOB) makes its last byte urgent: the urgent pointer goes
+        just after it (RFC 6093, as BSD and Linux do) and Nagle is off until it is acked."""
         if self.fin_queued or self.state not in (State.SYN_SENT, State.SYN_RCVD, State.ESTABLISHED,
                                                  State.CLOSE_WAIT):
             raise OSError(errno.EPIPE, "Broken pipe")
         self.sndq += data
+        if urgent and data:
+            self.snd_up = self._data_end()
         self.output_data(now)
 
     def close(self, now: float) -> None:
@@ -362,7 +372,7 @@ class Tcb:
             # queued, or half the largest window the peer offered
             if n < mss and n < avail and n < self.max_snd_wnd // 2:
                 break
-            if n < mss and self.flight > 0 and not self.nodelay and not self.fin_queued:
+            if n < mss and self.flight > 0 and not self.nodelay and not self.fin_queued and self.snd_up is None:
                 break                                        # Nagle (RFC 1122 4.2.3.4)
             self._xmit(self.snd_nxt, n, now)
         if self.flight and self.rto_at is None:
@@ -383,7 +393,11 @@ class Tcb:
         data = bytes(self.sndq[off:off + n]) if n else b""
         at_end = S.add(seq, n) == data_end
         flags = ACK | (FIN if self.fin_queued and at_end else 0) | (PSH if n and at_end else 0)
-        seg = Segment(seq, self.rcv_nxt, flags, self._wnd_field(), data, self._opts(now))
+        urg = 0
+        if self.snd_up is not None and S.lt(seq, self.snd_up):
+            flags |= URG                                     # tcp_options_write: capped at 0xFFFF
+            urg = min(S.sub(self.snd_up, seq), 0xFFFF)
+        seg = Segment(seq, self.rcv_nxt, flags, self._wnd_field(), data, self._opts(now), urg)
         self._emit(seg)
         end = S.add(seq, seg.seg_len)
         if retransmit or S.lt(seq, self.snd_max):
@@ -426,6 +440,8 @@ class Tcb:
             return
         if not self._rcv_ack(seg, now):
             return
+        if seg.flags & URG and seg.urg and self.state in RECEIVES_DATA:
+            self._rcv_urg(S.add(seg.seq, seg.urg - 1))
         self._rcv_data(seg, now)
         if self.state is not State.CLOSED:
             self.output_data(now)
@@ -564,6 +580,8 @@ class Tcb:
         if S.gt(ack, self.sndq_seq) and not self.sndq:
             self.sndq_seq = S.max_seq(self.sndq_seq, S.add(self.iss, 1))
         self.snd_una = ack
+        if self.snd_up is not None and S.ge(ack, self.snd_up):
+            self.snd_up = None                               # urgent mode ends once it is acked
         self.sacked = [(S.max_seq(s, ack), e) for s, e in self.sacked if S.gt(e, ack)]
         if S.lt(self.rexmit_next, ack):
             self.rexmit_next = ack
@@ -648,7 +666,18 @@ class Tcb:
         elif (fin_seq is not None and fin_seq == self.rcv_nxt) or self.ooo_fin == self.rcv_nxt:
             self._rcv_fin(now)
 
+    def _rcv_urg(self, useq: int) -> None:
+        """RFC 9293 3.10.7.4 sixth (tcp_check_urg): a pointer that moves forward
+        announces a new urgent byte at ``useq`` (BSD pointer: the byte before it).
+        The socket layer is told its stream offset; a pointer to data already
+        received, or not beyond the last one, is ignored."""
+        if S.lt(useq, self.rcv_nxt) or (self.rcv_up is not None and S.le(useq, self.rcv_up)):
+            return
+        self.rcv_up = useq
+        self.urgent.append(self.rcv_total + S.sub(useq, self.rcv_nxt))
+
     def _deliver(self, data: bytes) -> None:
+        self.rcv_total += len(data)
         self.delivered += data
         self.rcv_nxt = S.add(self.rcv_nxt, len(data))
         self.rcv_space -= len(data)

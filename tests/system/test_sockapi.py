@@ -1,0 +1,64 @@
+"""The rest of the BSD socket interface against the kernel: message flags, urgent
+data, ioctls, service names, raw sockets, descriptors."""
+
+import os
+import subprocess
+
+from tests.system.test_tcp import APPS, launcher_popen, wait_line
+
+
+def run_on_mkstack(stack, *args, timeout=120):
+    return stack.launcher("run", "--", "python", *args, timeout=timeout)
+
+
+def test_message_flags_and_urgent_data_match_the_kernel(stack):
+    """MSG_PEEK/TRUNC/DONTWAIT/WAITALL/OOB/NOSIGNAL, SO_OOBINLINE, SIOCATMARK and
+    FIONREAD: the same script on mkstack and on the kernel prints the same."""
+    script = os.path.join(APPS, "msgflags.py")
+    kernel = stack.peer("python3", script, stack.peer_addr).stdout
+    ours = run_on_mkstack(stack, script, stack.addr).stdout
+    assert ours.splitlines() == kernel.splitlines()
+    assert "read stops at the mark: b'abc'" in ours and "oob: b'!'" in ours
+    assert "MSG_WAITALL: b'1234567890'" in ours and "udp recv MSG_TRUNC: (10, b'0123')" in ours
+
+
+def oob_exchange(stack, server_on_mkstack):
+    script = os.path.join(APPS, "oob_pair.py")
+    if server_on_mkstack:
+        server = launcher_popen(stack, "run", "--", "python", "-u", script, "serve", "0.0.0.0", "7100")
+        connect = ["peer", "--", "python3", script, "connect", stack.addr, "7100"]
+    else:
+        server = launcher_popen(stack, "peer", "--", "python3", "-u", script, "serve", stack.peer_addr, "7100")
+        connect = ["run", "--", "python", script, "connect", stack.peer_addr, "7100"]
+    try:
+        wait_line(server, "listening")
+        client = stack.launcher(*connect, timeout=60).stdout
+        served = server.communicate(timeout=30)[0]
+    finally:
+        server.kill()
+        server.wait()
+    return served, client
+
+
+def test_urgent_data_from_a_linux_client_reaches_an_mkstack_server_and_back(stack):
+    served, client = oob_exchange(stack, server_on_mkstack=True)
+    assert "read b'abc' 1 b'!' b'def'" in served      # mkstack read Linux's urgent byte
+    assert "read b'abc' 1 b'#' b'def'" in client      # Linux read mkstack's
+
+
+def test_urgent_data_from_an_mkstack_client_reaches_a_linux_server_and_back(stack):
+    served, client = oob_exchange(stack, server_on_mkstack=False)
+    assert "read b'abc' 1 b'!' b'def'" in served
+    assert "read b'abc' 1 b'#' b'def'" in client
+
+
+def test_service_names_and_host_names_as_the_stdlib_has_them(stack):
+    code = ("import socket\n"
+            "print(socket.getservbyname('http'), socket.getservbyname('domain', 'udp'), "
+            "socket.getservbyport(22), socket.gethostbyname('localhost'), socket.gethostbyname('10.1'))\n"
+            "print(sorted({(a[1], a[4]) for a in socket.getaddrinfo('127.0.0.1', 'https')}))\n"
+            "try:\n    socket.getservbyname('no-such-service')\nexcept OSError as e:\n    print('unknown', e)\n")
+    ours = run_on_mkstack(stack, "-c", code).stdout
+    kernel = subprocess.run(["python3", "-c", code], capture_output=True, text=True, check=True).stdout
+    assert ours == kernel
+    assert ours.startswith("80 53 ssh 127.0.0.1 10.0.0.1")
