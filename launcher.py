@@ -142,12 +142,13 @@ class Supervisor:
                 continue
             while c.dealer.poll(0):
                 try:
-                    status, _ = decode_reply(c.dealer.recv())
+                    status, pong = decode_reply(c.dealer.recv())
                 except BadMessage:
                     continue
                 if status == 0:
                     c.last_pong = now
-                    c.state = "running"
+                    # alive, and its start-up announcements (protocol registrations) acknowledged
+                    c.state = "running" if not isinstance(pong, dict) or pong.get("ready", True) else "starting"
             if now - c.ping_sent >= sup.heartbeat_interval:
                 c.ping_sent = now
                 try:
@@ -497,10 +498,14 @@ def cmd_impair(cfg: Config, instance: str, args: argparse.Namespace) -> int:
     return 0
 
 
+SHOW_FROM = {"devices": "netdev", "neigh": "ip", "routes": "ip", "addrs": "ip", "protocols": "ip", "ports": "udp",
+             "tcp": "tcp"}   # which service answers each `show`
+
+
 def cmd_show(cfg: Config, instance: str, args: argparse.Namespace) -> int:
     _require(cfg, instance)
     rundir = endpoints.run_dir(cfg.run_dir, instance)
-    svc = {"devices": "netdev", "neigh": "ip", "routes": "ip", "addrs": "ip", "ports": "udp", "tcp": "tcp"}[args.what]
+    svc = SHOW_FROM[args.what]
     rows = call(endpoints.control(rundir, svc), CTL_SHOW, args.what)
     print(json.dumps(rows, indent=2))
     return 0
@@ -646,7 +651,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("cmd", nargs=argparse.REMAINDER)
     p.set_defaults(fn=cmd_peer)
     p = sub.add_parser("show", help="a service table as JSON")
-    p.add_argument("what", choices=["devices", "neigh", "routes", "addrs", "ports", "tcp"])
+    p.add_argument("what", choices=list(SHOW_FROM))
     p.set_defaults(fn=cmd_show)
     p = sub.add_parser("impair", help="fault injection: drop a device's frames at random")
     p.add_argument("dev")

@@ -22,11 +22,36 @@ import zmq
 from shared.config import Config, ConfigError, check_instance, load
 from shared.ipc import endpoints
 from shared.ipc.codec import BadMessage, decode, encode
-from shared.ipc.messages import CTL_PING, CTL_SHOW, CTL_STATS
+from shared.ipc.messages import ANNOUNCE_ACK, CTL_PING, CTL_SHOW, CTL_STATS
 from shared.skb import Skb, SkbPool, StaleHandle
 
 INBOX_BATCH = 256          # messages drained from the inbox per loop turn
 SNDHWM = 2000              # messages queued per neighbour before sends fail
+ANNOUNCE_RETRY = 0.2       # seconds between repeats of an unacknowledged announcement
+
+
+class Announcement:
+    """State a service must get across to a peer (a protocol registration, say):
+    the whole state in one idempotent message, repeated until the peer answers
+    with its token. A restarted peer that lost the message gets it again."""
+
+    def __init__(self, service: str, code: int) -> None:
+        self.service, self.code = service, code
+        self.token = 0
+        self.fields: tuple = ()
+        self.acked = True
+        self.err = 0
+        self.retry_at = 0.0
+
+    def set(self, *fields: object) -> None:
+        if fields == self.fields and self.token:
+            return
+        self.token += 1
+        self.fields, self.acked, self.retry_at = fields, False, 0.0
+
+    def ack(self, token: int, err: int) -> None:
+        if token == self.token:
+            self.acked, self.err = True, err
 
 
 class Service:
@@ -62,6 +87,7 @@ class Service:
         self._fds: dict[int, Callable[[], None]] = {}
         self._socks: dict[zmq.Socket, Callable[[], None]] = {}
         self._out: dict[str, zmq.Socket] = {}
+        self.announcements: list[Announcement] = []
         self.running = True
         self.started = time.monotonic()
         self._errors_logged = 0
@@ -90,6 +116,32 @@ class Service:
 
     def end_of_turn(self) -> None:
         """Runs after every loop turn: flush batches collected during it."""
+
+    def announce(self, service: str, code: int) -> Announcement:
+        """Register state to announce to ``service``; ``set`` it to send."""
+        a = Announcement(service, code)
+        self.announcements.append(a)
+        return a
+
+    @property
+    def ready(self) -> bool:
+        """Every announcement acknowledged: the supervisor reports the service as running."""
+        return all(a.acked for a in self.announcements)
+
+    def _announce(self, now: float) -> float | None:
+        """Send due announcements; the next time one is due."""
+        due = None
+        for a in self.announcements:
+            if a.acked:
+                continue
+            if now >= a.retry_at:
+                a.retry_at = now + ANNOUNCE_RETRY
+                try:
+                    self.peer(a.service).send(encode(a.code, a.token, *a.fields), zmq.NOBLOCK)
+                except zmq.Again:
+                    pass
+            due = a.retry_at if due is None else min(due, a.retry_at)
+        return due
 
     def unwatch_fd(self, fd: int) -> None:
         self.poller.unregister(fd)
@@ -205,6 +257,11 @@ class Service:
                 self.counters["bad_messages"] += 1
                 continue
             try:
+                if code == ANNOUNCE_ACK:
+                    for a in self.announcements:
+                        if a.code == fields[0]:
+                            a.ack(fields[1], fields[2])
+                    continue
                 self.on_message(code, fields)
             except Exception as exc:  # a service never dies on input
                 self.fault("message", exc)
@@ -221,7 +278,8 @@ class Service:
             try:
                 code, fields = decode(body)
                 if code == CTL_PING:
-                    result: object = {"pid": os.getpid(), "name": self.name, "epoch": self.epoch}
+                    result: object = {"pid": os.getpid(), "name": self.name, "epoch": self.epoch,
+                                      "ready": self.ready}
                 elif code == CTL_STATS:
                     result = self.stats()
                 else:
@@ -247,6 +305,10 @@ class Service:
         self.log.info("up (epoch %d, pid %d)", self.epoch, os.getpid())
         while self.running:
             at = self.timer_at()
+            if self.announcements:
+                due = self._announce(time.monotonic())
+                if due is not None:
+                    at = due if at is None else min(at, due)
             if self.busy():
                 timeout = 0
             elif at is None:

@@ -2,8 +2,11 @@
 
 Receive (RFC 791, RFC 1122 3.2.1): full header checks, martian filtering,
 reassembly (RFC 815 bookkeeping), local delivery by protocol number to the
-transport services. ICMP echo is answered in place in the received skb; ICMP
-errors are passed to the transport that sent the quoted datagram. Output: FIB
+transport services that registered for it (IP_REGISTER, as inet_add_protocol),
+copies to raw sockets; an unclaimed protocol gets ICMP protocol unreachable.
+ICMP echo is answered in place in the received skb; ICMP errors are passed to
+the transport that sent the quoted datagram. Registrations are kept in the run
+directory, so a restarted ip knows its protocols before anyone re-announces. Output: FIB
 lookup, the transport's checksum finished (CHECKSUM_PARTIAL), fragmentation
 to the device MTU, neighbour resolution (packets wait in the neighbour's queue
 while ARP resolves), Ethernet header pushed in place, one batch per device per
@@ -12,18 +15,22 @@ loop turn to netdev.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
+import os
 import struct
 import time
 from dataclasses import dataclass
 
+import msgpack
 import zmq
 
 from services.base import Service, main
 from services.routes import fib_from_config
 from shared.ipc.codec import encode
-from shared.ipc.messages import (DEV_QUEUE_XMIT, IP_ICMP_ERROR, IP_OUTPUT, IP_RCV, L4_ERR, L4_RCV,
-                                 PMTUDISC_DO, PMTUDISC_DONT, PMTUDISC_WANT)
+from shared.ipc.messages import (ANNOUNCE_ACK, DEV_QUEUE_XMIT, IP_ICMP_ERROR, IP_OUTPUT, IP_RAW_OUTPUT, IP_RCV,
+                                 IP_REGISTER, L4_ERR, L4_RCV, PMTUDISC_DO, PMTUDISC_DONT, PMTUDISC_WANT,
+                                 RAW_DELIVER)
 from shared.proto.fib import FibRoute
 from shared.proto.neigh import NeighTable, Overflow, Solicit, Unresolved
 from shared.proto.reassembly import Complete, Discard, Reassembler
@@ -35,14 +42,13 @@ from shared.wire.ethernet import BROADCAST, ETH_HLEN, ETH_P_ARP, ETH_P_IP, EthHe
 from shared.wire.icmp import (ICMP_DEST_UNREACH, ICMP_ECHO, ICMP_ECHOREPLY, ICMP_ERRORS, ICMP_HLEN,
                               ICMP_HOST_UNREACH, ICMP_PROT_UNREACH, ICMP_TIME_EXCEEDED, IcmpHeader, emit_icmp,
                               parse_icmp)
-from shared.wire.ipv4 import (IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPV4_HLEN, Ipv4Header, emit_ipv4,
-                              ip_ntoa, parse_ipv4)
+from shared.wire.ipv4 import IPPROTO_ICMP, IPV4_HLEN, Ipv4Header, emit_ipv4, ip_ntoa, parse_ipv4
 
 LIMITED_BROADCAST = b"\xff\xff\xff\xff"
 ICMP_QUOTE_MAX = 576 - IPV4_HLEN - ICMP_HLEN   # RFC 1812 4.3.2.3: fill up to 576 bytes
 DEFAULT_TTL = 64
 ICMP_EXC_FRAGTIME = 1
-TRANSPORTS = {IPPROTO_UDP: "udp", IPPROTO_TCP: "tcp"}   # protocol handlers, by service
+PROTOCOLS_FILE = "ip.protocols"   # in the run directory: registrations outlive an ip restart
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +94,11 @@ class Ip(Service):
                        for d in self.cfg.devices}
         self.fib = fib_from_config(self.cfg)
         self.local = {i.addr: i for i in self.ifaces.values()}
-        self.protocols = {p: s for p, s in TRANSPORTS.items() if s in self.cfg.services}
+        self.registrations: dict[str, tuple[list[int], list[int]]] = self.load_registrations()
+        self.protocols: dict[int, str] = {}      # protocol number -> the service handling it
+        self.raw: dict[int, list[str]] = {}      # protocol number -> services with raw sockets for it
+        self.rebuild_protocols()
+        self.rawbatch: dict[tuple[str, int], list[Skb]] = {}
         self.reasm = Reassembler(timeout=self.cfg.ipfrag_time, high_thresh=self.cfg.ipfrag_high_thresh)
         self.l4batch: dict[tuple[str, int], list[Skb]] = {}
         n = self.cfg.neigh
@@ -98,7 +108,7 @@ class Ip(Service):
         self.txbatch: dict[int, list[Skb]] = {}
         self.now = time.monotonic()
         self.peer("netdev")
-        for svc in self.protocols.values():
+        for svc in self.registrations:
             self.peer(svc)
 
     # -- dispatch -----------------------------------------------------------
@@ -110,6 +120,10 @@ class Ip(Service):
             self.icmp_error_batch(fields[0])
         elif code == IP_RCV:
             self.ip_rcv_batch(*fields)
+        elif code == IP_RAW_OUTPUT:
+            self.raw_output_batch(fields[0])
+        elif code == IP_REGISTER:
+            self.register(*fields)
         else:
             self.counters["unexpected_messages"] += 1
         self.flush()
@@ -137,6 +151,9 @@ class Ip(Service):
         for (svc, ifindex), skbs in self.l4batch.items():
             self.send_skbs(svc, L4_RCV, ifindex, skbs)
         self.l4batch.clear()
+        for (svc, ifindex), skbs in self.rawbatch.items():
+            self.send_skbs(svc, RAW_DELIVER, ifindex, skbs)
+        self.rawbatch.clear()
         for ifindex, skbs in self.txbatch.items():
             self.send_skbs("netdev", DEV_QUEUE_XMIT, ifindex, skbs)
         self.txbatch.clear()
@@ -227,6 +244,7 @@ class Ip(Service):
             self.reasm_results(self.reasm.add(key, hdr.frag_off, hdr.total_len - hdr.hlen, hdr.mf, skb,
                                               self.now, cost=skb.end), ifc)
             return
+        raw = self.raw_deliver(ifc, skb, hdr.proto)
         if hdr.proto == IPPROTO_ICMP:
             self.counters["IpInDelivers"] += 1
             self.icmp_rcv(ifc, skb, hdr)
@@ -239,10 +257,70 @@ class Ip(Service):
             skb.transport_header = skb.data_off
             self.l4batch.setdefault((svc, ifc.ifindex), []).append(skb)
             return
-        self.counters["IpInUnknownProtos"] += 1
-        if hdr.dst in self.local:
-            self.icmp_send(skb, ICMP_DEST_UNREACH, ICMP_PROT_UNREACH, ifc=ifc)
+        if raw:
+            self.counters["IpInDelivers"] += 1   # a raw socket took it: no error (ip_local_deliver_finish)
+        else:
+            self.counters["IpInUnknownProtos"] += 1
+            if hdr.dst in self.local:
+                self.icmp_send(skb, ICMP_DEST_UNREACH, ICMP_PROT_UNREACH, ifc=ifc)
         self.pool.free(skb)
+
+    def raw_deliver(self, ifc: Iface, skb: Skb, proto: int) -> bool:
+        """A copy of the datagram (from its IP header) for each service with raw sockets for ``proto``."""
+        services = self.raw.get(proto)
+        if not services:
+            return False
+        for svc in services:
+            try:
+                copy = self.pool.copy(skb)
+            except NoBuffers:
+                self.counters["RawInDrops"] += 1
+                continue
+            copy.network_header = copy.data_off
+            self.rawbatch.setdefault((svc, ifc.ifindex), []).append(copy)
+        return True
+
+    # -- protocol registration ----------------------------------------------------
+    def load_registrations(self) -> dict[str, tuple[list[int], list[int]]]:
+        try:
+            with open(os.path.join(self.rundir, PROTOCOLS_FILE), "rb") as f:
+                saved = msgpack.unpackb(f.read(), raw=False)
+            return {str(k): (list(v[0]), list(v[1])) for k, v in saved.items()}
+        except (OSError, ValueError, TypeError, IndexError, msgpack.UnpackException):
+            return {}
+
+    def save_registrations(self) -> None:
+        path = os.path.join(self.rundir, PROTOCOLS_FILE)
+        with open(path + ".tmp", "wb") as f:
+            f.write(msgpack.packb({k: [list(p), list(r)] for k, (p, r) in self.registrations.items()}))
+        os.replace(path + ".tmp", path)
+
+    def rebuild_protocols(self) -> None:
+        self.protocols = {p: svc for svc, (protos, _) in self.registrations.items() for p in protos}
+        self.raw = {}
+        for svc, (_, raw) in self.registrations.items():
+            for p in raw:
+                self.raw.setdefault(p, []).append(svc)
+
+    def register(self, token: int, service: str, protos: list, raw: list) -> None:
+        """IP_REGISTER: ``service`` handles ``protos`` and wants raw copies of ``raw``."""
+        if service not in self.cfg.services or service == self.name:
+            self.counters["bad_messages"] += 1
+            return
+        err = 0
+        if not all(type(p) is int and 0 < p < 256 for p in [*protos, *raw]):
+            err = errno.EINVAL
+        elif any(p == IPPROTO_ICMP or self.protocols.get(p, service) != service for p in protos):
+            err = errno.EADDRINUSE                 # inet_add_protocol: one handler per number
+        elif self.registrations.get(service) != (protos, raw):
+            self.registrations[service] = (list(protos), list(raw))
+            self.rebuild_protocols()
+            self.save_registrations()
+            self.counters["ProtoRegistrations"] += 1
+        try:
+            self.peer(service).send(encode(ANNOUNCE_ACK, IP_REGISTER, token, err), zmq.NOBLOCK)
+        except zmq.Again:
+            pass                                   # it repeats the announcement
 
     def reasm_results(self, results: list, ifc: Iface | None = None) -> None:
         for r in results:
@@ -380,6 +458,44 @@ class Ip(Service):
         self.ip_send(skb, src=src, dst=hdr.src, proto=IPPROTO_ICMP, header_room=True)
 
     # -- IPv4 output ------------------------------------------------------------
+    def raw_output_batch(self, items: list) -> None:
+        """IP_HDRINCL datagrams (raw_send_hdrinc): the header is the caller's; ip
+        fills in what is zero (source, id) and always the length and checksum."""
+        for (_, daddr), skb in self.skb_items(items, 2, 0):
+            data = skb.data
+            hlen = (data[0] & 0xF) * 4 if len(data) else 0
+            if len(data) < IPV4_HLEN or data[0] >> 4 != 4 or not IPV4_HLEN <= hlen <= len(data) or daddr >> 32:
+                self.counters["RawOutErrors"] += 1
+                self.pool.free(skb)
+                continue
+            dst = daddr.to_bytes(4, "big")
+            route = self.fib.lookup(dst)
+            if route is None:
+                self.counters["IpOutNoRoutes"] += 1
+                self.pool.free(skb)
+                continue
+            if data[12:16] == b"\0\0\0\0":
+                data[12:16] = route.src
+            if data[4:6] == b"\0\0":
+                self.ident = (self.ident + 1) & 0xFFFF
+                struct.pack_into("!H", data, 4, self.ident)
+            struct.pack_into("!H", data, 2, len(data))
+            data[10:12] = b"\0\0"
+            struct.pack_into("!H", data, 10, ~ones_sum(data[:hlen]) & 0xFFFF)
+            self.counters["IpOutRequests"] += 1
+            self.counters["RawOutDatagrams"] += 1
+            if dst in self.local:
+                try:
+                    hdr, _ = parse_ipv4(data)
+                except WireError:
+                    self.counters["RawOutErrors"] += 1
+                    self.pool.free(skb)
+                    continue
+                skb.network_header = skb.data_off
+                self.ip_local_deliver(self.local[dst], skb, hdr)
+                continue
+            self.ip_finish_output(skb, route, dst)
+
     def ip_output_batch(self, items: list) -> None:
         """Segments from a transport: [[handle, saddr, daddr, proto, tos, ttl, df], ...]."""
         for (_, saddr, daddr, proto, tos, ttl, df), skb in self.skb_items(items, 7, 0):
@@ -493,6 +609,9 @@ class Ip(Service):
             return [{"dst": f"{ipaddress.IPv4Address(r.dst)}/{r.plen}", "dev": self.ifaces[r.ifindex].name,
                      "via": ip_ntoa(r.gateway) if r.gateway else None, "src": ip_ntoa(r.src),
                      "metric": r.metric} for r in self.fib.routes()]
+        if what == "protocols":
+            return {"handlers": {str(p): svc for p, svc in sorted(self.protocols.items())},
+                    "raw": {str(p): svcs for p, svcs in sorted(self.raw.items())}}
         if what == "addrs":
             return [{"dev": i.name, "addr": f"{ip_ntoa(i.addr)}/{i.net.prefixlen}"} for i in self.ifaces.values()]
         return super().show(what)

@@ -30,6 +30,7 @@ import zmq
 
 from services.base import Service, main
 from services.routes import fib_from_config, local_addrs
+from services.socket_raw import RawSockets
 from services.socket_stream import StreamSockets
 from shared.ipc import endpoints
 from shared.ipc.codec import BadMessage, decode, encode
@@ -37,7 +38,7 @@ from shared.ipc.messages import (BIND_RESTORE, BIND_REUSEADDR, SYS_ACCEPT, SYS_B
                                  SYS_GETPEERNAME, SYS_GETSOCKNAME, SYS_GETSOCKOPT, SYS_HELLO, SYS_LISTEN,
                                  SYS_NETSTAT, SYS_RECVFROM, SYS_SENDTO, SYS_SETSOCKOPT, SYS_SHUTDOWN,
                                  SYS_SOCKET, SYS_IOCTL, SYS_LAST, SIOCATMARK, SIOCINQ, SIOCOUTQ,
-                                 TCP_EVENTS, TCP_RESULT, UDP_BIND, UDP_BOUND, UDP_CONNECT,
+                                 RAW_DELIVER, TCP_EVENTS, TCP_RESULT, UDP_BIND, UDP_BOUND, UDP_CONNECT,
                                  UDP_DELIVER, UDP_RESYNC, UDP_SEND, UDP_SOCK_ERR, UDP_UNBIND)
 from shared.skb import NoBuffers, Skb
 
@@ -127,6 +128,7 @@ class Sock:
     urg: int = 0                   # urgent data: URG_NONE, URG_NOTYET, URG_VALID, URG_READ (tcp_sock.urg_data)
     urg_off: int = 0               # its stream offset
     oob: int = 0                   # the urgent byte, once it arrived
+    hdrincl: bool = False          # SOCK_RAW: IP_HDRINCL
 
     @property
     def stream(self) -> bool:
@@ -184,7 +186,7 @@ def _proc_start(pid: int) -> str | None:
         return None
 
 
-class SocketServer(StreamSockets, Service):
+class SocketServer(StreamSockets, RawSockets, Service):
     kind = "socket_server"
     max_fds = MAX_FDS
     aton = staticmethod(aton)
@@ -218,6 +220,7 @@ class SocketServer(StreamSockets, Service):
         self.conns: dict[int, Sock] = {}        # tcp conn id -> stream socket
         self.peer("udp")
         self.peer("tcp")
+        self.raw_init()
 
     # -- the RPC boundary ---------------------------------------------------------
     def serve_sys(self) -> None:
@@ -339,6 +342,10 @@ class SocketServer(StreamSockets, Service):
             return
         if code in (SYS_LISTEN, SYS_ACCEPT):
             raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+        if sock.type == ksock.SOCK_RAW and code in (SYS_BIND, SYS_CONNECT, SYS_SENDTO, SYS_RECVFROM, SYS_SHUTDOWN,
+                                                    SYS_CLOSE, SYS_GETSOCKNAME, SYS_GETPEERNAME):
+            self.raw_call(sock, call)
+            return
         if code == SYS_CLOSE:
             self.close_sock(sock)
             self.answer(call, 0)
@@ -375,6 +382,8 @@ class SocketServer(StreamSockets, Service):
         elif family == ksock.AF_INET and stype == ksock.SOCK_STREAM:
             if proto not in (0, ksock.IPPROTO_TCP):
                 raise OSError(errno.EPROTONOSUPPORT, "Protocol not supported")
+        elif family == ksock.AF_INET and stype == ksock.SOCK_RAW:
+            self.raw_socket_check(client.pid, proto)
         elif family in (ksock.AF_INET, ksock.AF_UNIX):
             raise OSError(errno.ESOCKTNOSUPPORT if family == ksock.AF_INET else errno.EAFNOSUPPORT,
                           "this socket type is not supported by mkstack yet")
@@ -383,12 +392,14 @@ class SocketServer(StreamSockets, Service):
         if len(client.fds) >= MAX_FDS:
             raise OSError(errno.EMFILE, "Too many open files")
         fd = next(i for i in itertools.count(3) if i not in client.fds)
-        proto_ = ksock.IPPROTO_TCP if stype == ksock.SOCK_STREAM else ksock.IPPROTO_UDP
+        proto_ = {ksock.SOCK_STREAM: ksock.IPPROTO_TCP, ksock.SOCK_DGRAM: ksock.IPPROTO_UDP}.get(stype, proto)
         s = Sock(next(self.sock_ids), client, fd, family, stype, proto_, self.cfg.socket_rcvbuf,
                  self.cfg.socket_sndbuf)
         s.conn = s.id
         client.fds[fd] = s
         self.socks[s.id] = s
+        if stype == ksock.SOCK_RAW:
+            self.raw_opened(s)
         return fd
 
     # bind: the port table lives in udp, so the answer comes back as UDP_BOUND
@@ -586,6 +597,9 @@ class SocketServer(StreamSockets, Service):
         if level == ksock.IPPROTO_TCP and sock.stream and name == ksock.TCP_NODELAY:
             self.set_stream_opt(sock, "nodelay", value)
             return
+        if level == ksock.IPPROTO_IP:
+            self.raw_setsockopt(sock, name, value)
+            return
         if level != ksock.SOL_SOCKET:
             raise OSError(errno.ENOPROTOOPT, "Protocol not available")
         if name == ksock.SO_KEEPALIVE and sock.stream:
@@ -608,6 +622,8 @@ class SocketServer(StreamSockets, Service):
     def getsockopt(self, sock: Sock, level: int, name: int) -> int:
         if level == ksock.IPPROTO_TCP and sock.stream and name == ksock.TCP_NODELAY:
             return int(sock.nodelay)
+        if level == ksock.IPPROTO_IP and sock.type == ksock.SOCK_RAW and name == ksock.IP_HDRINCL:
+            return int(sock.hdrincl)
         if level != ksock.SOL_SOCKET:
             raise OSError(errno.ENOPROTOOPT, "Protocol not available")
         if name == ksock.SO_KEEPALIVE:
@@ -658,7 +674,9 @@ class SocketServer(StreamSockets, Service):
         sock.after_bind = []
         while sock.rcvq:
             self.pool.free(sock.rcvq.popleft()[0])
-        if sock.bound and not sock.stream:
+        if sock.type == ksock.SOCK_RAW:
+            self.raw_update()
+        elif sock.bound and not sock.stream:
             self.udp_msg(encode(UDP_UNBIND, sock.id))
 
     # -- from udp -----------------------------------------------------------------
@@ -692,6 +710,7 @@ class SocketServer(StreamSockets, Service):
 
     def end_of_turn(self) -> None:
         self._flush_udp()
+        self.flush_raw()
 
     def _flush_udp(self) -> None:
         if self.udp_sends:
@@ -711,6 +730,8 @@ class SocketServer(StreamSockets, Service):
                 self.notify(sock)
         elif code == UDP_RESYNC:
             self.resync_udp()
+        elif code == RAW_DELIVER:
+            self.raw_deliver(fields[1])
         elif code == TCP_EVENTS:
             self.on_tcp_events(fields[0])
         elif code == TCP_RESULT:
@@ -721,15 +742,21 @@ class SocketServer(StreamSockets, Service):
     def udp_deliver(self, items: list) -> None:
         for (sid, _, saddr, sport), skb in self.skb_items(items, 4, 1):
             sock = self.socks.get(sid)
-            if sock is None or sock.shut_rd or sock.rcvq_mem + skb.end > sock.rcvbuf:
-                self.counters["UdpRcvbufErrors"] += 1   # sk_rmem_alloc over sk_rcvbuf: dropped
+            if sock is None:
                 self.pool.free(skb)
                 continue
-            sock.rcvq.append((skb, saddr, sport))
-            sock.rcvq_mem += skb.end
-            self.counters["datagrams_received"] += 1
-            self.wake_readers(sock)
-            self.notify(sock)
+            self.queue_datagram(sock, skb, saddr, sport)
+
+    def queue_datagram(self, sock: Sock, skb: Skb, saddr: int, sport: int) -> None:
+        if sock.shut_rd or sock.rcvq_mem + skb.end > sock.rcvbuf:
+            self.counters["RcvbufErrors"] += 1   # sk_rmem_alloc over sk_rcvbuf: dropped
+            self.pool.free(skb)
+            return
+        sock.rcvq.append((skb, saddr, sport))
+        sock.rcvq_mem += skb.end
+        self.counters["datagrams_received"] += 1
+        self.wake_readers(sock)
+        self.notify(sock)
 
     def resync_udp(self) -> None:
         """udp restarted with an empty port table: announce every binding again."""
@@ -786,7 +813,7 @@ class SocketServer(StreamSockets, Service):
                 if s.stream:
                     rows.append(self.stream_row(s))
                     continue
-                rows.append({"proto": "udp", "local": f"{ntoa(s.laddr)}:{s.lport}" if s.bound else "*:*",
+                rows.append({"proto": "raw" if s.type == ksock.SOCK_RAW else "udp", "local": f"{ntoa(s.laddr)}:{s.lport}" if s.bound else "*:*",
                              "remote": f"{ntoa(s.raddr)}:{s.rport}" if s.raddr else "*:*",
                              "state": "ESTAB" if s.raddr else ("UNCONN" if s.bound else "CLOSE"),
                              "recv_q": sum(len(skb) for skb, _, _ in s.rcvq), "send_q": 0,

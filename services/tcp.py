@@ -22,8 +22,8 @@ import zmq
 from services.base import Service, main
 from services.routes import fib_from_config, local_addrs
 from shared.ipc.codec import encode
-from shared.ipc.messages import (BIND_REUSEADDR, CLOSE_ABORT, CLOSE_SHUT_WR, IP_OUTPUT, L4_ERR, L4_RCV,
-                                 PMTUDISC_DO, TCP_ACCEPTED, TCP_BIND, TCP_CLOSE, TCP_CONNECT, TCP_EVENTS,
+from shared.ipc.messages import (BIND_REUSEADDR, CLOSE_ABORT, CLOSE_SHUT_WR, IP_OUTPUT, IP_REGISTER, L4_ERR,
+                                 L4_RCV, PMTUDISC_DO, TCP_ACCEPTED, TCP_BIND, TCP_CLOSE, TCP_CONNECT, TCP_EVENTS,
                                  TCP_LISTEN, TCP_RCVD, TCP_RESULT, TCP_SEND, TCP_SEND_URG, TCP_SETOPT)
 from shared.proto.tcp.tcb import Segment, State, Tcb, TcpConfig, reset_for
 from shared.proto.udp import PortTable
@@ -90,6 +90,7 @@ class Tcp(Service):
         self.tcfg = TcpConfig(mss=min(d.mtu for d in self.cfg.devices) - 40, **self.cfg.tcp)
         self.now = time.monotonic()
         self.peer("ip")
+        self.announce("ip", IP_REGISTER).set(self.name, [IPPROTO_TCP], [])   # inet_add_protocol
         self.peer("socket_server")
 
     # -- dispatch ---------------------------------------------------------------------

@@ -20,8 +20,8 @@ import zmq
 from services.base import Service, main
 from services.routes import local_addrs
 from shared.ipc.codec import encode
-from shared.ipc.messages import (BIND_RESTORE, BIND_REUSEADDR, IP_ICMP_ERROR, IP_OUTPUT, L4_ERR, L4_RCV,
-                                 PMTUDISC_WANT, UDP_BIND, UDP_BOUND, UDP_CONNECT, UDP_DELIVER, UDP_RESYNC,
+from shared.ipc.messages import (BIND_RESTORE, BIND_REUSEADDR, IP_ICMP_ERROR, IP_OUTPUT, IP_REGISTER, L4_ERR,
+                                 L4_RCV, PMTUDISC_WANT, UDP_BIND, UDP_BOUND, UDP_CONNECT, UDP_DELIVER, UDP_RESYNC,
                                  UDP_SEND, UDP_SOCK_ERR, UDP_UNBIND)
 from shared.proto.udp import PortTable
 from shared.skb import CSUM_PARTIAL, NoBuffers, Skb
@@ -47,6 +47,7 @@ class Udp(Service):
         self.local = {int.from_bytes(a, "big") for a in local_addrs(self.cfg)}
         self.table = PortTable(self.cfg.udp_port_range, self.local, bcast)
         self.peer("ip")
+        self.announce("ip", IP_REGISTER).set(self.name, [IPPROTO_UDP], [])   # inet_add_protocol
         self.peer("socket_server")
         # (item, skb) pairs waiting for the end of this loop turn, one message each
         self.deliveries: list[tuple[list, Skb]] = []

@@ -191,6 +191,13 @@ class SkbPool:
         self.drops += 1
         raise NoBuffers(f"no free skb of {need} bytes for owner {self.owner}")
 
+    def copy(self, skb: "Skb") -> "Skb":
+        """A private copy of ``skb``'s data (skb_copy), for one more receiver."""
+        new = self.alloc(len(skb))
+        new.put(len(skb))[:] = skb.data
+        new.dev, new.protocol = skb.dev, skb.protocol
+        return new
+
     def free(self, skb: "Skb") -> None:
         c, slot = skb.cls, skb.slot
         c.meta[slot * _NF + STATE] = FREE

@@ -63,6 +63,15 @@ L4_ERR = _msg(0x303, "L4_ERR", "ip -> transport: ICMP errors [[type, code, info,
 IP_ICMP_ERROR = _msg(0x304, "IP_ICMP_ERROR", "transport -> ip: send an ICMP error about each datagram "
                      "(skb data at its IP header): [[handle, type, code], ...]", items=list)
 
+IP_REGISTER = _msg(0x305, "IP_REGISTER", "service -> ip: the IP protocols the service handles and those it "
+                   "wants raw copies of (inet_add_protocol); the whole set each time, acked with ANNOUNCE_ACK",
+                   token=int, service=str, protos=list, raw=list)
+RAW_DELIVER = _msg(0x306, "RAW_DELIVER", "ip -> service: copies of local datagrams for raw sockets, "
+                   "skb data at the IP header", ifindex=int, handles=list)
+IP_RAW_OUTPUT = _msg(0x307, "IP_RAW_OUTPUT", "service -> ip: datagrams with the caller's IP header "
+                     "(IP_HDRINCL): [[handle, daddr], ...]; ip fills in a zero saddr and id, the length "
+                     "and the checksum", items=list)
+
 # values of fields above
 PMTUDISC_DONT, PMTUDISC_DO, PMTUDISC_WANT = 0, 1, 2   # IP_OUTPUT df (IP_MTU_DISCOVER): WANT sets DF
                                                         # only on datagrams that need no fragmenting
@@ -152,6 +161,8 @@ CTL_PING = _msg(0x901, "CTL_PING", "heartbeat; reply [0, {'pid', 'name'}]")
 CTL_STATS = _msg(0x902, "CTL_STATS", "counters; reply [0, {counter: value}]")
 CTL_IMPAIR = _msg(0x904, "CTL_IMPAIR", "fault injection in netdev: drop frames of a device at random",
                   dev=str, rx_loss=float, tx_loss=float, seed=int)
+ANNOUNCE_ACK = _msg(0x905, "ANNOUNCE_ACK", "any -> the announcing service: state message `msg` with "
+                    "`token` taken (err 0) or refused (errno)", msg=int, token=int, err=int)
 CTL_SHOW = _msg(0x903, "CTL_SHOW", "service tables (neighbours, routes, devices); reply [0, {...}]",
                 what=str)
 

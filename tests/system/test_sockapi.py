@@ -1,8 +1,10 @@
 """The rest of the BSD socket interface against the kernel: message flags, urgent
 data, ioctls, service names, raw sockets, descriptors."""
 
+import json
 import os
 import subprocess
+import time
 
 from tests.system.test_tcp import APPS, launcher_popen, wait_line
 
@@ -62,3 +64,40 @@ def test_service_names_and_host_names_as_the_stdlib_has_them(stack):
     kernel = subprocess.run(["python3", "-c", code], capture_output=True, text=True, check=True).stdout
     assert ours == kernel
     assert ours.startswith("80 53 ssh 127.0.0.1 10.0.0.1")
+
+
+def test_a_stdlib_raw_socket_ping_gets_replies_from_linux(stack):
+    script = os.path.join(APPS, "raw_ping.py")
+    for mode in ([], ["hdrincl"]):    # the header built by ip, then the caller's own (IPPROTO_RAW)
+        out = run_on_mkstack(stack, script, stack.peer_addr, "5", *mode).stdout
+        assert "5 sent, 5 received" in out, out
+        assert out.count("ttl=64") == 5 and "ok=False" not in out
+
+
+def test_unregistered_protocol_gets_protocol_unreachable_unless_a_raw_socket_takes_it(stack):
+    probe = os.path.join(APPS, "proto_probe.py")
+    before = stack.stats()["ip"].get("IpInUnknownProtos", 0)
+    assert stack.peer("python3", probe, stack.addr, "253").stdout.strip() == "protocol unreachable"
+    assert stack.stats()["ip"]["IpInUnknownProtos"] == before + 1
+    receiver = launcher_popen(stack, "run", "--", "python", "-u", os.path.join(APPS, "raw_recv.py"), "253")
+    try:
+        wait_line(receiver, "ready")
+        assert stack.peer("python3", probe, stack.addr, "253").stdout.strip() == "no error"
+        out = receiver.communicate(timeout=30)[0]
+    finally:
+        receiver.kill()
+        receiver.wait()
+    assert f"got {stack.peer_addr} 253 b'mkstack probe'" in out
+
+
+def test_transports_register_their_protocols_and_ip_keeps_them_across_a_restart(stack):
+    assert json.loads(stack.launcher("show", "protocols").stdout)["handlers"] == {"6": "tcp", "17": "udp"}
+    stack.launcher("kill", "ip")
+    deadline = time.time() + 10
+    while not (stack.restarts()["ip"] == 1 and all(s["state"] == "running" for s in stack.status()["services"])):
+        assert time.time() < deadline
+        time.sleep(0.1)
+    assert json.loads(stack.launcher("show", "protocols").stdout)["handlers"] == {"6": "tcp", "17": "udp"}
+    # a (malformed) TCP datagram goes to tcp, which drops it: no protocol unreachable
+    probe = os.path.join(APPS, "proto_probe.py")
+    assert stack.peer("python3", probe, stack.addr, "6").stdout.strip() == "no error"

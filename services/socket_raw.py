@@ -1,0 +1,167 @@
+"""SOCK_RAW sockets in the socket server (raw(7)): IP datagrams, header and all.
+
+The socket server tells ip, in one IP_REGISTER announcement, every protocol
+number some raw socket is open for; ip sends a copy of each local datagram of
+those protocols (RAW_DELIVER, data at the IP header) and this layer hands it to
+every raw socket whose protocol, bound address and connected address match, as
+raw_v4_input does. Sending goes straight to ip: the payload with a header ip
+builds (IP_OUTPUT), or with IP_HDRINCL (always for IPPROTO_RAW) the caller's
+own header (IP_RAW_OUTPUT). Opening one needs CAP_NET_RAW, as with the kernel.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket as ksock
+from typing import TYPE_CHECKING
+
+from shared.ipc.messages import (IP_OUTPUT, IP_RAW_OUTPUT, IP_REGISTER, PMTUDISC_WANT, SYS_BIND, SYS_CLOSE,
+                                 SYS_CONNECT, SYS_GETPEERNAME, SYS_GETSOCKNAME, SYS_RECVFROM, SYS_SENDTO,
+                                 SYS_SHUTDOWN)
+from shared.skb import NoBuffers, Skb
+
+if TYPE_CHECKING:
+    from services.socket_server import Pending, Sock
+
+CAP_NET_RAW = 13
+MAX_RAW_PAYLOAD = 0xFFFF
+DEFAULT_TTL = 64
+
+
+def _err(code: int) -> OSError:
+    return OSError(code, os.strerror(code))
+
+
+def has_cap_net_raw(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            caps = next(line for line in f if line.startswith("CapEff:"))
+        return bool(int(caps.split()[1], 16) >> CAP_NET_RAW & 1)
+    except (OSError, StopIteration, ValueError, IndexError):
+        return False
+
+
+class RawSockets:
+    """Mixed into SocketServer; uses its answer/fail/notify/park machinery."""
+
+    def raw_init(self) -> None:
+        self.raw_protocols = self.announce("ip", IP_REGISTER)
+        self.raw_protocols.set(self.name, [], [])
+        self.ip_sends: list[tuple[list, Skb]] = []
+        self.ip_raw_sends: list[tuple[list, Skb]] = []
+
+    def raw_socket_check(self, pid: int, proto: int) -> None:
+        if not 0 < proto < 256:
+            raise _err(errno.EPROTONOSUPPORT)
+        if not has_cap_net_raw(pid):
+            raise _err(errno.EPERM)
+
+    def raw_opened(self, sock: "Sock") -> None:
+        sock.hdrincl = sock.proto == ksock.IPPROTO_RAW
+        self.raw_update()
+
+    def raw_update(self) -> None:
+        """Announce the protocols raw sockets are open for (IPPROTO_RAW only sends)."""
+        protos = sorted({s.proto for s in self.socks.values()
+                         if s.type == ksock.SOCK_RAW and s.proto != ksock.IPPROTO_RAW})
+        self.raw_protocols.set(self.name, [], protos)
+
+    # -- calls ---------------------------------------------------------------------
+    def raw_call(self, sock: "Sock", call: "Pending") -> None:
+        code, f = call.code, call.fields
+        if code == SYS_BIND:
+            addr = self.aton(f[2])
+            if addr and addr not in self.local and addr not in self.bcast:
+                raise _err(errno.EADDRNOTAVAIL)
+            sock.laddr, sock.bound = addr, True
+            self.answer(call, 0, sock)
+        elif code == SYS_CONNECT:
+            sock.raddr = self.aton(f[2]) if f[2] else 0
+            if sock.raddr:
+                self.route_src(sock.raddr)
+            self.answer(call, 0, sock)
+        elif code == SYS_SENDTO:
+            self.raw_send(sock, call)
+        elif code == SYS_RECVFROM:
+            self.sys_recvfrom(sock, call)
+        elif code == SYS_GETSOCKNAME:
+            self.answer(call, [self.ntoa(sock.laddr), sock.proto], sock)
+        elif code == SYS_GETPEERNAME:
+            if not sock.raddr:
+                raise _err(errno.ENOTCONN)
+            self.answer(call, [self.ntoa(sock.raddr), 0], sock)
+        elif code == SYS_SHUTDOWN:
+            self.sys_shutdown(sock, f[2])
+            self.answer(call, 0, sock)
+        elif code == SYS_CLOSE:
+            self.close_sock(sock)
+            self.answer(call, 0)
+
+    def raw_send(self, sock: "Sock", call: "Pending") -> None:
+        _, _, data, flags, addr, _port, _tmo = call.fields
+        if flags & ksock.MSG_OOB:
+            raise _err(errno.EOPNOTSUPP)
+        if sock.err:
+            raise self.take_error(sock)
+        if sock.shut_wr:
+            raise _err(errno.EPIPE)
+        if len(data) > MAX_RAW_PAYLOAD:
+            raise _err(errno.EMSGSIZE)
+        if addr is None:
+            if not sock.raddr:
+                raise _err(errno.EDESTADDRREQ)
+            daddr = sock.raddr
+        else:
+            daddr = self.aton(addr)
+        if daddr in self.bcast and not sock.broadcast:
+            raise _err(errno.EACCES)
+        self.route_src(daddr)
+        if sock.hdrincl and len(data) < 20:
+            raise _err(errno.EINVAL)
+        try:
+            skb = self.pool.alloc(len(data))
+        except NoBuffers:
+            raise _err(errno.ENOBUFS) from None
+        skb.put(len(data))[:] = data
+        handle = self.pool.give(skb, self.cfg.service_id("ip"))
+        if sock.hdrincl:
+            self.ip_raw_sends.append(([handle, daddr], skb))
+        else:
+            self.ip_sends.append(([handle, sock.laddr, daddr, sock.proto, 0, DEFAULT_TTL, PMTUDISC_WANT], skb))
+        self.counters["raw_sent"] += 1
+        self.answer(call, len(data), sock)
+
+    def flush_raw(self) -> None:
+        for code, sends in ((IP_OUTPUT, self.ip_sends), (IP_RAW_OUTPUT, self.ip_raw_sends)):
+            if sends:
+                self.send_items("ip", code, [i for i, _ in sends], [s for _, s in sends])
+                sends.clear()
+
+    # -- from ip -------------------------------------------------------------------
+    def raw_deliver(self, handles: list) -> None:
+        """Copies of datagrams for raw sockets: to each that matches (raw_v4_input)."""
+        for skb in self.pool.take_many(handles):
+            data = skb.data
+            if len(data) < 20:
+                self.pool.free(skb)
+                continue
+            proto = data[9]
+            saddr, daddr = int.from_bytes(data[12:16], "big"), int.from_bytes(data[16:20], "big")
+            takers = [s for s in self.socks.values()
+                      if s.type == ksock.SOCK_RAW and s.proto == proto and not s.shut_rd
+                      and (not s.laddr or s.laddr == daddr) and (not s.raddr or s.raddr == saddr)]
+            for i, sock in enumerate(takers):
+                try:
+                    mine = skb if i == len(takers) - 1 else self.pool.copy(skb)
+                except NoBuffers:
+                    self.counters["RawRcvbufErrors"] += 1
+                    continue
+                self.queue_datagram(sock, mine, saddr, 0)
+            if not takers:
+                self.pool.free(skb)
+
+    def raw_setsockopt(self, sock: "Sock", name: int, value: int) -> None:
+        if sock.type != ksock.SOCK_RAW or name != ksock.IP_HDRINCL:
+            raise _err(errno.ENOPROTOOPT)
+        sock.hdrincl = bool(value) or sock.proto == ksock.IPPROTO_RAW
