@@ -1,9 +1,14 @@
 """The device driver: owns one TAP file descriptor; frames in, frames out.
 
-Receive is NAPI-style: when the TAP is readable, read up to ``budget`` frames
-straight into skb slots and hand them up in one message; if the budget ran
-out, poll again without sleeping. The TAP is persistent (TUNSETPERSIST), so a
-restarted driver re-attaches and the kernel side keeps its configuration.
+Receive is adaptive NAPI: in interrupt mode the driver blocks until the TAP is
+readable; a poll reads up to ``budget`` frames straight into skb slots and hands
+them up in one message. A poll that used its whole budget switches to polling
+mode: the next poll runs at once, without waiting on the device, for as long as
+polls keep filling their budget (napi_schedule); the first one that does not
+goes back to interrupt mode (napi_complete_done). Counters: napi_irq_polls,
+napi_busy_polls, napi_to_poll / napi_to_irq switches, napi_mode now. The TAP is
+persistent (TUNSETPERSIST), so a restarted driver re-attaches and the kernel
+side keeps its configuration.
 """
 
 from __future__ import annotations
@@ -45,6 +50,13 @@ class Driver(Service):
         return self._more
 
     def napi_poll(self) -> None:
+        self.counters["napi_busy_polls" if self._more else "napi_irq_polls"] += 1
+        was_polling = self._more
+        self._poll_once()
+        if self._more != was_polling:
+            self.counters["napi_to_poll" if self._more else "napi_to_irq"] += 1
+
+    def _poll_once(self) -> None:
         batch = []
         fd = self.fd
         for _ in range(self.budget):
@@ -77,8 +89,12 @@ class Driver(Service):
             self._more = True  # budget used up: more frames are probably waiting
         if batch:
             self.counters["rx_packets"] += len(batch)
-            self.counters["napi_polls"] += 1
             self.send_skbs("netdev", NETIF_RX, self.dev.ifindex, batch)
+
+    def stats(self) -> dict:
+        out = super().stats()
+        out["napi_mode"] = "poll" if self._more else "irq"
+        return out
 
     def on_message(self, code: int, fields: list) -> None:
         if code != DEV_XMIT:

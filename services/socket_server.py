@@ -37,7 +37,7 @@ from shared.ipc.codec import BadMessage, decode, encode
 from shared.ipc.messages import (BIND_RESTORE, BIND_REUSEADDR, SYS_ACCEPT, SYS_BIND, SYS_CLOSE, SYS_CONNECT,
                                  SYS_GETPEERNAME, SYS_GETSOCKNAME, SYS_GETSOCKOPT, SYS_HELLO, SYS_LISTEN,
                                  SYS_NETSTAT, SYS_RECVFROM, SYS_SENDTO, SYS_SETSOCKOPT, SYS_SHUTDOWN,
-                                 SYS_SOCKET, SYS_IOCTL, SYS_LAST, SIOCATMARK, SIOCINQ, SIOCOUTQ,
+                                 SYS_SOCKET, SYS_DUP, SYS_IOCTL, SYS_LAST, SIOCATMARK, SIOCINQ, SIOCOUTQ,
                                  RAW_DELIVER, TCP_EVENTS, TCP_RESULT, UDP_BIND, UDP_BOUND, UDP_CONNECT,
                                  UDP_DELIVER, UDP_RESYNC, UDP_SEND, UDP_SOCK_ERR, UDP_UNBIND)
 from shared.skb import NoBuffers, Skb
@@ -129,6 +129,7 @@ class Sock:
     urg_off: int = 0               # its stream offset
     oob: int = 0                   # the urgent byte, once it arrived
     hdrincl: bool = False          # SOCK_RAW: IP_HDRINCL
+    refs: int = 1                  # fds naming it (dup); ``fd`` is one of them
 
     @property
     def stream(self) -> bool:
@@ -188,7 +189,6 @@ def _proc_start(pid: int) -> str | None:
 
 class SocketServer(StreamSockets, RawSockets, Service):
     kind = "socket_server"
-    max_fds = MAX_FDS
     aton = staticmethod(aton)
     ntoa = staticmethod(ntoa)
     check_port = staticmethod(_check_port)
@@ -336,6 +336,19 @@ class SocketServer(StreamSockets, RawSockets, Service):
             self.answer(call, self.show("sockets"))
             return
         sock = self.sock_of(client, f[1])
+        if code == SYS_DUP:
+            fd = self.new_fd(client)
+            client.fds[fd] = sock
+            sock.refs += 1
+            self.answer(call, [fd, sock.id, *sock.readiness()], sock)
+            return
+        if code == SYS_CLOSE and sock.refs > 1:   # another fd still names it: only this one goes
+            del client.fds[f[1]]
+            sock.refs -= 1
+            if sock.fd == f[1]:
+                sock.fd = next(fd for fd, s in client.fds.items() if s is sock)
+            self.answer(call, 0)
+            return
         if sock.stream and code in (SYS_BIND, SYS_CONNECT, SYS_SENDTO, SYS_RECVFROM, SYS_SHUTDOWN, SYS_CLOSE,
                                     SYS_LISTEN, SYS_ACCEPT, SYS_GETPEERNAME):
             self.stream_call(sock, call)
@@ -389,9 +402,7 @@ class SocketServer(StreamSockets, RawSockets, Service):
                           "this socket type is not supported by mkstack yet")
         else:
             raise OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol")
-        if len(client.fds) >= MAX_FDS:
-            raise OSError(errno.EMFILE, "Too many open files")
-        fd = next(i for i in itertools.count(3) if i not in client.fds)
+        fd = self.new_fd(client)
         proto_ = {ksock.SOCK_STREAM: ksock.IPPROTO_TCP, ksock.SOCK_DGRAM: ksock.IPPROTO_UDP}.get(stype, proto)
         s = Sock(next(self.sock_ids), client, fd, family, stype, proto_, self.cfg.socket_rcvbuf,
                  self.cfg.socket_sndbuf)
@@ -401,6 +412,12 @@ class SocketServer(StreamSockets, RawSockets, Service):
         if stype == ksock.SOCK_RAW:
             self.raw_opened(s)
         return fd
+
+    def new_fd(self, client: Client) -> int:
+        """The lowest free descriptor number, as the kernel allocates them."""
+        if len(client.fds) >= MAX_FDS:
+            raise OSError(errno.EMFILE, "Too many open files")
+        return next(i for i in itertools.count(3) if i not in client.fds)
 
     # bind: the port table lives in udp, so the answer comes back as UDP_BOUND
     def sys_bind(self, sock: Sock, call: Pending, addr: int, port: int) -> None:
@@ -813,7 +830,8 @@ class SocketServer(StreamSockets, RawSockets, Service):
                 if s.stream:
                     rows.append(self.stream_row(s))
                     continue
-                rows.append({"proto": "raw" if s.type == ksock.SOCK_RAW else "udp", "local": f"{ntoa(s.laddr)}:{s.lport}" if s.bound else "*:*",
+                rows.append({"proto": "raw" if s.type == ksock.SOCK_RAW else "udp",
+                             "local": f"{ntoa(s.laddr)}:{s.lport}" if s.bound else "*:*",
                              "remote": f"{ntoa(s.raddr)}:{s.rport}" if s.raddr else "*:*",
                              "state": "ESTAB" if s.raddr else ("UNCONN" if s.bound else "CLOSE"),
                              "recv_q": sum(len(skb) for skb, _, _ in s.rcvq), "send_q": 0,

@@ -95,11 +95,12 @@ class StreamSockets:
             return False
         new = sock.acceptq.popleft()
         client = sock.client
-        if len(client.fds) >= self.max_fds:
+        try:
+            new.fd = self.new_fd(client)
+        except OSError as exc:
             sock.acceptq.appendleft(new)
-            self.fail(call, errno.EMFILE, "Too many open files", sock)
+            self.fail(call, exc.errno, exc.strerror, sock)
             return True
-        new.fd = next(i for i in range(3, self.max_fds + 3) if i not in client.fds)
         client.fds[new.fd] = new
         self.tcp_msg(encode(TCP_ACCEPTED, sock.id))
         self.answer(call, [new.fd, self.ntoa(new.raddr), new.rport, new.id, *new.readiness()], sock)

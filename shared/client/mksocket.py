@@ -30,7 +30,7 @@ import zmq
 _k = sys.modules.get("_mkstack_kernel_socket") or __import__("socket")
 
 from shared.ipc.messages import (SYS_ACCEPT, SYS_BIND, SYS_CLOSE, SYS_CONNECT,  # noqa: E402
-                                 SYS_GETPEERNAME, SYS_GETSOCKNAME, SYS_GETSOCKOPT, SYS_HELLO, SYS_LISTEN,
+                                 SYS_DUP, SYS_GETPEERNAME, SYS_GETSOCKNAME, SYS_GETSOCKOPT, SYS_HELLO, SYS_LISTEN,
                                  SYS_IOCTL, SYS_RECVFROM, SYS_SENDTO, SYS_SETSOCKOPT, SYS_SHUTDOWN, SYS_SOCKET,
                                  SIOCATMARK, SIOCINQ, SIOCOUTQ)
 
@@ -136,7 +136,9 @@ class _Connection:
         self.local = threading.local()
         self.seq = itertools.count(1)
         self.threads = itertools.count(1)
-        self.notifiers: dict[int, _Notifier] = {}
+        self.notifiers: dict[int, _Notifier] = {}      # by the socket server's fd
+        self.by_sid: dict[int, list[_Notifier]] = {}   # by socket id: dup'd fds share a socket
+        self.detached: dict[int, tuple[int, int, int, int, _Notifier]] = {}   # detach(): by notifier fd
         # readiness that arrived before its socket's notifier existed, by socket id
         self.early: dict[int, tuple[int, int]] = {}
         self.lock = threading.Lock()
@@ -194,9 +196,10 @@ class _Connection:
                 self.apply(*msg[1:])
 
     def apply(self, fd: int, ver: int, mask: int, sid: int) -> None:
-        n = self.notifiers.get(fd)
-        if n is not None and n.sid == sid:
-            n.apply(ver, mask)
+        targets = self.by_sid.get(sid)
+        if targets:
+            for n in list(targets):
+                n.apply(ver, mask)
             return
         with self.lock:
             if len(self.early) > 4096:
@@ -212,15 +215,28 @@ class _Connection:
                 return fd
         return None
 
-    def register(self, fd: int, sid: int, ver: int, mask: int) -> _Notifier:
-        n = _Notifier(sid)
+    def register(self, fd: int, sid: int, ver: int, mask: int, n: "_Notifier | None" = None) -> _Notifier:
+        n = n or _Notifier(sid)
         n.apply(ver, mask)
         self.notifiers[fd] = n
         with self.lock:
+            self.by_sid.setdefault(sid, []).append(n)
             early = self.early.pop(sid, None)
         if early is not None:
             n.apply(*early)
         return n
+
+    def unregister(self, fd: int) -> None:
+        n = self.notifiers.pop(fd, None)
+        if n is None:
+            return
+        with self.lock:
+            peers = self.by_sid.get(n.sid, [])
+            if n in peers:
+                peers.remove(n)
+            if not peers:
+                self.by_sid.pop(n.sid, None)
+        n.close()
 
 
 _conn: _Connection | None = None
@@ -348,7 +364,8 @@ class socket:
 
     def __init__(self, family: int = -1, type: int = -1, proto: int = -1, fileno: int | None = None) -> None:
         if fileno is not None:
-            raise _os_error(_errno.EOPNOTSUPP, "mkstack sockets cannot be made from a file descriptor")
+            self._adopt(fileno)
+            return
         family = AF_INET if family == -1 else family
         type = SOCK_STREAM if type == -1 else type
         proto = 0 if proto == -1 else proto
@@ -360,12 +377,23 @@ class socket:
                     0.0 if type & getattr(_k, "SOCK_NONBLOCK", 0) else _default_timeout, sid, ver, mask)
 
     def _setup(self, fd: int, family: int, type: int, proto: int, timeout: float | None,
-               sid: int, ver: int, mask: int) -> None:
+               sid: int, ver: int, mask: int, notifier: _Notifier | None = None) -> None:
         self._fd, self._family, self._type, self._proto = fd, family, type, proto
         self._timeout = timeout
         self._io_refs = 0
-        self._notifier = _connection().register(fd, sid, ver, mask)
+        self._notifier = _connection().register(fd, sid, ver, mask, notifier)
         self._closed = False
+
+    def _adopt(self, fileno: int) -> None:
+        """socket(fileno=...): take up a socket whose descriptor detach() returned."""
+        self._closed = True
+        conn = _connection()
+        found = conn.detached.pop(fileno, None)
+        if found is None:
+            raise _os_error(_errno.EOPNOTSUPP, f"fd {fileno} is not a detached mkstack socket; mkstack cannot "
+                            "take over kernel sockets")
+        fd, family, type_, proto, n = found
+        self._setup(fd, family, type_, proto, _default_timeout, n.sid, n.ver, -1, n)
 
     # -- plumbing
     def _call(self, code: int, *args: object) -> object:
@@ -426,18 +454,31 @@ class socket:
             return
         self._closed = True
         conn = _connection()
-        conn.notifiers.pop(self._fd, None)
-        self._notifier.close()
+        conn.unregister(self._fd)
         try:
             conn.call(SYS_CLOSE, self._fd)
         except OSError:
             pass
 
     def detach(self) -> int:
-        raise _os_error(_errno.EOPNOTSUPP, "mkstack sockets cannot be detached from the stack")
+        """Close the object without closing the socket; returns the descriptor that
+        ``socket(fileno=...)`` takes up again."""
+        if self._closed:
+            return -1
+        self._closed = True
+        n = self._notifier
+        conn = _connection()
+        conn.detached[n.fd] = (self._fd, self._family, self._type, self._proto, n)
+        conn.notifiers.pop(self._fd, None)     # its readiness keeps arriving by socket id
+        return n.fd
 
     def dup(self) -> "socket":
-        raise _os_error(_errno.EOPNOTSUPP, "dup() of mkstack sockets is not supported yet")
+        """A new socket object and descriptor for the same socket (the socket server's dup)."""
+        fd, sid, ver, mask = self._call(SYS_DUP)  # type: ignore[misc]
+        new = socket.__new__(socket)
+        new._setup(fd, self._family, self._type, self._proto, None, sid, ver, mask)
+        new.settimeout(self._timeout)
+        return new
 
     # -- timeouts and blocking
     def settimeout(self, value: float | None) -> None:
@@ -686,4 +727,16 @@ def install_ioctl() -> None:
 
 
 def fromfd(fd: int, family: int, type: int, proto: int = 0) -> socket:
-    raise _os_error(_errno.EOPNOTSUPP, "mkstack sockets cannot be made from a file descriptor")
+    """A socket object for a duplicate of ``fd``, which must be an mkstack socket's
+    fileno() (or a descriptor detach() returned)."""
+    conn = _connection()
+    sfd = conn.socket_of(fd)
+    if sfd is None and fd in conn.detached:
+        sfd = conn.detached[fd][0]
+    if sfd is None:
+        raise _os_error(_errno.EOPNOTSUPP, f"fd {fd} is not an mkstack socket; mkstack cannot take over kernel "
+                        "sockets")
+    newfd, sid, ver, mask = conn.call(SYS_DUP, sfd)  # type: ignore[misc]
+    new = socket.__new__(socket)
+    new._setup(newfd, int(family), int(type), int(proto), _default_timeout, sid, ver, mask)
+    return new

@@ -124,7 +124,9 @@ SYS_LISTEN = _msg(0x50E, "SYS_LISTEN", "listen(fd, backlog)", req=int, fd=int, b
 SYS_ACCEPT = _msg(0x50F, "SYS_ACCEPT", "accept(fd) -> [newfd, addr, port]", req=int, fd=int, timeout=_TMO)
 SYS_IOCTL = _msg(0x510, "SYS_IOCTL", "ioctl(fd, SIOCATMARK | SIOCINQ | SIOCOUTQ) -> int", req=int, fd=int,
                  request=int)
-SYS_LAST = SYS_IOCTL
+SYS_DUP = _msg(0x511, "SYS_DUP", "dup(fd) -> [newfd, socket id, version, mask]: one more fd for the socket",
+               req=int, fd=int)
+SYS_LAST = SYS_DUP
 SIOCINQ, SIOCOUTQ, SIOCATMARK = 0x541B, 0x5411, 0x8905   # SYS_IOCTL requests (FIONREAD is SIOCINQ)
 
 # -- tcp <-> socket_server -----------------------------------------------------

@@ -101,3 +101,43 @@ def test_transports_register_their_protocols_and_ip_keeps_them_across_a_restart(
     # a (malformed) TCP datagram goes to tcp, which drops it: no protocol unreachable
     probe = os.path.join(APPS, "proto_probe.py")
     assert stack.peer("python3", probe, stack.addr, "6").stdout.strip() == "no error"
+
+
+def test_adaptive_napi_polls_through_a_burst_then_returns_to_interrupt_mode(stack):
+    def napi():
+        d = stack.stats()["driver"]
+        return {k: d.get(k, 0) for k in ("napi_irq_polls", "napi_busy_polls", "napi_to_poll", "napi_to_irq",
+                                          "rx_packets", "napi_mode")}
+    before = napi()
+    blast = ("import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+             f"for i in range(5000):\n    s.sendto(b'x' * 64, ('{stack.addr}', 9))\n")
+    stack.peer("python3", "-c", blast)
+    time.sleep(0.5)
+    burst = napi()
+    assert burst["rx_packets"] - before["rx_packets"] > 500
+    assert burst["napi_busy_polls"] > before["napi_busy_polls"]       # kept reading without waiting
+    assert burst["napi_to_poll"] > before["napi_to_poll"]
+    assert burst["napi_to_irq"] > before["napi_to_irq"] and burst["napi_mode"] == "irq"
+    stack.peer("ping", "-c", "3", "-i", "0.3", stack.addr)             # idle traffic: one frame per wake-up
+    idle = napi()
+    assert idle["napi_irq_polls"] >= burst["napi_irq_polls"] + 3
+    assert idle["napi_busy_polls"] == burst["napi_busy_polls"] and idle["napi_mode"] == "irq"
+
+
+def test_dup_fromfd_detach_and_makefile_modes_match_the_kernel(stack):
+    script = os.path.join(APPS, "fdcompat.py")
+    kernel = stack.peer("python3", script, stack.peer_addr).stdout
+    ours = run_on_mkstack(stack, script, stack.addr).stdout
+    assert ours.splitlines() == kernel.splitlines()
+    assert "eof once the last fd closes: b''" in ours and "socket(fileno=): (b'to the re-attached socket'" in ours
+
+
+def test_a_kernel_descriptor_is_refused_clearly_not_adopted(stack):
+    code = ("import errno, os, socket\n"
+            "r, w = os.pipe()\n"
+            "for f in (lambda: socket.fromfd(r, socket.AF_INET, socket.SOCK_STREAM),\n"
+            "          lambda: socket.socket(fileno=r)):\n"
+            "    try:\n        f()\n    except OSError as e:\n        print(errno.errorcode[e.errno], e.strerror)\n")
+    out = run_on_mkstack(stack, "-c", code).stdout.splitlines()
+    # ENOTSUP is EOPNOTSUPP's name in errno.errorcode
+    assert len(out) == 2 and all(line.startswith("ENOTSUP") and "kernel sockets" in line for line in out)
