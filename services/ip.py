@@ -26,7 +26,7 @@ import msgpack
 import zmq
 
 from services.base import Service, main
-from services.routes import fib_from_config
+from services.routes import LOOPBACK_ADDR, LOOPBACK_IFINDEX, LOOPBACK_MTU, fib_from_config
 from shared.ipc.codec import encode
 from shared.ipc.messages import (ANNOUNCE_ACK, DEV_QUEUE_XMIT, IP_ICMP_ERROR, IP_OUTPUT, IP_RAW_OUTPUT, IP_RCV,
                                  IP_REGISTER, L4_ERR, L4_RCV, PMTUDISC_DO, PMTUDISC_DONT, PMTUDISC_WANT,
@@ -92,6 +92,9 @@ class Ip(Service):
         super().__init__()
         self.ifaces = {d.ifindex: Iface(d.ifindex, d.name, d.mac, d.addr.ip.packed, d.addr.network, d.mtu)
                        for d in self.cfg.devices}
+        self.lo = Iface(LOOPBACK_IFINDEX, "lo", bytes(6), LOOPBACK_ADDR.ip.packed, LOOPBACK_ADDR.network,
+                        LOOPBACK_MTU)
+        self.ifaces[LOOPBACK_IFINDEX] = self.lo
         self.fib = fib_from_config(self.cfg)
         self.local = {i.addr: i for i in self.ifaces.values()}
         self.registrations: dict[str, tuple[list[int], list[int]]] = self.load_registrations()
@@ -433,7 +436,8 @@ class Ip(Service):
             hdr, payload = parse_ipv4(data)
         except WireError:
             return
-        if hdr.frag_off or hdr.dst[0] >= 224 or (ifc and hdr.dst == ifc.broadcast) or martian_source(hdr.src):
+        if hdr.frag_off or hdr.dst[0] >= 224 or (ifc and hdr.dst == ifc.broadcast) or \
+                (martian_source(hdr.src) and hdr.src not in self.local):   # 127.0.0.1 on lo is ours
             return
         if hdr.proto == IPPROTO_ICMP and (len(payload) < 1 or payload[0] in ICMP_ERRORS):
             return
@@ -528,10 +532,10 @@ class Ip(Service):
                          df=df == PMTUDISC_DO or (df == PMTUDISC_WANT and len(skb) <= mtu))
         emit_ipv4(hdr, skb.data)
         self.counters["IpOutRequests"] += 1
-        if dst in self.local:
-            # to ourselves: loop back without touching a device
+        if dst in self.local or route.ifindex == LOOPBACK_IFINDEX:
+            # to ourselves (all of 127/8 is lo's): loop back without touching a device
             skb.network_header = skb.data_off
-            self.ip_local_deliver(self.local[dst], skb, hdr)
+            self.ip_local_deliver(self.local.get(dst, self.lo), skb, hdr)
             return
         self.ip_finish_output(skb, route, dst)
 
