@@ -23,14 +23,16 @@ from dataclasses import dataclass, field
 ROOT = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, ROOT)
 
+import msgpack  # noqa: E402
 import zmq  # noqa: E402
 
 from shared import host  # noqa: E402
+from shared.capture import RX, PcapWriter, summary  # noqa: E402
 from shared.config import Config, ConfigError, check_instance, load  # noqa: E402
 from shared.ipc import endpoints  # noqa: E402
 from shared.ipc.codec import BadMessage, decode, decode_reply, encode  # noqa: E402
 from shared.ipc.control import call  # noqa: E402
-from shared.ipc.messages import (CTL_IMPAIR, CTL_PING, CTL_SHOW, CTL_STATS, SUP_KILL,  # noqa: E402
+from shared.ipc.messages import (CTL_CAPTURE, CTL_IMPAIR, CTL_PING, CTL_SHOW, CTL_STATS, SUP_KILL,  # noqa: E402
                                  SUP_RESTART, SUP_SHUTDOWN, SUP_STATUS)
 from shared.skb import SkbPool  # noqa: E402
 
@@ -498,6 +500,59 @@ def cmd_impair(cfg: Config, instance: str, args: argparse.Namespace) -> int:
     return 0
 
 
+CAPTURE_LEASE = 3.0     # seconds netdev keeps tapping a device unless the capture renews it
+
+
+def cmd_capture(cfg: Config, instance: str, args: argparse.Namespace) -> int:
+    """Tap a device in netdev: one line per frame, or a pcap file with -w."""
+    _require(cfg, instance)
+    rundir = endpoints.run_dir(cfg.run_dir, instance)
+    ctl = endpoints.control(rundir, "netdev")
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect(endpoints.capture(rundir))
+    time.sleep(0.2)          # let the subscription reach netdev before it publishes
+    ifindex = call(ctl, CTL_CAPTURE, args.dev, CAPTURE_LEASE)["ifindex"]  # type: ignore[index]
+    out = open(args.write, "wb") if args.write else None
+    writer = PcapWriter(out) if out else None
+    n, now = 0, time.monotonic()
+    renew, report = now + 1, now + 1
+    deadline = now + args.timeout if args.timeout else None
+    print(f"capturing on {args.dev}" + (f" into {args.write}" if out else ""), file=sys.stderr, flush=True)
+    try:
+        while not (args.count and n >= args.count) and not (deadline and now >= deadline):
+            if sub.poll(100):
+                ifx, direction, ts, frame = msgpack.unpackb(sub.recv())
+                if ifx == ifindex:
+                    n += 1
+                    if writer:
+                        writer.write(ts, frame)
+                    else:
+                        stamp = time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts % 1 * 1e6):06d}"
+                        print(f"{stamp} {args.dev} {'In ' if direction == RX else 'Out'} {summary(frame)}",
+                              flush=True)
+            now = time.monotonic()
+            if now >= renew:
+                renew = now + 1
+                call(ctl, CTL_CAPTURE, args.dev, CAPTURE_LEASE)   # a restarted netdev gets it again
+            if out and now >= report:
+                report = now + 1
+                print(f"{n} packets", file=sys.stderr, flush=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        try:
+            call(ctl, CTL_CAPTURE, args.dev, 0.0)
+        except OSError:
+            pass
+        if out:
+            out.close()
+        sub.close(0)
+    print(f"{n} packets captured", file=sys.stderr)
+    return 0
+
+
 SHOW_FROM = {"devices": "netdev", "neigh": "ip", "routes": "ip", "addrs": "ip", "protocols": "ip", "ports": "udp",
              "tcp": "tcp"}   # which service answers each `show`
 
@@ -659,6 +714,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tx-loss", type=float, default=0.0, help="probability of dropping a sent frame")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=cmd_impair)
+    p = sub.add_parser("capture", help="tap a device: one line per frame, or a pcap file")
+    p.add_argument("dev")
+    p.add_argument("-w", "--write", metavar="FILE.pcap", help="write a pcap file (tshark -r reads it)")
+    p.add_argument("-c", "--count", type=int, default=0, help="stop after this many frames")
+    p.add_argument("--timeout", type=float, default=0.0, help="stop after this many seconds")
+    p.set_defaults(fn=cmd_capture)
     p = sub.add_parser("run", help="run a program on mkstack: run -- python prog.py (socket module replaced)")
     p.add_argument("cmd", nargs=argparse.REMAINDER)
     p.set_defaults(fn=cmd_run)

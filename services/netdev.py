@@ -3,7 +3,9 @@
 Plays netif_rx/eth_type_trans on the way up (check the Ethernet header, drop
 frames for other hosts, pull the header, demux by ethertype) and
 dev_queue_xmit on the way down (a tx queue of txqueuelen per device, drops
-counted, flushed to the driver in batches).
+counted, flushed to the driver in batches). Packet taps (as dev_queue_xmit_nit
+and packet_rcv): while a capturer holds a lease on a device, a copy of each
+frame received or queued for transmit is published on the capture endpoint.
 """
 
 from __future__ import annotations
@@ -14,15 +16,23 @@ import random
 import time
 from dataclasses import dataclass, field
 
+import msgpack
+import zmq
+
 from services.base import Service, main
-from shared.ipc.messages import CTL_IMPAIR, DEV_QUEUE_XMIT, DEV_XMIT, IP_RCV, NETIF_RX
+from shared.capture import RX, TX
+from shared.ipc import endpoints
+from shared.ipc.messages import CTL_CAPTURE, CTL_IMPAIR, DEV_QUEUE_XMIT, DEV_XMIT, IP_RCV, NETIF_RX
 from shared.skb import Skb
 from shared.wire import WireError
 from shared.wire.ethernet import ETH_P_ARP, ETH_P_IP, mac_ntoa, parse_eth
 
 TXQ_RETRY = 0.005       # seconds between attempts while a driver cannot take frames
+CAPTURE_HWM = 10000     # frames queued for a slow capturer before copies are dropped
+MAX_LEASE = 60.0
 _COUNTERS = ("rx_packets", "rx_bytes", "rx_errors", "rx_dropped", "rx_nohandler", "rx_otherhost",
-             "tx_packets", "tx_bytes", "tx_dropped", "tx_errors", "rx_impaired", "tx_impaired")
+             "tx_packets", "tx_bytes", "tx_dropped", "tx_errors", "rx_impaired", "tx_impaired", "tapped",
+             "tap_dropped")
 
 
 @dataclass(slots=True)
@@ -36,6 +46,7 @@ class NetDevice:
     txq: collections.deque = field(default_factory=collections.deque)
     rx_loss: float = 0.0             # fault injection: drop probability per frame
     tx_loss: float = 0.0
+    tap_until: float = 0.0           # a capturer's lease (monotonic time)
     stats: dict = field(default_factory=lambda: dict.fromkeys(_COUNTERS, 0))
 
 
@@ -52,6 +63,23 @@ class Netdev(Service):
                                                 self.cfg.driver_name(d))
             self.peer(self.cfg.driver_name(d))
         self.peer("ip")
+        self.pub = self.ctx.socket(zmq.PUB)
+        self.pub.setsockopt(zmq.LINGER, 0)
+        self.pub.setsockopt(zmq.SNDHWM, CAPTURE_HWM)
+        self.pub.bind(endpoints.capture(self.rundir))
+
+    def tap(self, dev: NetDevice, direction: int, skbs: list[Skb]) -> None:
+        """Publish copies of frames for a capturer holding a lease on ``dev``."""
+        if time.monotonic() >= dev.tap_until:
+            dev.tap_until = 0.0
+            return
+        now = time.time()
+        for skb in skbs:
+            try:
+                self.pub.send(msgpack.packb([dev.ifindex, direction, now, bytes(skb.data)]), zmq.NOBLOCK)
+                dev.stats["tapped"] += 1
+            except zmq.Again:
+                dev.stats["tap_dropped"] += 1
 
     def on_message(self, code: int, fields: list) -> None:
         ifindex, handles = fields
@@ -78,6 +106,8 @@ class Netdev(Service):
                 st["rx_impaired"] += 1
                 self.pool.free(skb)
                 continue
+            if dev.tap_until:
+                self.tap(dev, RX, [skb])
             try:
                 eth, _ = parse_eth(skb.data)
             except WireError:
@@ -119,6 +149,8 @@ class Netdev(Service):
                     dev.stats["tx_dropped"] += 1
                     self.pool.free(skb)
                     continue
+            if dev.tap_until:
+                self.tap(dev, TX, [skb])
             dev.txq.append(skb)
         self.flush(dev)
 
@@ -162,7 +194,20 @@ class Netdev(Service):
             if seed:
                 self.rng.seed(seed)
             return {"dev": name, "rx_loss": rx, "tx_loss": tx}
+        if code == CTL_CAPTURE:
+            name, lease = fields
+            dev = next((d for d in self.devices.values() if d.name == name), None)
+            if dev is None:
+                raise OSError(errno.ENODEV, f"no device {name!r}")
+            if not 0 <= lease <= MAX_LEASE:
+                raise OSError(errno.EINVAL, f"lease must be 0-{MAX_LEASE:.0f} s")
+            dev.tap_until = time.monotonic() + lease if lease else 0.0
+            return {"dev": name, "ifindex": dev.ifindex, "lease": lease}
         return super().on_control(code, fields)
+
+    def close(self) -> None:
+        self.pub.close(0)
+        super().close()
 
     def show(self, what: str) -> object:
         if what == "devices":

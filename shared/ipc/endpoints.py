@@ -24,6 +24,11 @@ def syscalls(rundir: str) -> str:
     return f"ipc://{rundir}/syscall"
 
 
+def capture(rundir: str) -> str:
+    """PUB endpoint where netdev publishes copies of tapped frames."""
+    return f"ipc://{rundir}/capture"
+
+
 def shm_prefix(instance: str) -> str:
     return f"mkstack-{instance}-"
 

@@ -165,6 +165,8 @@ CTL_IMPAIR = _msg(0x904, "CTL_IMPAIR", "fault injection in netdev: drop frames o
                   dev=str, rx_loss=float, tx_loss=float, seed=int)
 ANNOUNCE_ACK = _msg(0x905, "ANNOUNCE_ACK", "any -> the announcing service: state message `msg` with "
                     "`token` taken (err 0) or refused (errno)", msg=int, token=int, err=int)
+CTL_CAPTURE = _msg(0x906, "CTL_CAPTURE", "netdev: publish copies of a device's frames on the capture endpoint "
+                   "for `lease` seconds (renewed by the capturer; 0 stops)", dev=str, lease=float)
 CTL_SHOW = _msg(0x903, "CTL_SHOW", "service tables (neighbours, routes, devices); reply [0, {...}]",
                 what=str)
 
