@@ -26,7 +26,7 @@ sys.path.insert(0, ROOT)
 import msgpack  # noqa: E402
 import zmq  # noqa: E402
 
-from shared import host  # noqa: E402
+from shared import host, mib  # noqa: E402
 from shared.capture import RX, PcapWriter, summary  # noqa: E402
 from shared.config import Config, ConfigError, check_instance, load  # noqa: E402
 from shared.ipc import endpoints  # noqa: E402
@@ -567,6 +567,8 @@ def cmd_show(cfg: Config, instance: str, args: argparse.Namespace) -> int:
 
 
 def cmd_stats(cfg: Config, instance: str, args: argparse.Namespace) -> int:
+    """The stack's counters: one nstat-style MIB table (non-zero rows; --all for every
+    one), per-service detail with --services; --json gives both."""
     st = _require(cfg, instance)
     rundir = endpoints.run_dir(cfg.run_dir, instance)
     out = {}
@@ -575,8 +577,15 @@ def cmd_stats(cfg: Config, instance: str, args: argparse.Namespace) -> int:
             out[s["name"]] = call(endpoints.control(rundir, s["name"]), CTL_STATS, timeout=1.0)
         except OSError as exc:
             out[s["name"]] = {"error": str(exc)}
+    snmp = mib.collect(out)
     if args.json:
-        print(json.dumps(out, indent=2))
+        print(json.dumps({**out, "snmp": snmp}, indent=2))
+        return 0
+    print(f"#mkstack {instance}")
+    for name, value in snmp.items():
+        if value or args.all:
+            print(f"{name:<32}{value:>12}")
+    if not args.services:
         return 0
     for name, counters in out.items():
         print(f"[{name}]")
@@ -726,8 +735,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("netstat", help="the sockets of the stack, like ss -a")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_netstat)
-    p = sub.add_parser("stats", help="counters of every service")
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("stats", help="SNMP counters (nstat style) and each service's own")
+    p.add_argument("--json", action="store_true", help="every service's counters and the 'snmp' table")
+    p.add_argument("-a", "--all", action="store_true", help="zero counters too")
+    p.add_argument("--services", action="store_true", help="each service's own counters too")
     p.set_defaults(fn=cmd_stats)
     sub.add_parser("demo", help="up, ping from the Linux peer, kill a layer, ping again, down").set_defaults(
         fn=cmd_demo)

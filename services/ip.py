@@ -604,6 +604,12 @@ class Ip(Service):
         self.txbatch.setdefault(ifc.ifindex, []).append(skb)
 
     # -- introspection ----------------------------------------------------------
+    def stats(self) -> dict:
+        out = super().stats()
+        out["IpForwarding"] = 2          # RFC 4293: 2 = not forwarding (net.ipv4.ip_forward = 0)
+        out["IpDefaultTTL"] = DEFAULT_TTL
+        return out
+
     def show(self, what: str) -> object:
         if what == "neigh":
             return [{"ip": ip_ntoa(e.ip), "dev": self.ifaces[e.ifindex].name,
