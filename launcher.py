@@ -32,8 +32,8 @@ from shared.config import Config, ConfigError, check_instance, load  # noqa: E40
 from shared.ipc import endpoints  # noqa: E402
 from shared.ipc.codec import BadMessage, decode, decode_reply, encode  # noqa: E402
 from shared.ipc.control import call  # noqa: E402
-from shared.ipc.messages import (CTL_CAPTURE, CTL_IMPAIR, CTL_PING, CTL_SHOW, CTL_STATS, SUP_KILL,  # noqa: E402
-                                 SUP_RESTART, SUP_SHUTDOWN, SUP_STATUS)
+from shared.ipc.messages import (CTL_CAPTURE, CTL_FILTER, CTL_IMPAIR, CTL_PING, CTL_ROUTE,  # noqa: E402
+                                 CTL_SHOW, CTL_STATS, SUP_KILL, SUP_RESTART, SUP_SHUTDOWN, SUP_STATUS)
 from shared.skb import SkbPool  # noqa: E402
 
 DEFAULT_CONFIG = os.path.join(ROOT, "configs", "default.toml")
@@ -500,6 +500,72 @@ def cmd_impair(cfg: Config, instance: str, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_route(cfg: Config, instance: str, args: argparse.Namespace) -> int:
+    """route [show] | route add DST [via GW] [dev DEV] | route del DST [dev DEV] (as `ip route`)."""
+    _require(cfg, instance)
+    rundir = endpoints.run_dir(cfg.run_dir, instance)
+    words = args.words or ["show"]
+    if words[0] == "show":
+        _print_routes(call(endpoints.control(rundir, "ip"), CTL_SHOW, "routes"))  # type: ignore[arg-type]
+        return 0
+    if words[0] not in ("add", "del") or len(words) < 2:
+        print("launcher.py route: add|del DST [via GW] [dev DEV], or show", file=sys.stderr)
+        return 2
+    opts = dict(zip(words[2::2], words[3::2]))
+    if len(words) % 2 or set(opts) - {"via", "dev"}:
+        print(f"launcher.py route: cannot parse {' '.join(words[2:])!r} (want via GW, dev DEV)", file=sys.stderr)
+        return 2
+    # ip first (it decides and keeps the table); tcp and the socket server choose sources from their copy
+    for svc in ("ip", "tcp", "socket_server"):
+        try:
+            call(endpoints.control(rundir, svc), CTL_ROUTE, words[0], words[1], opts.get("via"), opts.get("dev"))
+        except OSError as exc:
+            print(f"launcher.py route: {svc}: {exc.strerror or exc}", file=sys.stderr)
+            if svc == "ip":
+                return 2
+    return 0
+
+
+def _print_routes(rows: list[dict]) -> None:
+    for r in rows:
+        via = f" via {r['via']}" if r["via"] else ""
+        print(f"{r['dst']}{via} dev {r['dev']} src {r['src']}" + (f" metric {r['metric']}" if r["metric"] else ""))
+
+
+def cmd_addr(cfg: Config, instance: str, args: argparse.Namespace) -> int:
+    _require(cfg, instance)
+    if args.words and args.words[0] != "show":
+        print("launcher.py addr: changing addresses at run time is not supported; set addr in the config "
+              "and restart the instance", file=sys.stderr)
+        return 2
+    rows = call(endpoints.control(endpoints.run_dir(cfg.run_dir, instance), "ip"), CTL_SHOW, "addrs")
+    for r in rows:  # type: ignore[union-attr]
+        print(f"{r['dev']:<8} inet {r['addr']}")
+    return 0
+
+
+def cmd_filter(cfg: Config, instance: str, args: argparse.Namespace) -> int:
+    """filter add CHAIN [match ...] -j VERDICT | del CHAIN N | list [--json] | flush."""
+    _require(cfg, instance)
+    ctl = endpoints.control(endpoints.run_dir(cfg.run_dir, instance), "ip")
+    words = list(args.words)
+    as_json = "--json" in words
+    if as_json:
+        words.remove("--json")
+    try:
+        result = call(ctl, CTL_FILTER, args.op, words)
+    except OSError as exc:
+        print(f"launcher.py filter: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    if args.op != "list" or as_json:
+        print(json.dumps(result, indent=2) if as_json else json.dumps(result))
+        return 0
+    print(f"{'CHAIN':<12} {'NUM':>3} {'PKTS':>8} {'BYTES':>10}  RULE")
+    for r in result:  # type: ignore[union-attr]
+        print(f"{r['chain']:<12} {r['num']:>3} {r['packets']:>8} {r['bytes']:>10}  {r['rule']}")
+    return 0
+
+
 CAPTURE_LEASE = 3.0     # seconds netdev keeps tapping a device unless the capture renews it
 
 
@@ -723,6 +789,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tx-loss", type=float, default=0.0, help="probability of dropping a sent frame")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=cmd_impair)
+    p = sub.add_parser("route", help="show or change routes: route [show] | add|del DST [via GW] [dev DEV]")
+    p.add_argument("words", nargs=argparse.REMAINDER)
+    p.set_defaults(fn=cmd_route)
+    p = sub.add_parser("addr", help="show addresses")
+    p.add_argument("words", nargs=argparse.REMAINDER)
+    p.set_defaults(fn=cmd_addr)
+    p = sub.add_parser("filter", help="netfilter rules: add CHAIN [-p P] [-s NET] [-d NET] [--sport N] "
+                       "[--dport N] [-i DEV] [-o DEV] -j ACCEPT|DROP|REJECT | del CHAIN N | list | flush")
+    p.add_argument("op", choices=["add", "del", "list", "flush"])
+    p.add_argument("words", nargs=argparse.REMAINDER)
+    p.set_defaults(fn=cmd_filter)
     p = sub.add_parser("capture", help="tap a device: one line per frame, or a pcap file")
     p.add_argument("dev")
     p.add_argument("-w", "--write", metavar="FILE.pcap", help="write a pcap file (tshark -r reads it)")

@@ -22,7 +22,7 @@ import zmq
 from shared.config import Config, ConfigError, check_instance, load
 from shared.ipc import endpoints
 from shared.ipc.codec import BadMessage, decode, encode
-from shared.ipc.messages import ANNOUNCE_ACK, CTL_PING, CTL_SHOW, CTL_STATS
+from shared.ipc.messages import ANNOUNCE_ACK, CTL_PING, CTL_ROUTE, CTL_SHOW, CTL_STATS
 from shared.skb import Skb, SkbPool, StaleHandle
 
 INBOX_BATCH = 256          # messages drained from the inbox per loop turn
@@ -220,6 +220,10 @@ class Service:
         """Service-specific control requests; return the result or raise OSError."""
         if code == CTL_SHOW:
             return self.show(fields[0])
+        if code == CTL_ROUTE and getattr(self, "fib", None) is not None:
+            from services.routes import change_route   # services that route keep their own FIB copy
+            r = change_route(self.fib, self.cfg, *fields)  # type: ignore[attr-defined]
+            return {"dst": fields[1], "ifindex": r.ifindex}
         raise OSError(errno.EINVAL, "unknown control request")
 
     def show(self, what: str) -> object:

@@ -26,9 +26,10 @@ import msgpack
 import zmq
 
 from services.base import Service, main
-from services.routes import LOOPBACK_ADDR, LOOPBACK_IFINDEX, LOOPBACK_MTU, fib_from_config
+from services.ip_filter import NetfilterHooks
+from services.routes import LOOPBACK_ADDR, LOOPBACK_IFINDEX, LOOPBACK_MTU, fib_from_config, save_routes
 from shared.ipc.codec import encode
-from shared.ipc.messages import (ANNOUNCE_ACK, DEV_QUEUE_XMIT, IP_ICMP_ERROR, IP_OUTPUT, IP_RAW_OUTPUT, IP_RCV,
+from shared.ipc.messages import (ANNOUNCE_ACK, CTL_FILTER, CTL_ROUTE, DEV_QUEUE_XMIT, IP_ICMP_ERROR, IP_OUTPUT, IP_RAW_OUTPUT, IP_RCV,
                                  IP_REGISTER, L4_ERR, L4_RCV, PMTUDISC_DO, PMTUDISC_DONT, PMTUDISC_WANT,
                                  RAW_DELIVER)
 from shared.proto.fib import FibRoute
@@ -39,9 +40,9 @@ from shared.wire import WireError
 from shared.wire.arp import ARP_LEN, ARPOP_REPLY, ARPOP_REQUEST, ArpPacket, emit_arp, parse_arp
 from shared.wire.checksum import ones_sum, pseudo_header_sum
 from shared.wire.ethernet import BROADCAST, ETH_HLEN, ETH_P_ARP, ETH_P_IP, EthHeader, emit_eth, mac_ntoa
-from shared.wire.icmp import (ICMP_DEST_UNREACH, ICMP_ECHO, ICMP_ECHOREPLY, ICMP_ERRORS, ICMP_HLEN,
-                              ICMP_HOST_UNREACH, ICMP_PROT_UNREACH, ICMP_TIME_EXCEEDED, IcmpHeader, emit_icmp,
-                              parse_icmp)
+from shared.wire.icmp import (ICMP_DEST_UNREACH, ICMP_ECHO, ICMP_ECHOREPLY, ICMP_ERRORS, ICMP_FRAG_NEEDED,
+                              ICMP_HLEN, ICMP_HOST_UNREACH, ICMP_NET_UNREACH, ICMP_PROT_UNREACH, ICMP_TIME_EXCEEDED,
+                              IcmpHeader, emit_icmp, parse_icmp)
 from shared.wire.ipv4 import IPPROTO_ICMP, IPV4_HLEN, Ipv4Header, emit_ipv4, ip_ntoa, parse_ipv4
 
 LIMITED_BROADCAST = b"\xff\xff\xff\xff"
@@ -85,7 +86,7 @@ def martian_source(src: bytes) -> bool:
     return src[0] in (0, 127) or src[0] >= 224
 
 
-class Ip(Service):
+class Ip(NetfilterHooks, Service):
     kind = "ip"
 
     def __init__(self) -> None:
@@ -95,7 +96,7 @@ class Ip(Service):
         self.lo = Iface(LOOPBACK_IFINDEX, "lo", bytes(6), LOOPBACK_ADDR.ip.packed, LOOPBACK_ADDR.network,
                         LOOPBACK_MTU)
         self.ifaces[LOOPBACK_IFINDEX] = self.lo
-        self.fib = fib_from_config(self.cfg)
+        self.fib = fib_from_config(self.cfg, self.rundir)
         self.local = {i.addr: i for i in self.ifaces.values()}
         self.registrations: dict[str, tuple[list[int], list[int]]] = self.load_registrations()
         self.protocols: dict[int, str] = {}      # protocol number -> the service handling it
@@ -107,6 +108,7 @@ class Ip(Service):
         n = self.cfg.neigh
         self.neigh = NeighTable(n.reachable_time, n.retrans_time, n.mcast_solicit, n.unres_qlen, n.gc_stale_time)
         self.icmp_limit = TokenBucket(1000.0, 50.0)
+        self.filter_init()
         self.ident = int(time.time() * 1000) & 0xFFFF
         self.txbatch: dict[int, list[Skb]] = {}
         self.now = time.monotonic()
@@ -229,6 +231,8 @@ class Ip(Service):
             self.pool.free(skb)
             return
         skb.trim(hdr.total_len)  # drop Ethernet padding
+        if not self.nf_hook("PREROUTING", skb, ifc, None):
+            return
         if martian_source(hdr.src) or hdr.src in self.local or hdr.src == ifc.broadcast:
             self.counters["IpInAddrErrors"] += 1
             self.pool.free(skb)
@@ -236,9 +240,41 @@ class Ip(Service):
         if hdr.dst in self.local or hdr.dst in (ifc.broadcast, LIMITED_BROADCAST):
             self.ip_local_deliver(ifc, skb, hdr)
             return
-        # not for us: forwarding is off (net.ipv4.ip_forward = 0)
-        self.counters["IpInAddrErrors"] += 1
-        self.pool.free(skb)
+        self.ip_forward(ifc, skb, hdr)
+
+    def ip_forward(self, ifc: Iface, skb: Skb, hdr: Ipv4Header) -> None:
+        """A datagram for another host (RFC 1812 5.2): route it out another device
+        with its TTL decremented, or answer with the ICMP error that says why not."""
+        if not self.cfg.forwarding or hdr.dst[0] >= 224 or hdr.dst == ifc.broadcast:
+            self.counters["IpInAddrErrors"] += 1      # net.ipv4.ip_forward = 0, or not unicast
+            self.pool.free(skb)
+            return
+        route = self.fib.lookup(hdr.dst)
+        if route is None or route.ifindex == LOOPBACK_IFINDEX:
+            self.counters["IpOutNoRoutes"] += 1
+            self.icmp_send(skb, ICMP_DEST_UNREACH, ICMP_NET_UNREACH, ifc=ifc)
+            self.pool.free(skb)
+            return
+        out = self.ifaces[route.ifindex]
+        if not self.nf_hook("FORWARD", skb, ifc, out):
+            return
+        if hdr.ttl <= 1:
+            self.counters["IpInHdrErrors"] += 1
+            self.icmp_send(skb, ICMP_TIME_EXCEEDED, 0, ifc=ifc)    # code 0: TTL exceeded in transit
+            self.pool.free(skb)
+            return
+        if len(skb) > out.mtu and hdr.df:
+            self.counters["IpFragFails"] += 1
+            self.icmp_send(skb, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ifc=ifc, rest=out.mtu)
+            self.pool.free(skb)
+            return
+        data = skb.data
+        data[8] = hdr.ttl - 1
+        data[10:12] = b"\0\0"
+        struct.pack_into("!H", data, 10, ~ones_sum(data[:hdr.hlen]) & 0xFFFF)
+        self.counters["IpForwDatagrams"] += 1
+        skb.network_header = skb.data_off
+        self.ip_finish_output(skb, route, hdr.dst)
 
     def ip_local_deliver(self, ifc: Iface, skb: Skb, hdr: Ipv4Header) -> None:
         if hdr.is_fragment:
@@ -246,6 +282,8 @@ class Ip(Service):
             key = (hdr.src, hdr.dst, hdr.proto, hdr.ident)
             self.reasm_results(self.reasm.add(key, hdr.frag_off, hdr.total_len - hdr.hlen, hdr.mf, skb,
                                               self.now, cost=skb.end), ifc)
+            return
+        if not self.nf_hook("INPUT", skb, ifc, None):
             return
         raw = self.raw_deliver(ifc, skb, hdr.proto)
         if hdr.proto == IPPROTO_ICMP:
@@ -486,19 +524,15 @@ class Ip(Service):
             struct.pack_into("!H", data, 2, len(data))
             data[10:12] = b"\0\0"
             struct.pack_into("!H", data, 10, ~ones_sum(data[:hlen]) & 0xFFFF)
+            try:
+                hdr, _ = parse_ipv4(data)
+            except WireError:
+                self.counters["RawOutErrors"] += 1
+                self.pool.free(skb)
+                continue
             self.counters["IpOutRequests"] += 1
             self.counters["RawOutDatagrams"] += 1
-            if dst in self.local:
-                try:
-                    hdr, _ = parse_ipv4(data)
-                except WireError:
-                    self.counters["RawOutErrors"] += 1
-                    self.pool.free(skb)
-                    continue
-                skb.network_header = skb.data_off
-                self.ip_local_deliver(self.local[dst], skb, hdr)
-                continue
-            self.ip_finish_output(skb, route, dst)
+            self.ip_local_out(skb, route, dst, hdr)
 
     def ip_output_batch(self, items: list) -> None:
         """Segments from a transport: [[handle, saddr, daddr, proto, tos, ttl, df], ...]."""
@@ -532,10 +566,16 @@ class Ip(Service):
                          df=df == PMTUDISC_DO or (df == PMTUDISC_WANT and len(skb) <= mtu))
         emit_ipv4(hdr, skb.data)
         self.counters["IpOutRequests"] += 1
+        self.ip_local_out(skb, route, dst, hdr)
+
+    def ip_local_out(self, skb: Skb, route: FibRoute, dst: bytes, hdr: Ipv4Header) -> None:
+        """A datagram of ours, header written: the OUTPUT chain, then a device or lo."""
+        if not self.nf_hook("OUTPUT", skb, None, self.ifaces[route.ifindex]):
+            return
         if dst in self.local or route.ifindex == LOOPBACK_IFINDEX:
             # to ourselves (all of 127/8 is lo's): loop back without touching a device
             skb.network_header = skb.data_off
-            self.ip_local_deliver(self.local.get(dst, self.lo), skb, hdr)
+            self.ip_local_deliver(self.lo, skb, hdr)
             return
         self.ip_finish_output(skb, route, dst)
 
@@ -551,6 +591,8 @@ class Ip(Service):
 
     def ip_finish_output(self, skb: Skb, route: FibRoute, dst: bytes) -> None:
         ifc = self.ifaces[route.ifindex]
+        if not self.nf_hook("POSTROUTING", skb, None, ifc):
+            return
         if len(skb) > ifc.mtu:
             self.ip_fragment(skb, route, dst, ifc.mtu)
             return
@@ -606,9 +648,17 @@ class Ip(Service):
     # -- introspection ----------------------------------------------------------
     def stats(self) -> dict:
         out = super().stats()
-        out["IpForwarding"] = 2          # RFC 4293: 2 = not forwarding (net.ipv4.ip_forward = 0)
+        out["IpForwarding"] = 1 if self.cfg.forwarding else 2   # RFC 4293: 1 forwarding, 2 not
         out["IpDefaultTTL"] = DEFAULT_TTL
         return out
+
+    def on_control(self, code: int, fields: list) -> object:
+        if code == CTL_FILTER:
+            return self.filter_control(fields[0], fields[1])
+        result = super().on_control(code, fields)
+        if code == CTL_ROUTE:
+            save_routes(self.fib, self.cfg, self.rundir)   # the others read it when they restart
+        return result
 
     def show(self, what: str) -> object:
         if what == "neigh":

@@ -8,7 +8,10 @@ Linux) with 127.0.0.1/8; traffic routed to it never reaches a driver.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
+import json
+import os
 
 from shared.config import Config
 from shared.proto.fib import Fib, FibRoute
@@ -18,20 +21,73 @@ LOOPBACK_ADDR = ipaddress.IPv4Interface("127.0.0.1/8")
 LOOPBACK_MTU = 65536
 
 
-def fib_from_config(cfg: Config) -> Fib:
+ROUTES_FILE = "routes.json"   # in the run directory: the routes as changed at run time
+
+
+def fib_from_config(cfg: Config, rundir: str | None = None) -> Fib:
+    """Connected routes, lo, then the configured routes, or those ``launcher.py
+    route`` left in the run directory (so a restarted service routes as before)."""
     fib = Fib()
     fib.add(FibRoute(int(LOOPBACK_ADDR.network.network_address), LOOPBACK_ADDR.network.prefixlen,
                      LOOPBACK_IFINDEX, None, LOOPBACK_ADDR.ip.packed))
-    by_name = {}
     for d in cfg.devices:
-        by_name[d.name] = d
         fib.add(FibRoute(int(d.addr.network.network_address), d.addr.network.prefixlen,
                          d.ifindex, None, d.addr.ip.packed))
-    for r in cfg.routes:
-        d = by_name[r.dev]
-        fib.add(FibRoute(int(r.dst.network_address), r.dst.prefixlen, d.ifindex,
-                         r.via.packed if r.via else None, d.addr.ip.packed, metric=1))
+    saved = None
+    if rundir is not None:
+        try:
+            with open(os.path.join(rundir, ROUTES_FILE)) as f:
+                saved = json.load(f)
+        except (OSError, ValueError):
+            saved = None
+    routes = saved if isinstance(saved, list) else [[str(r.dst), str(r.via) if r.via else None, r.dev]
+                                                     for r in cfg.routes]
+    for dst, via, dev in routes:
+        try:
+            change_route(fib, cfg, "add", dst, via, dev)
+        except OSError:
+            pass          # a saved route the config no longer allows
     return fib
+
+
+def change_route(fib: Fib, cfg: Config, op: str, dst: str, via: str | None, dev: str | None) -> FibRoute:
+    """``route add|del DST [via GW] [dev DEV]`` on ``fib``; OSError with errno as `ip route` has it."""
+    try:
+        net = ipaddress.IPv4Network(dst)
+        gw = ipaddress.IPv4Address(via) if via else None
+    except ValueError as exc:
+        raise OSError(errno.EINVAL, str(exc)) from None
+    if op == "del":
+        try:
+            return fib.delete(int(net.network_address), net.prefixlen,
+                              cfg.device(dev).ifindex if dev else None)
+        except (LookupError, KeyError):
+            raise OSError(errno.ESRCH, f"no route to {net}" + (f" on {dev}" if dev else "")) from None
+    if op != "add":
+        raise OSError(errno.EINVAL, f"unknown route operation {op!r}")
+    cands = [d for d in cfg.devices if (dev is None or d.name == dev) and (gw is None or gw in d.addr.network)]
+    if not cands:
+        raise OSError(errno.ENETUNREACH if gw else errno.ENODEV,
+                      f"gateway {gw} is on no device's network" if gw else f"no device {dev!r}")
+    d = cands[0]
+    route = FibRoute(int(net.network_address), net.prefixlen, d.ifindex, gw.packed if gw else None,
+                     d.addr.ip.packed, metric=1)
+    try:
+        fib.add(route)
+    except FileExistsError:
+        raise OSError(errno.EEXIST, "route exists") from None
+    return route
+
+
+def save_routes(fib: Fib, cfg: Config, rundir: str) -> None:
+    """Write the non-connected routes for restarted services to find."""
+    names = {d.ifindex: d.name for d in cfg.devices}
+    rows = [[f"{ipaddress.IPv4Address(r.dst)}/{r.plen}", str(ipaddress.IPv4Address(r.gateway)) if r.gateway else None,
+             names[r.ifindex]] for r in fib.routes() if r.metric and r.ifindex in names]
+    path = os.path.join(rundir, ROUTES_FILE)
+    with open(path + ".tmp", "w") as f:
+        json.dump(rows, f)
+    os.replace(path + ".tmp", path)
 
 
 def local_addrs(cfg: Config) -> set[bytes]:

@@ -7,6 +7,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 
+from shared.proto.netfilter import RuleError, parse_rule
 from shared.skb import SizeClass
 from shared.wire.ethernet import mac_aton
 
@@ -27,6 +28,7 @@ class Device:
     txqueuelen: int
     peer_addr: ipaddress.IPv4Interface
     peer_netns: str          # may contain "{instance}"
+    peer_routes: tuple[ipaddress.IPv4Network, ...] = ()   # routed via mkstack in the peer namespace
 
     def netns(self, instance: str) -> str:
         return self.peer_netns.format(instance=instance)
@@ -73,6 +75,8 @@ class Config:
     socket_rcvbuf: int
     socket_sndbuf: int
     tcp: dict
+    forwarding: bool = False                  # net.ipv4.ip_forward
+    filter_rules: tuple[str, ...] = ()        # netfilter rules, iptables-like text
     services: list[str] = field(default_factory=list)
 
     def device(self, name: str) -> Device:
@@ -181,6 +185,29 @@ def _port_range(sec: _Section) -> tuple[int, int]:
     return val[0], val[1]
 
 
+def _networks(sec: _Section, key: str) -> tuple[ipaddress.IPv4Network, ...]:
+    vals = sec.get(key, list, [])
+    out = []
+    for i, v in enumerate(vals):  # type: ignore[arg-type]
+        try:
+            out.append(ipaddress.IPv4Network(v))
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{sec.where}.{key}[{i}]: {exc}") from None
+    return tuple(out)
+
+
+def _filter_rules(sec: _Section) -> tuple[str, ...]:
+    rules = sec.get("rules", list, [])
+    for i, text in enumerate(rules):  # type: ignore[arg-type]
+        if not isinstance(text, str):
+            raise ConfigError(f"{sec.where}.rules[{i}]: expected a rule as text, got {text!r}")
+        try:
+            parse_rule(text.split())
+        except RuleError as exc:
+            raise ConfigError(f"{sec.where}.rules[{i}]: {exc}") from None
+    return tuple(rules)  # type: ignore[arg-type]
+
+
 def load(path: str) -> Config:
     try:
         with open(path, "rb") as f:
@@ -207,7 +234,8 @@ def load(path: str) -> Config:
             name=name, ifindex=i + 2, mac=d.parse("mac", mac_aton), addr=addr,
             mtu=int(d.num("mtu", 576, 9000, 1500, integer=True)),
             txqueuelen=int(d.num("txqueuelen", 1, 100000, 1000, integer=True)),
-            peer_addr=peer, peer_netns=d.get("peer_netns", str, "mkstack-{instance}")))
+            peer_addr=peer, peer_netns=d.get("peer_netns", str, "mkstack-{instance}"),
+            peer_routes=_networks(d, "peer_routes")))
     if not devices:
         raise ConfigError("devices: at least one device is needed")
     names = [d.name for d in devices]
@@ -247,6 +275,8 @@ def load(path: str) -> Config:
         socket_rcvbuf=int(sock.num("rmem_default", 2304, 1 << 26, 212992, integer=True)),
         socket_sndbuf=int(sock.num("wmem_default", 4608, 1 << 26, 212992, integer=True)),
         tcp=_tcp(root.table("tcp")),
+        forwarding=bool(ipsec.get("forwarding", bool, False)),
+        filter_rules=_filter_rules(root.table("netfilter")),
     )
     cfg.services.extend(cfg.driver_name(d) for d in devices)
     cfg.services.extend(["netdev", "ip", "udp", "tcp", "socket_server"])

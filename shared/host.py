@@ -39,6 +39,8 @@ def setup_device(dev: Device, instance: str) -> None:
         ip("-n", ns, "link", "set", dev.name, "mtu", str(dev.mtu))
         ip("-n", ns, "addr", "add", str(dev.peer_addr), "dev", dev.name)
     ip("-n", ns, "link", "set", dev.name, "up")
+    for net in dev.peer_routes:
+        ip("-n", ns, "route", "replace", str(net), "via", str(dev.addr.ip), "dev", dev.name)
 
 
 def teardown_device(dev: Device, instance: str) -> None:

@@ -167,6 +167,10 @@ ANNOUNCE_ACK = _msg(0x905, "ANNOUNCE_ACK", "any -> the announcing service: state
                     "`token` taken (err 0) or refused (errno)", msg=int, token=int, err=int)
 CTL_CAPTURE = _msg(0x906, "CTL_CAPTURE", "netdev: publish copies of a device's frames on the capture endpoint "
                    "for `lease` seconds (renewed by the capturer; 0 stops)", dev=str, lease=float)
+CTL_FILTER = _msg(0x907, "CTL_FILTER", "ip: netfilter rules: op 'add' (args: CHAIN [match ...] -j VERDICT), "
+                  "'del' (CHAIN, N), 'list', 'flush'", op=str, args=list)
+CTL_ROUTE = _msg(0x908, "CTL_ROUTE", "ip, tcp, socket_server: route add|del DST [via GW] [dev DEV]", op=str,
+                 dst=str, via=(str, type(None)), dev=(str, type(None)))
 CTL_SHOW = _msg(0x903, "CTL_SHOW", "service tables (neighbours, routes, devices); reply [0, {...}]",
                 what=str)
 

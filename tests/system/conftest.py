@@ -17,6 +17,7 @@ from shared.config import load
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_CONFIG = os.path.join(ROOT, "configs", "default.toml")
+ROUTER_CONFIG = os.path.join(ROOT, "configs", "router.toml")
 _seq = itertools.count()
 
 
@@ -62,15 +63,25 @@ def new_instance() -> str:
     return f"t{os.getpid() % 100000}x{next(_seq)}"
 
 
-@pytest.fixture
-def stack():
-    s = Stack(new_instance())
+def _running(config: str):
+    s = Stack(new_instance(), config)
     try:
         s.launcher("up")
         yield s
     finally:
         s.launcher("down", check=False)
     assert s.leftovers() == []
+
+
+@pytest.fixture
+def stack():
+    yield from _running(DEFAULT_CONFIG)
+
+
+@pytest.fixture
+def router():
+    """mkstack routing between two peer namespaces (configs/router.toml)."""
+    yield from _running(ROUTER_CONFIG)
 
 
 _RTT = re.compile(r"icmp_seq=(\d+) ttl=\d+ time=([\d.]+) ms")

@@ -37,10 +37,22 @@ def test_default_config_loads():
     ('dev = "tap0"', 'dev = "tap9"', "routes[0].dev"),
     ('budget = 64', 'budget = 0', "driver.budget"),
     ('heartbeat_timeout = 3.0', 'heartbeat_timeout = true', "supervisor.heartbeat_timeout"),
+    ('budget = 64', 'budget = 64\n[netfilter]\nrules = ["FORWARD -j DROP", "INPUT -p tcp --dport x -j DROP"]',
+     "netfilter.rules[1]: --dport"),
+    ('peer_netns = "mkstack-{instance}"', 'peer_netns = "mkstack-{instance}"\npeer_routes = ["10.1.0.0/33"]',
+     "devices[0].peer_routes[0]"),
+    ('local_port_range', 'forwarding = "yes"\nlocal_port_range', "ip.forwarding: expected bool"),
 ])
 def test_errors_name_the_key(tmp_path, old, new, key):
     with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
         load(variant(tmp_path, old, new))
+
+
+def test_router_config_loads():
+    cfg = load(os.path.join(ROOT, "configs", "router.toml"))
+    assert cfg.forwarding and [d.name for d in cfg.devices] == ["tap0", "tap1"]
+    assert cfg.services[:2] == ["driver", "driver-tap1"] and cfg.devices[1].netns("x") == "mkstack-x-b"
+    assert [str(n) for n in cfg.devices[0].peer_routes] == ["10.67.0.0/24"]
 
 
 def test_unparseable_toml(tmp_path):
