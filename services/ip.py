@@ -29,9 +29,9 @@ from services.base import Service, main
 from services.ip_filter import NetfilterHooks
 from services.routes import LOOPBACK_ADDR, LOOPBACK_IFINDEX, LOOPBACK_MTU, fib_from_config, save_routes
 from shared.ipc.codec import encode
-from shared.ipc.messages import (ANNOUNCE_ACK, CTL_FILTER, CTL_ROUTE, DEV_QUEUE_XMIT, IP_ICMP_ERROR, IP_OUTPUT, IP_RAW_OUTPUT, IP_RCV,
-                                 IP_REGISTER, L4_ERR, L4_RCV, PMTUDISC_DO, PMTUDISC_DONT, PMTUDISC_WANT,
-                                 RAW_DELIVER)
+from shared.ipc.messages import (ANNOUNCE_ACK, CTL_FILTER, CTL_ROUTE, DEV_QUEUE_XMIT, IP_ICMP_ERROR, IP_OUTPUT,
+                                 IP_RAW_OUTPUT, IP_RCV, IP_REGISTER, L4_ERR, L4_RCV, PMTUDISC_DO, PMTUDISC_DONT,
+                                 PMTUDISC_WANT, RAW_DELIVER)
 from shared.proto.fib import FibRoute
 from shared.proto.neigh import NeighTable, Overflow, Solicit, Unresolved
 from shared.proto.reassembly import Complete, Discard, Reassembler
