@@ -32,12 +32,14 @@ from services.base import Service, main
 from services.routes import fib_from_config, local_addrs
 from services.socket_raw import RawSockets
 from services.socket_stream import StreamSockets
+from services.socket_unix import UNIX_CALLS, UnixSockets
 from shared.ipc import endpoints
 from shared.ipc.codec import BadMessage, decode, encode
 from shared.ipc.messages import (BIND_RESTORE, BIND_REUSEADDR, SYS_ACCEPT, SYS_BIND, SYS_CLOSE, SYS_CONNECT,
                                  SYS_GETPEERNAME, SYS_GETSOCKNAME, SYS_GETSOCKOPT, SYS_HELLO, SYS_LISTEN,
                                  SYS_NETSTAT, SYS_RECVFROM, SYS_SENDTO, SYS_SETSOCKOPT, SYS_SHUTDOWN,
-                                 SYS_SOCKET, SYS_DUP, SYS_IOCTL, SYS_LAST, SIOCATMARK, SIOCINQ, SIOCOUTQ,
+                                 SYS_SOCKET, SYS_DUP, SYS_IOCTL, SYS_LAST,
+                                 SYS_RECVMSG, SYS_SENDMSG, SYS_SOCKETPAIR, SIOCATMARK, SIOCINQ, SIOCOUTQ,
                                  RAW_DELIVER, TCP_EVENTS, TCP_RESULT, UDP_BIND, UDP_BOUND, UDP_CONNECT,
                                  UDP_DELIVER, UDP_RESYNC, UDP_SEND, UDP_SOCK_ERR, UDP_UNBIND)
 from shared.skb import NoBuffers, Skb
@@ -81,6 +83,9 @@ class Pending:
     deadline: float | None
     done: bool = False
     got: bytearray | None = None   # MSG_WAITALL: bytes already taken from the socket
+    fds: list | None = None        # SYS_SENDMSG: sockets being passed (SCM_RIGHTS)
+    want_fds: bool = False         # SYS_RECVMSG: the caller takes passed descriptors
+    sender: object = None          # AF_UNIX datagram waiting for room: the sending socket
 
 
 @dataclass(eq=False)
@@ -104,7 +109,7 @@ class Sock:
     err: int = 0                   # pending SO_ERROR
     shut_rd: bool = False
     shut_wr: bool = False
-    rcvq: collections.deque = field(default_factory=collections.deque)   # (skb, saddr, sport)
+    rcvq: collections.deque = field(default_factory=collections.deque)   # (skb, saddr, sport, passed socks)
     rcvq_mem: int = 0
     readers: collections.deque = field(default_factory=collections.deque)
     after_bind: list = field(default_factory=list)   # calls waiting for the bind
@@ -129,7 +134,13 @@ class Sock:
     urg_off: int = 0               # its stream offset
     oob: int = 0                   # the urgent byte, once it arrived
     hdrincl: bool = False          # SOCK_RAW: IP_HDRINCL
-    refs: int = 1                  # fds naming it (dup); ``fd`` is one of them
+    refs: int = 1                  # fds naming it (dup, passed) and passings in flight
+    holders: list = field(default_factory=list)   # (client, fd) holding it besides (client, fd)
+    # AF_UNIX
+    uname: object = None           # bound name: a path (str) or an abstract name (bytes)
+    ukey: object = None            # its key in the name table
+    peer: "Sock | None" = None     # the other end (stream), or the default destination (dgram)
+    scm: list = field(default_factory=list)       # stream: (offset, [socks]) passed with the bytes there
 
     @property
     def stream(self) -> bool:
@@ -187,7 +198,7 @@ def _proc_start(pid: int) -> str | None:
         return None
 
 
-class SocketServer(StreamSockets, RawSockets, Service):
+class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
     kind = "socket_server"
     aton = staticmethod(aton)
     ntoa = staticmethod(ntoa)
@@ -221,6 +232,7 @@ class SocketServer(StreamSockets, RawSockets, Service):
         self.peer("udp")
         self.peer("tcp")
         self.raw_init()
+        self.unix_names: dict[object, Sock] = {}
 
     # -- the RPC boundary ---------------------------------------------------------
     def serve_sys(self) -> None:
@@ -289,12 +301,15 @@ class SocketServer(StreamSockets, RawSockets, Service):
         """Push a readiness change to the owner's event channel."""
         before = sock.ready_ver
         ver, m = sock.readiness()
-        if ver == before or sock.client.events is None:
+        if ver == before:
             return
-        try:
-            self.sys.send_multipart([sock.client.events, msgpack.packb([0, sock.fd, ver, m, sock.id])], zmq.NOBLOCK)
-        except zmq.ZMQError:
-            self.counters["events_undeliverable"] += 1
+        for client, fd in [(sock.client, sock.fd), *sock.holders]:
+            if client.events is None:
+                continue
+            try:
+                self.sys.send_multipart([client.events, msgpack.packb([0, fd, ver, m, sock.id])], zmq.NOBLOCK)
+            except zmq.ZMQError:
+                self.counters["events_undeliverable"] += 1
 
     # -- calls ----------------------------------------------------------------------
     def hello(self, ident: bytes, pid: int, events: bool) -> dict:
@@ -335,6 +350,20 @@ class SocketServer(StreamSockets, RawSockets, Service):
         if code == SYS_NETSTAT:
             self.answer(call, self.show("sockets"))
             return
+        if code == SYS_SOCKETPAIR:
+            self.answer(call, self.unix_socketpair(client, f[1], f[2], f[3]))
+            return
+        if code == SYS_SENDMSG:     # a sendto that passes sockets along
+            call.fds = [self.sock_of(client, fd) for fd in f[7] if type(fd) is int]
+            if len(call.fds) != len(f[7]):
+                raise OSError(errno.EBADF, "Bad file descriptor")
+            if call.fds and f[1] in client.fds and client.fds[f[1]].family != ksock.AF_UNIX:
+                raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+            call.code, call.fields = SYS_SENDTO, f[:7]
+            code, f = call.code, call.fields
+        elif code == SYS_RECVMSG:
+            call.code, call.want_fds = SYS_RECVFROM, True
+            code = call.code
         sock = self.sock_of(client, f[1])
         if code == SYS_DUP:
             fd = self.new_fd(client)
@@ -343,11 +372,11 @@ class SocketServer(StreamSockets, RawSockets, Service):
             self.answer(call, [fd, sock.id, *sock.readiness()], sock)
             return
         if code == SYS_CLOSE and sock.refs > 1:   # another fd still names it: only this one goes
-            del client.fds[f[1]]
-            sock.refs -= 1
-            if sock.fd == f[1]:
-                sock.fd = next(fd for fd, s in client.fds.items() if s is sock)
+            self.drop_fd(client, f[1])
             self.answer(call, 0)
+            return
+        if sock.family == ksock.AF_UNIX and code in UNIX_CALLS:
+            self.unix_call(sock, call)
             return
         if sock.stream and code in (SYS_BIND, SYS_CONNECT, SYS_SENDTO, SYS_RECVFROM, SYS_SHUTDOWN, SYS_CLOSE,
                                     SYS_LISTEN, SYS_ACCEPT, SYS_GETPEERNAME):
@@ -397,21 +426,57 @@ class SocketServer(StreamSockets, RawSockets, Service):
                 raise OSError(errno.EPROTONOSUPPORT, "Protocol not supported")
         elif family == ksock.AF_INET and stype == ksock.SOCK_RAW:
             self.raw_socket_check(client.pid, proto)
-        elif family in (ksock.AF_INET, ksock.AF_UNIX):
-            raise OSError(errno.ESOCKTNOSUPPORT if family == ksock.AF_INET else errno.EAFNOSUPPORT,
-                          "this socket type is not supported by mkstack yet")
+        elif family == ksock.AF_UNIX:
+            self.unix_socket_check(stype, proto)
+        elif family == ksock.AF_INET:
+            raise OSError(errno.ESOCKTNOSUPPORT, "Socket type not supported")
         else:
             raise OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol")
+        return self.new_sock(client, family, stype, proto).fd
+
+    def new_sock(self, client: Client, family: int, stype: int, proto: int) -> Sock:
         fd = self.new_fd(client)
-        proto_ = {ksock.SOCK_STREAM: ksock.IPPROTO_TCP, ksock.SOCK_DGRAM: ksock.IPPROTO_UDP}.get(stype, proto)
-        s = Sock(next(self.sock_ids), client, fd, family, stype, proto_, self.cfg.socket_rcvbuf,
+        if family == ksock.AF_INET:
+            proto = {ksock.SOCK_STREAM: ksock.IPPROTO_TCP, ksock.SOCK_DGRAM: ksock.IPPROTO_UDP}.get(stype, proto)
+        s = Sock(next(self.sock_ids), client, fd, family, stype, proto, self.cfg.socket_rcvbuf,
                  self.cfg.socket_sndbuf)
         s.conn = s.id
         client.fds[fd] = s
         self.socks[s.id] = s
         if stype == ksock.SOCK_RAW:
             self.raw_opened(s)
-        return fd
+        return s
+
+    def drop_fd(self, client: Client, fd: int) -> None:
+        """One descriptor naming the socket goes; the socket goes with the last reference."""
+        sock = client.fds.pop(fd, None)
+        if sock is None:
+            return
+        if (client, fd) in sock.holders:
+            sock.holders.remove((client, fd))
+        elif sock.client is client and sock.fd == fd:
+            # the primary holder goes: another fd of this client, or another holder, takes over
+            mine = next((f for f, s in client.fds.items() if s is sock), None)
+            if mine is not None:
+                sock.fd = mine
+            elif sock.holders:
+                sock.client, sock.fd = sock.holders.pop(0)
+        self.release(sock)
+
+    def release(self, sock: Sock) -> None:
+        sock.refs -= 1
+        if sock.refs <= 0:
+            self.close_sock(sock)
+
+    def give_fd(self, client: Client, sock: Sock) -> list:
+        """Install a passed socket in ``client``'s table (the passing's reference moves to the fd)."""
+        fd = self.new_fd(client)
+        client.fds[fd] = sock
+        if sock.client is client and sock.fd < 0:
+            sock.fd = fd
+        else:
+            sock.holders.append((client, fd))
+        return [fd, sock.id, *sock.readiness(), sock.family, sock.type, sock.proto]
 
     def new_fd(self, client: Client) -> int:
         """The lowest free descriptor number, as the kernel allocates them."""
@@ -560,21 +625,26 @@ class SocketServer(StreamSockets, RawSockets, Service):
     def try_recv(self, sock: Sock, call: Pending) -> bool:
         bufsize, flags = call.fields[2], call.fields[3]
         if sock.rcvq:
-            skb, saddr, sport = sock.rcvq[0]
+            skb, saddr, sport, passed = sock.rcvq[0]
             data = bytes(skb.data[:bufsize])
             truelen = len(skb)
             if not flags & ksock.MSG_PEEK:
                 sock.rcvq.popleft()
                 sock.rcvq_mem -= skb.end
                 self.pool.free(skb)
-            self.answer(call, [data, ntoa(saddr), sport, truelen], sock)
+                fds = self.deliver_passed(sock.client if call.want_fds else None, passed)
+                self.dgram_room(sock)
+            else:
+                fds = []
+            addr = self.unix_name(saddr) if sock.family == ksock.AF_UNIX else ntoa(saddr)
+            self.answer(call, [data, addr, sport, truelen, *([fds] if call.want_fds else [])], sock)
             self.notify(sock)
             return True
         if sock.err:
             self.fail_with_error(sock, call)
             return True
         if sock.shut_rd:
-            self.answer(call, [b"", None, 0, 0], sock)
+            self.answer(call, [b"", None, 0, 0, *([[]] if call.want_fds else [])], sock)
             return True
         return False
 
@@ -683,17 +753,21 @@ class SocketServer(StreamSockets, RawSockets, Service):
         if sock.client.fds.get(sock.fd) is sock:
             del sock.client.fds[sock.fd]
         self.socks.pop(sock.id, None)
-        if sock.stream:
+        if sock.family == ksock.AF_UNIX:
+            self.unix_close(sock)
+        elif sock.stream:
             self.close_stream(sock)
         for call in list(sock.readers) + sock.after_bind:
             self.fail(call, errno.EBADF, "Bad file descriptor")
         sock.readers.clear()
         sock.after_bind = []
         while sock.rcvq:
-            self.pool.free(sock.rcvq.popleft()[0])
+            skb, _, _, passed = sock.rcvq.popleft()
+            self.pool.free(skb)
+            self.deliver_passed(None, passed)
         if sock.type == ksock.SOCK_RAW:
             self.raw_update()
-        elif sock.bound and not sock.stream:
+        elif sock.bound and not sock.stream and sock.family == ksock.AF_INET:
             self.udp_msg(encode(UDP_UNBIND, sock.id))
 
     # -- from udp -----------------------------------------------------------------
@@ -764,12 +838,13 @@ class SocketServer(StreamSockets, RawSockets, Service):
                 continue
             self.queue_datagram(sock, skb, saddr, sport)
 
-    def queue_datagram(self, sock: Sock, skb: Skb, saddr: int, sport: int) -> None:
+    def queue_datagram(self, sock: Sock, skb: Skb, saddr: object, sport: int, passed: list | None = None) -> None:
         if sock.shut_rd or sock.rcvq_mem + skb.end > sock.rcvbuf:
             self.counters["RcvbufErrors"] += 1   # sk_rmem_alloc over sk_rcvbuf: dropped
             self.pool.free(skb)
+            self.deliver_passed(None, passed)
             return
-        sock.rcvq.append((skb, saddr, sport))
+        sock.rcvq.append((skb, saddr, sport, passed))
         sock.rcvq_mem += skb.end
         self.counters["datagrams_received"] += 1
         self.wake_readers(sock)
@@ -815,9 +890,9 @@ class SocketServer(StreamSockets, RawSockets, Service):
             self.unwatch_fd(c.pidfd)
             os.close(c.pidfd)
             c.pidfd = -1
-        for sock in list(c.fds.values()):
-            self.close_sock(sock)
-        for sock in [s for s in self.socks.values() if s.client is c]:   # accepted, never given an fd
+        for fd in list(c.fds):
+            self.drop_fd(c, fd)
+        for sock in [s for s in self.socks.values() if s.client is c and s.fd < 0]:   # accepted, never given an fd
             self.close_sock(sock)
         self.clients.pop(c.cid, None)
         self.counters["clients_gone"] += 1
@@ -834,7 +909,7 @@ class SocketServer(StreamSockets, RawSockets, Service):
                              "local": f"{ntoa(s.laddr)}:{s.lport}" if s.bound else "*:*",
                              "remote": f"{ntoa(s.raddr)}:{s.rport}" if s.raddr else "*:*",
                              "state": "ESTAB" if s.raddr else ("UNCONN" if s.bound else "CLOSE"),
-                             "recv_q": sum(len(skb) for skb, _, _ in s.rcvq), "send_q": 0,
+                             "recv_q": sum(len(e[0]) for e in s.rcvq), "send_q": 0,
                              "pid": s.client.pid, "fd": s.fd})
             return rows
         return super().show(what)

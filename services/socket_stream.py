@@ -94,7 +94,8 @@ class StreamSockets:
         if not sock.acceptq:
             return False
         new = sock.acceptq.popleft()
-        client = sock.client
+        client = self.clients.get(call.ident.split(b".", 1)[0], sock.client)   # whoever called accept
+        new.client = client
         try:
             new.fd = self.new_fd(client)
         except OSError as exc:
@@ -102,8 +103,9 @@ class StreamSockets:
             self.fail(call, exc.errno, exc.strerror, sock)
             return True
         client.fds[new.fd] = new
-        self.tcp_msg(encode(TCP_ACCEPTED, sock.id))
-        self.answer(call, [new.fd, self.ntoa(new.raddr), new.rport, new.id, *new.readiness()], sock)
+        if sock.family == ksock.AF_INET:
+            self.tcp_msg(encode(TCP_ACCEPTED, sock.id))
+        self.answer(call, [new.fd, *self.peer_name(new), new.id, *new.readiness()], sock)
         self.notify(sock)
         return True
 
@@ -143,6 +145,8 @@ class StreamSockets:
             self.park(sock, sock.writers, call, timeout)
 
     def try_send(self, sock: "Sock", call: "Pending") -> bool:
+        if sock.family == ksock.AF_UNIX:
+            return self.unix_try_send(sock, call)
         room = sock.sndbuf - sock.snd_pending
         if room <= 0:
             return False
@@ -162,7 +166,8 @@ class StreamSockets:
         if sock.st in ("new", "listening", "connecting") and not sock.err:
             raise _err(errno.ENOTCONN)
         if flags & ksock.MSG_OOB:
-            self.answer(call, [self.recv_urgent(sock, bufsize, flags), None, 0, 1], sock)
+            self.answer(call, [self.recv_urgent(sock, bufsize, flags), None, 0, 1, *([[]] if call.want_fds else [])],
+                        sock)
             return
         if timeout is None and flags & ksock.MSG_WAITALL and not flags & (ksock.MSG_PEEK | ksock.MSG_DONTWAIT):
             call.got = bytearray()   # only a blocking socket waits for all (CPython polls otherwise)
@@ -203,7 +208,7 @@ class StreamSockets:
             if not flags & ksock.MSG_PEEK:
                 self.consume(sock, start + n)
         elif sock.rbuf and bufsize == 0:
-            self.answer(call, [b"", None, 0, 0], sock)
+            self.answer(call, self.stream_reply(sock, call, b""), sock)
             return True
         if got is not None:
             got += data
@@ -213,22 +218,36 @@ class StreamSockets:
         if data:
             if flags & ksock.MSG_TRUNC:
                 data = bytes(len(data))       # TCP with MSG_TRUNC: the data is discarded
-            self.answer(call, [data, None, 0, len(data)], sock)
+            self.answer(call, self.stream_reply(sock, call, data), sock)
             self.notify(sock)
             return True
         if sock.err:
             self.fail_with_error(sock, call)
             return True
         if ended:
-            self.answer(call, [b"", None, 0, 0], sock)
+            self.answer(call, self.stream_reply(sock, call, b""), sock)
             return True
         return False
+
+    def stream_reply(self, sock: "Sock", call: "Pending", data: bytes) -> list:
+        """[data, None, 0, len] and, for recvmsg, the sockets passed with the bytes read
+        (they are closed when the reader takes no descriptors, as Linux does)."""
+        passed = []
+        if sock.scm:
+            consumed = sock.rcv_total - len(sock.rbuf)
+            while sock.scm and sock.scm[0][0] < consumed:
+                passed += sock.scm.pop(0)[1]
+        reply = [data, None, 0, len(data)]
+        fds = self.deliver_passed(sock.client if call.want_fds else None, passed or None)
+        return reply + [fds] if call.want_fds else reply
 
     def consume(self, sock: "Sock", n: int) -> None:
         """The application took ``n`` bytes: credit tcp's window; past the mark,
         the urgent state ends."""
         del sock.rbuf[:n]
-        if sock.st == "connected" or sock.eof:
+        if sock.family == ksock.AF_UNIX:
+            self.unix_consumed(sock)
+        elif sock.st == "connected" or sock.eof:
             self.tcp_msg(encode(TCP_RCVD, sock.conn, n))
         if sock.urg and sock.urg_off < sock.rcv_total - len(sock.rbuf):
             sock.urg = URG_NONE
@@ -432,6 +451,12 @@ class StreamSockets:
             sock.writers.popleft()
         if sock.fd >= 0:
             self.notify(sock)
+
+    def peer_name(self, s: "Sock") -> list:
+        """[address, port] of the other end, as getpeername and accept give it."""
+        if s.family == ksock.AF_UNIX:
+            return [self.unix_name(s.peer.uname if s.peer else None) or "", 0]
+        return [self.ntoa(s.raddr), s.rport]
 
     def stream_row(self, s: "Sock") -> dict:
         state = {"new": "CLOSE", "listening": "LISTEN", "connecting": "SYN-SENT", "connected": "ESTAB",

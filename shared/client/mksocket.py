@@ -14,6 +14,7 @@ What mkstack does not do yet is refused with a clear OSError, never faked.
 
 from __future__ import annotations
 
+import array
 import errno as _errno
 import io
 import itertools
@@ -31,7 +32,8 @@ _k = sys.modules.get("_mkstack_kernel_socket") or __import__("socket")
 
 from shared.ipc.messages import (SYS_ACCEPT, SYS_BIND, SYS_CLOSE, SYS_CONNECT,  # noqa: E402
                                  SYS_DUP, SYS_GETPEERNAME, SYS_GETSOCKNAME, SYS_GETSOCKOPT, SYS_HELLO, SYS_LISTEN,
-                                 SYS_IOCTL, SYS_RECVFROM, SYS_SENDTO, SYS_SETSOCKOPT, SYS_SHUTDOWN, SYS_SOCKET,
+                                 SYS_IOCTL, SYS_RECVFROM, SYS_RECVMSG, SYS_SENDMSG, SYS_SENDTO, SYS_SETSOCKOPT,
+                                 SYS_SHUTDOWN, SYS_SOCKET, SYS_SOCKETPAIR,
                                  SIOCATMARK, SIOCINQ, SIOCOUTQ)
 
 # -- the module's public face: constants and helpers as the stdlib has them -----
@@ -158,8 +160,28 @@ class _Connection:
         return s
 
     def call(self, code: int, *args: object) -> object:
-        """One request; the reply's readiness is applied before returning."""
-        s = self._dealer()
+        """One request; the reply's readiness is applied before returning. A call
+        made while this thread's own call waits (from a signal handler) gets a
+        DEALER of its own, so neither takes the other's reply."""
+        if getattr(self.local, "busy", False):
+            return self._call_on_new_dealer(code, *args)
+        self.local.busy = True
+        try:
+            return self._call(self._dealer(), code, *args)
+        finally:
+            self.local.busy = False
+
+    def _call_on_new_dealer(self, code: int, *args: object) -> object:
+        s = self.ctx.socket(zmq.DEALER)
+        s.setsockopt(zmq.LINGER, 0)
+        s.setsockopt(zmq.IDENTITY, self.cid + b".r" + str(next(self.threads)).encode())
+        s.connect(self.endpoint)
+        try:
+            return self._call(s, code, *args)
+        finally:
+            s.close(0)
+
+    def _call(self, s: zmq.Socket, code: int, *args: object) -> object:
         req = next(self.seq)
         s.send(msgpack.packb([code, req, *args], use_bin_type=True))
         while True:
@@ -220,11 +242,20 @@ class _Connection:
         n.apply(ver, mask)
         self.notifiers[fd] = n
         with self.lock:
-            self.by_sid.setdefault(sid, []).append(n)
+            peers = self.by_sid.setdefault(sid, [])
+            if n not in peers:
+                peers.append(n)
             early = self.early.pop(sid, None)
         if early is not None:
             n.apply(*early)
         return n
+
+    def park(self, fd: int, sid: int, ver: int, mask: int, family: int, type_: int, proto: int) -> int:
+        """A socket that arrived with SCM_RIGHTS: its descriptor, for socket(fileno=...)."""
+        n = self.register(fd, sid, ver, mask)
+        self.notifiers.pop(fd, None)
+        self.detached[n.fd] = (fd, family, type_, proto, n)
+        return n.fd
 
     def unregister(self, fd: int) -> None:
         n = self.notifiers.pop(fd, None)
@@ -494,12 +525,23 @@ class socket:
         return self._timeout != 0.0
 
     # -- names
+    def _addr(self, address: object) -> tuple[str | bytes, int]:
+        """An address as the socket server takes it: (host, port), or an AF_UNIX name."""
+        if self._family != AF_UNIX:
+            return _inet_addr(address)
+        if isinstance(address, (bytes, bytearray, memoryview)):
+            return bytes(address), 0
+        return os.fspath(address), 0  # type: ignore[call-overload]
+
+    def _name(self, result: list) -> object:
+        return result[0] if self._family == AF_UNIX else (result[0], result[1])
+
     def bind(self, address: tuple[str, int]) -> None:
-        host, port = _inet_addr(address)
+        host, port = self._addr(address)
         self._call(SYS_BIND, host, port)
 
     def connect(self, address: tuple[str, int]) -> None:
-        host, port = _inet_addr(address)
+        host, port = self._addr(address)
         self._call(SYS_CONNECT, host, port, self._timeout)
 
     def listen(self, backlog: int = min(SOMAXCONN, 128)) -> None:
@@ -510,7 +552,7 @@ class socket:
         new = socket.__new__(socket)
         # as the stdlib: the new socket blocks unless a default timeout is set
         new._setup(fd, self._family, self._type, self._proto, _default_timeout, sid, ver, mask)
-        return new, (host, port)
+        return new, self._name([host, port])  # type: ignore[return-value]
 
     def connect_ex(self, address: tuple[str, int]) -> int:
         try:
@@ -520,10 +562,10 @@ class socket:
         return 0
 
     def getsockname(self) -> tuple[str, int]:
-        return tuple(self._call(SYS_GETSOCKNAME))  # type: ignore[arg-type]
+        return self._name(self._call(SYS_GETSOCKNAME))  # type: ignore[arg-type, return-value]
 
     def getpeername(self) -> tuple[str, int]:
-        return tuple(self._call(SYS_GETPEERNAME))  # type: ignore[arg-type]
+        return self._name(self._call(SYS_GETPEERNAME))  # type: ignore[arg-type, return-value]
 
     # -- data
     def sendto(self, data: bytes, flags_or_addr: object, address: object = None) -> int:
@@ -531,7 +573,7 @@ class socket:
             flags, address = 0, flags_or_addr
         else:
             flags = flags_or_addr  # type: ignore[assignment]
-        host, port = _inet_addr(address)
+        host, port = self._addr(address)
         return self._send(bytes(memoryview(data)), int(flags), host, port)
 
     def send(self, data: bytes, flags: int = 0) -> int:
@@ -540,8 +582,10 @@ class socket:
             view = view[:SEND_CHUNK]       # a stream send may be partial, as with the kernel
         return self._send(bytes(view), int(flags), None, 0)
 
-    def _send(self, data: bytes, flags: int, host: str | None, port: int) -> int:
+    def _send(self, data: bytes, flags: int, host: str | bytes | None, port: int, fds: list | None = None) -> int:
         try:
+            if fds:
+                return self._call(SYS_SENDMSG, data, flags, host, port, self._timeout, fds)  # type: ignore[return-value]
             return self._call(SYS_SENDTO, data, flags, host, port, self._timeout)  # type: ignore[return-value]
         except BrokenPipeError:
             if not flags & _k.MSG_NOSIGNAL:
@@ -555,17 +599,39 @@ class socket:
             view = view[n:]
 
     def sendmsg(self, buffers: object, ancdata: object = (), flags: int = 0, address: object = None) -> int:
-        if ancdata:
-            raise _os_error(_errno.EOPNOTSUPP, "ancillary data is not supported by mkstack yet")
         data = b"".join(bytes(memoryview(b)) for b in buffers)  # type: ignore[attr-defined]
-        return self.sendto(data, flags, address) if address is not None else self.send(data, flags)
+        fds = []
+        for level, kind, payload in ancdata:  # type: ignore[attr-defined]
+            if (level, kind) != (SOL_SOCKET, _k.SCM_RIGHTS) or self._family != AF_UNIX:
+                raise _os_error(_errno.EOPNOTSUPP, "mkstack passes only SCM_RIGHTS, over AF_UNIX sockets")
+            passed, raw = array.array("i"), bytes(payload)
+            passed.frombytes(raw[:len(raw) - len(raw) % passed.itemsize])
+            fds += [self._server_fd(fd) for fd in passed]
+        host, port = self._addr(address) if address is not None else (None, 0)
+        return self._send(data, int(flags), host, port, fds)
 
-    def _recv(self, bufsize: int, flags: int) -> tuple[bytes, tuple[str, int] | None, int]:
+    @staticmethod
+    def _server_fd(fileno: int) -> int:
+        conn = _connection()
+        sfd = conn.socket_of(fileno)
+        if sfd is None and fileno in conn.detached:
+            sfd = conn.detached[fileno][0]
+        if sfd is None:
+            raise _os_error(_errno.EOPNOTSUPP, f"fd {fileno} is not an mkstack socket; only mkstack sockets "
+                            "can be passed")
+        return sfd
+
+    def _recv(self, bufsize: int, flags: int) -> tuple[bytes, object, int]:
         if bufsize < 0:
             raise ValueError("negative buffersize in recvfrom")
         data, host, port, truelen = self._call(SYS_RECVFROM, int(bufsize), int(flags),  # type: ignore[misc]
                                                self._timeout)
-        return data, (host, port) if host is not None else None, truelen
+        return data, self._peer(host, port), truelen
+
+    def _peer(self, host: object, port: int) -> object:
+        if host is None:
+            return None
+        return host if self._family == AF_UNIX else (host, port)
 
     def _recv_trunc(self, bufsize: int, flags: int) -> tuple[bytes, tuple[str, int] | None]:
         """recv/recvfrom: with MSG_TRUNC the result is as long as the datagram was
@@ -595,9 +661,24 @@ class socket:
         return self.recvfrom_into(buffer, nbytes, flags)[0]
 
     def recvmsg(self, bufsize: int, ancbufsize: int = 0, flags: int = 0) -> tuple:
-        data, addr, truelen = self._recv(bufsize, flags)
+        if bufsize < 0:
+            raise ValueError("negative buffer size in recvmsg()")
+        if ancbufsize < 0:
+            raise ValueError("negative buffer size in recvmsg()")
+        if self._family != AF_UNIX:
+            data, addr, truelen = self._recv(bufsize, flags)
+            return data, [], MSG_TRUNC if truelen > len(data) else 0, addr
+        data, host, port, truelen, passed = self._call(SYS_RECVMSG, int(bufsize), int(flags),  # type: ignore[misc]
+                                                       self._timeout)
         msg_flags = MSG_TRUNC if truelen > len(data) else 0
-        return data, [], msg_flags, addr
+        conn = _connection()
+        room = max(0, (ancbufsize - _k.CMSG_LEN(0)) // 4) if ancbufsize >= _k.CMSG_LEN(0) else 0
+        fds = [conn.park(*p) for p in passed[:room]]
+        for p in passed[room:]:                 # no room for them: closed, as the kernel does
+            conn.call(SYS_CLOSE, p[0])
+            msg_flags |= int(_k.MSG_CTRUNC)
+        ancdata = [(SOL_SOCKET, _k.SCM_RIGHTS, array.array("i", fds).tobytes())] if fds else []
+        return data, ancdata, msg_flags, self._peer(host, port)
 
     def shutdown(self, how: int) -> None:
         self._call(SYS_SHUTDOWN, int(how))
@@ -692,9 +773,18 @@ def create_server(address: tuple[str, int], *, family: int = AF_INET, backlog: i
 
 
 def socketpair(family: int = -1, type: int = -1, proto: int = 0) -> tuple:
-    """The kernel's socketpair: mkstack has no AF_UNIX sockets yet, and stdlib code
-    (asyncio's self-pipe, for one) needs a working pair."""
-    return _k.socketpair(AF_UNIX if family == -1 else family, SOCK_STREAM if type == -1 else type, proto)
+    """A connected pair of mkstack AF_UNIX sockets."""
+    family = AF_UNIX if family == -1 else family
+    type = SOCK_STREAM if type == -1 else type
+    conn = _connection()
+    pair = conn.call(SYS_SOCKETPAIR, int(family), int(type), int(proto))
+    out = []
+    for fd, sid, ver, mask in pair:  # type: ignore[union-attr]
+        s = socket.__new__(socket)
+        s._setup(fd, family, type & 0xF, proto, 0.0 if type & getattr(_k, "SOCK_NONBLOCK", 0) else _default_timeout,
+                 sid, ver, mask)
+        out.append(s)
+    return out[0], out[1]
 
 
 _kernel_ioctl = None
@@ -740,3 +830,18 @@ def fromfd(fd: int, family: int, type: int, proto: int = 0) -> socket:
     new = socket.__new__(socket)
     new._setup(newfd, int(family), int(type), int(proto), _default_timeout, sid, ver, mask)
     return new
+
+
+def send_fds(sock: socket, buffers: object, fds: object, flags: int = 0, address: object = None) -> int:
+    """As the stdlib's: pass ``fds`` (mkstack sockets' fileno()) with SCM_RIGHTS."""
+    return sock.sendmsg(buffers, [(SOL_SOCKET, _k.SCM_RIGHTS, array.array("i", fds))], flags, address)  # type: ignore[arg-type]
+
+
+def recv_fds(sock: socket, bufsize: int, maxfds: int, flags: int = 0) -> tuple:
+    """As the stdlib's: the message and up to ``maxfds`` passed descriptors."""
+    fds = array.array("i")
+    msg, ancdata, msg_flags, addr = sock.recvmsg(bufsize, _k.CMSG_LEN(maxfds * fds.itemsize), flags)
+    for level, kind, data in ancdata:
+        if (level, kind) == (SOL_SOCKET, _k.SCM_RIGHTS):
+            fds.frombytes(data[:len(data) - len(data) % fds.itemsize])
+    return msg, list(fds), msg_flags, addr

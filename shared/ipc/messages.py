@@ -98,15 +98,16 @@ BIND_REUSEADDR, BIND_RESTORE = 1, 2   # UDP_BIND / TCP_BIND flags (RESTORE: re-a
 # -- application calls (client library -> socket_server) ---------------------
 # Every call is [code, req, ...]; the reply is [req, errno, result, readiness]
 # where readiness is [fd, version, mask] or None. Events are [0, fd, version, mask].
-_ADDR = (str, type(None))
+_ADDR = (str, bytes, type(None))    # AF_INET dotted quad; AF_UNIX path, or bytes for an abstract name
 _TMO = (int, float, type(None))
 SYS_HELLO = _msg(0x501, "SYS_HELLO", "register a client (pid) or its event channel", req=int, pid=int,
                  events=bool)
 SYS_SOCKET = _msg(0x502, "SYS_SOCKET", "socket(family, type, proto) -> fd", req=int, family=int, type=int,
                   proto=int)
-SYS_BIND = _msg(0x503, "SYS_BIND", "bind(fd, (addr, port))", req=int, fd=int, addr=str, port=int)
+SYS_BIND = _msg(0x503, "SYS_BIND", "bind(fd, (addr, port)); AF_UNIX: addr is the name, port 0", req=int, fd=int,
+                addr=(str, bytes), port=int)
 SYS_CONNECT = _msg(0x504, "SYS_CONNECT", "connect(fd, (addr, port)); addr '' with AF_UNSPEC disconnects",
-                   req=int, fd=int, addr=str, port=int, timeout=_TMO)
+                   req=int, fd=int, addr=(str, bytes), port=int, timeout=_TMO)
 SYS_SENDTO = _msg(0x505, "SYS_SENDTO", "sendto(fd, data, flags, addr or None, port)", req=int, fd=int,
                   data=bytes, flags=int, addr=_ADDR, port=int, timeout=_TMO)
 SYS_RECVFROM = _msg(0x506, "SYS_RECVFROM", "recvfrom(fd, bufsize, flags) -> [data, addr, port, truelen]",
@@ -126,7 +127,14 @@ SYS_IOCTL = _msg(0x510, "SYS_IOCTL", "ioctl(fd, SIOCATMARK | SIOCINQ | SIOCOUTQ)
                  request=int)
 SYS_DUP = _msg(0x511, "SYS_DUP", "dup(fd) -> [newfd, socket id, version, mask]: one more fd for the socket",
                req=int, fd=int)
-SYS_LAST = SYS_DUP
+SYS_SOCKETPAIR = _msg(0x512, "SYS_SOCKETPAIR", "socketpair(AF_UNIX, type) -> [[fd, id, version, mask] x 2]",
+                      req=int, family=int, type=int, proto=int)
+SYS_SENDMSG = _msg(0x513, "SYS_SENDMSG", "sendto with SCM_RIGHTS: fds are the sender's descriptors to pass",
+                   req=int, fd=int, data=bytes, flags=int, addr=_ADDR, port=int, timeout=_TMO, fds=list)
+SYS_RECVMSG = _msg(0x514, "SYS_RECVMSG", "recvfrom that also takes passed descriptors: -> [data, addr, port, "
+                   "truelen, [[fd, id, version, mask, family, type, proto], ...]]", req=int, fd=int, bufsize=int,
+                   flags=int, timeout=_TMO)
+SYS_LAST = SYS_RECVMSG
 SIOCINQ, SIOCOUTQ, SIOCATMARK = 0x541B, 0x5411, 0x8905   # SYS_IOCTL requests (FIONREAD is SIOCINQ)
 
 # -- tcp <-> socket_server -----------------------------------------------------

@@ -1,0 +1,359 @@
+"""AF_UNIX sockets in the socket server (unix(7)): SOCK_STREAM and SOCK_DGRAM.
+
+Names are filesystem paths or abstract names (a leading NUL byte). Binding a
+path creates a socket inode there, resolved against the caller's working
+directory and owned by the caller, so a second bind gets EADDRINUSE until the
+path is unlinked, and connect finds the socket by the inode the path names
+now. Abstract names live in the server's table only and go with the socket.
+Stream sockets reuse the stream machinery (receive buffer, readers, writers,
+MSG_WAITALL, MSG_PEEK): a send appends to the peer's receive buffer, bounded
+by the sender's SO_SNDBUF. Datagrams wait in skbs in the receiver's queue, with
+the sender's name. SCM_RIGHTS passes mkstack sockets: a passing holds a
+reference until the receiver takes the descriptor (or the message is dropped,
+which closes it), as the BSD design of access rights has it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket as ksock
+import stat
+from typing import TYPE_CHECKING
+
+from shared.ipc.messages import (SYS_ACCEPT, SYS_BIND, SYS_CLOSE, SYS_CONNECT, SYS_GETPEERNAME,
+                                 SYS_GETSOCKNAME, SYS_LISTEN, SYS_RECVFROM, SYS_SENDTO, SYS_SHUTDOWN)
+
+from shared.skb import NoBuffers
+
+if TYPE_CHECKING:
+    from services.socket_server import Client, Pending, Sock
+
+UNIX_PATH_MAX = 108
+MAX_UNIX_DGRAM = 65000          # what one skb holds here (Linux: up to SO_SNDBUF)
+MAX_PASSED = 253                # SCM_MAX_FD
+UNIX_CALLS = (SYS_BIND, SYS_CONNECT, SYS_LISTEN, SYS_ACCEPT, SYS_SENDTO, SYS_RECVFROM, SYS_GETSOCKNAME,
+              SYS_GETPEERNAME, SYS_SHUTDOWN, SYS_CLOSE)
+
+
+def _err(code: int) -> OSError:
+    return OSError(code, os.strerror(code))
+
+
+def _proc_ids(pid: int) -> tuple[int, int]:
+    with open(f"/proc/{pid}/status") as f:
+        fields = dict(line.split(":", 1) for line in f if ":" in line)
+    return int(fields["Uid"].split()[1]), int(fields["Gid"].split()[1])
+
+
+class UnixSockets:
+    """Mixed into SocketServer; uses its answer/fail/notify/park and stream machinery."""
+
+    @staticmethod
+    def unix_socket_check(stype: int, proto: int) -> None:
+        if stype not in (ksock.SOCK_STREAM, ksock.SOCK_DGRAM):
+            raise OSError(errno.ESOCKTNOSUPPORT, "Socket type not supported (mkstack has AF_UNIX stream and "
+                          "datagram sockets)")
+        if proto not in (0, ksock.AF_UNIX):
+            raise _err(errno.EPROTONOSUPPORT)
+
+    @staticmethod
+    def unix_name(name: object) -> object:
+        """A name as the application sees it: a path as given, an abstract name as bytes."""
+        return name
+
+    # -- names -------------------------------------------------------------------------
+    def _path(self, client: "Client", name: str | bytes) -> str:
+        path = os.fsdecode(name)
+        if not path or len(os.fsencode(path)) >= UNIX_PATH_MAX or "\0" in path:
+            raise _err(errno.EINVAL)
+        return path if os.path.isabs(path) else os.path.join(f"/proc/{client.pid}/cwd", path)
+
+    def _key(self, client: "Client", name: str | bytes) -> tuple:
+        """The name table key of an existing name; OSError as connect(2) reports it."""
+        if isinstance(name, bytes) and name[:1] == b"\0":
+            return ("abstract", name)
+        try:
+            st = os.stat(self._path(client, name))
+        except FileNotFoundError:
+            raise _err(errno.ENOENT) from None
+        except PermissionError:
+            raise _err(errno.EACCES) from None
+        except NotADirectoryError:
+            raise _err(errno.ENOTDIR) from None
+        if not stat.S_ISSOCK(st.st_mode):
+            raise _err(errno.ECONNREFUSED)
+        return ("path", st.st_dev, st.st_ino)
+
+    def _lookup(self, client: "Client", name: str | bytes) -> "Sock":
+        target = self.unix_names.get(self._key(client, name))
+        if target is None:
+            raise _err(errno.ECONNREFUSED)
+        return target
+
+    def unix_bind(self, sock: "Sock", name: str | bytes) -> None:
+        if sock.uname is not None:
+            raise _err(errno.EINVAL)
+        if isinstance(name, bytes) and name[:1] == b"\0":
+            if len(name) > UNIX_PATH_MAX - 1:
+                raise _err(errno.EINVAL)
+            key: tuple = ("abstract", name)
+            if key in self.unix_names:
+                raise _err(errno.EADDRINUSE)
+        else:
+            path = self._path(sock.client, name)
+            try:
+                os.mknod(path, stat.S_IFSOCK | 0o755)
+                uid, gid = _proc_ids(sock.client.pid)
+                os.chown(path, uid, gid)
+                st = os.stat(path)
+            except FileExistsError:
+                raise _err(errno.EADDRINUSE) from None
+            except OSError as exc:
+                raise _err(exc.errno or errno.EINVAL) from None
+            key = ("path", st.st_dev, st.st_ino)
+            name = os.fsdecode(name)
+        self.unix_names[key] = sock
+        sock.uname, sock.ukey, sock.bound = name, key, True
+
+    # -- calls -------------------------------------------------------------------------
+    def unix_call(self, sock: "Sock", call: "Pending") -> None:
+        code, f = call.code, call.fields
+        if code == SYS_BIND:
+            self.unix_bind(sock, f[2])
+            self.answer(call, 0, sock)
+        elif code == SYS_CONNECT:
+            self.unix_connect(sock, f[2])
+            self.answer(call, 0, sock)
+        elif code == SYS_LISTEN:
+            if not sock.stream:
+                raise _err(errno.EOPNOTSUPP)
+            if sock.uname is None or sock.st not in ("new", "listening"):
+                raise _err(errno.EINVAL)
+            sock.st, sock.backlog = "listening", max(1, min(f[2], 4096))
+            self.answer(call, 0, sock)
+        elif code == SYS_ACCEPT:
+            if not sock.stream:
+                raise _err(errno.EOPNOTSUPP)
+            self.stream_accept(sock, call)
+        elif code == SYS_SENDTO:
+            if call.fields[3] & ksock.MSG_OOB:
+                raise _err(errno.EOPNOTSUPP)
+            if sock.stream and sock.peer is None and sock.st == "new":
+                raise _err(errno.ENOTCONN)
+            if sock.stream:
+                self.stream_send(sock, call)
+            else:
+                self.unix_dgram_send(sock, call)
+        elif code == SYS_RECVFROM:
+            if sock.stream:
+                self.stream_recv(sock, call)
+            else:
+                self.sys_recvfrom(sock, call)
+        elif code == SYS_GETSOCKNAME:
+            self.answer(call, [self.unix_name(sock.uname) or "", 0], sock)
+        elif code == SYS_GETPEERNAME:
+            if sock.peer is None or (sock.stream and sock.st != "connected"):
+                raise _err(errno.ENOTCONN)
+            self.answer(call, self.peer_name(sock), sock)
+        elif code == SYS_SHUTDOWN:
+            self.unix_shutdown(sock, f[2])
+            self.answer(call, 0, sock)
+        elif code == SYS_CLOSE:
+            self.close_sock(sock)
+            self.answer(call, 0)
+
+    def unix_connect(self, sock: "Sock", name: str | bytes) -> None:
+        if not sock.stream:
+            if name in ("", b""):                 # AF_UNSPEC: dissolve the association
+                sock.peer = None
+                return
+            target = self._lookup(sock.client, name)
+            if target.type != sock.type:
+                raise _err(errno.EPROTOTYPE)
+            sock.peer = target
+            return
+        if sock.st == "connected":
+            raise _err(errno.EISCONN)
+        if sock.st != "new":
+            raise _err(errno.EINVAL)
+        target = self._lookup(sock.client, name)
+        if target.type != sock.type:
+            raise _err(errno.EPROTOTYPE)
+        if target.st != "listening":
+            raise _err(errno.ECONNREFUSED)
+        if len(target.acceptq) >= target.backlog:
+            raise _err(errno.EAGAIN)              # unix_stream_connect: the listener's queue is full
+        from services.socket_server import Sock   # the dataclass lives with the server
+        new = Sock(next(self.sock_ids), target.client, -1, sock.family, sock.type, sock.proto, target.rcvbuf,
+                   target.sndbuf)
+        new.st, new.bound, new.uname, new.peer = "connected", True, target.uname, sock
+        self.socks[new.id] = new
+        sock.st, sock.peer = "connected", new
+        target.acceptq.append(new)
+        self.wake_stream(target)
+
+    def unix_socketpair(self, client: "Client", family: int, stype: int, proto: int) -> list:
+        if family != ksock.AF_UNIX:
+            raise _err(errno.EOPNOTSUPP)
+        stype &= 0xF
+        self.unix_socket_check(stype, proto)
+        a = self.new_sock(client, family, stype, 0)
+        try:
+            b = self.new_sock(client, family, stype, 0)
+        except OSError:
+            self.close_sock(a)
+            raise
+        a.peer, b.peer = b, a
+        if stype == ksock.SOCK_STREAM:
+            a.st = b.st = "connected"
+        return [[s.fd, s.id, *s.readiness()] for s in (a, b)]
+
+    def unix_shutdown(self, sock: "Sock", how: int) -> None:
+        if how not in (ksock.SHUT_RD, ksock.SHUT_WR, ksock.SHUT_RDWR):
+            raise _err(errno.EINVAL)
+        if sock.peer is None or (sock.stream and sock.st != "connected"):
+            raise _err(errno.ENOTCONN)
+        if how in (ksock.SHUT_RD, ksock.SHUT_RDWR):
+            sock.shut_rd = True
+        if how in (ksock.SHUT_WR, ksock.SHUT_RDWR):
+            sock.shut_wr = True
+            if sock.stream:
+                sock.peer.eof = True             # the peer reads EOF
+                self.wake_stream(sock.peer)
+        self.wake_stream(sock) if sock.stream else self.wake_readers(sock)
+        self.notify(sock)
+
+    # -- data --------------------------------------------------------------------------
+    def unix_try_send(self, sock: "Sock", call: "Pending") -> bool:
+        """Stream send: straight into the peer's receive buffer, within SO_SNDBUF."""
+        peer = sock.peer
+        if peer is None or peer.shut_rd or peer.st == "closed":
+            self.fail(call, errno.EPIPE, "Broken pipe", sock)
+            return True
+        room = sock.sndbuf - len(peer.rbuf)
+        if room <= 0:
+            return False
+        data = call.fields[2]
+        n = min(len(data), room)
+        if call.fds:
+            peer.scm.append((peer.rcv_total, self.take_passed(call)))
+        peer.rbuf += data[:n]
+        peer.rcv_total += n
+        sock.snd_pending = len(peer.rbuf)
+        self.answer(call, n, sock)
+        self.wake_stream(peer)
+        return True
+
+    def unix_consumed(self, sock: "Sock") -> None:
+        """The reader made room: the writer may go on."""
+        peer = sock.peer
+        if peer is not None and peer.peer is sock:
+            peer.snd_pending = len(sock.rbuf)
+            self.wake_stream(peer)
+
+    def unix_dgram_send(self, sock: "Sock", call: "Pending") -> None:
+        _, _, data, flags, addr, _port, timeout = call.fields
+        if flags & ksock.MSG_OOB:
+            raise _err(errno.EOPNOTSUPP)
+        if sock.shut_wr:
+            raise _err(errno.EPIPE)
+        target = self._lookup(sock.client, addr) if addr not in (None, "", b"") else sock.peer
+        if target is None:
+            raise _err(errno.ENOTCONN)
+        if target.id not in self.socks:
+            raise _err(errno.ECONNREFUSED)
+        if target.type != sock.type:
+            raise _err(errno.EPROTOTYPE)
+        if target.peer is not None and target.peer is not sock:
+            raise _err(errno.EPERM)               # unix_may_send: it is connected to another
+        if len(data) > MAX_UNIX_DGRAM:
+            raise _err(errno.EMSGSIZE)
+        if target.rcvq_mem + len(data) + 64 > target.rcvbuf and target.rcvq:
+            if timeout is not None and timeout <= 0 or flags & ksock.MSG_DONTWAIT:
+                raise _err(errno.EAGAIN)
+            call.sender = sock
+            self.park(target, target.writers, call, timeout)   # until the receiver reads
+            return
+        self.unix_deliver(sock, target, call)
+
+    def unix_deliver(self, sock: "Sock", target: "Sock", call: "Pending") -> None:
+        data = call.fields[2]
+        try:
+            skb = self.pool.alloc(len(data))
+        except NoBuffers:
+            raise _err(errno.ENOBUFS) from None
+        skb.put(len(data))[:] = data
+        passed = self.take_passed(call) if call.fds else None
+        self.queue_datagram(target, skb, sock.uname, 0, passed)
+        self.answer(call, len(data), sock)
+
+    def dgram_room(self, sock: "Sock") -> None:
+        """A datagram was read: senders waiting for room in ``sock``'s queue retry."""
+        while sock.family == ksock.AF_UNIX and sock.writers:
+            call = sock.writers[0]
+            if call.done:
+                sock.writers.popleft()
+                continue
+            sender = call.sender
+            if sock.rcvq_mem + len(call.fields[2]) + 64 > sock.rcvbuf and sock.rcvq:
+                return
+            sock.writers.popleft()
+            if sender is None or sender.id not in self.socks:
+                self.fail(call, errno.EBADF, "Bad file descriptor")
+                continue
+            try:
+                self.unix_deliver(sender, sock, call)
+            except OSError as exc:
+                self.fail(call, exc.errno or errno.EIO, exc.strerror or str(exc), sender)
+
+    # -- passing sockets (SCM_RIGHTS) ---------------------------------------------------
+    def take_passed(self, call: "Pending") -> list:
+        """The sockets a sendmsg passes: each holds a reference while in flight."""
+        socks = list(call.fds or [])[:MAX_PASSED]
+        for s in socks:
+            s.refs += 1
+        call.fds = None
+        return socks
+
+    def deliver_passed(self, client: "Client | None", passed: list | None) -> list:
+        """Passed sockets reach ``client`` as new descriptors, or (no client: the
+        reader took no descriptors, or the message was dropped) are released."""
+        out = []
+        for s in passed or []:
+            if client is not None and s.id in self.socks:
+                try:
+                    out.append(self.give_fd(client, s))
+                    continue
+                except OSError:
+                    pass                          # EMFILE: dropped, as the kernel does (MSG_CTRUNC)
+            self.release(s)
+        return out
+
+    # -- closing -----------------------------------------------------------------------
+    def unix_close(self, sock: "Sock") -> None:
+        if sock.ukey is not None and self.unix_names.get(sock.ukey) is sock:
+            del self.unix_names[sock.ukey]      # a path stays in the filesystem, as on Linux
+        while sock.acceptq:                      # connections never accepted are reset
+            pending = sock.acceptq.popleft()
+            self.close_sock(pending)
+        peer, sock.peer = sock.peer, None
+        if sock.stream and peer is not None and peer.peer is sock:
+            peer.eof = True
+            if sock.rbuf:
+                peer.err = errno.ECONNRESET       # unread data: the peer hears a reset
+            peer.st = "closed" if not peer.rbuf else peer.st
+            peer.peer = None
+            self.wake_stream(peer)
+        for _, passed in sock.scm:
+            self.deliver_passed(None, passed)
+        sock.scm = []
+        for call in list(sock.writers):
+            self.fail(call, errno.EBADF if call.sender is None else errno.ECONNREFUSED, "socket closed")
+        sock.writers.clear()
+        sock.st = "closed"
+        for other in self.socks.values():        # datagram sockets connected to it
+            if other.peer is sock and not other.stream:
+                other.peer = None
+                other.err = errno.ECONNREFUSED
+                self.notify(other)
