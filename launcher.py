@@ -32,7 +32,7 @@ from shared.config import Config, ConfigError, check_instance, load  # noqa: E40
 from shared.ipc import endpoints  # noqa: E402
 from shared.ipc.codec import BadMessage, decode, decode_reply, encode  # noqa: E402
 from shared.ipc.control import call  # noqa: E402
-from shared.ipc.messages import (CTL_CAPTURE, CTL_FILTER, CTL_IMPAIR, CTL_PING, CTL_ROUTE,  # noqa: E402
+from shared.ipc.messages import (CTL_ADDR, CTL_CAPTURE, CTL_FILTER, CTL_IMPAIR, CTL_PING, CTL_ROUTE,  # noqa: E402
                                  CTL_SHOW, CTL_STATS, SUP_KILL, SUP_RESTART, SUP_SHUTDOWN, SUP_STATUS)
 from shared.skb import SkbPool  # noqa: E402
 
@@ -533,12 +533,24 @@ def _print_routes(rows: list[dict]) -> None:
 
 
 def cmd_addr(cfg: Config, instance: str, args: argparse.Namespace) -> int:
+    """addr [show] | addr add|del ADDR/PLEN dev DEV (as `ip addr`)."""
     _require(cfg, instance)
-    if args.words and args.words[0] != "show":
-        print("launcher.py addr: changing addresses at run time is not supported; set addr in the config "
-              "and restart the instance", file=sys.stderr)
-        return 2
-    rows = call(endpoints.control(endpoints.run_dir(cfg.run_dir, instance), "ip"), CTL_SHOW, "addrs")
+    rundir = endpoints.run_dir(cfg.run_dir, instance)
+    words = args.words or ["show"]
+    if words[0] != "show":
+        if words[0] not in ("add", "del") or len(words) != 4 or words[2] != "dev":
+            print("launcher.py addr: add|del ADDR/PLEN dev DEV, or show", file=sys.stderr)
+            return 2
+        # ip first (it answers ARP for it); the others accept it as a local address
+        for svc in ("ip", "udp", "tcp", "socket_server"):
+            try:
+                call(endpoints.control(rundir, svc), CTL_ADDR, words[0], words[1], words[3])
+            except OSError as exc:
+                print(f"launcher.py addr: {svc}: {exc.strerror or exc}", file=sys.stderr)
+                if svc == "ip":
+                    return 2
+        return 0
+    rows = call(endpoints.control(rundir, "ip"), CTL_SHOW, "addrs")
     for r in rows:  # type: ignore[union-attr]
         print(f"{r['dev']:<8} inet {r['addr']}")
     return 0
@@ -792,7 +804,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("route", help="show or change routes: route [show] | add|del DST [via GW] [dev DEV]")
     p.add_argument("words", nargs=argparse.REMAINDER)
     p.set_defaults(fn=cmd_route)
-    p = sub.add_parser("addr", help="show addresses")
+    p = sub.add_parser("addr", help="show or change addresses: addr [show] | add|del ADDR/PLEN dev DEV")
     p.add_argument("words", nargs=argparse.REMAINDER)
     p.set_defaults(fn=cmd_addr)
     p = sub.add_parser("filter", help="netfilter rules: add CHAIN [-p P] [-s NET] [-d NET] [--sport N] "

@@ -22,7 +22,7 @@ import zmq
 from shared.config import Config, ConfigError, check_instance, load
 from shared.ipc import endpoints
 from shared.ipc.codec import BadMessage, decode, encode
-from shared.ipc.messages import ANNOUNCE_ACK, CTL_PING, CTL_ROUTE, CTL_SHOW, CTL_STATS
+from shared.ipc.messages import ANNOUNCE_ACK, CTL_ADDR, CTL_PING, CTL_ROUTE, CTL_SHOW, CTL_STATS
 from shared.skb import Skb, SkbPool, StaleHandle
 
 INBOX_BATCH = 256          # messages drained from the inbox per loop turn
@@ -220,11 +220,36 @@ class Service:
         """Service-specific control requests; return the result or raise OSError."""
         if code == CTL_SHOW:
             return self.show(fields[0])
+        if code == CTL_ADDR and isinstance(getattr(self, "local", None), set):
+            return self.change_addr(*fields)
         if code == CTL_ROUTE and getattr(self, "fib", None) is not None:
             from services.routes import change_route   # services that route keep their own FIB copy
             r = change_route(self.fib, self.cfg, *fields)  # type: ignore[attr-defined]
             return {"dst": fields[1], "ifindex": r.ifindex}
         raise OSError(errno.EINVAL, "unknown control request")
+
+    def change_addr(self, op: str, text: str, dev: str) -> dict:
+        """addr add|del in a service that keeps the set of local addresses (and maybe a FIB)."""
+        from services.routes import check_addr, connected_route
+        iface, d = check_addr(self.cfg, text, dev)
+        addr = int(iface.ip)
+        fib = getattr(self, "fib", None)
+        route = connected_route(iface, d.ifindex)
+        if op == "add":
+            self.local.add(addr)  # type: ignore[attr-defined]
+            if fib is not None and not any(r.dst == route.dst and r.plen == route.plen and r.ifindex == d.ifindex
+                                           for r in fib.routes()):
+                fib.add(route)
+        elif op == "del":
+            self.local.discard(addr)  # type: ignore[attr-defined]
+            if fib is not None:
+                try:
+                    fib.delete(route.dst, route.plen, d.ifindex)
+                except LookupError:
+                    pass
+        else:
+            raise OSError(errno.EINVAL, f"unknown addr operation {op!r}")
+        return {"addr": str(iface), "dev": dev}
 
     def show(self, what: str) -> object:
         raise OSError(errno.EINVAL, f"nothing to show as {what!r}")

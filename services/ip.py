@@ -27,11 +27,12 @@ import zmq
 
 from services.base import Service, main
 from services.ip_filter import NetfilterHooks
-from services.routes import LOOPBACK_ADDR, LOOPBACK_IFINDEX, LOOPBACK_MTU, fib_from_config, save_routes
+from services.routes import (LOOPBACK_ADDR, LOOPBACK_IFINDEX, LOOPBACK_MTU, check_addr, connected_route, extra_addrs,
+                             fib_from_config, save_addrs, save_routes)
 from shared.ipc.codec import encode
-from shared.ipc.messages import (ANNOUNCE_ACK, CTL_FILTER, CTL_ROUTE, DEV_QUEUE_XMIT, IP_ICMP_ERROR, IP_OUTPUT,
-                                 IP_RAW_OUTPUT, IP_RCV, IP_REGISTER, L4_ERR, L4_RCV, PMTUDISC_DO, PMTUDISC_DONT,
-                                 PMTUDISC_WANT, RAW_DELIVER)
+from shared.ipc.messages import (ANNOUNCE_ACK, CTL_ADDR, CTL_FILTER, CTL_ROUTE, DEV_QUEUE_XMIT, IP_ICMP_ERROR,
+                                 IP_OUTPUT, IP_RAW_OUTPUT, IP_RCV, IP_REGISTER, L4_ERR, L4_RCV, PMTUDISC_DO,
+                                 PMTUDISC_DONT, PMTUDISC_WANT, RAW_DELIVER)
 from shared.proto.fib import FibRoute
 from shared.proto.neigh import NeighTable, Overflow, Solicit, Unresolved
 from shared.proto.reassembly import Complete, Discard, Reassembler
@@ -98,6 +99,9 @@ class Ip(NetfilterHooks, Service):
         self.ifaces[LOOPBACK_IFINDEX] = self.lo
         self.fib = fib_from_config(self.cfg, self.rundir)
         self.local = {i.addr: i for i in self.ifaces.values()}
+        self.extra = extra_addrs(self.cfg, self.rundir)          # added with `launcher.py addr add`
+        for iface, dev in self.extra:
+            self.local[iface.ip.packed] = self.ifaces[self.cfg.device(dev).ifindex]
         self.registrations: dict[str, tuple[list[int], list[int]]] = self.load_registrations()
         self.protocols: dict[int, str] = {}      # protocol number -> the service handling it
         self.raw: dict[int, list[str]] = {}      # protocol number -> services with raw sockets for it
@@ -182,7 +186,7 @@ class Ip(NetfilterHooks, Service):
             self.pool.free(skb)
             return
         self.counters["ArpInRequests" if arp.op == ARPOP_REQUEST else "ArpInReplies"] += 1
-        for_us = arp.tpa == ifc.addr
+        for_us = arp.tpa == ifc.addr or self.local.get(arp.tpa) is ifc
         if arp.spa != b"\0\0\0\0" and not martian_source(arp.spa) and arp.spa != ifc.addr:
             for waiting in self.neigh.update(ifc.ifindex, arp.spa, arp.sha, self.now, create=for_us):
                 self.neigh_output(ifc, waiting, arp.sha)
@@ -191,7 +195,7 @@ class Ip(NetfilterHooks, Service):
             return
         # answer in place: the request's buffer becomes the reply
         skb.trim(ARP_LEN)
-        emit_arp(ArpPacket(ARPOP_REPLY, ifc.mac, ifc.addr, arp.sha, arp.spa), skb.data)
+        emit_arp(ArpPacket(ARPOP_REPLY, ifc.mac, arp.tpa, arp.sha, arp.spa), skb.data)
         self.counters["ArpOutReplies"] += 1
         self.xmit_frame(ifc, skb, arp.sha, ETH_P_ARP)
 
@@ -655,10 +659,42 @@ class Ip(NetfilterHooks, Service):
     def on_control(self, code: int, fields: list) -> object:
         if code == CTL_FILTER:
             return self.filter_control(fields[0], fields[1])
+        if code == CTL_ADDR:
+            return self.ip_change_addr(*fields)
         result = super().on_control(code, fields)
         if code == CTL_ROUTE:
             save_routes(self.fib, self.cfg, self.rundir)   # the others read it when they restart
         return result
+
+    def ip_change_addr(self, op: str, text: str, dev: str) -> dict:
+        """addr add|del: a further address on a device (the config's own stays)."""
+        iface, d = check_addr(self.cfg, text, dev)
+        ifc, packed = self.ifaces[d.ifindex], iface.ip.packed
+        route = connected_route(iface, d.ifindex)
+        if op == "add":
+            if packed in self.local:
+                raise OSError(errno.EEXIST, f"{iface.ip} is already an address of mkstack")
+            self.local[packed] = ifc
+            self.extra.append((iface, dev))
+            if not any(r.dst == route.dst and r.plen == route.plen and r.ifindex == d.ifindex
+                       for r in self.fib.routes()):
+                self.fib.add(route)
+        elif op == "del":
+            if (iface, dev) not in self.extra:
+                if packed == ifc.addr:
+                    raise OSError(errno.EPERM, f"{iface} is {dev}'s configured address; change it in the config")
+                raise OSError(errno.EADDRNOTAVAIL, f"{iface} is not an address of {dev}")
+            self.extra.remove((iface, dev))
+            del self.local[packed]
+            if route.dst != int(d.addr.network.network_address) or route.plen != d.addr.network.prefixlen:
+                try:
+                    self.fib.delete(route.dst, route.plen, d.ifindex)
+                except LookupError:
+                    pass
+        else:
+            raise OSError(errno.EINVAL, f"unknown addr operation {op!r}")
+        save_addrs(self.extra, self.rundir)
+        return {"addr": str(iface), "dev": dev}
 
     def show(self, what: str) -> object:
         if what == "neigh":
@@ -673,7 +709,8 @@ class Ip(NetfilterHooks, Service):
             return {"handlers": {str(p): svc for p, svc in sorted(self.protocols.items())},
                     "raw": {str(p): svcs for p, svcs in sorted(self.raw.items())}}
         if what == "addrs":
-            return [{"dev": i.name, "addr": f"{ip_ntoa(i.addr)}/{i.net.prefixlen}"} for i in self.ifaces.values()]
+            return ([{"dev": i.name, "addr": f"{ip_ntoa(i.addr)}/{i.net.prefixlen}"} for i in self.ifaces.values()]
+                    + [{"dev": dev, "addr": str(iface)} for iface, dev in self.extra])
         return super().show(what)
 
 

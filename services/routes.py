@@ -13,7 +13,7 @@ import ipaddress
 import json
 import os
 
-from shared.config import Config
+from shared.config import Config, Device
 from shared.proto.fib import Fib, FibRoute
 
 LOOPBACK_IFINDEX = 1
@@ -22,6 +22,44 @@ LOOPBACK_MTU = 65536
 
 
 ROUTES_FILE = "routes.json"   # in the run directory: the routes as changed at run time
+ADDRS_FILE = "addrs.json"     # and the addresses added at run time
+
+
+def extra_addrs(cfg: Config, rundir: str | None) -> list[tuple[ipaddress.IPv4Interface, str]]:
+    """Addresses ``launcher.py addr add`` gave devices, as (address, device name)."""
+    if rundir is None:
+        return []
+    try:
+        with open(os.path.join(rundir, ADDRS_FILE)) as f:
+            rows = json.load(f)
+        return [(ipaddress.IPv4Interface(a), d) for a, d in rows if d in {x.name for x in cfg.devices}]
+    except (OSError, ValueError, TypeError):
+        return []
+
+
+def save_addrs(rows: list[tuple[ipaddress.IPv4Interface, str]], rundir: str) -> None:
+    path = os.path.join(rundir, ADDRS_FILE)
+    with open(path + ".tmp", "w") as f:
+        json.dump([[str(a), d] for a, d in rows], f)
+    os.replace(path + ".tmp", path)
+
+
+def check_addr(cfg: Config, text: str, dev: str) -> tuple[ipaddress.IPv4Interface, Device]:
+    """``ADDR/PLEN`` for device ``dev``, checked as `ip addr add` would."""
+    try:
+        iface = ipaddress.IPv4Interface(text)
+        d = cfg.device(dev)
+    except ValueError as exc:
+        raise OSError(errno.EINVAL, str(exc)) from None
+    except KeyError:
+        raise OSError(errno.ENODEV, f"no device {dev!r}") from None
+    if iface.ip.is_loopback or iface.ip.is_multicast or iface.ip.is_unspecified or iface.network.prefixlen > 32:
+        raise OSError(errno.EINVAL, f"{iface} cannot be a device address")
+    return iface, d
+
+
+def connected_route(iface: ipaddress.IPv4Interface, ifindex: int) -> FibRoute:
+    return FibRoute(int(iface.network.network_address), iface.network.prefixlen, ifindex, None, iface.ip.packed)
 
 
 def fib_from_config(cfg: Config, rundir: str | None = None) -> Fib:
@@ -31,8 +69,12 @@ def fib_from_config(cfg: Config, rundir: str | None = None) -> Fib:
     fib.add(FibRoute(int(LOOPBACK_ADDR.network.network_address), LOOPBACK_ADDR.network.prefixlen,
                      LOOPBACK_IFINDEX, None, LOOPBACK_ADDR.ip.packed))
     for d in cfg.devices:
-        fib.add(FibRoute(int(d.addr.network.network_address), d.addr.network.prefixlen,
-                         d.ifindex, None, d.addr.ip.packed))
+        fib.add(connected_route(d.addr, d.ifindex))
+    for iface, dev in extra_addrs(cfg, rundir):
+        try:
+            fib.add(connected_route(iface, cfg.device(dev).ifindex))
+        except FileExistsError:
+            pass
     saved = None
     if rundir is not None:
         try:
@@ -90,5 +132,6 @@ def save_routes(fib: Fib, cfg: Config, rundir: str) -> None:
     os.replace(path + ".tmp", path)
 
 
-def local_addrs(cfg: Config) -> set[bytes]:
-    return {d.addr.ip.packed for d in cfg.devices} | {LOOPBACK_ADDR.ip.packed}
+def local_addrs(cfg: Config, rundir: str | None = None) -> set[bytes]:
+    return ({d.addr.ip.packed for d in cfg.devices} | {LOOPBACK_ADDR.ip.packed}
+            | {a.ip.packed for a, _ in extra_addrs(cfg, rundir)})

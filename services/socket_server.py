@@ -220,7 +220,7 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         self.timer_seq = itertools.count()
         self.next_client_check = time.monotonic() + CLIENT_CHECK
         self.fib = fib_from_config(self.cfg, self.rundir)
-        self.local = {int.from_bytes(a, "big") for a in local_addrs(self.cfg)}
+        self.local = {int.from_bytes(a, "big") for a in local_addrs(self.cfg, self.rundir)}
         self.bcast = {int.from_bytes(d.addr.network.broadcast_address.packed, "big")
                       for d in self.cfg.devices} | {0xFFFFFFFF}
         self.udp_sends: list[tuple[list, Skb]] = []

@@ -179,6 +179,8 @@ CTL_FILTER = _msg(0x907, "CTL_FILTER", "ip: netfilter rules: op 'add' (args: CHA
                   "'del' (CHAIN, N), 'list', 'flush'", op=str, args=list)
 CTL_ROUTE = _msg(0x908, "CTL_ROUTE", "ip, tcp, socket_server: route add|del DST [via GW] [dev DEV]", op=str,
                  dst=str, via=(str, type(None)), dev=(str, type(None)))
+CTL_ADDR = _msg(0x909, "CTL_ADDR", "ip, udp, tcp, socket_server: addr add|del ADDR/PLEN dev DEV", op=str,
+                addr=str, dev=str)
 CTL_SHOW = _msg(0x903, "CTL_SHOW", "service tables (neighbours, routes, devices); reply [0, {...}]",
                 what=str)
 

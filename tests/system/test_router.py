@@ -82,3 +82,24 @@ def test_reject_and_input_rules_and_bad_rules(router):
                      (["OUTPUT", "-i", "tap0", "-j", "DROP"], "-i cannot be used in OUTPUT")):
         p = router.launcher("filter", "add", *bad, check=False)
         assert p.returncode == 2 and why in p.stderr
+
+
+def test_addresses_change_at_run_time_and_outlive_restarts(stack):
+    stack.launcher("addr", "add", "10.66.0.5/24", "dev", "tap0")
+    assert "tap0     inet 10.66.0.5/24" in stack.launcher("addr").stdout
+    assert "1 received" in stack.peer("ping", "-c", "1", "-W", "2", "10.66.0.5").stdout
+    bound = stack.launcher("run", "--", "python", "-c", "import socket; s = socket.socket(socket.AF_INET, "
+                           "socket.SOCK_DGRAM); s.bind(('10.66.0.5', 0)); print(s.getsockname()[0])").stdout
+    assert bound.strip() == "10.66.0.5"
+    for svc in ("ip", "socket_server"):
+        stack.launcher("kill", svc)
+    deadline = time.time() + 10
+    while any(s["state"] != "running" or (s["name"] in ("ip", "socket_server") and s["restarts"] < 1)
+              for s in stack.status()["services"]):
+        assert time.time() < deadline
+        time.sleep(0.1)
+    assert "1 received" in stack.peer("ping", "-c", "1", "-W", "2", "10.66.0.5").stdout
+    refused = stack.launcher("addr", "del", f"{stack.addr}/24", "dev", "tap0", check=False)
+    assert refused.returncode == 2 and "configured address" in refused.stderr
+    stack.launcher("addr", "del", "10.66.0.5/24", "dev", "tap0")
+    assert "0 received" in stack.peer("ping", "-c", "1", "-W", "1", "10.66.0.5", check=False).stdout
