@@ -27,7 +27,8 @@ test-unit: venv
 	$(PY) -m pytest -q tests/unit tests/integration
 
 bench: venv
-	$(PY) -m tests.bench
+	$(PY) -m pip install -q -r requirements-bench.txt
+	$(PY) -m tests.bench --json tests/bench/results/bench.json --plot tests/bench/results/bench.png
 
 clean:
 	rm -rf .venv .pytest_cache
