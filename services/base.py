@@ -382,10 +382,20 @@ class Service:
             s.close(0)
 
 
+PROFILE_ENV = "MKSTACK_PROFILE"   # a directory: each service writes <name>.pstats there when it stops
+
+
 def main(cls: type[Service]) -> None:
     try:
         svc = cls()
     except ConfigError as exc:
         print(f"mkstack-{cls.kind}: config: {exc}", file=sys.stderr)
         sys.exit(2)
-    svc.run()
+    where = os.environ.get(PROFILE_ENV)
+    if not where:
+        svc.run()
+        return
+    import cProfile
+    prof = cProfile.Profile()
+    prof.runcall(svc.run)
+    prof.dump_stats(os.path.join(where, f"{svc.name}.pstats"))
