@@ -250,6 +250,15 @@ class _Connection:
             n.apply(*early)
         return n
 
+    def server_fd(self, fileno: int, why: str) -> int:
+        """The socket server's fd for one of our descriptors (live or detached)."""
+        sfd = self.socket_of(fileno)
+        if sfd is None and fileno in self.detached:
+            sfd = self.detached[fileno][0]
+        if sfd is None:
+            raise _os_error(_errno.EOPNOTSUPP, f"fd {fileno} is not an mkstack socket; {why}")
+        return sfd
+
     def park(self, fd: int, sid: int, ver: int, mask: int, family: int, type_: int, proto: int) -> int:
         """A socket that arrived with SCM_RIGHTS: its descriptor, for socket(fileno=...)."""
         n = self.register(fd, sid, ver, mask)
@@ -612,14 +621,7 @@ class socket:
 
     @staticmethod
     def _server_fd(fileno: int) -> int:
-        conn = _connection()
-        sfd = conn.socket_of(fileno)
-        if sfd is None and fileno in conn.detached:
-            sfd = conn.detached[fileno][0]
-        if sfd is None:
-            raise _os_error(_errno.EOPNOTSUPP, f"fd {fileno} is not an mkstack socket; only mkstack sockets "
-                            "can be passed")
-        return sfd
+        return _connection().server_fd(fileno, "only mkstack sockets can be passed")
 
     def _recv(self, bufsize: int, flags: int) -> tuple[bytes, object, int]:
         if bufsize < 0:
@@ -820,12 +822,7 @@ def fromfd(fd: int, family: int, type: int, proto: int = 0) -> socket:
     """A socket object for a duplicate of ``fd``, which must be an mkstack socket's
     fileno() (or a descriptor detach() returned)."""
     conn = _connection()
-    sfd = conn.socket_of(fd)
-    if sfd is None and fd in conn.detached:
-        sfd = conn.detached[fd][0]
-    if sfd is None:
-        raise _os_error(_errno.EOPNOTSUPP, f"fd {fd} is not an mkstack socket; mkstack cannot take over kernel "
-                        "sockets")
+    sfd = conn.server_fd(fd, "mkstack cannot take over kernel sockets")
     newfd, sid, ver, mask = conn.call(SYS_DUP, sfd)  # type: ignore[misc]
     new = socket.__new__(socket)
     new._setup(newfd, int(family), int(type), int(proto), _default_timeout, sid, ver, mask)

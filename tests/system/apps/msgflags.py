@@ -1,6 +1,5 @@
 """Message flags and urgent data transcript: msgflags.py ADDR. Both ends on one
 stack (mkstack, or the kernel in the peer namespace); the transcripts must match."""
-import errno
 import fcntl
 import select
 import signal
@@ -10,20 +9,10 @@ import sys
 import threading
 import time
 
+from transcript import dump, err, note
+
 ADDR = sys.argv[1]
 SIOCATMARK, SIOCINQ = 0x8905, 0x541B
-log = []
-
-
-def note(what, value):
-    log.append(f"{what}: {value}")
-
-
-def err(fn):
-    try:
-        return fn()
-    except OSError as exc:
-        return f"{type(exc).__name__} {errno.errorcode.get(exc.errno, exc.errno)}"
 
 
 def ioctl(s, req):
@@ -138,5 +127,4 @@ for flags in (0, socket.MSG_NOSIGNAL):
     pipes.clear()
 c.close()
 lst.close()
-for line in log:
-    print(line)
+dump()

@@ -1,25 +1,13 @@
 """AF_UNIX semantics transcript: unix_transcript.py DIR. Run on mkstack and on
 the kernel (DIR a fresh directory each time); the transcripts must be equal."""
-import errno
 import os
 import socket
 import sys
 import threading
 
+from transcript import dump, err, note
+
 D = sys.argv[1]
-log = []
-
-
-def note(what, value):
-    log.append(f"{what}: {value}")
-
-
-def err(fn):
-    try:
-        return fn()
-    except OSError as exc:
-        return f"{type(exc).__name__} {errno.errorcode.get(exc.errno, exc.errno)}"
-
 
 path = os.path.join(D, "stream.sock")
 lst = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -108,5 +96,4 @@ u1.sendall(b"through the passed socket")
 note("SCM_RIGHTS", (msg, len(fds), got.recv(100), got.family, got.type))
 socket.send_fds(m1, [b"again"], [u1.fileno()])
 note("recv without room for fds", m2.recvmsg(100)[:3])
-for line in log:
-    print(line)
+dump()
