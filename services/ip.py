@@ -36,7 +36,7 @@ from shared.ipc.messages import (ANNOUNCE_ACK, CTL_ADDR, CTL_FILTER, CTL_ROUTE, 
 from shared.proto.fib import FibRoute
 from shared.proto.neigh import NeighTable, Overflow, Solicit, Unresolved
 from shared.proto.reassembly import Complete, Discard, Reassembler
-from shared.skb import CSUM_PARTIAL, NoBuffers, Skb
+from shared.skb import CSUM_PARTIAL, CSUM_VALID, NoBuffers, Skb
 from shared.wire import WireError
 from shared.wire.arp import ARP_LEN, ARPOP_REPLY, ARPOP_REQUEST, ArpPacket, emit_arp, parse_arp
 from shared.wire.checksum import ones_sum, pseudo_header_sum
@@ -112,6 +112,7 @@ class Ip(NetfilterHooks, Service):
         n = self.cfg.neigh
         self.neigh = NeighTable(n.reachable_time, n.retrans_time, n.mcast_solicit, n.unres_qlen, n.gc_stale_time)
         self.icmp_limit = TokenBucket(1000.0, 50.0)
+        self.offload = self.cfg.driver_offload and not self.cfg.forwarding   # the TAPs finish checksums, cut TSO
         self.filter_init()
         self.ident = int(time.time() * 1000) & 0xFFFF
         self.txbatch: dict[int, list[Skb]] = {}
@@ -560,14 +561,22 @@ class Ip(NetfilterHooks, Service):
             self.pool.free(skb)
             return
         src = src or route.src
+        mtu = self.ifaces[route.ifindex].mtu
         if skb.flags & CSUM_PARTIAL:
-            self.finish_l4_csum(skb, src, dst, proto)
+            local = dst in self.local or route.ifindex == LOOPBACK_IFINDEX
+            fits = len(skb) + (0 if header_room else IPV4_HLEN) <= mtu or skb.gso_size
+            if local or (self.offload and fits):
+                # the device (or, on lo, nobody) finishes it: leave the pseudo-header sum (CHECKSUM_PARTIAL)
+                struct.pack_into("!H", skb.data, skb.csum_offset, pseudo_header_sum(src, dst, proto, len(skb)))
+                if local:
+                    skb.flags = skb.flags | CSUM_VALID
+            else:
+                self.finish_l4_csum(skb, src, dst, proto)
         if not header_room:
             skb.push(IPV4_HLEN)
-        mtu = self.ifaces[route.ifindex].mtu
         self.ident = (self.ident + 1) & 0xFFFF
         hdr = Ipv4Header(src=src, dst=dst, proto=proto, total_len=len(skb), ttl=ttl, tos=tos, ident=self.ident,
-                         df=df == PMTUDISC_DO or (df == PMTUDISC_WANT and len(skb) <= mtu))
+                         df=df == PMTUDISC_DO or (df == PMTUDISC_WANT and len(skb) <= mtu) or bool(skb.gso_size))
         emit_ipv4(hdr, skb.data)
         self.counters["IpOutRequests"] += 1
         self.ip_local_out(skb, route, dst, hdr)
@@ -597,7 +606,7 @@ class Ip(NetfilterHooks, Service):
         ifc = self.ifaces[route.ifindex]
         if not self.nf_hook("POSTROUTING", skb, None, ifc):
             return
-        if len(skb) > ifc.mtu:
+        if len(skb) > ifc.mtu and not skb.gso_size:     # a TSO segment is cut by the device, not here
             self.ip_fragment(skb, route, dst, ifc.mtu)
             return
         self.ip_neigh_output(skb, route, dst)

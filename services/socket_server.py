@@ -438,8 +438,9 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         fd = self.new_fd(client)
         if family == ksock.AF_INET:
             proto = {ksock.SOCK_STREAM: ksock.IPPROTO_TCP, ksock.SOCK_DGRAM: ksock.IPPROTO_UDP}.get(stype, proto)
-        s = Sock(next(self.sock_ids), client, fd, family, stype, proto, self.cfg.socket_rcvbuf,
-                 self.cfg.socket_sndbuf)
+        tcp = family == ksock.AF_INET and stype == ksock.SOCK_STREAM
+        s = Sock(next(self.sock_ids), client, fd, family, stype, proto,
+                 self.cfg.tcp_rmem if tcp else self.cfg.socket_rcvbuf, self.cfg.socket_sndbuf)
         s.conn = s.id
         client.fds[fd] = s
         self.socks[s.id] = s

@@ -27,7 +27,7 @@ from shared.ipc.messages import (BIND_REUSEADDR, CLOSE_ABORT, CLOSE_SHUT_WR, IP_
                                  TCP_LISTEN, TCP_RCVD, TCP_RESULT, TCP_SEND, TCP_SEND_URG, TCP_SETOPT)
 from shared.proto.tcp.tcb import Segment, State, Tcb, TcpConfig, reset_for
 from shared.proto.udp import PortTable
-from shared.skb import CSUM_PARTIAL, NoBuffers, Skb
+from shared.skb import CSUM_PARTIAL, CSUM_VALID, NoBuffers, Skb
 from shared.wire import WireError
 from shared.wire.icmp import ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_PORT_UNREACH
 from shared.wire.ipv4 import IPPROTO_TCP
@@ -87,7 +87,8 @@ class Tcp(Service):
         self.events: list[list] = []
         self.events_bytes = 0
         self.out: list[tuple[list, Skb]] = []
-        self.tcfg = TcpConfig(mss=min(d.mtu for d in self.cfg.devices) - 40, **self.cfg.tcp)
+        self.tcfg = TcpConfig(mss=min(d.mtu for d in self.cfg.devices) - 40,
+                              tso=self.cfg.driver_offload and not self.cfg.forwarding, **self.cfg.tcp)
         self.now = time.monotonic()
         self.peer("ip")
         self.announce("ip", IP_REGISTER).set(self.name, [IPPROTO_TCP], [])   # inet_add_protocol
@@ -243,7 +244,7 @@ class Tcp(Service):
     def tcp_rcv(self, skb: Skb) -> None:
         src, dst = skb.ip_addrs()
         try:
-            hdr, payload = parse_tcp(skb.data, src, dst)
+            hdr, payload = parse_tcp(skb.data, src, dst, verify=not skb.flags & CSUM_VALID)
         except WireError as exc:
             self.counters["TcpInErrs"] += 1
             if "checksum" in str(exc):
@@ -306,7 +307,9 @@ class Tcp(Service):
     def touch(self, c: Conn) -> None:
         self.touched[c.id] = c
 
-    def xmit(self, laddr: int, lport: int, raddr: int, rport: int, seg: Segment) -> None:
+    def xmit(self, laddr: int, lport: int, raddr: int, rport: int, seg: Segment, mss: int = 0) -> None:
+        """One segment into an skb for ip; longer than ``mss``, it is a TSO segment
+        the device cuts into ``mss``-byte pieces (skb.gso_size)."""
         hdr = TcpHeader(lport, rport, seg.seq, seg.ack, seg.flags, seg.wnd, seg.urg, seg.opts)
         hlen = tcp_hlen(seg.opts)
         try:
@@ -320,6 +323,9 @@ class Tcp(Service):
             buf[hlen:] = seg.data
         skb.flags = skb.flags | CSUM_PARTIAL
         skb.csum_offset = TCP_CSUM_OFF
+        if mss and len(seg.data) > mss:
+            skb.gso_size = mss
+            self.counters["TcpOutTsoSegs"] += 1
         self.counters["TcpOutSegs"] += 1
         self.out.append(([self.pool.give(skb, self.cfg.service_id("ip")), laddr, raddr, IPPROTO_TCP, 0, 64,
                           PMTUDISC_DO], skb))
@@ -328,7 +334,7 @@ class Tcp(Service):
         """Move what a connection produced to the wire and the socket layer."""
         t = c.tcb
         for seg in t.output:
-            self.xmit(c.laddr, c.lport, c.raddr, c.rport, seg)
+            self.xmit(c.laddr, c.lport, c.raddr, c.rport, seg, t.seg_size())
         t.output.clear()
         retrans = t.stats["retrans"]
         if retrans:
@@ -429,7 +435,9 @@ class Tcp(Service):
                 rows.append({"state": t.state.value, "local": f"{ip(c.laddr)}:{c.lport}",
                              "remote": f"{ip(c.raddr)}:{c.rport}", "conn": c.id, "recv_q": 0,
                              "send_q": len(t.sndq), "cwnd": t.cc.cwnd, "srtt": t.rtt.srtt, "rto": t.rtt.rto,
-                             "sack": t.sack_ok, "ts": t.ts_ok, "wscale": [t.snd_wscale, t.rcv_wscale]})
+                             "sack": t.sack_ok, "ts": t.ts_ok, "wscale": [t.snd_wscale, t.rcv_wscale],
+                             "rcv_space": t.rcv_space, "rcv_wnd": (t.rcv_adv - t.rcv_nxt) & 0xFFFFFFFF,
+                             "ooo": len(t.ooo)})
             return rows
         return super().show(what)
 

@@ -24,7 +24,7 @@ from shared.ipc.messages import (BIND_RESTORE, BIND_REUSEADDR, IP_ICMP_ERROR, IP
                                  L4_RCV, PMTUDISC_WANT, UDP_BIND, UDP_BOUND, UDP_CONNECT, UDP_DELIVER, UDP_RESYNC,
                                  UDP_SEND, UDP_SOCK_ERR, UDP_UNBIND)
 from shared.proto.udp import PortTable
-from shared.skb import CSUM_PARTIAL, NoBuffers, Skb
+from shared.skb import CSUM_PARTIAL, CSUM_VALID, NoBuffers, Skb
 from shared.wire import WireError
 from shared.wire.icmp import (ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_HOST_UNREACH, ICMP_NET_UNREACH,
                               ICMP_PORT_UNREACH, ICMP_PROT_UNREACH, ICMP_TIME_EXCEEDED)
@@ -106,7 +106,7 @@ class Udp(Service):
     def udp_rcv(self, skb: Skb) -> None:
         src, dst = skb.ip_addrs()
         try:
-            hdr, _ = parse_udp(skb.data, src, dst)
+            hdr, _ = parse_udp(skb.data, src, dst, verify=not skb.flags & CSUM_VALID)
         except WireError as exc:
             self.counters["UdpInErrors"] += 1
             if "checksum" in str(exc):

@@ -34,6 +34,8 @@ FREE, OWNED, TRANSIT = 0, 1, 2
 NO_OFFSET = 0xFFFFFFFF
 # FLAGS bits
 CSUM_PARTIAL = 1        # the L4 checksum at csum_offset is to be finished by ip (pseudo-header + data)
+CSUM_VALID = 2          # received with a checksum the kernel vouches for (virtio NEEDS_CSUM/DATA_VALID):
+                        # the L4 checksum field may hold only the pseudo-header sum; do not verify it
 
 _SLOT_BITS = 24
 _CLS_BITS = 4
@@ -401,6 +403,7 @@ class Skb:
     transport_header = property(lambda s: s._get(TRANS), lambda s, v: s._set(TRANS, v))
     aux = property(lambda s: s._get(AUX), lambda s, v: s._set(AUX, v))
     csum_offset = property(lambda s: s._get(CSUM_OFF), lambda s, v: s._set(CSUM_OFF, v))
+    gso_size = property(lambda s: s._get(GSO), lambda s, v: s._set(GSO, v))   # TSO: payload bytes per wire segment
 
     def ip_addrs(self) -> tuple[bytes, bytes]:
         """Source and destination of the IPv4 header at network_header."""

@@ -31,8 +31,9 @@ class UdpHeader:
     csum: int = 0
 
 
-def parse_udp(buf: memoryview | bytes, src: bytes, dst: bytes) -> tuple[UdpHeader, memoryview]:
-    """Check length and checksum (RFC 1122 4.1.3.4: a zero checksum means none)."""
+def parse_udp(buf: memoryview | bytes, src: bytes, dst: bytes, verify: bool = True) -> tuple[UdpHeader, memoryview]:
+    """Check length and checksum (RFC 1122 4.1.3.4: a zero checksum means none);
+    ``verify=False`` for datagrams the kernel flagged as carrying a partial checksum."""
     n = len(buf)
     if n < UDP_HLEN:
         raise WireError(f"[UDP] datagram of {n} bytes is shorter than the header")
@@ -40,7 +41,7 @@ def parse_udp(buf: memoryview | bytes, src: bytes, dst: bytes) -> tuple[UdpHeade
     if length < UDP_HLEN or length > n:
         raise WireError(f"[UDP] length field {length} in a {n}-byte datagram")
     mv = memoryview(buf)[:length]
-    if csum and ones_sum(mv, pseudo_header_sum(src, dst, IPPROTO_UDP, length)) != 0xFFFF:
+    if verify and csum and ones_sum(mv, pseudo_header_sum(src, dst, IPPROTO_UDP, length)) != 0xFFFF:
         raise WireError("[UDP] bad checksum")
     if dport == 0:
         raise WireError("[UDP] destination port 0")

@@ -172,7 +172,7 @@ def test_both_transfers_survive_3_percent_loss_each_way(stack, servers, tmp_path
     dropped_by_us = stack.stats()["netdev"]["devices"]["tap0"]["rx_impaired"]
     print(f"\n50 MB with 3% loss each way: mkstack -> kernel {mbps:.1f} MB/s, kernel -> mkstack {up:.1f} MB/s; "
           f"dropped {dropped_by_iptables} + {dropped_by_us}; retransmitted {stack.stats()['tcp']['TcpRetransSegs']}")
-    assert dropped_by_iptables > 500 and dropped_by_us > 500
+    assert dropped_by_iptables > 50 and dropped_by_us > 50      # frames: with TSO one frame holds up to 64 KB
 
 
 def test_garbage_segments_never_crash_tcp(stack):

@@ -79,6 +79,7 @@ class TcpConfig:
     keepalive_probes: int = 9
     cc: str = "cubic"
     rto_min: float = 0.2
+    tso: bool = False                # new data may leave in segments of many MSS; the device cuts them
 
 
 def reset_for(seg: Segment) -> Segment | None:
@@ -337,6 +338,8 @@ class Tcb:
         if self.state not in SYNCHRONIZED or self.state is State.TIME_WAIT:
             return
         mss = self.seg_size()
+        # TSO: up to 64 KB of new data per segment, in whole MSS, for the device to cut (retransmissions stay one MSS)
+        burst = max(1, (65535 - 120) // mss) * mss if self.cfg.tso else mss
         wnd_edge = S.add(self.snd_una, self.snd_wnd)
         # 1. holes the scoreboard says are lost
         while S.lt(self.rexmit_next, self.lost_until) and S.lt(self.rexmit_next, self.snd_max):
@@ -363,7 +366,9 @@ class Tcb:
                     self._xmit(self.snd_nxt, 0, now)         # a bare FIN
                 break
             room = min(S.sub(wnd_edge, self.snd_nxt), self.cc.cwnd - self._pipe())
-            n = min(mss, avail, max(room, 0))
+            n = min(burst, avail, max(room, 0))
+            if n > mss:
+                n -= n % mss                                  # whole segments, the tail goes on its own
             if n <= 0:
                 if self.snd_wnd == 0 and self.flight == 0 and self.persist_at is None:
                     self.persist_at = now + self.rtt.rto     # zero window: probe later

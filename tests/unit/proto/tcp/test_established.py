@@ -239,3 +239,16 @@ def test_segments_leave_room_for_the_timestamp_option():
     t.send(b"x" * 3000, now=1)
     sizes = [len(s.data) for s in take(t)]
     assert sizes == [1448, 1448, 104]          # 1460 - 12 bytes of timestamps, as Linux
+
+
+def test_tso_sends_whole_mss_multiples_up_to_64k_and_retransmits_one_mss():
+    t = established(TcpConfig(sack=False, timestamps=False, cc="reno", tso=True), peer_wnd=65535, wscale=7)
+    t.cc.cwnd = 200_000
+    t.send(b"d" * 150_000, now=1)
+    segs = take(t)
+    mss = t.seg_size()
+    assert len(segs[0].data) == (65535 - 120) // mss * mss      # one TSO segment, cut by the device
+    assert all(len(s.data) % mss == 0 for s in segs[:-1]) and all(len(s.data) <= 65535 for s in segs)
+    t.poll(t.rto_at)                                               # the RTO: one MSS goes again, not 64 KB
+    [r] = [s for s in take(t) if s.data]
+    assert r.seq == L and len(r.data) == mss
