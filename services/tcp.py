@@ -356,11 +356,17 @@ class Tcp(Service):
             self.events.append([c.id, "est", c.laddr, c.lport])
         if not c.orphan:
             if t.delivered:
-                self.events.append([c.id, "data", bytes(t.delivered)])
-                self.events_bytes += len(t.delivered)
+                # a filled gap can release a whole window at once: never more than a batch per message,
+                # or the codec refuses it (and the data, and the window it holds, are lost)
+                view = memoryview(t.delivered)
+                for off in range(0, len(view), EVENTS_BATCH_BYTES):
+                    chunk = bytes(view[off:off + EVENTS_BATCH_BYTES])
+                    self.events.append([c.id, "data", chunk])
+                    self.events_bytes += len(chunk)
+                    if self.events_bytes >= EVENTS_BATCH_BYTES:
+                        self.events_flush()
+                view.release()
                 t.delivered.clear()
-                if self.events_bytes >= EVENTS_BATCH_BYTES:
-                    self.events_flush()     # keep every message well under the codec's limit
             for off in t.urgent:
                 self.events.append([c.id, "urg", off])
             t.urgent.clear()

@@ -76,8 +76,8 @@ class Config:
     socket_sndbuf: int
     tcp: dict
     forwarding: bool = False                  # net.ipv4.ip_forward
-    tcp_rmem: int = 212992                    # SO_RCVBUF of TCP sockets that do not set one
-    driver_offload: bool = False              # TAP offloads (IFF_VNET_HDR: checksum, TSO from the kernel)
+    tcp_rmem: int = 1048576                   # SO_RCVBUF of TCP sockets that do not set one
+    driver_offload: bool = True               # TAP offloads (IFF_VNET_HDR: checksum, TSO from the kernel)
     filter_rules: tuple[str, ...] = ()        # netfilter rules, iptables-like text
     services: list[str] = field(default_factory=list)
 
@@ -278,8 +278,8 @@ def load(path: str) -> Config:
         socket_sndbuf=int(sock.num("wmem_default", 4608, 1 << 26, 212992, integer=True)),
         tcp=_tcp(root.table("tcp")),
         forwarding=bool(ipsec.get("forwarding", bool, False)),
-        driver_offload=bool(root.table("driver").get("offload", bool, False)),
-        tcp_rmem=int(root.table("tcp").num("rmem", 4608, 1 << 26, 212992, integer=True)),
+        driver_offload=bool(root.table("driver").get("offload", bool, True)),
+        tcp_rmem=int(root.table("tcp").num("rmem", 4608, 1 << 26, 1048576, integer=True)),
         filter_rules=_filter_rules(root.table("netfilter")),
     )
     cfg.services.extend(cfg.driver_name(d) for d in devices)
