@@ -230,23 +230,17 @@ class Service:
 
     def change_addr(self, op: str, text: str, dev: str) -> dict:
         """addr add|del in a service that keeps the set of local addresses (and maybe a FIB)."""
-        from services.routes import check_addr, connected_route
+        from services.routes import add_connected, check_addr, drop_connected
         iface, d = check_addr(self.cfg, text, dev)
-        addr = int(iface.ip)
         fib = getattr(self, "fib", None)
-        route = connected_route(iface, d.ifindex)
         if op == "add":
-            self.local.add(addr)  # type: ignore[attr-defined]
-            if fib is not None and not any(r.dst == route.dst and r.plen == route.plen and r.ifindex == d.ifindex
-                                           for r in fib.routes()):
-                fib.add(route)
-        elif op == "del":
-            self.local.discard(addr)  # type: ignore[attr-defined]
+            self.local.add(int(iface.ip))  # type: ignore[attr-defined]
             if fib is not None:
-                try:
-                    fib.delete(route.dst, route.plen, d.ifindex)
-                except LookupError:
-                    pass
+                add_connected(fib, iface, d)
+        elif op == "del":
+            self.local.discard(int(iface.ip))  # type: ignore[attr-defined]
+            if fib is not None:
+                drop_connected(fib, iface, d)
         else:
             raise OSError(errno.EINVAL, f"unknown addr operation {op!r}")
         return {"addr": str(iface), "dev": dev}

@@ -54,7 +54,7 @@ class Driver(Service):
         self.budget = self.cfg.driver_budget
         self.frame_max = self.dev.mtu + ETH_HLEN + VLAN_HLEN
         self.scratch = bytearray(MAX_FRAME)   # where a frame goes when no skb is free
-        self.offload = self.cfg.driver_offload and not self.cfg.forwarding
+        self.offload = self.cfg.offload
         flags = pytun.IFF_TAP | pytun.IFF_NO_PI | (pytun.IFF_VNET_HDR if self.offload else 0)
         with netns.inside(self.dev.netns(self.instance)):
             self.tap = pytun.TunTapDevice(name=self.dev.name, flags=flags)

@@ -27,8 +27,8 @@ import zmq
 
 from services.base import Service, main
 from services.ip_filter import NetfilterHooks
-from services.routes import (LOOPBACK_ADDR, LOOPBACK_IFINDEX, LOOPBACK_MTU, check_addr, connected_route, extra_addrs,
-                             fib_from_config, save_addrs, save_routes)
+from services.routes import (LOOPBACK_ADDR, LOOPBACK_IFINDEX, LOOPBACK_MTU, add_connected, check_addr, drop_connected,
+                             extra_addrs, fib_from_config, save_addrs, save_routes)
 from shared.ipc.codec import encode
 from shared.ipc.messages import (ANNOUNCE_ACK, CTL_ADDR, CTL_FILTER, CTL_ROUTE, DEV_QUEUE_XMIT, IP_ICMP_ERROR,
                                  IP_OUTPUT, IP_RAW_OUTPUT, IP_RCV, IP_REGISTER, L4_ERR, L4_RCV, PMTUDISC_DO,
@@ -112,7 +112,7 @@ class Ip(NetfilterHooks, Service):
         n = self.cfg.neigh
         self.neigh = NeighTable(n.reachable_time, n.retrans_time, n.mcast_solicit, n.unres_qlen, n.gc_stale_time)
         self.icmp_limit = TokenBucket(1000.0, 50.0)
-        self.offload = self.cfg.driver_offload and not self.cfg.forwarding   # the TAPs finish checksums, cut TSO
+        self.offload = self.cfg.offload   # the TAPs finish checksums and cut TSO segments
         self.filter_init()
         self.ident = int(time.time() * 1000) & 0xFFFF
         self.txbatch: dict[int, list[Skb]] = {}
@@ -679,15 +679,12 @@ class Ip(NetfilterHooks, Service):
         """addr add|del: a further address on a device (the config's own stays)."""
         iface, d = check_addr(self.cfg, text, dev)
         ifc, packed = self.ifaces[d.ifindex], iface.ip.packed
-        route = connected_route(iface, d.ifindex)
         if op == "add":
             if packed in self.local:
                 raise OSError(errno.EEXIST, f"{iface.ip} is already an address of mkstack")
             self.local[packed] = ifc
             self.extra.append((iface, dev))
-            if not any(r.dst == route.dst and r.plen == route.plen and r.ifindex == d.ifindex
-                       for r in self.fib.routes()):
-                self.fib.add(route)
+            add_connected(self.fib, iface, d)
         elif op == "del":
             if (iface, dev) not in self.extra:
                 if packed == ifc.addr:
@@ -695,11 +692,7 @@ class Ip(NetfilterHooks, Service):
                 raise OSError(errno.EADDRNOTAVAIL, f"{iface} is not an address of {dev}")
             self.extra.remove((iface, dev))
             del self.local[packed]
-            if route.dst != int(d.addr.network.network_address) or route.plen != d.addr.network.prefixlen:
-                try:
-                    self.fib.delete(route.dst, route.plen, d.ifindex)
-                except LookupError:
-                    pass
+            drop_connected(self.fib, iface, d)
         else:
             raise OSError(errno.EINVAL, f"unknown addr operation {op!r}")
         save_addrs(self.extra, self.rundir)

@@ -62,6 +62,23 @@ def connected_route(iface: ipaddress.IPv4Interface, ifindex: int) -> FibRoute:
     return FibRoute(int(iface.network.network_address), iface.network.prefixlen, ifindex, None, iface.ip.packed)
 
 
+def add_connected(fib: Fib, iface: ipaddress.IPv4Interface, dev: Device) -> None:
+    """The route an added address brings, unless ``dev`` already routes its network."""
+    route = connected_route(iface, dev.ifindex)
+    if not any(r.dst == route.dst and r.plen == route.plen and r.ifindex == dev.ifindex for r in fib.routes()):
+        fib.add(route)
+
+
+def drop_connected(fib: Fib, iface: ipaddress.IPv4Interface, dev: Device) -> None:
+    """The route a removed address brought; the device's configured network keeps its route."""
+    if iface.network == dev.addr.network:
+        return
+    try:
+        fib.delete(int(iface.network.network_address), iface.network.prefixlen, dev.ifindex)
+    except LookupError:
+        pass
+
+
 def fib_from_config(cfg: Config, rundir: str | None = None) -> Fib:
     """Connected routes, lo, then the configured routes, or those ``launcher.py
     route`` left in the run directory (so a restarted service routes as before)."""

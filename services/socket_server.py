@@ -637,7 +637,7 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
                 self.dgram_room(sock)
             else:
                 fds = []
-            addr = self.unix_name(saddr) if sock.family == ksock.AF_UNIX else ntoa(saddr)
+            addr = saddr if sock.family == ksock.AF_UNIX else ntoa(saddr)   # AF_UNIX: the sender's name
             self.answer(call, [data, addr, sport, truelen, *([fds] if call.want_fds else [])], sock)
             self.notify(sock)
             return True

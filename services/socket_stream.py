@@ -455,7 +455,7 @@ class StreamSockets:
     def peer_name(self, s: "Sock") -> list:
         """[address, port] of the other end, as getpeername and accept give it."""
         if s.family == ksock.AF_UNIX:
-            return [self.unix_name(s.peer.uname if s.peer else None) or "", 0]
+            return [(s.peer.uname if s.peer else None) or "", 0]
         return [self.ntoa(s.raddr), s.rport]
 
     def stream_row(self, s: "Sock") -> dict:

@@ -57,11 +57,6 @@ class UnixSockets:
         if proto not in (0, ksock.AF_UNIX):
             raise _err(errno.EPROTONOSUPPORT)
 
-    @staticmethod
-    def unix_name(name: object) -> object:
-        """A name as the application sees it: a path as given, an abstract name as bytes."""
-        return name
-
     # -- names -------------------------------------------------------------------------
     def _path(self, client: "Client", name: str | bytes) -> str:
         path = os.fsdecode(name)
@@ -151,7 +146,7 @@ class UnixSockets:
             else:
                 self.sys_recvfrom(sock, call)
         elif code == SYS_GETSOCKNAME:
-            self.answer(call, [self.unix_name(sock.uname) or "", 0], sock)
+            self.answer(call, [sock.uname or "", 0], sock)
         elif code == SYS_GETPEERNAME:
             if sock.peer is None or (sock.stream and sock.st != "connected"):
                 raise _err(errno.ENOTCONN)
@@ -269,13 +264,18 @@ class UnixSockets:
             raise _err(errno.EPERM)               # unix_may_send: it is connected to another
         if len(data) > MAX_UNIX_DGRAM:
             raise _err(errno.EMSGSIZE)
-        if target.rcvq_mem + len(data) + 64 > target.rcvbuf and target.rcvq:
+        if self._queue_full(target, len(data)):
             if timeout is not None and timeout <= 0 or flags & ksock.MSG_DONTWAIT:
                 raise _err(errno.EAGAIN)
             call.sender = sock
             self.park(target, target.writers, call, timeout)   # until the receiver reads
             return
         self.unix_deliver(sock, target, call)
+
+    @staticmethod
+    def _queue_full(target: "Sock", n: int) -> bool:
+        """No room for an n-byte datagram (an empty queue takes one whatever its size)."""
+        return bool(target.rcvq) and target.rcvq_mem + n + 64 > target.rcvbuf
 
     def unix_deliver(self, sock: "Sock", target: "Sock", call: "Pending") -> None:
         data = call.fields[2]
@@ -296,7 +296,7 @@ class UnixSockets:
                 sock.writers.popleft()
                 continue
             sender = call.sender
-            if sock.rcvq_mem + len(call.fields[2]) + 64 > sock.rcvbuf and sock.rcvq:
+            if self._queue_full(sock, len(call.fields[2])):
                 return
             sock.writers.popleft()
             if sender is None or sender.id not in self.socks:

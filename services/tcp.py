@@ -88,7 +88,7 @@ class Tcp(Service):
         self.events_bytes = 0
         self.out: list[tuple[list, Skb]] = []
         self.tcfg = TcpConfig(mss=min(d.mtu for d in self.cfg.devices) - 40,
-                              tso=self.cfg.driver_offload and not self.cfg.forwarding, **self.cfg.tcp)
+                              tso=self.cfg.offload, **self.cfg.tcp)
         self.now = time.monotonic()
         self.peer("ip")
         self.announce("ip", IP_REGISTER).set(self.name, [IPPROTO_TCP], [])   # inet_add_protocol

@@ -91,6 +91,11 @@ class Config:
         """Service ids number skb owners: 1..n in service order (0 is the supervisor)."""
         return self.services.index(name) + 1
 
+    @property
+    def offload(self) -> bool:
+        """TAP offloads in effect: asked for, and ip does not forward (it does not re-segment)."""
+        return self.driver_offload and not self.forwarding
+
     def driver_name(self, dev: Device) -> str:
         return "driver" if dev is self.devices[0] else f"driver-{dev.name}"
 

@@ -167,8 +167,7 @@ class Bench:
     # -- mkstack ------------------------------------------------------------------------------
     def mkstack_runs(self, stack: Stack) -> dict:
         out = {}
-        base = [sys.executable, os.path.join(ROOT, "launcher.py"), "--instance", stack.instance, "-c", stack.config]
-        run, peer = [*base, "run", "--", "python"], [*base, "peer", "--", "python3"]
+        run, peer = launcher_cmds(stack)
         serve, load = os.path.join(APPS, "tcp_serve.py"), os.path.join(APPS, "tcp_load.py")
         self.progress("mkstack: idle memory")
         out["rss_idle"] = service_rss(stack)
@@ -203,8 +202,7 @@ class Bench:
     def frame_runs(self, stack: Stack) -> dict:
         """Bulk each way again, frame at a time: [driver] offload = false (the TCP window as before, 208 KB)."""
         out = {}
-        base = [sys.executable, os.path.join(ROOT, "launcher.py"), "--instance", stack.instance, "-c", stack.config]
-        run, peer = [*base, "run", "--", "python"], [*base, "peer", "--", "python3"]
+        run, peer = launcher_cmds(stack)
         serve, load = os.path.join(APPS, "tcp_serve.py"), os.path.join(APPS, "tcp_load.py")
         self.progress("mkstack frame at a time: tcp bulk kernel -> mkstack")
         cpu0 = service_cpu(stack)
@@ -253,6 +251,12 @@ class Bench:
 CALLS = ("import json, socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nn = 0\n"
          "end = time.monotonic() + {t}\nwhile time.monotonic() < end:\n    s.getsockname()\n    n += 1\n"
          "print(json.dumps({{'per_s': round(n / {t})}}))\n")
+
+
+def launcher_cmds(stack: Stack) -> tuple[list[str], list[str]]:
+    """Command prefixes: a Python program on the instance, and one in its peer namespace."""
+    base = [sys.executable, os.path.join(ROOT, "launcher.py"), "--instance", stack.instance, "-c", stack.config]
+    return [*base, "run", "--", "python"], [*base, "peer", "--", "python3"]
 
 
 def frames_config(path: str) -> str:
