@@ -40,13 +40,12 @@ from shared.ipc.messages import (BIND_RESTORE, BIND_REUSEADDR, SYS_ACCEPT, SYS_B
                                  SYS_NETSTAT, SYS_RECVFROM, SYS_SENDTO, SYS_SETSOCKOPT, SYS_SHUTDOWN,
                                  SYS_SOCKET, SYS_DUP, SYS_IOCTL, SYS_LAST,
                                  SYS_RECVMSG, SYS_SENDMSG, SYS_SOCKETPAIR, SIOCATMARK, SIOCINQ, SIOCOUTQ,
-                                 RAW_DELIVER, TCP_EVENTS, TCP_RESULT, UDP_BIND, UDP_BOUND, UDP_CONNECT,
+                                 RAW_DELIVER, RMEM_MAX, TCP_EVENTS, UDP_BIND, UDP_BOUND, UDP_CONNECT,
                                  UDP_DELIVER, UDP_RESYNC, UDP_SEND, UDP_SOCK_ERR, UDP_UNBIND)
 from shared.skb import NoBuffers, Skb
 
 MAX_UDP_PAYLOAD = 65507
 MAX_FDS = 1024                    # RLIMIT_NOFILE-like cap per client
-RMEM_MAX = 212992                 # net.core.rmem_max / wmem_max
 POLLIN, POLLOUT, POLLERR, POLLHUP = 0x1, 0x4, 0x8, 0x10
 CLIENT_CHECK = 1.0                # seconds between checks that client processes live
 OUTBOX_RETRY = 0.02               # seconds between attempts to reach a restarting udp
@@ -121,6 +120,8 @@ class Sock:
     rbuf: bytearray = field(default_factory=bytearray)
     eof: bool = False
     snd_pending: int = 0           # handed to tcp, not yet acknowledged by the peer
+    snd_sent: int = 0              # stream bytes ever handed to tcp
+    sndkeep: bytearray = field(default_factory=bytearray)   # the unacknowledged ones, to resend after tcp restarts
     acceptq: collections.deque = field(default_factory=collections.deque)
     writers: collections.deque = field(default_factory=collections.deque)
     connect_call: Pending | None = None
@@ -227,7 +228,9 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         # control messages to udp and tcp, in order, retried while a peer restarts
         self.outbox: dict[str, collections.deque[bytes]] = {"udp": collections.deque(), "tcp": collections.deque()}
         self.outbox_retry: float | None = None
-        self.tcp_reqs: dict[int, tuple[Sock, Pending | None, str]] = {}
+        self.tcp_reqs: dict[int, tuple[Sock, Pending | None, str, bytes]] = {}
+        self.gone_conns: collections.OrderedDict[int, None] = collections.OrderedDict()   # closed here lately
+        self.tcp_unsynced: set[int] = set()
         self.conns: dict[int, Sock] = {}        # tcp conn id -> stream socket
         self.peer("udp")
         self.peer("tcp")
@@ -826,8 +829,6 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
             self.raw_deliver(fields[1])
         elif code == TCP_EVENTS:
             self.on_tcp_events(fields[0])
-        elif code == TCP_RESULT:
-            self.on_tcp_result(*fields)
         else:
             self.counters["unexpected_messages"] += 1
 

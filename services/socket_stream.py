@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from services.socket_server import Pending, Sock
 
 TCP_SEND_MAX = 256 * 1024         # stream bytes per message to tcp
+GONE_CONNS_KEPT = 65536           # closed connections remembered for a restarted tcp
 URG_NONE, URG_NOTYET, URG_VALID, URG_READ = 0, 1, 2, 3   # Sock.urg, as tcp_sock.urg_data
 
 
@@ -62,8 +63,9 @@ class StreamSockets:
 
     def tcp_request(self, sock: "Sock", call: "Pending | None", what: str, msg_code: int, *args: object) -> None:
         req = next(self.bind_reqs)
-        self.tcp_reqs[req] = (sock, call, what)
-        self.tcp_msg(encode(msg_code, req, sock.id, *args))
+        msg = encode(msg_code, req, sock.id, *args)
+        self.tcp_reqs[req] = (sock, call, what, msg)     # kept until answered: tcp may restart first
+        self.tcp_msg(msg)
 
     def stream_bind(self, sock: "Sock", call: "Pending", addr: str, port: int) -> None:
         if sock.bound or sock.binding or sock.st != "new":
@@ -155,7 +157,10 @@ class StreamSockets:
         sock.snd_pending += n
         # MSG_OOB: the last byte this call queues is urgent (tcp_push -> tcp_mark_urg)
         code = TCP_SEND_URG if flags & ksock.MSG_OOB else TCP_SEND
-        self.tcp_msg(encode(code, sock.conn, data[:n] if n < len(data) else data))
+        chunk = data[:n] if n < len(data) else data
+        self.tcp_msg(encode(code, sock.conn, sock.snd_sent, chunk))
+        sock.snd_sent += n
+        sock.sndkeep += chunk
         self.answer(call, n, sock)
         return True
 
@@ -248,7 +253,7 @@ class StreamSockets:
         if sock.family == ksock.AF_UNIX:
             self.unix_consumed(sock)
         elif sock.st == "connected" or sock.eof:
-            self.tcp_msg(encode(TCP_RCVD, sock.conn, n))
+            self.tcp_msg(encode(TCP_RCVD, sock.conn, sock.rcv_total - len(sock.rbuf)))
         if sock.urg and sock.urg_off < sock.rcv_total - len(sock.rbuf):
             sock.urg = URG_NONE
 
@@ -294,14 +299,14 @@ class StreamSockets:
         while sock.acceptq:
             pending = sock.acceptq.popleft()
             self.tcp_msg(encode(TCP_CLOSE, pending.conn, CLOSE_ABORT))
-            self.conns.pop(pending.conn, None)
+            self.forget_conn(pending.conn)
         self.tcp_msg(encode(TCP_CLOSE, sock.id, CLOSE_FORGET))
         self.wake_stream(sock)
 
     def close_stream(self, sock: "Sock") -> None:
         """close(2) on a stream socket: FIN after queued data, or RST when unread
         data would be lost or SO_LINGER is 0 (as tcp_close does)."""
-        self.conns.pop(sock.conn, None)
+        self.forget_conn(sock.conn)
         if sock.st == "listening":
             self.stop_listening(sock)
         elif sock.st in ("connected", "connecting"):
@@ -325,7 +330,7 @@ class StreamSockets:
 
     # -- from tcp ---------------------------------------------------------------------
     def on_tcp_result(self, req: int, sock_id: int, err: int, addr: int, port: int) -> None:
-        sock, call, what = self.tcp_reqs.pop(req, (None, None, ""))
+        sock, call, what, _ = self.tcp_reqs.pop(req, (None, None, "", b""))
         if sock is None or self.socks.get(sock_id) is not sock:
             return
         if what == "bind":
@@ -357,55 +362,134 @@ class StreamSockets:
             self.fail(call, err, os.strerror(err), sock)
         self.wake_stream(sock)
 
+    def forget_conn(self, conn: int) -> None:
+        """The socket of ``conn`` is gone; remember it a while, so that tcp, restarted,
+        announcing it again, gets it closed rather than a new socket."""
+        if self.conns.pop(conn, None) is not None:
+            self.gone_conns[conn] = None
+            while len(self.gone_conns) > GONE_CONNS_KEPT:
+                self.gone_conns.popitem(last=False)
+
     def on_tcp_events(self, items: list) -> None:
         for item in items:
             if not (isinstance(item, list) and len(item) >= 2 and type(item[0]) is int and isinstance(item[1], str)):
                 self.counters["bad_messages"] += 1
                 continue
-            conn, kind = item[0], item[1]
-            if kind == "acc":
-                self.on_accepted(conn, *item[2:7])
-                continue
-            sock = self.conns.get(conn)
-            if sock is None:
-                if kind == "data":          # for a socket already closed: keep the window open
-                    self.tcp_msg(encode(TCP_RCVD, conn, len(item[2])))
-                continue
-            if kind == "est":
-                sock.st = "connected"
-                sock.laddr, sock.lport = item[2], item[3]
-                call, sock.connect_call = sock.connect_call, None
-                if call is not None:
-                    self.answer(call, 0, sock)
-            elif kind == "data":
-                sock.rcv_total += len(item[2])
-                if sock.shut_rd:
-                    self.tcp_msg(encode(TCP_RCVD, conn, len(item[2])))   # discarded, as Linux
-                else:
-                    sock.rbuf += item[2]
-                    self.urgent_arrived(sock)
-            elif kind == "urg" and type(item[2]) is int:
-                self.on_urgent(sock, item[2])
-            elif kind == "acked":
-                sock.snd_pending = max(0, sock.snd_pending - item[2])
-            elif kind == "eof":
-                sock.eof = True
-            elif kind == "err":
-                if sock.st == "connecting":
-                    self.connect_failed(sock, item[2])
-                    continue
-                sock.err = item[2]
-                sock.st = "closed"
-                self.conns.pop(conn, None)
-            elif kind == "closed":
-                sock.st = "closed"
-                self.conns.pop(conn, None)
-            self.wake_stream(sock)
+            try:
+                self.on_tcp_event(item[0], item[1], item)
+            except (TypeError, ValueError, IndexError) as exc:
+                self.counters["bad_messages"] += 1
+                self.log.warning("bad tcp event %r: %s", item[:3], exc)
+
+    def on_tcp_event(self, conn: int, kind: str, item: list) -> None:
+        if kind == "result":
+            self.on_tcp_result(item[2], conn, item[3], item[4], item[5])
+            return
+        if kind == "acc":
+            self.on_accepted(conn, *item[2:7])
+            return
+        if kind in ("restart", "synced", "sync"):
+            self.on_tcp_restart(conn, kind, item)
+            return
+        sock = self.conns.get(conn)
+        if sock is None:
+            if kind == "data":          # for a socket already closed: keep the window open
+                self.tcp_msg(encode(TCP_RCVD, conn, item[2] + len(item[3])))
+            return
+        if kind == "est":
+            if sock.st != "connecting":
+                return                  # told again after a restart of tcp
+            sock.st = "connected"
+            sock.laddr, sock.lport = item[2], item[3]
+            call, sock.connect_call = sock.connect_call, None
+            if call is not None:
+                self.answer(call, 0, sock)
+        elif kind == "data":
+            off, data = item[2], item[3]
+            if off != sock.rcv_total:
+                if off > sock.rcv_total or off + len(data) <= sock.rcv_total:
+                    self.counters["tcp_data_dropped" if off > sock.rcv_total else "tcp_data_repeated"] += 1
+                    return
+                data = data[sock.rcv_total - off:]     # sent again after a restart: the new part only
+            sock.rcv_total += len(data)
+            if sock.shut_rd:
+                self.tcp_msg(encode(TCP_RCVD, conn, sock.rcv_total))   # discarded, as Linux
+            else:
+                sock.rbuf += data
+                self.urgent_arrived(sock)
+        elif kind == "urg" and type(item[2]) is int:
+            self.on_urgent(sock, item[2])
+        elif kind == "acked":
+            acked = sock.snd_sent - sock.snd_pending
+            if item[2] > acked:
+                del sock.sndkeep[:item[2] - acked]
+                sock.snd_pending = sock.snd_sent - item[2]
+        elif kind == "resend":
+            self.tcp_resend(sock, item[2])
+            return
+        elif kind == "eof":
+            sock.eof = True
+        elif kind == "err":
+            if sock.st == "connecting":
+                self.connect_failed(sock, item[2])
+                return
+            sock.err = item[2]
+            sock.st = "closed"
+            self.forget_conn(conn)
+        elif kind == "closed":
+            sock.st = "closed"
+            self.forget_conn(conn)
+        self.wake_stream(sock)
+
+    def tcp_resend(self, sock: "Sock", off: int) -> None:
+        """Stream data from ``off`` to tcp again (messages a restart of tcp lost)."""
+        base = sock.snd_sent - len(sock.sndkeep)
+        if off < base:
+            self.counters["tcp_resend_unavailable"] += 1    # cannot be: tcp had acked it
+            off = base
+        for at in range(off - base, len(sock.sndkeep), TCP_SEND_MAX):
+            self.tcp_msg(encode(TCP_SEND, sock.conn, base + at, bytes(sock.sndkeep[at:at + TCP_SEND_MAX])))
+        self.counters["tcp_resent_bytes"] += sock.snd_sent - off
+
+    def on_tcp_restart(self, conn: int, kind: str, item: list) -> None:
+        """tcp came back and took up its state: ask again what it never answered, then
+        reconcile each connection it names; those it no longer has are lost (reset)."""
+        if kind == "restart":
+            self.counters["tcp_restarts"] += 1
+            self.tcp_unsynced = set(self.conns)
+            for _, _, _, msg in list(self.tcp_reqs.values()):
+                self.tcp_msg(msg)
+            return
+        if kind == "synced":
+            for lost in self.tcp_unsynced:
+                sock = self.conns.get(lost)
+                if sock is not None and sock.conn == lost:
+                    self.counters["tcp_conns_lost"] += 1
+                    self.on_tcp_event(lost, "err", [lost, "err", errno.ECONNRESET])
+            self.tcp_unsynced = set()
+            return
+        sock = self.conns.get(conn)
+        self.tcp_unsynced.discard(conn)
+        if sock is None:
+            opening = self.socks.get(conn)
+            if opening is None or opening.st != "connecting":     # (a connect asked again just now)
+                self.tcp_msg(encode(TCP_CLOSE, conn, CLOSE_FORGET))     # closed here while tcp was away
+            return
+        self.tcp_resend(sock, item[2])
+        if sock.st == "connected" or sock.eof:
+            self.tcp_msg(encode(TCP_RCVD, conn, sock.rcv_total - len(sock.rbuf)))
+        if sock.shut_wr:
+            self.tcp_msg(encode(TCP_CLOSE, conn, CLOSE_SHUT_WR))
+        for name, on in (("nodelay", sock.nodelay), ("keepalive", sock.keepalive)):
+            if on:
+                self.tcp_msg(encode(TCP_SETOPT, conn, name, 1))
 
     def on_accepted(self, conn: int, listener: int, raddr: int, rport: int, laddr: int, lport: int) -> None:
         from services.socket_server import Sock  # the dataclass lives with the server
+        if conn in self.conns:
+            return                      # told again after a restart of tcp
         lst = self.socks.get(listener)
-        if lst is None or lst.st != "listening":
+        if lst is None or lst.st != "listening" or conn in self.gone_conns:
             self.tcp_msg(encode(TCP_CLOSE, conn, CLOSE_ABORT))
             return
         s = Sock(next(self.sock_ids), lst.client, -1, lst.family, lst.type, lst.proto, lst.rcvbuf, lst.sndbuf)

@@ -21,10 +21,11 @@ import zmq
 
 from services.base import Service, main
 from services.routes import fib_from_config, local_addrs
+from services.tcp_state import TcpState
 from shared.ipc.codec import encode
 from shared.ipc.messages import (BIND_REUSEADDR, CLOSE_ABORT, CLOSE_SHUT_WR, IP_OUTPUT, IP_REGISTER, L4_ERR,
-                                 L4_RCV, PMTUDISC_DO, TCP_ACCEPTED, TCP_BIND, TCP_CLOSE, TCP_CONNECT, TCP_EVENTS,
-                                 TCP_LISTEN, TCP_RCVD, TCP_RESULT, TCP_SEND, TCP_SEND_URG, TCP_SETOPT)
+                                 L4_RCV, PMTUDISC_DO, RMEM_MAX, TCP_ACCEPTED, TCP_BIND, TCP_CLOSE, TCP_CONNECT, TCP_EVENTS,
+                                 TCP_LISTEN, TCP_RCVD, TCP_SEND, TCP_SEND_URG, TCP_SETOPT)
 from shared.proto.tcp.tcb import Segment, State, Tcb, TcpConfig, reset_for
 from shared.proto.udp import PortTable
 from shared.skb import CSUM_PARTIAL, CSUM_VALID, NoBuffers, Skb
@@ -36,6 +37,7 @@ from shared.wire.tcp import ACK, RST, SYN, TCP_CSUM_OFF, TcpHeader, emit_tcp, pa
 PASSIVE_BASE = 1 << 40        # conn ids tcp makes for accepted connections
 SOMAXCONN = 4096
 EVENTS_BATCH_BYTES = 256 * 1024   # stream data per TCP_EVENTS message (the codec refuses > 1 MiB)
+RESYNC_RETRY = 0.02               # seconds between attempts to reach the socket layer after a restart
 
 
 @dataclass(eq=False)
@@ -46,10 +48,14 @@ class Conn:
     lport: int
     raddr: int
     rport: int
-    listener: int | None = None       # the listening socket, until accepted
+    listener: int | None = None       # the listening socket, until announced to the socket layer
+    origin: int | None = None         # the listening socket it came from (kept)
     orphan: bool = False               # the application closed it; tcp finishes alone
     announced: bool = False
     eof_sent: bool = False
+    snd_total: int = 0                 # stream bytes taken from the socket layer, ever
+    consumed: int = 0                  # stream bytes the application has read (TCP_RCVD)
+    resend_asked: int = -1             # the offset a gap in TCP_SEND made us ask for again
 
     @property
     def key(self) -> tuple[int, int, int, int]:
@@ -80,12 +86,11 @@ class Tcp(Service):
         self.by_id: dict[int, Conn] = {}
         self.listeners: dict[tuple[int, int], Listener] = {}
         self.listener_of: dict[int, Listener] = {}
-        self.passive_ids = itertools.count(PASSIVE_BASE)
+        self.next_passive = PASSIVE_BASE
         self.timers: list[tuple[float, int, Conn]] = []
         self.tseq = itertools.count()
         self.touched: dict[int, Conn] = {}
         self.events: list[list] = []
-        self.events_bytes = 0
         self.out: list[tuple[list, Skb]] = []
         self.tcfg = TcpConfig(mss=min(d.mtu for d in self.cfg.devices) - 40,
                               tso=self.cfg.offload, **self.cfg.tcp)
@@ -93,6 +98,10 @@ class Tcp(Service):
         self.peer("ip")
         self.announce("ip", IP_REGISTER).set(self.name, [IPPROTO_TCP], [])   # inet_add_protocol
         self.peer("socket_server")
+        self.state = TcpState(self.instance, max(self.cfg.socket_sndbuf, 2 * RMEM_MAX),
+                              max(self.cfg.tcp_rmem, self.cfg.socket_rcvbuf, 2 * RMEM_MAX))
+        self.restore()
+        self.resync_at: float | None = self.now      # tell the socket layer what we hold (after a restart)
 
     # -- dispatch ---------------------------------------------------------------------
     def on_message(self, code: int, fields: list) -> None:
@@ -108,17 +117,14 @@ class Tcp(Service):
         elif code in (TCP_SEND, TCP_SEND_URG):
             c = self.by_id.get(fields[0])
             if c is not None and not c.orphan:
-                try:
-                    c.tcb.send(fields[1], self.now, urgent=code == TCP_SEND_URG)
-                except OSError:
-                    # the connection closed or failed in this same turn: service()
-                    # reports its own error (ECONNRESET...), which must win over EPIPE
-                    self.counters["TcpSendsAfterClose"] += 1
-                self.touch(c)
+                self.tcp_send(c, fields[1], fields[2], code == TCP_SEND_URG)
         elif code == TCP_RCVD:
             c = self.by_id.get(fields[0])
-            if c is not None and fields[1] > 0:
-                c.tcb.read_credit(fields[1], self.now)
+            # an absolute offset: a repeated one (after a restart) credits nothing twice
+            n = min(fields[1], c.tcb.rcv_total) - c.consumed if c is not None else 0
+            if n > 0:
+                c.consumed += n
+                c.tcb.read_credit(n, self.now)
                 self.touch(c)
         elif code == TCP_BIND:
             self.tcp_bind(*fields)
@@ -141,29 +147,60 @@ class Tcp(Service):
             lst = self.listener_of.get(fields[0])
             if lst is not None and lst.pending:
                 lst.pending -= 1
+                self.state.table_dirty = True
         elif code == L4_ERR:
             self.tcp_err(fields[0])
         else:
             self.counters["unexpected_messages"] += 1
 
     def result(self, req: int, sock: int, err: int, addr: int = 0, port: int = 0) -> None:
-        self.events_flush()
-        self.ss_send(encode(TCP_RESULT, req, sock, err, addr, port))
+        """The answer to a request, in order with the events (and, like them, sent
+        only once the turn's state is saved)."""
+        self.events.append([sock, "result", req, err, addr, port])
 
-    def ss_send(self, msg: bytes) -> None:
+    def ss_send(self, msg: bytes) -> bool:
         try:
             self.peer("socket_server").send(msg, zmq.NOBLOCK)
+            return True
         except zmq.Again:
             self.counters["socket_server_unreachable"] += 1
+            return False
+
+    def tcp_send(self, c: Conn, off: int, data: bytes, urgent: bool) -> None:
+        """Stream bytes ``data`` at stream offset ``off``: a part we hold already (sent
+        again after a restart) is skipped; a gap (a message lost to a restart) makes
+        us ask the socket layer for the bytes from where we are."""
+        if off > c.snd_total:
+            if c.resend_asked != c.snd_total:
+                c.resend_asked = c.snd_total
+                self.events.append([c.id, "resend", c.snd_total])
+                self.touch(c)
+            return
+        if off < c.snd_total:
+            data = data[c.snd_total - off:]
+            if not data:
+                return
+        try:
+            c.tcb.send(data, self.now, urgent=urgent)
+        except OSError:
+            # the connection closed or failed in this same turn: service()
+            # reports its own error (ECONNRESET...), which must win over EPIPE
+            self.counters["TcpSendsAfterClose"] += 1
+            return
+        c.snd_total += len(data)
+        self.state.tx_append(c, data)
+        self.touch(c)
 
     # -- requests from the socket layer ---------------------------------------------------
     def tcp_bind(self, req: int, sock: int, addr: int, port: int, flags: int) -> None:
         if sock in self.bound:
-            self.result(req, sock, errno.EINVAL)
+            # the socket layer binds a socket once: this is its request again, after our restart
+            self.result(req, sock, 0, *self.bound[sock])
             return
         err, a, p = self.ports.bind(sock, addr, port, bool(flags & BIND_REUSEADDR))
         if err == 0:
             self.bound[sock] = (a, p)
+            self.state.table_dirty = True
         self.result(req, sock, err, a, p)
 
     def tcp_listen(self, req: int, sock: int, backlog: int, rcvbuf: int) -> None:
@@ -173,6 +210,7 @@ class Tcp(Service):
                 self.result(req, sock, err)
                 return
             self.bound[sock] = (a, p)
+        self.state.table_dirty = True
         addr, port = self.bound[sock]
         for (la, lp), other in self.listeners.items():
             if lp == port and other.sock != sock and (la == 0 or addr == 0 or la == addr):
@@ -189,8 +227,10 @@ class Tcp(Service):
 
     def tcp_connect(self, req: int, sock: int, raddr: int, rport: int, rcvbuf: int, nodelay: bool,
                     keepalive: bool) -> None:
-        if sock in self.by_id:
-            self.result(req, sock, errno.EALREADY)
+        c = self.by_id.get(sock)
+        if c is not None:
+            # the socket layer connects a socket once: its request again, after our restart
+            self.result(req, sock, 0, c.laddr, c.lport)
             return
         route = self.fib.lookup(raddr.to_bytes(4, "big"))
         if route is None:
@@ -219,6 +259,7 @@ class Tcp(Service):
     def tcp_close(self, conn: int, how: int) -> None:
         lst = self.listener_of.pop(conn, None)
         if lst is not None:
+            self.state.table_dirty = True
             self.listeners.pop((lst.laddr, lst.lport), None)
             for cid in list(lst.embryonic):            # handshakes in progress die with it
                 c = self.by_id.get(cid)
@@ -230,6 +271,7 @@ class Tcp(Service):
             if conn in self.bound:
                 self.ports.unbind(conn)
                 del self.bound[conn]
+                self.state.table_dirty = True
             return
         if how == CLOSE_ABORT:
             c.tcb.abort(self.now)
@@ -273,7 +315,7 @@ class Tcp(Service):
             return
         tcb = Tcb.accept(self.tcfg, syn=syn, iss=self.iss(), now=self.now, ts_offset=self.iss(),
                          rcv_space=lst.rcvbuf)
-        c = Conn(next(self.passive_ids), tcb, laddr, lst.lport, raddr, rport, listener=lst.sock)
+        c = Conn(self.passive_id(), tcb, laddr, lst.lport, raddr, rport, listener=lst.sock, origin=lst.sock)
         lst.embryonic.add(c.id)
         self.add_conn(c)
         self.counters["TcpPassiveOpens"] += 1
@@ -299,6 +341,13 @@ class Tcp(Service):
     # -- output and events ------------------------------------------------------------------
     def iss(self) -> int:
         return int.from_bytes(os.urandom(4), "big")
+
+    def passive_id(self) -> int:
+        cid = self.next_passive
+        self.next_passive += 1
+        if self.next_passive >= self.state.ids_reserved:
+            self.state.table_dirty = True          # reserve more before any is seen outside
+        return cid
 
     def add_conn(self, c: Conn) -> None:
         self.conns[c.key] = c
@@ -348,6 +397,7 @@ class Tcp(Service):
             elif t.state is not State.SYN_RCVD and not c.announced:
                 lst.embryonic.discard(c.id)
                 lst.pending += 1
+                self.state.table_dirty = True
                 c.announced = True
                 self.events.append([c.id, "acc", lst.sock, c.raddr, c.rport, c.laddr, c.lport])
                 c.listener = None
@@ -356,22 +406,14 @@ class Tcp(Service):
             self.events.append([c.id, "est", c.laddr, c.lport])
         if not c.orphan:
             if t.delivered:
-                # a filled gap can release a whole window at once: never more than a batch per message,
-                # or the codec refuses it (and the data, and the window it holds, are lost)
-                view = memoryview(t.delivered)
-                for off in range(0, len(view), EVENTS_BATCH_BYTES):
-                    chunk = bytes(view[off:off + EVENTS_BATCH_BYTES])
-                    self.events.append([c.id, "data", chunk])
-                    self.events_bytes += len(chunk)
-                    if self.events_bytes >= EVENTS_BATCH_BYTES:
-                        self.events_flush()
-                view.release()
+                self.state.rx_delivered(c, t.delivered)
+                self.deliver(c, t.rcv_total - len(t.delivered), t.delivered)
                 t.delivered.clear()
             for off in t.urgent:
                 self.events.append([c.id, "urg", off])
             t.urgent.clear()
             if t.acked:
-                self.events.append([c.id, "acked", t.acked])
+                self.events.append([c.id, "acked", c.snd_total - len(t.sndq)])   # absolute: idempotent
                 t.acked = 0
             if t.eof and not c.eof_sent:
                 c.eof_sent = True
@@ -392,9 +434,20 @@ class Tcp(Service):
         if at is not None:
             heapq.heappush(self.timers, (at, next(self.tseq), c))
 
+    def deliver(self, c: Conn, off: int, data: bytes | bytearray) -> None:
+        """Data events at stream offset ``off`` (the socket layer drops what it has).
+        A filled gap can release a whole window at once: never more than a batch per
+        message, or the codec refuses it (and the data, and the window it holds, are lost)."""
+        view = memoryview(data)
+        for at in range(0, len(view), EVENTS_BATCH_BYTES):
+            chunk = bytes(view[at:at + EVENTS_BATCH_BYTES])
+            self.events.append([c.id, "data", off + at, chunk])
+        view.release()
+
     def remove(self, c: Conn) -> None:
         self.conns.pop(c.key, None)
         self.by_id.pop(c.id, None)
+        self.state.drop(c.id)
         if c.id in self.bound and c.id < PASSIVE_BASE:
             self.ports.unbind(c.id)
             del self.bound[c.id]
@@ -402,25 +455,117 @@ class Tcp(Service):
     def end_of_turn(self) -> None:
         for c in self.touched.values():
             self.service(c)
+        # write-ahead: the saved state covers everything this turn lets out
+        for c in self.touched.values():
+            if c.id in self.by_id:
+                self.save(c)
         self.touched.clear()
+        if self.state.table_dirty:
+            self.state.save_table(self)
         if self.out:
             self.send_items("ip", IP_OUTPUT, [i for i, _ in self.out], [s for _, s in self.out])
             self.out = []
         self.events_flush()
 
-    def events_flush(self) -> None:
-        if self.events:
-            self.ss_send(encode(TCP_EVENTS, self.events))
-            self.events = []
-            self.events_bytes = 0
+    def save(self, c: Conn) -> None:
+        b = self.bound.get(c.id) if c.id < PASSIVE_BASE else None
+        reuse = b is not None and c.id in self.ports.socks and self.ports.socks[c.id].reuse
+        self.state.save(c, [b[0], b[1], reuse] if b is not None else None)
+
+    def events_flush(self) -> bool:
+        """Send the events in messages of at most a batch of data; False if the socket
+        layer could not take them (it is restarting)."""
+        ok = True
+        msg: list = []
+        size = 0
+        for item in self.events:
+            msg.append(item)
+            if item[1] == "data":
+                size += len(item[3])
+            if size >= EVENTS_BATCH_BYTES:
+                ok = self.ss_send(encode(TCP_EVENTS, msg)) and ok
+                msg, size = [], 0
+        if msg:
+            ok = self.ss_send(encode(TCP_EVENTS, msg)) and ok
+        self.events = []
+        return ok
+
+    # -- restart ------------------------------------------------------------------------------
+    def restore(self) -> None:
+        """Take up what the previous incarnation saved: ports, listeners, connections."""
+        reserved, bound, listeners = self.state.load_table()
+        self.next_passive = max(self.next_passive, reserved)
+        for sock, a, p, reuse in bound:
+            if self.ports.bind(sock, a, p, reuse)[0] == 0:
+                self.bound[sock] = (a, p)
+        for sock, a, p, backlog, rcvbuf, pending in listeners:
+            lst = Listener(sock, a, p, backlog, rcvbuf, pending)
+            self.listeners[(a, p)] = lst
+            self.listener_of[sock] = lst
+        conns, bad = self.state.load_conns(self.tcfg)
+        self.counters["TcpRestoreErrors"] += bad
+        for head, tcb in conns:
+            (cid, laddr, lport, raddr, rport, listener, origin, orphan, announced, eof_sent, snd_total, consumed,
+             b) = head
+            c = Conn(cid, tcb, laddr, lport, raddr, rport, listener, origin, orphan, announced, eof_sent,
+                     snd_total, consumed)
+            self.add_conn(c)
+            if b is not None and self.ports.bind(cid, b[0], b[1], True)[0] == 0:
+                self.bound[cid] = (b[0], b[1])
+            lst = self.listener_of.get(listener) if listener is not None else None
+            if lst is not None:
+                lst.embryonic.add(cid)
+            if cid >= PASSIVE_BASE:
+                self.next_passive = max(self.next_passive, cid + 1)
+            self.touch(c)                       # re-arms its timers
+        self.counters["TcpRestored"] += len(conns)
+        if conns or bound or listeners:
+            self.log.info("took up %d connections, %d listeners, %d bound ports", len(conns), len(listeners),
+                          len(bound))
+
+    def resync(self) -> None:
+        """Tell the socket layer what we hold, so it can make up for messages a restart
+        lost either way: each connection's announcement, the data it may not have,
+        what was acked, then 'sync' with how much of its stream we took (it sends the
+        rest again, its read offset, and closes what it no longer knows)."""
+        saved, self.events = self.events, [[0, "restart"]]
+        for c in self.by_id.values():
+            if c.orphan:
+                continue
+            t = c.tcb
+            if c.announced and c.origin is not None:
+                self.events.append([c.id, "acc", c.origin, c.raddr, c.rport, c.laddr, c.lport])
+            elif c.announced:
+                self.events.append([c.id, "est", c.laddr, c.lport])
+            elif c.listener is not None:
+                continue                        # still opening: nothing the socket layer knows of
+            data = self.state.undelivered(c)
+            if data:
+                self.deliver(c, c.consumed, data)
+            self.events.append([c.id, "acked", c.snd_total - len(t.sndq)])
+            if c.eof_sent:
+                self.events.append([c.id, "eof"])
+            self.events.append([c.id, "sync", c.snd_total])
+        self.events.append([0, "synced"])
+        if self.events_flush():
+            self.resync_at = None
+            self.counters["TcpResyncs"] += 1
+        else:
+            self.resync_at = self.now + RESYNC_RETRY
+        self.events = saved
 
     def timer_at(self) -> float | None:
         while self.timers and self.timers[0][2].id not in self.by_id:
             heapq.heappop(self.timers)
-        return self.timers[0][0] if self.timers else None
+        at = self.timers[0][0] if self.timers else None
+        if self.resync_at is not None:
+            at = self.resync_at if at is None else min(at, self.resync_at)
+        return at
 
     def on_timer(self, now: float) -> None:
         self.now = now
+        if self.resync_at is not None and now >= self.resync_at:
+            self.resync()
         while self.timers and self.timers[0][0] <= now:
             _, _, c = heapq.heappop(self.timers)
             if c.id in self.by_id:

@@ -100,6 +100,9 @@ def _zombie(pid: int) -> bool:
 
 def remove_instance_files(cfg: Config, instance: str) -> None:
     for path in glob.glob(f"/dev/shm/{endpoints.shm_prefix(instance)}*"):
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)     # a service's state directory
+            continue
         try:
             os.unlink(path)
         except FileNotFoundError:

@@ -37,5 +37,10 @@ def slab_path(instance: str) -> str:
     return f"/dev/shm/{shm_prefix(instance)}skb"
 
 
+def state_dir(instance: str, service: str) -> str:
+    """tmpfs directory where ``service`` keeps state for its next incarnation."""
+    return f"/dev/shm/{shm_prefix(instance)}{service}.state"
+
+
 def netns_name(instance: str) -> str:
     return f"mkstack-{instance}"

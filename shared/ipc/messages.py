@@ -140,29 +140,35 @@ SIOCINQ, SIOCOUTQ, SIOCATMARK = 0x541B, 0x5411, 0x8905   # SYS_IOCTL requests (F
 # -- tcp <-> socket_server -----------------------------------------------------
 # A connection is named by a conn id: the socket's id for active opens, one
 # that tcp makes for connections a listener accepted. Stream data travels as
-# bytes, many kilobytes a message; TCP_ACKED frees send-buffer space and
-# TCP_RCVD opens the receive window as the application reads.
+# bytes, many kilobytes a message, named by stream offsets both ways (as are
+# 'acked' and TCP_RCVD): after a restart of tcp either side can send again what
+# the other may have missed, and the receiver drops what it already has.
+RMEM_MAX = 212992        # net.core.rmem_max / wmem_max: SO_RCVBUF / SO_SNDBUF go up to twice this
 TCP_BIND = _msg(0x601, "TCP_BIND", "socket_server -> tcp: reserve a local port (0: ephemeral)",
                 req=int, sock=int, addr=int, port=int, flags=int)
 TCP_LISTEN = _msg(0x602, "TCP_LISTEN", "socket_server -> tcp: listen on the bound port", req=int, sock=int,
                   backlog=int, rcvbuf=int)
 TCP_CONNECT = _msg(0x603, "TCP_CONNECT", "socket_server -> tcp: active open (binds an ephemeral port if needed)",
                    req=int, sock=int, raddr=int, rport=int, rcvbuf=int, nodelay=bool, keepalive=bool)
-TCP_RESULT = _msg(0x604, "TCP_RESULT", "tcp -> socket_server: answer to a request: errno, local addr, port",
-                  req=int, sock=int, err=int, addr=int, port=int)
-TCP_SEND = _msg(0x605, "TCP_SEND", "socket_server -> tcp: stream data to send", conn=int, data=bytes)
-TCP_RCVD = _msg(0x606, "TCP_RCVD", "socket_server -> tcp: the application read n bytes", conn=int, n=int)
+TCP_SEND = _msg(0x605, "TCP_SEND", "socket_server -> tcp: stream data to send, starting at stream offset off",
+                conn=int, off=int, data=bytes)
+TCP_RCVD = _msg(0x606, "TCP_RCVD", "socket_server -> tcp: the application has read the stream up to off",
+                conn=int, off=int)
 TCP_CLOSE = _msg(0x607, "TCP_CLOSE", "socket_server -> tcp: how 1 = shutdown(SHUT_WR) (FIN), "
-                 "2 = abort (RST), 3 = close (FIN, then tcp finishes alone; listeners and unbound sockets go)", conn=int, how=int)
+                 "2 = abort (RST), 3 = close (FIN, then tcp finishes alone; listeners and unbound sockets go)",
+                 conn=int, how=int)
 CLOSE_SHUT_WR, CLOSE_ABORT, CLOSE_FORGET = 1, 2, 3   # TCP_CLOSE how
 TCP_SETOPT = _msg(0x608, "TCP_SETOPT", "socket_server -> tcp: TCP_NODELAY / SO_KEEPALIVE", conn=int,
                   name=str, value=int)
 TCP_EVENTS = _msg(0x609, "TCP_EVENTS", "tcp -> socket_server: [[conn, kind, ...], ...] where kind is "
-                  "'est' (laddr, lport), 'acc' (listener, raddr, rport, laddr, lport), 'data' (bytes), "
-                  "'acked' (n), 'urg' (stream offset of an urgent byte), 'eof', 'err' (errno), 'closed'",
+                  "'result' (of a request: req, errno, local addr, port; conn is the socket), "
+                  "'est' (laddr, lport), 'acc' (listener, raddr, rport, laddr, lport), 'data' (offset, bytes), "
+                  "'acked' (stream offset acknowledged), 'urg' (stream offset of an urgent byte), 'eof', "
+                  "'err' (errno), 'closed', 'resend' (offset: TCP_SEND again from there); after a restart "
+                  "'restart', then each connection's state and 'sync' (stream bytes tcp holds), then 'synced'",
                   items=list)
 TCP_SEND_URG = _msg(0x60B, "TCP_SEND_URG", "socket_server -> tcp: stream data whose last byte is urgent "
-                    "(send with MSG_OOB)", conn=int, data=bytes)
+                    "(send with MSG_OOB)", conn=int, off=int, data=bytes)
 TCP_ACCEPTED = _msg(0x60A, "TCP_ACCEPTED", "socket_server -> tcp: a connection left the accept queue",
                     listener=int)
 

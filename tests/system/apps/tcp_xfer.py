@@ -1,0 +1,95 @@
+"""Bulk TCP with checksums, for either side of the TAP (stdlib socket only).
+
+    tcp_xfer.py serve PORT            each connection: a line "get N" (we send N bytes) or "put"
+                                      (we read to EOF); one JSON line per transfer on stdout
+    tcp_xfer.py put ADDR PORT N       send N bytes, read the server's verdict
+    tcp_xfer.py get ADDR PORT N       receive N bytes
+
+Every transfer prints {"dir", "bytes", "sha256", "seconds"}; the data is random
+slices of a random pool, so a byte lost, repeated or reordered changes the hash.
+"""
+import hashlib
+import json
+import os
+import socket
+import sys
+import threading
+import time
+
+CHUNK = 256 * 1024
+POOL = os.urandom(4 * 1024 * 1024)
+
+
+def send_n(s: socket.socket, n: int) -> str:
+    h = hashlib.sha256()
+    sent = 0
+    while sent < n:
+        at = int.from_bytes(os.urandom(3), "big") % (len(POOL) - CHUNK)
+        block = POOL[at:at + min(CHUNK, n - sent)]
+        s.sendall(block)
+        h.update(block)
+        sent += len(block)
+    return h.hexdigest()
+
+
+def recv_all(s: socket.socket) -> tuple[int, str]:
+    h = hashlib.sha256()
+    n = 0
+    while True:
+        data = s.recv(CHUNK)
+        if not data:
+            return n, h.hexdigest()
+        h.update(data)
+        n += len(data)
+
+
+def report(direction: str, n: int, digest: str, t0: float) -> None:
+    print(json.dumps({"dir": direction, "bytes": n, "sha256": digest,
+                      "seconds": round(time.monotonic() - t0, 2)}), flush=True)
+
+
+def serve_one(c: socket.socket) -> None:
+    with c:
+        f = c.makefile("rb")
+        line = f.readline().decode().split()
+        t0 = time.monotonic()
+        if line[:1] == ["get"]:
+            n = int(line[1])
+            digest = send_n(c, n)
+            c.shutdown(socket.SHUT_WR)
+            c.recv(1)                        # the client closes once it has it all
+            report("served", n, digest, t0)
+        else:
+            n, digest = recv_all(c)
+            c.sendall(json.dumps({"bytes": n, "sha256": digest}).encode() + b"\n")
+            report("stored", n, digest, t0)
+
+
+def main() -> None:
+    mode = sys.argv[1]
+    if mode == "serve":
+        srv = socket.create_server(("0.0.0.0", int(sys.argv[2])))
+        print(json.dumps({"listening": srv.getsockname()[1]}), flush=True)
+        while True:
+            c, _ = srv.accept()
+            threading.Thread(target=serve_one, args=(c,), daemon=True).start()
+    addr, port, n = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    s = socket.create_connection((addr, port), timeout=120)
+    t0 = time.monotonic()
+    if mode == "put":
+        s.sendall(b"put\n")
+        digest = send_n(s, n)
+        s.shutdown(socket.SHUT_WR)
+        verdict = json.loads(s.makefile("rb").readline())
+        report("put", n, digest, t0)
+        if verdict != {"bytes": n, "sha256": digest}:
+            sys.exit(f"server got {verdict}")
+    else:
+        s.sendall(f"get {n}\n".encode())
+        got, digest = recv_all(s)
+        report("get", got, digest, t0)
+    s.close()
+
+
+if __name__ == "__main__":
+    main()
