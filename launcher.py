@@ -408,7 +408,9 @@ def cmd_chaos(cfg: Config, instance: str, args: argparse.Namespace) -> int:
         try:
             r = call(_sup(cfg, instance), SUP_KILL, victim, int(signal.SIGKILL))
             kills += 1
-            print(f"{time.strftime('%H:%M:%S')} killed {victim} (pid {r['pid']})", flush=True)  # type: ignore[index]
+            now = time.time()
+            print(f"{time.strftime('%H:%M:%S', time.localtime(now))}.{int(now * 1000) % 1000:03d} killed {victim} "
+                  f"(pid {r['pid']}) at {now:.3f}", flush=True)  # type: ignore[index]
         except OSError as exc:      # still restarting from the last kill
             print(f"{time.strftime('%H:%M:%S')} {victim}: {exc.strerror or exc}", flush=True)
     print(f"chaos: {kills} kills in {args.duration:.0f}s (seed {args.seed})")

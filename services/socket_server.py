@@ -231,6 +231,7 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         self.tcp_reqs: dict[int, tuple[Sock, Pending | None, str, bytes]] = {}
         self.gone_conns: collections.OrderedDict[int, None] = collections.OrderedDict()   # closed here lately
         self.tcp_unsynced: set[int] = set()
+        self.lingering: dict[int, Sock] = {}     # conn -> closed socket with data not yet acknowledged
         self.conns: dict[int, Sock] = {}        # tcp conn id -> stream socket
         self.peer("udp")
         self.peer("tcp")

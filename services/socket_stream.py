@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 TCP_SEND_MAX = 256 * 1024         # stream bytes per message to tcp
 GONE_CONNS_KEPT = 65536           # closed connections remembered for a restarted tcp
+LINGERING_MAX = 4096              # closed sockets whose unacknowledged data is kept for tcp
 URG_NONE, URG_NOTYET, URG_VALID, URG_READ = 0, 1, 2, 3   # Sock.urg, as tcp_sock.urg_data
 
 
@@ -291,16 +292,16 @@ class StreamSockets:
             sock.shut_rd = True
         if how in (ksock.SHUT_WR, ksock.SHUT_RDWR) and not sock.shut_wr:
             sock.shut_wr = True
-            self.tcp_msg(encode(TCP_CLOSE, sock.conn, CLOSE_SHUT_WR))
+            self.tcp_msg(encode(TCP_CLOSE, sock.conn, CLOSE_SHUT_WR, sock.snd_sent))
         self.wake_stream(sock)
 
     def stop_listening(self, sock: "Sock") -> None:
         sock.st = "closed"
         while sock.acceptq:
             pending = sock.acceptq.popleft()
-            self.tcp_msg(encode(TCP_CLOSE, pending.conn, CLOSE_ABORT))
+            self.tcp_msg(encode(TCP_CLOSE, pending.conn, CLOSE_ABORT, 0))
             self.forget_conn(pending.conn)
-        self.tcp_msg(encode(TCP_CLOSE, sock.id, CLOSE_FORGET))
+        self.tcp_msg(encode(TCP_CLOSE, sock.id, CLOSE_FORGET, 0))
         self.wake_stream(sock)
 
     def close_stream(self, sock: "Sock") -> None:
@@ -311,9 +312,11 @@ class StreamSockets:
             self.stop_listening(sock)
         elif sock.st in ("connected", "connecting"):
             abort = bool(sock.rbuf) or sock.linger == 0 or sock.st == "connecting"
-            self.tcp_msg(encode(TCP_CLOSE, sock.conn, CLOSE_ABORT if abort else CLOSE_FORGET))
+            if sock.sndkeep and not abort and len(self.lingering) < LINGERING_MAX:
+                self.lingering[sock.conn] = sock     # its unacknowledged data, until tcp is done with it
+            self.tcp_msg(encode(TCP_CLOSE, sock.conn, CLOSE_ABORT if abort else CLOSE_FORGET, sock.snd_sent))
         else:
-            self.tcp_msg(encode(TCP_CLOSE, sock.conn, CLOSE_FORGET))
+            self.tcp_msg(encode(TCP_CLOSE, sock.conn, CLOSE_FORGET, sock.snd_sent))
         for call in list(sock.writers) + ([sock.connect_call] if sock.connect_call else []):
             self.fail(call, errno.EBADF, "Bad file descriptor")
         sock.writers.clear()
@@ -393,7 +396,10 @@ class StreamSockets:
             return
         sock = self.conns.get(conn)
         if sock is None:
-            if kind == "data":          # for a socket already closed: keep the window open
+            gone = self.lingering.get(conn)
+            if gone is not None:
+                self.on_lingering(gone, kind, item)
+            elif kind == "data":          # for a socket already closed: keep the window open
                 self.tcp_msg(encode(TCP_RCVD, conn, item[2] + len(item[3])))
             return
         if kind == "est":
@@ -420,10 +426,7 @@ class StreamSockets:
         elif kind == "urg" and type(item[2]) is int:
             self.on_urgent(sock, item[2])
         elif kind == "acked":
-            acked = sock.snd_sent - sock.snd_pending
-            if item[2] > acked:
-                del sock.sndkeep[:item[2] - acked]
-                sock.snd_pending = sock.snd_sent - item[2]
+            self.trim_acked(sock, item[2])
         elif kind == "resend":
             self.tcp_resend(sock, item[2])
             return
@@ -440,6 +443,23 @@ class StreamSockets:
             sock.st = "closed"
             self.forget_conn(conn)
         self.wake_stream(sock)
+
+    def on_lingering(self, sock: "Sock", kind: str, item: list) -> None:
+        """Events for a socket the application closed while data was unacknowledged:
+        tcp, if it restarts, may still need some of it again."""
+        if kind == "acked":
+            self.trim_acked(sock, item[2])
+        elif kind == "resend":
+            self.tcp_resend(sock, item[2])
+        if kind in ("closed", "err") or not sock.sndkeep:
+            self.lingering.pop(sock.conn, None)
+
+    def trim_acked(self, sock: "Sock", off: int) -> None:
+        """The peer acknowledged the stream up to ``off``: free send-buffer space."""
+        acked = sock.snd_sent - sock.snd_pending
+        if off > acked:
+            del sock.sndkeep[:off - acked]
+            sock.snd_pending = sock.snd_sent - off
 
     def tcp_resend(self, sock: "Sock", off: int) -> None:
         """Stream data from ``off`` to tcp again (messages a restart of tcp lost)."""
@@ -471,15 +491,20 @@ class StreamSockets:
         sock = self.conns.get(conn)
         self.tcp_unsynced.discard(conn)
         if sock is None:
+            gone = self.lingering.get(conn)
+            if gone is not None:                 # closed with data tcp may not have had
+                self.tcp_resend(gone, item[2])
+                self.tcp_msg(encode(TCP_CLOSE, conn, CLOSE_FORGET, gone.snd_sent))
+                return
             opening = self.socks.get(conn)
             if opening is None or opening.st != "connecting":     # (a connect asked again just now)
-                self.tcp_msg(encode(TCP_CLOSE, conn, CLOSE_FORGET))     # closed here while tcp was away
+                self.tcp_msg(encode(TCP_CLOSE, conn, CLOSE_FORGET, 0))     # closed here while tcp was away
             return
         self.tcp_resend(sock, item[2])
         if sock.st == "connected" or sock.eof:
             self.tcp_msg(encode(TCP_RCVD, conn, sock.rcv_total - len(sock.rbuf)))
         if sock.shut_wr:
-            self.tcp_msg(encode(TCP_CLOSE, conn, CLOSE_SHUT_WR))
+            self.tcp_msg(encode(TCP_CLOSE, conn, CLOSE_SHUT_WR, sock.snd_sent))
         for name, on in (("nodelay", sock.nodelay), ("keepalive", sock.keepalive)):
             if on:
                 self.tcp_msg(encode(TCP_SETOPT, conn, name, 1))
@@ -490,7 +515,7 @@ class StreamSockets:
             return                      # told again after a restart of tcp
         lst = self.socks.get(listener)
         if lst is None or lst.st != "listening" or conn in self.gone_conns:
-            self.tcp_msg(encode(TCP_CLOSE, conn, CLOSE_ABORT))
+            self.tcp_msg(encode(TCP_CLOSE, conn, CLOSE_ABORT, 0))
             return
         s = Sock(next(self.sock_ids), lst.client, -1, lst.family, lst.type, lst.proto, lst.rcvbuf, lst.sndbuf)
         s.conn, s.st, s.bound = conn, "connected", True

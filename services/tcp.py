@@ -24,8 +24,8 @@ from services.routes import fib_from_config, local_addrs
 from services.tcp_state import TcpState
 from shared.ipc.codec import encode
 from shared.ipc.messages import (BIND_REUSEADDR, CLOSE_ABORT, CLOSE_SHUT_WR, IP_OUTPUT, IP_REGISTER, L4_ERR,
-                                 L4_RCV, PMTUDISC_DO, RMEM_MAX, TCP_ACCEPTED, TCP_BIND, TCP_CLOSE, TCP_CONNECT, TCP_EVENTS,
-                                 TCP_LISTEN, TCP_RCVD, TCP_SEND, TCP_SEND_URG, TCP_SETOPT)
+                                 L4_RCV, PMTUDISC_DO, RMEM_MAX, TCP_ACCEPTED, TCP_BIND, TCP_CLOSE, TCP_CONNECT,
+                                 TCP_EVENTS, TCP_LISTEN, TCP_RCVD, TCP_SEND, TCP_SEND_URG, TCP_SETOPT)
 from shared.proto.tcp.tcb import Segment, State, Tcb, TcpConfig, reset_for
 from shared.proto.udp import PortTable
 from shared.skb import CSUM_PARTIAL, CSUM_VALID, NoBuffers, Skb
@@ -56,6 +56,7 @@ class Conn:
     snd_total: int = 0                 # stream bytes taken from the socket layer, ever
     consumed: int = 0                  # stream bytes the application has read (TCP_RCVD)
     resend_asked: int = -1             # the offset a gap in TCP_SEND made us ask for again
+    fin_at: int | None = None          # a close waiting for the stream up to here (resent after a restart)
 
     @property
     def key(self) -> tuple[int, int, int, int]:
@@ -116,7 +117,7 @@ class Tcp(Service):
                     self.pool.free(skb)
         elif code in (TCP_SEND, TCP_SEND_URG):
             c = self.by_id.get(fields[0])
-            if c is not None and not c.orphan:
+            if c is not None and (not c.orphan or c.fin_at is not None):
                 self.tcp_send(c, fields[1], fields[2], code == TCP_SEND_URG)
         elif code == TCP_RCVD:
             c = self.by_id.get(fields[0])
@@ -189,6 +190,9 @@ class Tcp(Service):
             return
         c.snd_total += len(data)
         self.state.tx_append(c, data)
+        if c.fin_at is not None and c.snd_total >= c.fin_at:
+            c.fin_at = None
+            c.tcb.close(self.now)
         self.touch(c)
 
     # -- requests from the socket layer ---------------------------------------------------
@@ -256,7 +260,7 @@ class Tcp(Service):
         self.counters["TcpActiveOpens"] += 1
         self.touch(c)
 
-    def tcp_close(self, conn: int, how: int) -> None:
+    def tcp_close(self, conn: int, how: int, off: int) -> None:
         lst = self.listener_of.pop(conn, None)
         if lst is not None:
             self.state.table_dirty = True
@@ -276,6 +280,12 @@ class Tcp(Service):
         if how == CLOSE_ABORT:
             c.tcb.abort(self.now)
             self.counters["TcpAborts"] += 1
+        elif off > c.snd_total:
+            # data before the FIN was lost to our restart: it is on its way again
+            c.fin_at = off
+            if c.resend_asked != c.snd_total:
+                c.resend_asked = c.snd_total
+                self.events.append([c.id, "resend", c.snd_total])
         else:
             c.tcb.close(self.now)
         if how != CLOSE_SHUT_WR:
@@ -412,21 +422,22 @@ class Tcp(Service):
             for off in t.urgent:
                 self.events.append([c.id, "urg", off])
             t.urgent.clear()
-            if t.acked:
-                self.events.append([c.id, "acked", c.snd_total - len(t.sndq)])   # absolute: idempotent
-                t.acked = 0
             if t.eof and not c.eof_sent:
                 c.eof_sent = True
                 self.events.append([c.id, "eof"])
         else:
             t.delivered.clear()
             t.urgent.clear()
+        if t.acked:
+            # absolute, so idempotent; also for orphans: the socket layer keeps a closed
+            # socket's unacknowledged data until then, in case we restart
+            self.events.append([c.id, "acked", c.snd_total - len(t.sndq)])
             t.acked = 0
         if t.state is State.CLOSED:
             if t.error is not None and not c.orphan:
                 self.events.append([c.id, "err", t.error])
                 self.counters["TcpEstabResets" if t.error == errno.ECONNRESET else "TcpAttemptFails"] += 1
-            elif not c.orphan:
+            else:
                 self.events.append([c.id, "closed"])
             self.remove(c)
             return
@@ -506,9 +517,9 @@ class Tcp(Service):
         self.counters["TcpRestoreErrors"] += bad
         for head, tcb in conns:
             (cid, laddr, lport, raddr, rport, listener, origin, orphan, announced, eof_sent, snd_total, consumed,
-             b) = head
+             fin_at, b) = head
             c = Conn(cid, tcb, laddr, lport, raddr, rport, listener, origin, orphan, announced, eof_sent,
-                     snd_total, consumed)
+                     snd_total, consumed, fin_at=fin_at)
             self.add_conn(c)
             if b is not None and self.ports.bind(cid, b[0], b[1], True)[0] == 0:
                 self.bound[cid] = (b[0], b[1])
@@ -531,6 +542,8 @@ class Tcp(Service):
         saved, self.events = self.events, [[0, "restart"]]
         for c in self.by_id.values():
             if c.orphan:
+                if c.fin_at is not None:        # closed by the application: the data before its FIN
+                    self.events.append([c.id, "sync", c.snd_total])
                 continue
             t = c.tcb
             if c.announced and c.origin is not None:

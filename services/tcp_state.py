@@ -28,7 +28,7 @@ RECORD_SLOT = 4096
 TABLE_SLOT = 1 << 20
 TABLE = "table"
 ID_BLOCK = 1 << 16          # passive conn ids reserved per table write
-HEAD = 13                   # Conn fields before the Tcb snapshot in a record
+HEAD = 14                   # Conn fields before the Tcb snapshot in a record
 
 
 def _pow2_at_least(n: int) -> int:
@@ -72,7 +72,7 @@ class TcpState:
                     saved.add(seq)
             saved &= t.ooo.keys()
         head = [c.id, c.laddr, c.lport, c.raddr, c.rport, c.listener, c.origin, c.orphan, c.announced,
-                c.eof_sent, c.snd_total, c.consumed, bound]
+                c.eof_sent, c.snd_total, c.consumed, c.fin_at, bound]
         try:
             f.put(head + [persist.snapshot(t)])
         except RecordTooBig:

@@ -155,8 +155,9 @@ TCP_SEND = _msg(0x605, "TCP_SEND", "socket_server -> tcp: stream data to send, s
 TCP_RCVD = _msg(0x606, "TCP_RCVD", "socket_server -> tcp: the application has read the stream up to off",
                 conn=int, off=int)
 TCP_CLOSE = _msg(0x607, "TCP_CLOSE", "socket_server -> tcp: how 1 = shutdown(SHUT_WR) (FIN), "
-                 "2 = abort (RST), 3 = close (FIN, then tcp finishes alone; listeners and unbound sockets go)",
-                 conn=int, how=int)
+                 "2 = abort (RST), 3 = close (FIN, then tcp finishes alone; listeners and unbound sockets go); "
+                 "the FIN goes after stream offset off (tcp waits for any data a restart lost before it)",
+                 conn=int, how=int, off=int)
 CLOSE_SHUT_WR, CLOSE_ABORT, CLOSE_FORGET = 1, 2, 3   # TCP_CLOSE how
 TCP_SETOPT = _msg(0x608, "TCP_SETOPT", "socket_server -> tcp: TCP_NODELAY / SO_KEEPALIVE", conn=int,
                   name=str, value=int)

@@ -59,6 +59,16 @@ class Stack:
         return host.leftovers(self.cfg, self.instance)
 
 
+def start_on_mkstack(stack: Stack, *args: str) -> subprocess.Popen:
+    """A Python program on mkstack (``launcher.py run``) that prints "ready..." once it is."""
+    p = subprocess.Popen([sys.executable, os.path.join(ROOT, "launcher.py"), "--instance", stack.instance,
+                          "-c", stack.config, "run", "--", "python", *args],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    line = p.stdout.readline()
+    assert line.startswith("ready"), line + (p.stdout.read() if p.poll() is not None else "")
+    return p
+
+
 def new_instance() -> str:
     return f"t{os.getpid() % 100000}x{next(_seq)}"
 

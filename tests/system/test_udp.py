@@ -11,22 +11,13 @@ import pytest
 import zmq
 
 from shared.ipc import endpoints
-from tests.system.conftest import ROOT, ping_rtts, summary
+from tests.system.conftest import ROOT, ping_rtts, start_on_mkstack, summary
 
 APPS = os.path.join(ROOT, "tests", "system", "apps")
 
 
 def run_on_mkstack(stack, *args, timeout=120):
     return stack.launcher("run", "--", "python", *args, timeout=timeout)
-
-
-def start_on_mkstack(stack, *args):
-    p = subprocess.Popen([sys.executable, os.path.join(ROOT, "launcher.py"), "--instance", stack.instance,
-                          "-c", stack.config, "run", "--", "python", *args],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    line = p.stdout.readline()
-    assert line.startswith("ready"), line + (p.stdout.read() if p.poll() is not None else "")
-    return p
 
 
 @pytest.fixture

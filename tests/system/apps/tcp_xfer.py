@@ -7,6 +7,8 @@
 
 Every transfer prints {"dir", "bytes", "sha256", "seconds"}; the data is random
 slices of a random pool, so a byte lost, repeated or reordered changes the hash.
+With XFER_PROGRESS=FILE, put and get append "wall-time bytes" lines to FILE as
+the data moves (at most ten a second), for measuring stalls.
 """
 import hashlib
 import json
@@ -20,6 +22,22 @@ CHUNK = 256 * 1024
 POOL = os.urandom(4 * 1024 * 1024)
 
 
+class Progress:
+    def __init__(self) -> None:
+        path = os.environ.get("XFER_PROGRESS")
+        self.f = open(path, "a", buffering=1) if path else None
+        self.last = 0.0
+
+    def __call__(self, n: int) -> None:
+        now = time.time()
+        if self.f is not None and now - self.last >= 0.1:
+            self.f.write(f"{now:.3f} {n}\n")
+            self.last = now
+
+
+PROGRESS = Progress()
+
+
 def send_n(s: socket.socket, n: int) -> str:
     h = hashlib.sha256()
     sent = 0
@@ -29,6 +47,7 @@ def send_n(s: socket.socket, n: int) -> str:
         s.sendall(block)
         h.update(block)
         sent += len(block)
+        PROGRESS(sent)
     return h.hexdigest()
 
 
@@ -41,6 +60,7 @@ def recv_all(s: socket.socket) -> tuple[int, str]:
             return n, h.hexdigest()
         h.update(data)
         n += len(data)
+        PROGRESS(n)
 
 
 def report(direction: str, n: int, digest: str, t0: float) -> None:

@@ -1,0 +1,168 @@
+"""Chaos soak: python -m tests.bench.soak [--minutes M] [--interval S] [--seed N] [--json FILE].
+
+Brings up an instance and keeps traffic flowing against the Linux peer —
+200 MB TCP transfers both ways, one after the other, from programs on mkstack
+(each checked by sha256 on both ends), a UDP echo stream and ping — while
+`launcher.py chaos` kills services at random. Then reports, per service, the
+recovery time of each kill (from the kill to the first sign of every kind of
+traffic flowing again: a ping reply, a UDP echo, TCP bytes moving) as p50 /
+p99 / max, and the TCP bytes lost (must be 0). Not part of `make test`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from tests.system.conftest import ROOT, Stack, new_instance, percentile, reply_times, start_on_mkstack
+
+APPS = os.path.join(ROOT, "tests", "system", "apps")
+XFER = os.path.join(APPS, "tcp_xfer.py")
+BULK = 200_000_000
+VICTIMS = ("driver", "netdev", "ip", "udp", "tcp")
+_KILL = re.compile(r" killed (\S+) \(pid \d+\) at ([\d.]+)")
+
+
+def transfers(stack: Stack, direction: str, progress: str, stop: threading.Event, runs: list) -> None:
+    env = dict(os.environ, XFER_PROGRESS=progress)
+    while not stop.is_set():
+        p = subprocess.run([sys.executable, os.path.join(ROOT, "launcher.py"), "--instance", stack.instance,
+                            "-c", stack.config, "run", "--", "python", XFER, direction, stack.peer_addr, "5001",
+                            str(BULK)], capture_output=True, text=True, timeout=600, env=env)
+        runs.append((p.returncode, p.stdout, p.stderr))
+
+
+def times_in(path: str) -> list[float]:
+    with open(path) as f:
+        return [float(line.split()[0]) for line in f if line.strip()]
+
+
+def first_after(times: list[float], t: float) -> float | None:
+    return next((x for x in times if x > t), None)
+
+
+def bytes_lost(runs: list, hashes: set[str]) -> int:
+    """A transfer that failed or whose hash the other end did not see counts whole."""
+    lost = 0
+    for rc, out, _ in runs:
+        try:
+            r = json.loads(out.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            r = {}
+        if rc != 0 or r.get("bytes") != BULK or r.get("sha256") not in hashes:
+            lost += BULK - (r.get("bytes", 0) if r.get("sha256") in hashes else 0)
+    return lost
+
+
+def soak(minutes: float, interval: float, seed: int) -> dict:
+    stack = Stack(new_instance())
+    tmp = tempfile.mkdtemp(prefix="mkstack-soak-")
+    logs = {k: os.path.join(tmp, k) for k in ("udp", "get", "put")}
+    for path in logs.values():
+        open(path, "w").close()
+    stack.launcher("up")
+    stop = threading.Event()
+    runs: dict[str, list] = {"put": [], "get": []}
+    procs: list[subprocess.Popen] = []
+    try:
+        server = stack.peer_popen("python3", XFER, "serve", "5001")
+        procs.append(server)
+        assert "listening" in server.stdout.readline()
+        procs.append(start_on_mkstack(stack, os.path.join(APPS, "udp_echo.py"), "0.0.0.0", "9999"))
+        udp = stack.peer_popen("python3", os.path.join(APPS, "udp_stream.py"), stack.addr, "9999", "100000", "50",
+                               logs["udp"])
+        ping = stack.peer_popen("ping", "-D", "-i", "0.02", "-W", "1", stack.addr)
+        procs += [udp, ping]
+        workers = [threading.Thread(target=transfers, args=(stack, d, logs[d], stop, runs[d])) for d in runs]
+        for w in workers:
+            w.start()
+        time.sleep(2.0)
+        print(f"chaos over {', '.join(VICTIMS)} for {minutes:g} min, a kill every ~{interval:g} s (seed {seed})",
+              flush=True)
+        chaos = subprocess.Popen([sys.executable, os.path.join(ROOT, "launcher.py"), "--instance", stack.instance,
+                                  "-c", stack.config, "chaos", "--services", ",".join(VICTIMS), "--interval",
+                                  str(interval), "--duration", str(minutes * 60), "--seed", str(seed)],
+                                 stdout=subprocess.PIPE, text=True)
+        kills = []
+        for line in chaos.stdout:
+            m = _KILL.search(line)
+            if m:
+                kills.append((m.group(1), float(m.group(2))))
+                if len(kills) % 10 == 0:
+                    print(f"  {len(kills)} kills so far", flush=True)
+        chaos.wait()
+        time.sleep(3.0)
+        stop.set()
+        for w in workers:
+            w.join(timeout=600)
+        for p in (udp, ping):
+            p.send_signal(signal.SIGINT)
+        ping_out = ping.communicate(timeout=30)[0]
+        udp.communicate(timeout=30)
+        server.kill()
+        served = server.communicate(timeout=10)[0]
+        skb_used = [c["used"] for c in stack.status()["skb"]["classes"]]
+        restarts = stack.restarts()
+    finally:
+        stop.set()
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+        stack.launcher("down", check=False)
+    streams = {"ping": reply_times(ping_out), "udp": times_in(logs["udp"]),
+               "tcp": sorted(times_in(logs["get"]) + times_in(logs["put"]))}
+    per: dict[str, list[float]] = {}
+    unrecovered = 0
+    for victim, at in kills:
+        firsts = [first_after(ts, at) for ts in streams.values()]
+        if None in firsts:
+            unrecovered += 1
+            continue
+        per.setdefault(victim, []).append(max(firsts) - at)
+    lines = [json.loads(x) for x in served.splitlines() if x.startswith('{"dir"')]
+    lost = (bytes_lost(runs["put"], {r["sha256"] for r in lines if r["dir"] == "stored"})
+            + bytes_lost(runs["get"], {r["sha256"] for r in lines if r["dir"] == "served"}))
+    moved = sum(BULK for rc, _, _ in runs["put"] + runs["get"] if rc == 0)
+    return {"minutes": minutes, "seed": seed, "kills": len(kills), "unrecovered": unrecovered,
+            "restarts": restarts, "transfers": {d: len(r) for d, r in runs.items()}, "bytes_moved": moved,
+            "bytes_lost": lost, "skb_used_after": skb_used,
+            "recovery_s": {v: {"n": len(xs), "p50": round(statistics.median(xs), 3),
+                               "p99": round(percentile(xs, 99), 3), "max": round(max(xs), 3)}
+                           for v, xs in sorted(per.items())}}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(prog="python -m tests.bench.soak", description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=5.0)
+    ap.add_argument("--interval", type=float, default=2.0, help="mean seconds between kills")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+    args = ap.parse_args()
+    if args.minutes <= 0 or args.interval <= 0:
+        ap.error("--minutes and --interval must be positive")
+    r = soak(args.minutes, args.interval, args.seed)
+    print(f"\n{r['kills']} kills in {r['minutes']:g} min; {sum(r['transfers'].values())} transfers of 200 MB, "
+          f"{r['bytes_moved'] / 1e9:.1f} GB moved, bytes lost: {r['bytes_lost']}; "
+          f"skb slots in use after: {r['skb_used_after']}")
+    print(f"{'service':<10}{'kills':>6}{'p50 s':>9}{'p99 s':>9}{'max s':>9}")
+    for v, s in r["recovery_s"].items():
+        print(f"{v:<10}{s['n']:>6}{s['p50']:>9.3f}{s['p99']:>9.3f}{s['max']:>9.3f}")
+    if r["unrecovered"]:
+        print(f"{r['unrecovered']} kills with some traffic never seen again")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(r, f, indent=2)
+    return 0 if r["bytes_lost"] == 0 and not r["unrecovered"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
