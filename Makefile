@@ -3,7 +3,7 @@ PY      := .venv/bin/python
 DEBS    := iproute2 iputils-ping iptables curl iperf3 tcpdump netcat-openbsd tshark
 STAMP   := .venv/.installed
 
-.PHONY: venv run test test-unit test-system bench clean
+.PHONY: venv run test test-unit test-system bench clean soak
 venv: $(STAMP)
 
 $(STAMP): requirements.txt
@@ -29,6 +29,9 @@ test-unit: venv
 bench: venv
 	$(PY) -m pip install -q -r requirements-bench.txt
 	$(PY) -m tests.bench --json tests/bench/results/bench.json --plot tests/bench/results/bench.png
+
+soak: venv
+	$(PY) -m tests.bench.soak --minutes 5 --json tests/bench/results/soak.json
 
 clean:
 	rm -rf .venv .pytest_cache

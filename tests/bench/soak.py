@@ -80,7 +80,11 @@ def soak(minutes: float, interval: float, seed: int) -> dict:
         procs.append(start_on_mkstack(stack, os.path.join(APPS, "udp_echo.py"), "0.0.0.0", "9999"))
         udp = stack.peer_popen("python3", os.path.join(APPS, "udp_stream.py"), stack.addr, "9999", "100000", "50",
                                logs["udp"])
-        ping = stack.peer_popen("ping", "-D", "-i", "0.02", "-W", "1", stack.addr)
+        # ping prints a line per reply: to a file, or it blocks once a pipe is full
+        ping_log = open(os.path.join(tmp, "ping"), "w")
+        ping = subprocess.Popen([sys.executable, os.path.join(ROOT, "launcher.py"), "--instance", stack.instance,
+                                 "-c", stack.config, "peer", "--", "ping", "-D", "-i", "0.02", "-W", "1", stack.addr],
+                                stdout=ping_log, stderr=subprocess.STDOUT)
         procs += [udp, ping]
         workers = [threading.Thread(target=transfers, args=(stack, d, logs[d], stop, runs[d])) for d in runs]
         for w in workers:
@@ -106,7 +110,10 @@ def soak(minutes: float, interval: float, seed: int) -> dict:
             w.join(timeout=600)
         for p in (udp, ping):
             p.send_signal(signal.SIGINT)
-        ping_out = ping.communicate(timeout=30)[0]
+        ping.wait(timeout=30)
+        ping_log.close()
+        with open(ping_log.name) as f:
+            ping_out = f.read()
         udp.communicate(timeout=30)
         server.kill()
         served = server.communicate(timeout=10)[0]
@@ -121,20 +128,24 @@ def soak(minutes: float, interval: float, seed: int) -> dict:
     streams = {"ping": reply_times(ping_out), "udp": times_in(logs["udp"]),
                "tcp": sorted(times_in(logs["get"]) + times_in(logs["put"]))}
     per: dict[str, list[float]] = {}
-    unrecovered = 0
+    unrecovered = []
     for victim, at in kills:
-        firsts = [first_after(ts, at) for ts in streams.values()]
-        if None in firsts:
-            unrecovered += 1
+        firsts = {name: first_after(ts, at) for name, ts in streams.items()}
+        missing = [name for name, t in firsts.items() if t is None]
+        if missing:
+            unrecovered.append(f"{victim} at {at:.3f}: no {', '.join(missing)} after it")
             continue
-        per.setdefault(victim, []).append(max(firsts) - at)
+        per.setdefault(victim, []).append(max(firsts.values()) - at)
+    failures = [f"{d}: exit {rc}: {out.strip()[-300:]} {err.strip()[-700:]}" for d in runs
+                for rc, out, err in runs[d] if rc != 0]
     lines = [json.loads(x) for x in served.splitlines() if x.startswith('{"dir"')]
     lost = (bytes_lost(runs["put"], {r["sha256"] for r in lines if r["dir"] == "stored"})
             + bytes_lost(runs["get"], {r["sha256"] for r in lines if r["dir"] == "served"}))
     moved = sum(BULK for rc, _, _ in runs["put"] + runs["get"] if rc == 0)
     return {"minutes": minutes, "seed": seed, "kills": len(kills), "unrecovered": unrecovered,
             "restarts": restarts, "transfers": {d: len(r) for d, r in runs.items()}, "bytes_moved": moved,
-            "bytes_lost": lost, "skb_used_after": skb_used,
+            "bytes_lost": lost, "skb_used_after": skb_used, "failures": failures, "logs": tmp,
+            "streams": {name: [round(ts[0], 3), round(ts[-1], 3), len(ts)] if ts else [] for name, ts in streams.items()},
             "recovery_s": {v: {"n": len(xs), "p50": round(statistics.median(xs), 3),
                                "p99": round(percentile(xs, 99), 3), "max": round(max(xs), 3)}
                            for v, xs in sorted(per.items())}}
@@ -156,8 +167,10 @@ def main() -> int:
     print(f"{'service':<10}{'kills':>6}{'p50 s':>9}{'p99 s':>9}{'max s':>9}")
     for v, s in r["recovery_s"].items():
         print(f"{v:<10}{s['n']:>6}{s['p50']:>9.3f}{s['p99']:>9.3f}{s['max']:>9.3f}")
-    if r["unrecovered"]:
-        print(f"{r['unrecovered']} kills with some traffic never seen again")
+    for line in r["unrecovered"]:
+        print(f"unrecovered: {line}")
+    for line in r["failures"]:
+        print(f"failed transfer: {line}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(r, f, indent=2)

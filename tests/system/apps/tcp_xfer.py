@@ -70,8 +70,10 @@ def report(direction: str, n: int, digest: str, t0: float) -> None:
 
 def serve_one(c: socket.socket) -> None:
     with c:
-        f = c.makefile("rb")
-        line = f.readline().decode().split()
+        head = b""
+        while not head.endswith(b"\n") and len(head) < 100:   # byte by byte: the rest is the data
+            head += c.recv(1) or b"\n"
+        line = head.decode().split()
         t0 = time.monotonic()
         if line[:1] == ["get"]:
             n = int(line[1])
