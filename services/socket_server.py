@@ -165,10 +165,15 @@ class Sock:
             m |= POLLERR | POLLIN
         return m
 
+    @property
+    def consumed(self) -> int:
+        """Stream offset of the next byte to read (rbuf[0])."""
+        return self.rcv_total - len(self.rbuf)
+
     def _stream_mask(self) -> int:
         m = 0
         # the urgent byte next in line is not data to read (tcp_poll's target++)
-        skip = self.urg and not self.oobinline and self.urg_off == self.rcv_total - len(self.rbuf)
+        skip = self.urg and not self.oobinline and self.urg_off == self.consumed
         if len(self.rbuf) > skip or self.eof or self.shut_rd or (self.st == "listening" and self.acceptq):
             m |= POLLIN
         if self.st == "connected" and not self.shut_wr and self.snd_pending < self.sndbuf:
@@ -742,7 +747,7 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
             if sock.st == "listening" and request in (SIOCINQ, SIOCOUTQ):
                 raise OSError(errno.EINVAL, "Invalid argument")
             if request == SIOCINQ:   # tcp_inq: up to a pending urgent byte that is not inline
-                consumed = sock.rcv_total - len(sock.rbuf)
+                consumed = sock.consumed
                 if sock.urg and not sock.oobinline and consumed <= sock.urg_off < sock.rcv_total:
                     return sock.urg_off - consumed
                 return len(sock.rbuf)

@@ -155,13 +155,13 @@ class StreamSockets:
             return False
         data, flags = call.fields[2], call.fields[3]
         n = min(len(data), room, TCP_SEND_MAX)
-        sock.snd_pending += n
         # MSG_OOB: the last byte this call queues is urgent (tcp_push -> tcp_mark_urg)
         code = TCP_SEND_URG if flags & ksock.MSG_OOB else TCP_SEND
         chunk = data[:n] if n < len(data) else data
         self.tcp_msg(encode(code, sock.conn, sock.snd_sent, chunk))
         sock.snd_sent += n
         sock.sndkeep += chunk
+        sock.snd_pending = len(sock.sndkeep)
         self.answer(call, n, sock)
         return True
 
@@ -205,7 +205,7 @@ class StreamSockets:
         if sock.rbuf and want > 0:
             start, n = 0, min(want, len(sock.rbuf))
             if sock.urg:
-                rel = sock.urg_off - (sock.rcv_total - len(sock.rbuf))
+                rel = sock.urg_off - sock.consumed
                 if rel == 0 and not sock.oobinline:
                     start, n = 1, min(want, len(sock.rbuf) - 1)
                 elif 0 < rel <= n:
@@ -240,7 +240,7 @@ class StreamSockets:
         (they are closed when the reader takes no descriptors, as Linux does)."""
         passed = []
         if sock.scm:
-            consumed = sock.rcv_total - len(sock.rbuf)
+            consumed = sock.consumed
             while sock.scm and sock.scm[0][0] < consumed:
                 passed += sock.scm.pop(0)[1]
         reply = [data, None, 0, len(data)]
@@ -254,13 +254,13 @@ class StreamSockets:
         if sock.family == ksock.AF_UNIX:
             self.unix_consumed(sock)
         elif sock.st == "connected" or sock.eof:
-            self.tcp_msg(encode(TCP_RCVD, sock.conn, sock.rcv_total - len(sock.rbuf)))
-        if sock.urg and sock.urg_off < sock.rcv_total - len(sock.rbuf):
+            self.tcp_msg(encode(TCP_RCVD, sock.conn, sock.consumed))
+        if sock.urg and sock.urg_off < sock.consumed:
             sock.urg = URG_NONE
 
     def on_urgent(self, sock: "Sock", off: int) -> None:
         """The peer announced an urgent byte at stream offset ``off`` (tcp_check_urg)."""
-        consumed = sock.rcv_total - len(sock.rbuf)
+        consumed = sock.consumed
         if off < consumed or (sock.urg and off <= sock.urg_off):
             return
         # a previous urgent byte next in line, never read inline, is dropped; one
@@ -273,12 +273,12 @@ class StreamSockets:
     @staticmethod
     def urgent_arrived(sock: "Sock") -> None:
         if sock.urg == URG_NOTYET and sock.urg_off < sock.rcv_total:
-            sock.oob = sock.rbuf[sock.urg_off - (sock.rcv_total - len(sock.rbuf))]
+            sock.oob = sock.rbuf[sock.urg_off - sock.consumed]
             sock.urg = URG_VALID
 
     def at_mark(self, sock: "Sock") -> bool:
         """SIOCATMARK: the next byte to read is the urgent one."""
-        return bool(sock.urg) and sock.urg_off == sock.rcv_total - len(sock.rbuf)
+        return bool(sock.urg) and sock.urg_off == sock.consumed
 
     def stream_shutdown(self, sock: "Sock", how: int) -> None:
         if how not in (ksock.SHUT_RD, ksock.SHUT_WR, ksock.SHUT_RDWR):
@@ -456,10 +456,10 @@ class StreamSockets:
 
     def trim_acked(self, sock: "Sock", off: int) -> None:
         """The peer acknowledged the stream up to ``off``: free send-buffer space."""
-        acked = sock.snd_sent - sock.snd_pending
+        acked = sock.snd_sent - len(sock.sndkeep)
         if off > acked:
             del sock.sndkeep[:off - acked]
-            sock.snd_pending = sock.snd_sent - off
+            sock.snd_pending = len(sock.sndkeep)
 
     def tcp_resend(self, sock: "Sock", off: int) -> None:
         """Stream data from ``off`` to tcp again (messages a restart of tcp lost)."""
@@ -502,12 +502,16 @@ class StreamSockets:
             return
         self.tcp_resend(sock, item[2])
         if sock.st == "connected" or sock.eof:
-            self.tcp_msg(encode(TCP_RCVD, conn, sock.rcv_total - len(sock.rbuf)))
+            self.tcp_msg(encode(TCP_RCVD, conn, sock.consumed))
         if sock.shut_wr:
             self.tcp_msg(encode(TCP_CLOSE, conn, CLOSE_SHUT_WR, sock.snd_sent))
+        self.push_opts(sock)
+
+    def push_opts(self, sock: "Sock") -> None:
+        """The options tcp's connection must have (off by default there)."""
         for name, on in (("nodelay", sock.nodelay), ("keepalive", sock.keepalive)):
             if on:
-                self.tcp_msg(encode(TCP_SETOPT, conn, name, 1))
+                self.tcp_msg(encode(TCP_SETOPT, sock.conn, name, 1))
 
     def on_accepted(self, conn: int, listener: int, raddr: int, rport: int, laddr: int, lport: int) -> None:
         from services.socket_server import Sock  # the dataclass lives with the server
@@ -523,10 +527,7 @@ class StreamSockets:
         s.nodelay, s.keepalive = lst.nodelay, lst.keepalive
         self.socks[s.id] = s
         self.conns[conn] = s
-        if s.nodelay or s.keepalive:
-            for name, on in (("nodelay", s.nodelay), ("keepalive", s.keepalive)):
-                if on:
-                    self.tcp_msg(encode(TCP_SETOPT, conn, name, 1))
+        self.push_opts(s)
         lst.acceptq.append(s)
         self.wake_stream(lst)
 

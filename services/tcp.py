@@ -59,6 +59,11 @@ class Conn:
     fin_at: int | None = None          # a close waiting for the stream up to here (resent after a restart)
 
     @property
+    def acked(self) -> int:
+        """Stream offset the peer has acknowledged up to (the send queue starts there)."""
+        return self.snd_total - len(self.tcb.sndq)
+
+    @property
     def key(self) -> tuple[int, int, int, int]:
         return self.laddr, self.lport, self.raddr, self.rport
 
@@ -172,10 +177,7 @@ class Tcp(Service):
         again after a restart) is skipped; a gap (a message lost to a restart) makes
         us ask the socket layer for the bytes from where we are."""
         if off > c.snd_total:
-            if c.resend_asked != c.snd_total:
-                c.resend_asked = c.snd_total
-                self.events.append([c.id, "resend", c.snd_total])
-                self.touch(c)
+            self.ask_resend(c)
             return
         if off < c.snd_total:
             data = data[c.snd_total - off:]
@@ -194,6 +196,14 @@ class Tcp(Service):
             c.fin_at = None
             c.tcb.close(self.now)
         self.touch(c)
+
+    def ask_resend(self, c: Conn) -> None:
+        """A message of the stream was lost to our restart: ask the socket layer for the
+        bytes from where we are, once per gap."""
+        if c.resend_asked != c.snd_total:
+            c.resend_asked = c.snd_total
+            self.events.append([c.id, "resend", c.snd_total])
+            self.touch(c)
 
     # -- requests from the socket layer ---------------------------------------------------
     def tcp_bind(self, req: int, sock: int, addr: int, port: int, flags: int) -> None:
@@ -283,9 +293,7 @@ class Tcp(Service):
         elif off > c.snd_total:
             # data before the FIN was lost to our restart: it is on its way again
             c.fin_at = off
-            if c.resend_asked != c.snd_total:
-                c.resend_asked = c.snd_total
-                self.events.append([c.id, "resend", c.snd_total])
+            self.ask_resend(c)
         else:
             c.tcb.close(self.now)
         if how != CLOSE_SHUT_WR:
@@ -431,7 +439,7 @@ class Tcp(Service):
         if t.acked:
             # absolute, so idempotent; also for orphans: the socket layer keeps a closed
             # socket's unacknowledged data until then, in case we restart
-            self.events.append([c.id, "acked", c.snd_total - len(t.sndq)])
+            self.events.append([c.id, "acked", c.acked])
             t.acked = 0
         if t.state is State.CLOSED:
             if t.error is not None and not c.orphan:
@@ -545,7 +553,6 @@ class Tcp(Service):
                 if c.fin_at is not None:        # closed by the application: the data before its FIN
                     self.events.append([c.id, "sync", c.snd_total])
                 continue
-            t = c.tcb
             if c.announced and c.origin is not None:
                 self.events.append([c.id, "acc", c.origin, c.raddr, c.rport, c.laddr, c.lport])
             elif c.announced:
@@ -555,7 +562,7 @@ class Tcp(Service):
             data = self.state.undelivered(c)
             if data:
                 self.deliver(c, c.consumed, data)
-            self.events.append([c.id, "acked", c.snd_total - len(t.sndq)])
+            self.events.append([c.id, "acked", c.acked])
             if c.eof_sent:
                 self.events.append([c.id, "eof"])
             self.events.append([c.id, "sync", c.snd_total])

@@ -111,11 +111,10 @@ class TcpState:
             rec = f.get()
             try:
                 head, snap = rec[:HEAD], rec[HEAD]
-                sndq_len, ooo = snap[6], snap[7]
+                sndq_seq, sndq_len, ooo = persist.queues(snap)
                 if sndq_len > self.tx_size:
                     raise ValueError("send queue larger than its ring")
-                values = dict(zip(persist.FIELDS, snap[2]))
-                sndq = f.ring_read(TX, values["sndq_seq"], sndq_len)
+                sndq = f.ring_read(TX, sndq_seq, sndq_len)
                 ooo_data = {s: f.ring_read(RX, s, n) for s, n in ooo if n <= self.rx_size}
                 t = persist.restore(cfg, snap, sndq, ooo_data)
             except (TypeError, ValueError, IndexError, KeyError):

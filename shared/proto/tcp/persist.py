@@ -17,6 +17,7 @@ from shared.proto.tcp.tcb import State, Tcb, TcpConfig
 VERSION = 1
 _SKIP = {"cfg", "output", "delivered", "acked", "urgent", "stats", "sndq", "ooo", "rtt", "cc", "state", "sacked"}
 FIELDS = tuple(k for k in vars(Tcb(TcpConfig(), 0, 0.0)) if k not in _SKIP)
+_SNDQ_SEQ = FIELDS.index("sndq_seq")
 
 
 def snapshot(t: Tcb, max_ooo: int = 64) -> list:
@@ -26,6 +27,12 @@ def snapshot(t: Tcb, max_ooo: int = 64) -> list:
     ooo = [[s, len(b)] for s, b in list(t.ooo.items())[:max_ooo]]
     return [VERSION, t.state.value, [d[k] for k in FIELDS], [list(b) for b in t.sacked], vars(t.rtt),
             vars(t.cc), len(t.sndq), ooo]
+
+
+def queues(rec: list) -> tuple[int, int, list]:
+    """Where a snapshot's queues are: (sequence of the send queue's first byte, its
+    length, [[seq, length], ...] of out-of-order data), to read them from their rings."""
+    return rec[2][_SNDQ_SEQ], rec[6], rec[7]
 
 
 def restore(cfg: TcpConfig, rec: list, sndq: bytes, ooo: dict[int, bytes]) -> Tcb:
