@@ -25,6 +25,7 @@ from typing import Iterator
 from tests.system.conftest import ROOT, Stack, new_instance, ping_rtts
 
 APPS = os.path.join(ROOT, "tests", "system", "apps")
+TCP_SERVE, TCP_LOAD = os.path.join(APPS, "tcp_serve.py"), os.path.join(APPS, "tcp_load.py")
 BENCH = os.path.dirname(os.path.abspath(__file__))
 PY_MAC, PY_IP, PY_PEER = "02:6d:6b:77:00:02", "10.77.0.2", "10.77.0.1"
 K_A, K_B = "10.78.0.1", "10.78.0.2"
@@ -139,17 +140,16 @@ class Bench:
     # -- the kernel over veth ---------------------------------------------------------------
     def kernel_runs(self, a: str, b: str) -> dict:
         out = {}
-        serve, load = os.path.join(APPS, "tcp_serve.py"), os.path.join(APPS, "tcp_load.py")
         for mode in ("sink", "rr", "crr"):
             self.progress(f"kernel: tcp {mode}")
-            out[mode] = served(in_ns(b, sys.executable, serve, K_B, "7300"),
-                               in_ns(a, sys.executable, load, K_B, "7300", mode, str(self.t)), self.t * 4 + 30)
+            out[mode] = served(in_ns(b, sys.executable, TCP_SERVE, K_B, "7300"),
+                               in_ns(a, sys.executable, TCP_LOAD, K_B, "7300", mode, str(self.t)), self.t * 4 + 30)
         self.progress("kernel: tcp bulk with 1% loss each way")
         for ns in (a, b):
             sh(*in_ns(ns, "iptables", "-A", "INPUT", "-m", "statistic", "--mode", "random", "--probability",
                       "0.01", "-j", "DROP"))
-        out["lossy"] = served(in_ns(b, sys.executable, serve, K_B, "7301"),
-                              in_ns(a, sys.executable, load, K_B, "7301", "sink", str(self.t)), self.t * 4 + 30)
+        out["lossy"] = served(in_ns(b, sys.executable, TCP_SERVE, K_B, "7301"),
+                              in_ns(a, sys.executable, TCP_LOAD, K_B, "7301", "sink", str(self.t)), self.t * 4 + 30)
         for ns in (a, b):
             sh(*in_ns(ns, "iptables", "-F", "INPUT"))
         self.progress("kernel: ping")
@@ -168,23 +168,20 @@ class Bench:
     def mkstack_runs(self, stack: Stack) -> dict:
         out = {}
         run, peer = launcher_cmds(stack)
-        serve, load = os.path.join(APPS, "tcp_serve.py"), os.path.join(APPS, "tcp_load.py")
         self.progress("mkstack: idle memory")
         out["rss_idle"] = service_rss(stack)
-        for mode in ("sink", "rr", "crr"):
+        out["sink"], out["cpu_per_gb"] = self.bulk_in(stack, "mkstack", 7200)
+        out["rss_load"] = service_rss(stack)
+        for mode in ("rr", "crr"):
             self.progress(f"mkstack: tcp {mode} (kernel client -> mkstack server)")
-            cpu0 = service_cpu(stack)
-            out[mode] = served([*run, serve, "0.0.0.0", "7200"], [*peer, load, stack.addr, "7200", mode, str(self.t)],
+            out[mode] = served([*run, TCP_SERVE, "0.0.0.0", "7200"],
+                               [*peer, TCP_LOAD, stack.addr, "7200", mode, str(self.t)],
                                self.t * 4 + 60)
-            if mode == "sink":
-                out["cpu_per_gb"] = (service_cpu(stack) - cpu0) / max(1e-9, out[mode]["per_s"] * self.t / 1e9)
-                out["rss_load"] = service_rss(stack)
-        self.progress("mkstack: tcp bulk mkstack -> kernel")
-        out["sink_out"] = served([*peer, serve, stack.peer_addr, "7201"],
-                                 [*run, load, stack.peer_addr, "7201", "sink", str(self.t)], self.t * 4 + 60)
+        out["sink_out"] = self.bulk_out(stack, "mkstack", 7201)
         self.progress("mkstack: tcp bulk with 1% loss each way")
         stack.launcher("impair", "tap0", "--rx-loss", "0.01", "--tx-loss", "0.01", "--seed", "7")
-        out["lossy"] = served([*run, serve, "0.0.0.0", "7202"], [*peer, load, stack.addr, "7202", "sink", str(self.t)],
+        out["lossy"] = served([*run, TCP_SERVE, "0.0.0.0", "7202"],
+                              [*peer, TCP_LOAD, stack.addr, "7202", "sink", str(self.t)],
                               self.t * 6 + 60)
         stack.launcher("impair", "tap0")
         self.progress("mkstack: ping")
@@ -202,17 +199,24 @@ class Bench:
     def frame_runs(self, stack: Stack) -> dict:
         """Bulk each way again, frame at a time: [driver] offload = false (the TCP window as before, 208 KB)."""
         out = {}
-        run, peer = launcher_cmds(stack)
-        serve, load = os.path.join(APPS, "tcp_serve.py"), os.path.join(APPS, "tcp_load.py")
-        self.progress("mkstack frame at a time: tcp bulk kernel -> mkstack")
-        cpu0 = service_cpu(stack)
-        out["sink"] = served([*run, serve, "0.0.0.0", "7210"], [*peer, load, stack.addr, "7210", "sink", str(self.t)],
-                             self.t * 4 + 60)
-        out["cpu_per_gb"] = (service_cpu(stack) - cpu0) / max(1e-9, out["sink"]["per_s"] * self.t / 1e9)
-        self.progress("mkstack frame at a time: tcp bulk mkstack -> kernel")
-        out["sink_out"] = served([*peer, serve, stack.peer_addr, "7211"],
-                                 [*run, load, stack.peer_addr, "7211", "sink", str(self.t)], self.t * 4 + 60)
+        out["sink"], out["cpu_per_gb"] = self.bulk_in(stack, "mkstack frame at a time", 7210)
+        out["sink_out"] = self.bulk_out(stack, "mkstack frame at a time", 7211)
         return out
+
+    def bulk_in(self, stack: Stack, label: str, port: int) -> tuple[dict, float]:
+        """TCP bulk kernel -> mkstack, and the services' CPU seconds per GB received."""
+        run, peer = launcher_cmds(stack)
+        self.progress(f"{label}: tcp bulk kernel -> mkstack")
+        cpu0 = service_cpu(stack)
+        r = served([*run, TCP_SERVE, "0.0.0.0", str(port)], [*peer, TCP_LOAD, stack.addr, str(port), "sink",
+                                                               str(self.t)], self.t * 4 + 60)
+        return r, (service_cpu(stack) - cpu0) / max(1e-9, r["per_s"] * self.t / 1e9)
+
+    def bulk_out(self, stack: Stack, label: str, port: int) -> dict:
+        run, peer = launcher_cmds(stack)
+        self.progress(f"{label}: tcp bulk mkstack -> kernel")
+        return served([*peer, TCP_SERVE, stack.peer_addr, str(port)],
+                      [*run, TCP_LOAD, stack.peer_addr, str(port), "sink", str(self.t)], self.t * 4 + 60)
 
     def table(self, py: dict, k: dict, m: dict) -> None:
         p50 = statistics.median

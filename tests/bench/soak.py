@@ -145,7 +145,8 @@ def soak(minutes: float, interval: float, seed: int) -> dict:
     return {"minutes": minutes, "seed": seed, "kills": len(kills), "unrecovered": unrecovered,
             "restarts": restarts, "transfers": {d: len(r) for d, r in runs.items()}, "bytes_moved": moved,
             "bytes_lost": lost, "skb_used_after": skb_used, "failures": failures, "logs": tmp,
-            "streams": {name: [round(ts[0], 3), round(ts[-1], 3), len(ts)] if ts else [] for name, ts in streams.items()},
+            "streams": {name: [round(ts[0], 3), round(ts[-1], 3), len(ts)] if ts else []
+                        for name, ts in streams.items()},
             "recovery_s": {v: {"n": len(xs), "p50": round(statistics.median(xs), 3),
                                "p99": round(percentile(xs, 99), 3), "max": round(max(xs), 3)}
                            for v, xs in sorted(per.items())}}
