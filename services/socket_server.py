@@ -31,6 +31,7 @@ import zmq
 from services.base import Service, main
 from services.routes import fib_from_config, local_addrs
 from services.socket_raw import RawSockets
+from services.socket_state import CALLS_KEPT, PENDING, REPLIED, REPLIED_RX, SOCK_FIELDS, SocketState
 from services.socket_stream import StreamSockets
 from services.socket_unix import UNIX_CALLS, UnixSockets
 from shared.ipc import endpoints
@@ -41,7 +42,7 @@ from shared.ipc.messages import (BIND_RESTORE, BIND_REUSEADDR, SYS_ACCEPT, SYS_B
                                  SYS_SOCKET, SYS_DUP, SYS_IOCTL, SYS_LAST,
                                  SYS_RECVMSG, SYS_SENDMSG, SYS_SOCKETPAIR, SIOCATMARK, SIOCINQ, SIOCOUTQ,
                                  RAW_DELIVER, RMEM_MAX, TCP_EVENTS, UDP_BIND, UDP_BOUND, UDP_CONNECT,
-                                 UDP_DELIVER, UDP_RESYNC, UDP_SEND, UDP_SOCK_ERR, UDP_UNBIND)
+                                 UDP_DELIVER, UDP_RESYNC, UDP_SEND, UDP_SOCK_ERR, UDP_UNBIND, TCP_RESYNC)
 from shared.skb import NoBuffers, Skb
 
 MAX_UDP_PAYLOAD = 65507
@@ -50,6 +51,7 @@ POLLIN, POLLOUT, POLLERR, POLLHUP = 0x1, 0x4, 0x8, 0x10
 CLIENT_CHECK = 1.0                # seconds between checks that client processes live
 OUTBOX_RETRY = 0.02               # seconds between attempts to reach a restarting udp
 OUTBOX_MAX = 65536
+RESTART_NOTICE_FOR = 10.0         # seconds to keep trying to tell a client we restarted
 SOCK_TYPE_MASK = 0xF              # SOCK_NONBLOCK / SOCK_CLOEXEC live above
 
 
@@ -85,6 +87,10 @@ class Pending:
     fds: list | None = None        # SYS_SENDMSG: sockets being passed (SCM_RIGHTS)
     want_fds: bool = False         # SYS_RECVMSG: the caller takes passed descriptors
     sender: object = None          # AF_UNIX datagram waiting for room: the sending socket
+    reply: bytes | None = None     # the reply as sent, for a repeat of the call
+    rx: list | None = None         # a stream read's reply: [socket id, stream offset, length, MSG_TRUNC]
+    resumed: bool = False          # asked again after our restart, which found it pending
+    restored: bool = False         # known from the saved state only
 
 
 @dataclass(eq=False)
@@ -142,6 +148,7 @@ class Sock:
     ukey: object = None            # its key in the name table
     peer: "Sock | None" = None     # the other end (stream), or the default destination (dgram)
     scm: list = field(default_factory=list)       # stream: (offset, [socks]) passed with the bytes there
+    origin: int = 0                # accepted connection: the listener whose queue it waits in
 
     @property
     def stream(self) -> bool:
@@ -193,6 +200,8 @@ class Client:
     fds: dict[int, Sock] = field(default_factory=dict)
     events: bytes | None = None
     pidfd: int = -1                # readable when the process exits
+    # each calling thread's (DEALER's) last call: a call repeated after our restart is answered once
+    calls: collections.OrderedDict = field(default_factory=collections.OrderedDict)
 
 
 def _proc_start(pid: int) -> str | None:
@@ -219,8 +228,8 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         self.watch_socket(self.sys, self.serve_sys)
         self.clients: dict[bytes, Client] = {}
         self.socks: dict[int, Sock] = {}
-        self.sock_ids = itertools.count(1)
-        self.bind_reqs = itertools.count(1)
+        self.sock_ids_next = 1
+        self.reqs_next = 1              # requests to udp and tcp
         self.pending_binds: dict[int, Sock] = {}
         self.timers: list[tuple[float, int, Pending]] = []
         self.timer_seq = itertools.count()
@@ -242,6 +251,19 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         self.peer("tcp")
         self.raw_init()
         self.unix_names: dict[object, Sock] = {}
+        self.frames: list[list[bytes]] = []     # replies and events of this turn, sent after the save
+        self.restart_notices: dict[bytes, float] = {}   # client id -> give up telling it at
+        self.state = SocketState(self.instance, max(self.cfg.socket_sndbuf, 2 * RMEM_MAX),
+                                 max(self.cfg.tcp_rmem, self.cfg.socket_rcvbuf, 2 * RMEM_MAX))
+        self.restore()
+
+    def new_sock_id(self) -> int:
+        self.sock_ids_next += 1
+        return self.sock_ids_next - 1
+
+    def new_req(self) -> int:
+        self.reqs_next += 1
+        return self.reqs_next - 1
 
     # -- the RPC boundary ---------------------------------------------------------
     def serve_sys(self) -> None:
@@ -269,7 +291,7 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
             self._reply(ident, fields[0], errno.EINVAL, "not a socket call")
             return
         req = fields[0]
-        client = None
+        client = call = None
         try:
             if code == SYS_HELLO:
                 self._reply(ident, req, 0, self.hello(ident, fields[1], fields[2]))
@@ -279,32 +301,91 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
                 raise OSError(errno.EPERM, "say SYS_HELLO first")
             self.counters["calls"] += 1
             call = Pending(ident, req, code, fields, None)
+            if not self.track(client, call):
+                return
             self.dispatch(client, call)
         except OSError as exc:
             sock = None
             if code not in (SYS_HELLO, SYS_SOCKET, SYS_NETSTAT) and client is not None and len(fields) > 1:
                 sock = client.fds.get(fields[1]) if type(fields[1]) is int else None
-            self._reply(ident, req, exc.errno or errno.EINVAL, exc.strerror or str(exc), sock)
+            if call is not None:
+                self.fail(call, exc.errno or errno.EINVAL, exc.strerror or str(exc), sock)
+            else:
+                self._reply(ident, req, exc.errno or errno.EINVAL, exc.strerror or str(exc), sock)
 
-    def _reply(self, ident: bytes, req: int, err: int, result: object, sock: Sock | None = None) -> None:
+    def track(self, client: Client, call: Pending) -> bool:
+        """Remember each thread's last call; a repeat of it (the client asks again
+        what it asked before our restart) is answered from that, not done twice.
+        False: nothing more to do for this one."""
+        prev = client.calls.get(call.ident)
+        if prev is not None and prev.req == call.req:
+            if prev.done and self.reply_again(prev):
+                self.counters["calls_repeated"] += 1
+                return False
+            if prev.done:
+                self.counters["replies_lost"] += 1     # too big to keep (a datagram): done afresh
+            if not prev.restored:
+                self.counters["calls_repeated"] += 1      # still pending: its answer comes
+                return False
+            call.resumed = True
+        client.calls[call.ident] = call
+        client.calls.move_to_end(call.ident)
+        while len(client.calls) > CALLS_KEPT:
+            client.calls.popitem(last=False)
+        self.state.touch_client(client)
+        return True
+
+    def reply_again(self, call: Pending) -> bool:
+        if call.reply is None and call.rx is not None:     # a stream read's data, from the ring
+            sid, off, n, trunc, want_fds = call.rx
+            sock = self.socks.get(sid)
+            data = self.state.rx_read(sock, off, n) if sock is not None else None
+            if data is not None:
+                result = [bytes(n) if trunc else data, None, 0, n, *([[]] if want_fds else [])]
+                call.reply = self._frame(call.req, 0, result, sock)
+        if call.reply is None:
+            return False
+        self.frames.append([call.ident, call.reply])
+        return True
+
+    def _frame(self, req: int, err: int, result: object, sock: Sock | None) -> bytes:
         ready = None
         if sock is not None:
             ready = [sock.fd, *sock.readiness(), sock.id]
-        try:
-            self.sys.send_multipart([ident, msgpack.packb([req, err, result, ready], use_bin_type=True)],
-                                    zmq.NOBLOCK)
-        except zmq.ZMQError:
-            self.counters["replies_undeliverable"] += 1
+            self.state.touch(sock)
+        return msgpack.packb([req, err, result, ready], use_bin_type=True)
+
+    def _reply(self, ident: bytes, req: int, err: int, result: object, sock: Sock | None = None) -> bytes:
+        """Queue a reply; it leaves at the end of the turn, after the state is saved."""
+        frame = self._frame(req, err, result, sock)
+        self.frames.append([ident, frame])
+        return frame
 
     def answer(self, call: Pending, result: object, sock: Sock | None = None) -> None:
         if not call.done:
             call.done = True
-            self._reply(call.ident, call.req, 0, result, sock)
+            call.reply = self._reply(call.ident, call.req, 0, result, sock)
+            self.call_done(call)
 
     def fail(self, call: Pending, err: int, text: str, sock: Sock | None = None) -> None:
         if not call.done:
             call.done = True
-            self._reply(call.ident, call.req, err, text, sock)
+            call.rx = None
+            call.reply = self._reply(call.ident, call.req, err, text, sock)
+            self.call_done(call)
+
+    def call_done(self, call: Pending) -> None:
+        client = self.clients.get(call.ident.split(b".", 1)[0])
+        if client is not None and client.calls.get(call.ident) is call:
+            self.state.touch_client(client)
+
+    def send_frames(self) -> None:
+        for frame in self.frames:
+            try:
+                self.sys.send_multipart(frame, zmq.NOBLOCK)
+            except zmq.ZMQError:
+                self.counters["frames_undeliverable"] += 1     # the client is gone
+        self.frames = []
 
     def notify(self, sock: Sock) -> None:
         """Push a readiness change to the owner's event channel."""
@@ -312,13 +393,10 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         ver, m = sock.readiness()
         if ver == before:
             return
+        self.state.touch(sock)
         for client, fd in [(sock.client, sock.fd), *sock.holders]:
-            if client.events is None:
-                continue
-            try:
-                self.sys.send_multipart([client.events, msgpack.packb([0, fd, ver, m, sock.id])], zmq.NOBLOCK)
-            except zmq.ZMQError:
-                self.counters["events_undeliverable"] += 1
+            if client.events is not None:
+                self.frames.append([client.events, msgpack.packb([0, fd, ver, m, sock.id])])
 
     # -- calls ----------------------------------------------------------------------
     def hello(self, ident: bytes, pid: int, events: bool) -> dict:
@@ -332,17 +410,21 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
                 raise OSError(errno.ESRCH, f"no process {pid}")
             c = self.clients[cid] = Client(cid, pid, start)
             self.counters["clients"] += 1
-            try:
-                # process exit closes fds at once, as the kernel does on exit
-                c.pidfd = os.pidfd_open(pid)
-                self.watch_fd(c.pidfd, lambda c=c: self.client_gone(c))
-            except OSError:
-                pass          # the periodic check by start time still finds it
+            self.watch_client(c)
         elif c.pid != pid:
             raise OSError(errno.EPERM, "client id belongs to another process")
         if events:
             c.events = ident
+        self.state.touch_client(c)
         return {"pid": os.getpid()}
+
+    def watch_client(self, c: Client) -> None:
+        try:
+            # process exit closes fds at once, as the kernel does on exit
+            c.pidfd = os.pidfd_open(c.pid)
+            self.watch_fd(c.pidfd, lambda c=c: self.client_gone(c))
+        except OSError:
+            pass          # the periodic check by start time still finds it
 
     def sock_of(self, client: Client, fd: int) -> Sock:
         s = client.fds.get(fd)
@@ -374,6 +456,11 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
             call.code, call.want_fds = SYS_RECVFROM, True
             code = call.code
         sock = self.sock_of(client, f[1])
+        if call.resumed and sock.stream and sock.family == ksock.AF_INET and self.resume_stream(sock, call):
+            return
+        if call.resumed and code == SYS_BIND and sock.bound and sock.family == ksock.AF_INET:
+            self.answer(call, 0, sock)           # its answer was lost with our restart
+            return
         if code == SYS_DUP:
             fd = self.new_fd(client)
             client.fds[fd] = sock
@@ -448,7 +535,7 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         if family == ksock.AF_INET:
             proto = {ksock.SOCK_STREAM: ksock.IPPROTO_TCP, ksock.SOCK_DGRAM: ksock.IPPROTO_UDP}.get(stype, proto)
         tcp = family == ksock.AF_INET and stype == ksock.SOCK_STREAM
-        s = Sock(next(self.sock_ids), client, fd, family, stype, proto,
+        s = Sock(self.new_sock_id(), client, fd, family, stype, proto,
                  self.cfg.tcp_rmem if tcp else self.cfg.socket_rcvbuf, self.cfg.socket_sndbuf)
         s.conn = s.id
         client.fds[fd] = s
@@ -462,6 +549,7 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         sock = client.fds.pop(fd, None)
         if sock is None:
             return
+        self.state.touch(sock)
         if (client, fd) in sock.holders:
             sock.holders.remove((client, fd))
         elif sock.client is client and sock.fd == fd:
@@ -482,6 +570,7 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         """Install a passed socket in ``client``'s table (the passing's reference moves to the fd)."""
         fd = self.new_fd(client)
         client.fds[fd] = sock
+        self.state.touch(sock)
         if sock.client is client and sock.fd < 0:
             sock.fd = fd
         else:
@@ -504,7 +593,7 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         self.request_bind(sock, addr, port)
 
     def request_bind(self, sock: Sock, addr: int, port: int, restore: bool = False) -> None:
-        req = next(self.bind_reqs)
+        req = self.new_req()
         self.pending_binds[req] = sock
         sock.binding = not restore
         flags = (BIND_REUSEADDR if sock.reuseaddr else 0) | (BIND_RESTORE if restore else 0)
@@ -528,6 +617,7 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
             return
         was_binding = sock.binding
         sock.binding = False
+        self.state.touch(sock)
         if err == 0:
             sock.bound, sock.laddr, sock.lport = True, addr, port
             if sock.raddr:
@@ -760,6 +850,7 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         raise OSError(errno.ENOTTY, "Inappropriate ioctl for device")
 
     def close_sock(self, sock: Sock) -> None:
+        self.state.touch(sock)
         if sock.client.fds.get(sock.fd) is sock:
             del sock.client.fds[sock.fd]
         self.socks.pop(sock.id, None)
@@ -794,9 +885,7 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         if len(box) >= OUTBOX_MAX:
             box.popleft()
             self.counters[f"{service}_outbox_overflow"] += 1
-        box.append(msg)
-        if len(box) == 1:
-            self._flush_outbox()
+        box.append(msg)        # sent at the end of the turn, after the state is saved
 
     def _flush_outbox(self) -> None:
         self.outbox_retry = None
@@ -810,6 +899,11 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
                 box.popleft()
 
     def end_of_turn(self) -> None:
+        # write-ahead: what leaves below, the saved state already holds
+        self.state.commit(self)
+        self.send_frames()
+        if self.outbox_retry is None and (self.outbox["udp"] or self.outbox["tcp"]):
+            self._flush_outbox()
         self._flush_udp()
         self.flush_raw()
 
@@ -878,11 +972,15 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
             times.append(self.timers[0][0])
         if self.outbox_retry is not None:
             times.append(self.outbox_retry)
+        if self.restart_notices:
+            times.append(self.notice_at)
         return min(times)
 
     def on_timer(self, now: float) -> None:
         if self.outbox_retry is not None and now >= self.outbox_retry:
             self._flush_outbox()
+        if self.restart_notices and now >= self.notice_at:
+            self.tell_restart(now)
         while self.timers and self.timers[0][0] <= now:
             _, _, call = heapq.heappop(self.timers)
             if not call.done:
@@ -903,7 +1001,102 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         for sock in [s for s in self.socks.values() if s.client is c and s.fd < 0]:   # accepted, never given an fd
             self.close_sock(sock)
         self.clients.pop(c.cid, None)
+        self.restart_notices.pop(c.cid, None)
+        self.state.touch_client(c)
         self.counters["clients_gone"] += 1
+
+    # -- restart ------------------------------------------------------------------
+    def restore(self) -> None:
+        """Take up what the previous incarnation saved: clients with their threads'
+        last calls, sockets with their fds, queues and accept queues, requests to tcp.
+        Then ask tcp and udp to reconcile, and tell each client to ask again what
+        it is still waiting for."""
+        table, clients, socks, gone = self.state.load()
+        ids, reqs, tcp_reqs, _ = table
+        self.sock_ids_next, self.reqs_next = max(self.sock_ids_next, ids), max(self.reqs_next, reqs)
+        for conn in gone:
+            self.gone_conns[conn] = None
+        for cid, pid, start, events, calls in clients:
+            if _proc_start(pid) != start:
+                self.state.remove_client(cid)
+                continue
+            c = self.clients[cid] = Client(cid, pid, start, events=events)
+            self.watch_client(c)
+            for ident, req, code, fd, how, payload in calls:
+                call = Pending(ident, req, code, [req, fd], None, restored=True, done=how != PENDING)
+                call.reply = payload if how == REPLIED else None
+                call.rx = payload if how == REPLIED_RX else None
+                c.calls[ident] = call
+            if events is not None:
+                self.restart_notices[cid] = time.monotonic() + RESTART_NOTICE_FOR
+        self.notice_at = time.monotonic()
+        kept = [self.restore_sock(rec) for rec in sorted(socks, key=lambda r: r[1][0])]
+        for sock in kept:
+            if sock is not None and sock.origin and sock.fd < 0:
+                lst = self.socks.get(sock.origin)
+                if lst is not None and lst.st == "listening":
+                    lst.acceptq.append(sock)
+        for req, sid, what, msg in tcp_reqs:
+            if sid in self.socks:
+                self.tcp_reqs[req] = (self.socks[sid], None, what, msg)
+        connecting = {sock.id for sock, _, what, _ in self.tcp_reqs.values() if what == "connect"}
+        for sock in self.socks.values():
+            if sock.stream and (sock.st == "connected" or sock.st == "connecting" and sock.id not in connecting):
+                self.conns[sock.conn] = sock
+            elif sock.type == ksock.SOCK_DGRAM and sock.binding:   # its bind may or may not have happened:
+                sock.binding = False                                # undone; the call, asked again, redoes it
+                self.udp_msg(encode(UDP_UNBIND, sock.id))
+        if not (self.clients or self.socks or self.lingering):
+            return
+        self.resync_udp()
+        self.raw_update()
+        self.tcp_msg(encode(TCP_RESYNC))
+        self.counters["restored_sockets"] += len(self.socks)
+        self.log.info("took up %d clients, %d sockets (%d lingering)", len(self.clients), len(self.socks),
+                      len(self.lingering))
+
+    def restore_sock(self, rec: list) -> Sock | None:
+        cid, values, holders, keep_len, rd_off, origin, lingering = rec
+        client = self.clients.get(cid)
+        if client is None:
+            self.state.remove_sock(values[0])
+            return None
+        sock = Sock(0, client, 0, 0, 0, 0, 0, 0)
+        for name, value in zip(SOCK_FIELDS, values):
+            setattr(sock, name, value)
+        sock.holders = [(self.clients[c], fd) for c, fd in holders if c in self.clients]
+        sock.origin, sock.ready_mask = origin, -1
+        if sock.stream:
+            keep, rbuf = self.state.sock_queues(sock, keep_len, rd_off)
+            sock.sndkeep, sock.rbuf = bytearray(keep), bytearray(rbuf)
+            sock.snd_pending = len(sock.sndkeep)
+            if sock.consumed != rd_off:
+                self.counters["restored_reads_truncated"] += 1
+        if lingering:
+            self.lingering[sock.conn] = sock
+            return None
+        self.socks[sock.id] = sock
+        for c, fd in [(sock.client, sock.fd), *sock.holders]:
+            if fd >= 0:
+                c.fds[fd] = sock
+        return sock
+
+    def tell_restart(self, now: float) -> None:
+        """Tell each client we restarted, once its event channel is connected again,
+        and push every socket's readiness to it."""
+        for cid, until in list(self.restart_notices.items()):
+            c = self.clients.get(cid)
+            if c is None or c.events is None or now > until:
+                self.restart_notices.pop(cid, None)
+                continue
+            try:
+                self.sys.send_multipart([c.events, msgpack.packb([1, os.getpid()])], zmq.NOBLOCK)
+            except zmq.ZMQError:
+                continue                 # not reconnected yet (ROUTER_MANDATORY)
+            del self.restart_notices[cid]
+            for fd, sock in c.fds.items():
+                self.frames.append([c.events, msgpack.packb([0, fd, *sock.readiness(), sock.id])])
+        self.notice_at = now + OUTBOX_RETRY
 
     # -- introspection ------------------------------------------------------------
     def show(self, what: str) -> object:

@@ -63,10 +63,34 @@ class StreamSockets:
             self.answer(call, 0)
 
     def tcp_request(self, sock: "Sock", call: "Pending | None", what: str, msg_code: int, *args: object) -> None:
-        req = next(self.bind_reqs)
+        req = self.new_req()
         msg = encode(msg_code, req, sock.id, *args)
         self.tcp_reqs[req] = (sock, call, what, msg)     # kept until answered: tcp may restart first
+        self.state.table_dirty = True
         self.tcp_msg(msg)
+
+    def resume_stream(self, sock: "Sock", call: "Pending") -> bool:
+        """A bind, listen or connect asked again after our restart, which found it
+        pending: it waits for what it waited for before (or has its answer now)."""
+        what = {SYS_BIND: "bind", SYS_LISTEN: "listen", SYS_CONNECT: "connect"}.get(call.code)
+        if what is None:
+            return False
+        for req, (s, c, w, msg) in self.tcp_reqs.items():
+            if s is sock and w == what and c is None and what != "connect":
+                self.tcp_reqs[req] = (s, call, w, msg)
+                return True
+        if what == "connect" and sock.st == "connecting":
+            sock.connect_call = call
+            if call.fields[4] is not None:
+                self.arm(call, call.fields[4])
+            return True
+        if what == "connect" and sock.err:
+            self.fail_with_error(sock, call)
+            return True
+        done = {"bind": sock.bound, "listen": sock.st == "listening", "connect": sock.st == "connected"}[what]
+        if done:
+            self.answer(call, 0, sock)
+        return done
 
     def stream_bind(self, sock: "Sock", call: "Pending", addr: str, port: int) -> None:
         if sock.bound or sock.binding or sock.st != "new":
@@ -106,6 +130,7 @@ class StreamSockets:
             self.fail(call, exc.errno, exc.strerror, sock)
             return True
         client.fds[new.fd] = new
+        self.state.touch(new)
         if sock.family == ksock.AF_INET:
             self.tcp_msg(encode(TCP_ACCEPTED, sock.id))
         self.answer(call, [new.fd, *self.peer_name(new), new.id, *new.readiness()], sock)
@@ -158,6 +183,7 @@ class StreamSockets:
         # MSG_OOB: the last byte this call queues is urgent (tcp_push -> tcp_mark_urg)
         code = TCP_SEND_URG if flags & ksock.MSG_OOB else TCP_SEND
         chunk = data[:n] if n < len(data) else data
+        self.state.tx_write(sock, sock.snd_sent, chunk)
         self.tcp_msg(encode(code, sock.conn, sock.snd_sent, chunk))
         sock.snd_sent += n
         sock.sndkeep += chunk
@@ -211,6 +237,8 @@ class StreamSockets:
                 elif 0 < rel <= n:
                     n, at_mark = rel, True
             data = bytes(sock.rbuf[start:start + n])
+            if got is None:                      # where the reply's bytes lie, to send it again
+                call.rx = [sock.id, sock.consumed + start, n, bool(flags & ksock.MSG_TRUNC), call.want_fds]
             if not flags & ksock.MSG_PEEK:
                 self.consume(sock, start + n)
         elif sock.rbuf and bufsize == 0:
@@ -336,6 +364,8 @@ class StreamSockets:
         sock, call, what, _ = self.tcp_reqs.pop(req, (None, None, "", b""))
         if sock is None or self.socks.get(sock_id) is not sock:
             return
+        self.state.table_dirty = True
+        self.state.touch(sock)
         if what == "bind":
             sock.binding = False
             if not err:
@@ -370,6 +400,7 @@ class StreamSockets:
         announcing it again, gets it closed rather than a new socket."""
         if self.conns.pop(conn, None) is not None:
             self.gone_conns[conn] = None
+            self.state.gone_conn(conn)
             while len(self.gone_conns) > GONE_CONNS_KEPT:
                 self.gone_conns.popitem(last=False)
 
@@ -395,13 +426,19 @@ class StreamSockets:
             self.on_tcp_restart(conn, kind, item)
             return
         sock = self.conns.get(conn)
+        if sock is None and kind == "est":
+            opening = self.socks.get(conn)       # its connect's result was lost to a restart
+            if opening is not None and opening.st == "connecting" and opening.conn == conn:
+                sock = self.conns[conn] = opening
         if sock is None:
             gone = self.lingering.get(conn)
             if gone is not None:
+                self.state.touch(gone)
                 self.on_lingering(gone, kind, item)
             elif kind == "data":          # for a socket already closed: keep the window open
                 self.tcp_msg(encode(TCP_RCVD, conn, item[2] + len(item[3])))
             return
+        self.state.touch(sock)
         if kind == "est":
             if sock.st != "connecting":
                 return                  # told again after a restart of tcp
@@ -417,6 +454,7 @@ class StreamSockets:
                     self.counters["tcp_data_dropped" if off > sock.rcv_total else "tcp_data_repeated"] += 1
                     return
                 data = data[sock.rcv_total - off:]     # sent again after a restart: the new part only
+            self.state.rx_write(sock, sock.rcv_total, data)
             sock.rcv_total += len(data)
             if sock.shut_rd:
                 self.tcp_msg(encode(TCP_RCVD, conn, sock.rcv_total))   # discarded, as Linux
@@ -521,8 +559,9 @@ class StreamSockets:
         if lst is None or lst.st != "listening" or conn in self.gone_conns:
             self.tcp_msg(encode(TCP_CLOSE, conn, CLOSE_ABORT, 0))
             return
-        s = Sock(next(self.sock_ids), lst.client, -1, lst.family, lst.type, lst.proto, lst.rcvbuf, lst.sndbuf)
-        s.conn, s.st, s.bound = conn, "connected", True
+        s = Sock(self.new_sock_id(), lst.client, -1, lst.family, lst.type, lst.proto, lst.rcvbuf, lst.sndbuf)
+        s.conn, s.st, s.bound, s.origin = conn, "connected", True, lst.id
+        self.state.touch(s)
         s.laddr, s.lport, s.raddr, s.rport = laddr, lport, raddr, rport
         s.nodelay, s.keepalive = lst.nodelay, lst.keepalive
         self.socks[s.id] = s

@@ -180,7 +180,7 @@ class UnixSockets:
         if len(target.acceptq) >= target.backlog:
             raise _err(errno.EAGAIN)              # unix_stream_connect: the listener's queue is full
         from services.socket_server import Sock   # the dataclass lives with the server
-        new = Sock(next(self.sock_ids), target.client, -1, sock.family, sock.type, sock.proto, target.rcvbuf,
+        new = Sock(self.new_sock_id(), target.client, -1, sock.family, sock.type, sock.proto, target.rcvbuf,
                    target.sndbuf)
         new.st, new.bound, new.uname, new.peer = "connected", True, target.uname, sock
         self.socks[new.id] = new

@@ -25,7 +25,7 @@ from services.tcp_state import TcpState
 from shared.ipc.codec import encode
 from shared.ipc.messages import (BIND_REUSEADDR, CLOSE_ABORT, CLOSE_SHUT_WR, IP_OUTPUT, IP_REGISTER, L4_ERR,
                                  L4_RCV, PMTUDISC_DO, RMEM_MAX, TCP_ACCEPTED, TCP_BIND, TCP_CLOSE, TCP_CONNECT,
-                                 TCP_EVENTS, TCP_LISTEN, TCP_RCVD, TCP_SEND, TCP_SEND_URG, TCP_SETOPT)
+                                 TCP_EVENTS, TCP_LISTEN, TCP_RCVD, TCP_RESYNC, TCP_SEND, TCP_SEND_URG, TCP_SETOPT)
 from shared.proto.tcp.tcb import Segment, State, Tcb, TcpConfig, reset_for
 from shared.proto.udp import PortTable
 from shared.skb import CSUM_PARTIAL, CSUM_VALID, NoBuffers, Skb
@@ -149,6 +149,8 @@ class Tcp(Service):
                 elif fields[1] == "keepalive":
                     c.tcb.set_keepalive(bool(fields[2]), self.now)
                 self.touch(c)
+        elif code == TCP_RESYNC:          # the socket server restarted: tell it everything again
+            self.resync_at = self.now
         elif code == TCP_ACCEPTED:
             lst = self.listener_of.get(fields[0])
             if lst is not None and lst.pending:

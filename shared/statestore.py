@@ -136,6 +136,12 @@ class StateDir:
     def keys(self) -> list[str]:
         return sorted(os.listdir(self.path))
 
+    def release(self, key: str) -> None:
+        """Close a file (it stays); the next ``file`` opens it again, maybe with other rings."""
+        f = self.open.pop(key, None)
+        if f is not None:
+            f.close()
+
     def remove(self, key: str) -> None:
         f = self.open.pop(key, None)
         if f is not None:

@@ -59,6 +59,7 @@ _GLOBAL_DEFAULT_TIMEOUT = object()
 _default_timeout: float | None = None
 
 ENDPOINT_ENV = "MKSTACK_ENDPOINT"
+RESTART_CHECK_MS = 100      # a waiting call looks this often whether the socket server restarted
 _POLLIN, _POLLOUT, _POLLERR, _POLLHUP = 0x1, 0x4, 0x8, 0x10
 
 
@@ -144,6 +145,7 @@ class _Connection:
         # readiness that arrived before its socket's notifier existed, by socket id
         self.early: dict[int, tuple[int, int]] = {}
         self.lock = threading.Lock()
+        self.generation = 0                 # restarts of the socket server seen
         self.call(SYS_HELLO, self.pid, False)
         self.events_ready = threading.Event()
         threading.Thread(target=self._events, name="mkstack-events", daemon=True).start()
@@ -183,8 +185,16 @@ class _Connection:
 
     def _call(self, s: zmq.Socket, code: int, *args: object) -> object:
         req = next(self.seq)
-        s.send(msgpack.packb([code, req, *args], use_bin_type=True))
+        request = msgpack.packb([code, req, *args], use_bin_type=True)
+        gen = self.generation
+        s.send(request)
         while True:
+            if not s.poll(RESTART_CHECK_MS):
+                if self.generation != gen:
+                    # the socket server restarted: ask again (it answers a call only once)
+                    gen = self.generation
+                    s.send(request)
+                continue
             frame = s.recv()
             try:
                 rreq, err, result, ready = msgpack.unpackb(frame, raw=False)
@@ -216,6 +226,8 @@ class _Connection:
                 continue
             if isinstance(msg, list) and len(msg) == 5 and msg[0] == 0:
                 self.apply(*msg[1:])
+            elif isinstance(msg, list) and len(msg) == 2 and msg[0] == 1:
+                self.generation += 1        # [1, pid]: the socket server restarted
 
     def apply(self, fd: int, ver: int, mask: int, sid: int) -> None:
         targets = self.by_sid.get(sid)

@@ -170,6 +170,8 @@ TCP_EVENTS = _msg(0x609, "TCP_EVENTS", "tcp -> socket_server: [[conn, kind, ...]
                   items=list)
 TCP_SEND_URG = _msg(0x60B, "TCP_SEND_URG", "socket_server -> tcp: stream data whose last byte is urgent "
                     "(send with MSG_OOB)", conn=int, off=int, data=bytes)
+TCP_RESYNC = _msg(0x60C, "TCP_RESYNC", "socket_server -> tcp: I restarted; tell me every connection again "
+                  "('restart' ... 'synced', as after a restart of tcp)")
 TCP_ACCEPTED = _msg(0x60A, "TCP_ACCEPTED", "socket_server -> tcp: a connection left the accept queue",
                     listener=int)
 

@@ -28,7 +28,7 @@ from tests.system.conftest import ROOT, Stack, new_instance, percentile, reply_t
 APPS = os.path.join(ROOT, "tests", "system", "apps")
 XFER = os.path.join(APPS, "tcp_xfer.py")
 BULK = 200_000_000
-VICTIMS = ("driver", "netdev", "ip", "udp", "tcp")
+VICTIMS = ("driver", "netdev", "ip", "udp", "tcp", "socket_server")
 _KILL = re.compile(r" killed (\S+) \(pid \d+\) at ([\d.]+)")
 
 

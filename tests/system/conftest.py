@@ -9,6 +9,7 @@ import re
 import statistics
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -57,6 +58,21 @@ class Stack:
 
     def leftovers(self) -> list[str]:
         return host.leftovers(self.cfg, self.instance)
+
+    def state_of(self, name: str) -> str:
+        return next(s["state"] for s in self.status()["services"] if s["name"] == name)
+
+    def wait_running(self, name: str, within: float = 20) -> None:
+        deadline = time.monotonic() + within
+        while self.state_of(name) != "running":
+            assert time.monotonic() < deadline, f"{name} did not come back"
+            time.sleep(0.05)
+
+    def kill_when_running(self, victim: str) -> float:
+        """SIGKILL ``victim`` once it is back up from any earlier kill; the time of the kill."""
+        self.wait_running(victim)
+        self.launcher("kill", victim)
+        return time.time()
 
 
 def start_on_mkstack(stack: Stack, *args: str) -> subprocess.Popen:

@@ -1,5 +1,5 @@
 """Kill any layer, lose nothing: bulk TCP both ways, a UDP echo stream and ping
-keep going while every service below the socket layer is SIGKILLed, again and again."""
+keep going while every service, the socket server included, is SIGKILLed again and again."""
 
 import json
 import os
@@ -14,23 +14,9 @@ from tests.system.conftest import ROOT, reply_times, start_on_mkstack
 
 APPS = os.path.join(ROOT, "tests", "system", "apps")
 XFER = os.path.join(APPS, "tcp_xfer.py")
-VICTIMS = ("driver", "netdev", "ip", "udp", "tcp")
+VICTIMS = ("driver", "netdev", "ip", "udp", "tcp", "socket_server")
 KILLS_EACH = 5
 BULK = 200_000_000
-
-
-def _state(stack, name: str) -> str:
-    return next(s["state"] for s in stack.status()["services"] if s["name"] == name)
-
-
-def kill_when_running(stack, victim: str) -> float:
-    """SIGKILL ``victim`` once it is back up from any earlier kill; the time of the kill."""
-    deadline = time.monotonic() + 20
-    while _state(stack, victim) != "running":
-        assert time.monotonic() < deadline, f"{victim} did not come back"
-        time.sleep(0.05)
-    stack.launcher("kill", victim)
-    return time.time()
 
 
 def transfers(stack, direction: str, stop: threading.Event, results: list) -> None:
@@ -44,7 +30,7 @@ def transfers(stack, direction: str, stop: threading.Event, results: list) -> No
             return
 
 
-def test_sigkill_of_every_service_below_the_socket_layer_loses_nothing(stack):
+def test_sigkill_of_every_service_loses_nothing(stack):
     rng = random.Random(int(os.environ.get("MKSTACK_CHAOS_SEED", "5")))
     server = stack.peer_popen("python3", XFER, "serve", "5001")
     assert "listening" in server.stdout.readline()
@@ -63,7 +49,7 @@ def test_sigkill_of_every_service_below_the_socket_layer_loses_nothing(stack):
         kills = []
         for victim in plan:
             time.sleep(rng.uniform(0.2, 0.8))
-            kills.append((victim, kill_when_running(stack, victim)))
+            kills.append((victim, stack.kill_when_running(victim)))
         stop.set()
         for w in workers:
             w.join(timeout=300)

@@ -1,0 +1,209 @@
+"""The socket server's state in tmpfs, so a restarted socket server takes up every client and socket.
+
+Write-ahead, as tcp_state: every record a loop turn touched is rewritten at
+the end of the turn, before the turn's replies, readiness events and messages
+to tcp/udp leave the process; so whatever a client or tcp has seen, the
+records have too. Files in one StateDir:
+
+  table     blocks of socket ids and request ids reserved, requests to tcp not
+            yet answered, how many conn ids the ``gone`` ring has seen
+  gone      the conn ids of the stream sockets closed most recently (u64 each):
+            a tcp that re-announces one of them gets it closed, not accepted again
+  k<n>      a client: pid, process start time, event channel and, per calling
+            thread, its last call and that call's reply (to answer a repeat)
+  s<id>     a socket's fields; a TCP socket's file has two rings by stream
+            offset: TX the bytes tcp has not had acknowledged (sndkeep), RX the
+            received bytes from the oldest one a client may still ask for
+
+Not kept: queued datagrams (UDP, raw: their skbs die with the process and are
+reclaimed; datagrams in flight may be lost) and AF_UNIX sockets.
+"""
+
+from __future__ import annotations
+
+import socket as ksock
+from typing import TYPE_CHECKING
+
+from shared.ipc import endpoints
+from shared.statestore import RecordTooBig, StateDir, StateFile
+
+if TYPE_CHECKING:
+    from services.socket_server import Client, Pending, SocketServer, Sock
+
+TX, RX = 0, 1
+SOCK_SLOT = 4096
+CLIENT_SLOT = 1 << 18
+TABLE_SLOT = 1 << 20
+TABLE, GONE = "table", "gone"
+GONE_KEPT = 4096                 # conn ids in the gone ring
+ID_BLOCK = 1 << 16               # socket ids / request ids reserved per table write
+REPLY_KEPT = 8192                # a reply frame up to this size is kept as it is
+CALLS_KEPT = 256                 # calling threads remembered per client
+# plain Sock fields, in record order
+SOCK_FIELDS = ("id", "fd", "family", "type", "proto", "rcvbuf", "sndbuf", "laddr", "lport", "raddr", "rport",
+               "bound", "binding", "reuseaddr", "broadcast", "err", "shut_rd", "shut_wr", "ready_ver", "st",
+               "conn", "eof", "snd_sent", "nodelay", "keepalive", "linger", "backlog", "rcv_total", "oobinline",
+               "urg", "urg_off", "oob", "hdrincl", "refs")
+PENDING, REPLIED, REPLIED_RX, REPLIED_LOST = 0, 1, 2, 3      # a kept call's state
+
+
+def _pow2_at_least(n: int) -> int:
+    return 1 << max(n - 1, 1).bit_length()
+
+
+def persistent(sock: "Sock") -> bool:
+    return sock.family == ksock.AF_INET
+
+
+class SocketState:
+    def __init__(self, instance: str, sndbuf_max: int, rcvbuf_max: int) -> None:
+        # sndkeep never exceeds SO_SNDBUF; the receive side holds unread data (at
+        # most about SO_RCVBUF) and the replies a client may ask for again
+        self.tx_size = _pow2_at_least(sndbuf_max)
+        self.rx_size = _pow2_at_least(4 * rcvbuf_max)
+        self.dir = StateDir(endpoints.state_dir(instance, "socket_server"), SOCK_SLOT)
+        self.gone = self.dir.file(GONE, slot=64, rings=(8 * GONE_KEPT,))
+        self.gone_count = 0
+        self.ids_reserved = 0
+        self.reqs_reserved = 0
+        self.table_dirty = False
+        self.socks: set["Sock"] = set()
+        self.clients: set["Client"] = set()
+
+    def _sock_file(self, sock: "Sock") -> StateFile:
+        rings = (self.tx_size, self.rx_size) if sock.stream else ()
+        return self.dir.file(f"s{sock.id}", rings=rings)
+
+    @staticmethod
+    def _client_key(cid: bytes) -> str:
+        return "k" + cid.hex()         # a client id is the caller's bytes: never a path
+
+    # -- marking --------------------------------------------------------------------
+    def touch(self, sock: "Sock") -> None:
+        if persistent(sock):
+            self.socks.add(sock)
+
+    def touch_client(self, client: "Client") -> None:
+        self.clients.add(client)
+
+    def gone_conn(self, conn: int) -> None:
+        self.gone.ring_write(0, 8 * self.gone_count, conn.to_bytes(8, "little"))
+        self.gone_count += 1
+        self.table_dirty = True
+
+    def tx_write(self, sock: "Sock", off: int, data: bytes) -> None:
+        self._sock_file(sock).ring_write(TX, off, data)
+
+    def rx_write(self, sock: "Sock", off: int, data: bytes) -> None:
+        self._sock_file(sock).ring_write(RX, off, data)
+
+    def rx_read(self, sock: "Sock", off: int, n: int) -> bytes | None:
+        if off < sock.rcv_total - self.rx_size or n > self.rx_size:
+            return None
+        return self._sock_file(sock).ring_read(RX, off, n)
+
+    # -- the write-ahead ------------------------------------------------------------
+    def commit(self, ss: "SocketServer") -> None:
+        """Save what this turn touched (before anything of it leaves the process)."""
+        if ss.sock_ids_next >= self.ids_reserved or ss.reqs_next >= self.reqs_reserved:
+            self.table_dirty = True
+        if self.table_dirty:
+            self.save_table(ss)
+        for sock in self.socks:
+            kept = ss.socks.get(sock.id) is sock or ss.lingering.get(sock.conn) is sock
+            if kept:
+                self.save_sock(ss, sock)
+            else:
+                self.dir.remove(f"s{sock.id}")
+        self.socks.clear()
+        for client in self.clients:
+            if ss.clients.get(client.cid) is client:
+                self.save_client(ss, client)
+            else:
+                self.dir.remove(self._client_key(client.cid))
+        self.clients.clear()
+
+    def save_table(self, ss: "SocketServer") -> None:
+        if ss.sock_ids_next >= self.ids_reserved:
+            self.ids_reserved = ss.sock_ids_next + ID_BLOCK
+        if ss.reqs_next >= self.reqs_reserved:
+            self.reqs_reserved = ss.reqs_next + ID_BLOCK
+        reqs = [[req, sock.id, what, msg] for req, (sock, _, what, msg) in ss.tcp_reqs.items()]
+        self.dir.file(TABLE, slot=TABLE_SLOT, rings=()).put([self.ids_reserved, self.reqs_reserved, reqs,
+                                                              self.gone_count])
+        self.table_dirty = False
+
+    def save_sock(self, ss: "SocketServer", sock: "Sock") -> None:
+        # the oldest received byte a call may still need: a MSG_WAITALL read in progress holds
+        # what it took so far, and is asked again from there
+        rd_off = sock.consumed - sum(len(c.got) for c in sock.readers if c.got is not None and not c.done)
+        rec = [sock.client.cid, [getattr(sock, f) for f in SOCK_FIELDS], [[c.cid, fd] for c, fd in sock.holders],
+               len(sock.sndkeep), rd_off, sock.origin if sock.fd < 0 else 0, ss.lingering.get(sock.conn) is sock]
+        self._sock_file(sock).put(rec)
+
+    def save_client(self, ss: "SocketServer", client: "Client") -> None:
+        calls = []
+        for ident, call in client.calls.items():
+            calls.append(self._call_entry(ss, ident, call))
+        rec = [client.cid, client.pid, client.start, client.events, calls]
+        f = self.dir.file(self._client_key(client.cid), slot=CLIENT_SLOT, rings=())
+        try:
+            f.put(rec)
+        except RecordTooBig:           # many threads with large replies: keep the calls, not the replies
+            rec[4] = [e if e[4] != REPLIED else e[:4] + [REPLIED_LOST, None] for e in calls]
+            f.put(rec)
+
+    def _call_entry(self, ss: "SocketServer", ident: bytes, call: "Pending") -> list:
+        fd = call.fields[1] if len(call.fields) > 1 and type(call.fields[1]) is int else -1
+        head = [ident, call.req, call.code, fd]
+        if not call.done:
+            return head + [PENDING, None]
+        if call.rx is not None:
+            sock = ss.socks.get(call.rx[0])
+            if sock is not None and call.rx[1] >= sock.rcv_total - self.rx_size:
+                return head + [REPLIED_RX, call.rx]
+        if call.reply is not None and len(call.reply) <= REPLY_KEPT:
+            return head + [REPLIED, call.reply]
+        return head + [REPLIED_LOST, None]
+
+    # -- reading back ---------------------------------------------------------------
+    def load(self) -> tuple[list, list, list, list[int]]:
+        """(table, client records, socket records, gone conn ids) as saved."""
+        table = self.dir.file(TABLE, slot=TABLE_SLOT, rings=()).get()
+        if not (isinstance(table, list) and len(table) == 4):
+            table = [0, 0, [], 0]
+        self.ids_reserved, self.reqs_reserved, _, self.gone_count = table
+        n = min(self.gone_count, GONE_KEPT)
+        gone = [int.from_bytes(self.gone.ring_read(0, 8 * i, 8), "little")
+                for i in range(self.gone_count - n, self.gone_count)]
+        clients, socks = [], []
+        for key in self.dir.keys():
+            if key.startswith("k"):
+                rec = self.dir.file(key, slot=CLIENT_SLOT, rings=()).get()
+                if isinstance(rec, list) and len(rec) == 5:
+                    clients.append(rec)
+                else:
+                    self.dir.remove(key)
+            elif key.startswith("s"):
+                rec = self.dir.file(key).get()    # rings unknown yet: the record says the kind
+                self.dir.release(key)
+                if isinstance(rec, list) and len(rec) == 7 and isinstance(rec[1], list) \
+                        and len(rec[1]) == len(SOCK_FIELDS):
+                    socks.append(rec)
+                else:
+                    self.dir.remove(key)
+        return table, clients, socks, gone
+
+    def sock_queues(self, sock: "Sock", keep_len: int, rd_off: int) -> tuple[bytes, bytes]:
+        """(sndkeep, rbuf) of a restored TCP socket from its rings."""
+        f = self._sock_file(sock)
+        keep = f.ring_read(TX, sock.snd_sent - keep_len, keep_len) if 0 < keep_len <= self.tx_size else b""
+        n = sock.rcv_total - rd_off
+        rbuf = f.ring_read(RX, rd_off, n) if 0 < n <= self.rx_size else b""
+        return keep, rbuf
+
+    def remove_sock(self, sock_id: int) -> None:
+        self.dir.remove(f"s{sock_id}")
+
+    def remove_client(self, cid: bytes) -> None:
+        self.dir.remove(self._client_key(cid))
