@@ -1036,12 +1036,14 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
                 lst = self.socks.get(sock.origin)
                 if lst is not None and lst.st == "listening":
                     lst.acceptq.append(sock)
+        self.unix_relink()
         for req, sid, what, msg in tcp_reqs:
             if sid in self.socks:
                 self.tcp_reqs[req] = (self.socks[sid], None, what, msg)
         connecting = {sock.id for sock, _, what, _ in self.tcp_reqs.values() if what == "connect"}
         for sock in self.socks.values():
-            if sock.stream and (sock.st == "connected" or sock.st == "connecting" and sock.id not in connecting):
+            tcp = sock.stream and sock.family == ksock.AF_INET
+            if tcp and (sock.st == "connected" or sock.st == "connecting" and sock.id not in connecting):
                 self.conns[sock.conn] = sock
             elif sock.type == ksock.SOCK_DGRAM and sock.binding:   # its bind may or may not have happened:
                 sock.binding = False                                # undone; the call, asked again, redoes it
@@ -1056,7 +1058,7 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
                       len(self.lingering))
 
     def restore_sock(self, rec: list) -> Sock | None:
-        cid, values, holders, keep_len, rd_off, origin, lingering = rec
+        cid, values, holders, keep_len, rd_off, origin, lingering = rec[:7]
         client = self.clients.get(cid)
         if client is None:
             self.state.remove_sock(values[0])
@@ -1075,6 +1077,11 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         if lingering:
             self.lingering[sock.conn] = sock
             return None
+        if sock.family == ksock.AF_UNIX:
+            sock.uname, ukey, sock.peer, sock.scm = rec[7], rec[8], rec[9], rec[10]   # ids: resolved after
+            sock.ukey = tuple(ukey) if ukey else None
+            if sock.ukey is not None and sock.uname is not None:
+                self.unix_names[sock.ukey] = sock
         self.socks[sock.id] = sock
         for c, fd in [(sock.client, sock.fd), *sock.holders]:
             if fd >= 0:

@@ -15,8 +15,9 @@ records have too. Files in one StateDir:
             offset: TX the bytes tcp has not had acknowledged (sndkeep), RX the
             received bytes from the oldest one a client may still ask for
 
-Not kept: queued datagrams (UDP, raw: their skbs die with the process and are
-reclaimed; datagrams in flight may be lost) and AF_UNIX sockets.
+Not kept: queued datagrams (UDP, raw, AF_UNIX: their skbs die with the process
+and are reclaimed; datagrams in flight may be lost, and sockets passed with an
+AF_UNIX datagram go with it).
 """
 
 from __future__ import annotations
@@ -51,10 +52,6 @@ def _pow2_at_least(n: int) -> int:
     return 1 << max(n - 1, 1).bit_length()
 
 
-def persistent(sock: "Sock") -> bool:
-    return sock.family == ksock.AF_INET
-
-
 class SocketState:
     def __init__(self, instance: str, sndbuf_max: int, rcvbuf_max: int) -> None:
         # sndkeep never exceeds SO_SNDBUF; the receive side holds unread data (at
@@ -80,8 +77,7 @@ class SocketState:
 
     # -- marking --------------------------------------------------------------------
     def touch(self, sock: "Sock") -> None:
-        if persistent(sock):
-            self.socks.add(sock)
+        self.socks.add(sock)
 
     def touch_client(self, client: "Client") -> None:
         self.clients.add(client)
@@ -139,6 +135,9 @@ class SocketState:
         rd_off = sock.consumed - sum(len(c.got) for c in sock.readers if c.got is not None and not c.done)
         rec = [sock.client.cid, [getattr(sock, f) for f in SOCK_FIELDS], [[c.cid, fd] for c, fd in sock.holders],
                len(sock.sndkeep), rd_off, sock.origin if sock.fd < 0 else 0, ss.lingering.get(sock.conn) is sock]
+        if sock.family == ksock.AF_UNIX:     # its name, the other end, sockets passed with its bytes
+            rec += [sock.uname, list(sock.ukey) if sock.ukey else None, sock.peer.id if sock.peer else 0,
+                    [[off, [p.id for p in passed]] for off, passed in sock.scm]]
         self._sock_file(sock).put(rec)
 
     def save_client(self, ss: "SocketServer", client: "Client") -> None:
@@ -187,7 +186,7 @@ class SocketState:
             elif key.startswith("s"):
                 rec = self.dir.file(key).get()    # rings unknown yet: the record says the kind
                 self.dir.release(key)
-                if isinstance(rec, list) and len(rec) == 7 and isinstance(rec[1], list) \
+                if isinstance(rec, list) and len(rec) in (7, 11) and isinstance(rec[1], list) \
                         and len(rec[1]) == len(SOCK_FIELDS):
                     socks.append(rec)
                 else:

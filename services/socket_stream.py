@@ -572,6 +572,7 @@ class StreamSockets:
 
     def wake_stream(self, sock: "Sock") -> None:
         """Retry parked readers/accepters and writers, then push readiness."""
+        self.state.touch(sock)
         while sock.readers:
             call = sock.readers[0]
             if call.done:

@@ -182,7 +182,7 @@ class UnixSockets:
         from services.socket_server import Sock   # the dataclass lives with the server
         new = Sock(self.new_sock_id(), target.client, -1, sock.family, sock.type, sock.proto, target.rcvbuf,
                    target.sndbuf)
-        new.st, new.bound, new.uname, new.peer = "connected", True, target.uname, sock
+        new.st, new.bound, new.uname, new.peer, new.origin = "connected", True, target.uname, sock, target.id
         self.socks[new.id] = new
         sock.st, sock.peer = "connected", new
         target.acceptq.append(new)
@@ -233,6 +233,8 @@ class UnixSockets:
         n = min(len(data), room)
         if call.fds:
             peer.scm.append((peer.rcv_total, self.take_passed(call)))
+        self.state.rx_write(peer, peer.rcv_total, data[:n])
+        self.state.touch(peer)
         peer.rbuf += data[:n]
         peer.rcv_total += n
         sock.snd_pending = len(peer.rbuf)
@@ -329,6 +331,27 @@ class UnixSockets:
                     pass                          # EMFILE: dropped, as the kernel does (MSG_CTRUNC)
             self.release(s)
         return out
+
+    # -- after a restart ----------------------------------------------------------------
+    def unix_relink(self) -> None:
+        """Restored AF_UNIX sockets name their peers and passed sockets by id: link
+        them, and count every socket's references again (a datagram passing one
+        was lost with its queue)."""
+        refs = {sock.id: (sock.fd >= 0) + len(sock.holders) for sock in self.socks.values()}
+        for sock in self.socks.values():
+            for queued in sock.acceptq:
+                refs[queued.id] += 1
+            if sock.family != ksock.AF_UNIX:
+                continue
+            sock.peer = self.socks.get(sock.peer) if sock.peer else None
+            sock.scm = [(off, [self.socks[i] for i in ids if i in self.socks]) for off, ids in sock.scm]
+            for _, passed in sock.scm:
+                for p in passed:
+                    refs[p.id] += 1
+        for sock in list(self.socks.values()):
+            sock.refs = refs[sock.id]
+            if sock.refs == 0:
+                self.close_sock(sock)
 
     # -- closing -----------------------------------------------------------------------
     def unix_close(self, sock: "Sock") -> None:

@@ -118,6 +118,23 @@ def test_calls_waiting_in_a_killed_socket_server_complete(stack):
         peer.do(f"sendto V {stack.addr} 7001 ping1")
         assert peer.do("recvfrom V")[0] == "ping1"
         assert app.result() == "ping1"
+        # AF_UNIX: a socketpair and a named listener keep their ends, queues and names
+        app.do("pair X Y")
+        app.do("send X unread")
+        path = f"/tmp/mkstack-{stack.instance}.sock"
+        app.do(f"ulisten UL {path}")
+        app.do(f"uconnect UC {path}")
+        app.do("send UC early")
+        restart_socket_server(stack)
+        assert app.do("recv Y 6") == "unread"
+        app.do("accept UL UA")
+        assert app.do("recv UA 5") == "early"
+        app.do("send Y ack")
+        restart_socket_server(stack)
+        assert app.do("recv X 3") == "ack"
+        app.do("send X more")
+        assert app.do("recv Y 4") == "more"
+        os.unlink(path)
         # a run of small calls, each checked, through two restarts
         app.start("calls 20000")
         restart_socket_server(stack)
@@ -134,4 +151,4 @@ def test_calls_waiting_in_a_killed_socket_server_complete(stack):
     ss = stack.stats()["socket_server"]
     print({k: v for k, v in ss.items() if "restor" in k or "repeat" in k or "lost" in k or "tcp_" in k})
     assert ss["restored_sockets"] >= 1, ss
-    assert stack.restarts()["socket_server"] >= 7
+    assert stack.restarts()["socket_server"] >= 9

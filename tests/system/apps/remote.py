@@ -20,7 +20,7 @@ def run(cmd, args):
     if cmd == "accept":                       # accept LISTENER NAME
         conn, addr = socks[args[0]].accept()
         socks[args[1]] = conn
-        return [conn.fileno(), addr[0]]
+        return [conn.fileno(), addr[0] if isinstance(addr, tuple) else addr]
     if cmd == "connect":                      # connect NAME HOST PORT
         s = socket.create_connection((args[1], int(args[2])), timeout=30)
         s.settimeout(None)
@@ -64,6 +64,20 @@ def run(cmd, args):
                 raise AssertionError(f"call {i}: SO_RCVBUF not what was set")
         s.close()
         return int(args[0])
+    if cmd == "pair":                         # pair NAME1 NAME2: an AF_UNIX stream socketpair
+        socks[args[0]], socks[args[1]] = socket.socketpair()
+        return [socks[args[0]].fileno(), socks[args[1]].fileno()]
+    if cmd == "ulisten":                      # ulisten NAME PATH
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.bind(args[1])
+        s.listen(4)
+        socks[args[0]] = s
+        return s.fileno()
+    if cmd == "uconnect":                     # uconnect NAME PATH
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(args[1])
+        socks[args[0]] = s
+        return s.fileno()
     if cmd == "fileno":
         return socks[args[0]].fileno()
     if cmd == "close":
