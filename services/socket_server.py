@@ -52,6 +52,8 @@ CLIENT_CHECK = 1.0                # seconds between checks that client processes
 OUTBOX_RETRY = 0.02               # seconds between attempts to reach a restarting udp
 OUTBOX_MAX = 65536
 RESTART_NOTICE_FOR = 10.0         # seconds to keep trying to tell a client we restarted
+# calls that change nothing: a repeat after a restart may simply do them again
+REPEATABLE = frozenset((SYS_GETSOCKNAME, SYS_GETPEERNAME, SYS_IOCTL, SYS_NETSTAT))   # not SO_ERROR: it clears
 SOCK_TYPE_MASK = 0xF              # SOCK_NONBLOCK / SOCK_CLOEXEC live above
 
 
@@ -149,6 +151,7 @@ class Sock:
     peer: "Sock | None" = None     # the other end (stream), or the default destination (dgram)
     scm: list = field(default_factory=list)       # stream: (offset, [socks]) passed with the bytes there
     origin: int = 0                # accepted connection: the listener whose queue it waits in
+    saved: list | None = None      # the record last saved (socket_state)
 
     @property
     def stream(self) -> bool:
@@ -328,6 +331,8 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
                 self.counters["calls_repeated"] += 1      # still pending: its answer comes
                 return False
             call.resumed = True
+        if call.code in REPEATABLE:
+            return True                  # done again if asked again: nothing to remember
         client.calls[call.ident] = call
         client.calls.move_to_end(call.ident)
         while len(client.calls) > CALLS_KEPT:

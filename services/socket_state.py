@@ -22,6 +22,7 @@ AF_UNIX datagram go with it).
 
 from __future__ import annotations
 
+import operator
 import socket as ksock
 from typing import TYPE_CHECKING
 
@@ -46,6 +47,7 @@ SOCK_FIELDS = ("id", "fd", "family", "type", "proto", "rcvbuf", "sndbuf", "laddr
                "conn", "eof", "snd_sent", "nodelay", "keepalive", "linger", "backlog", "rcv_total", "oobinline",
                "urg", "urg_off", "oob", "hdrincl", "refs")
 PENDING, REPLIED, REPLIED_RX, REPLIED_LOST = 0, 1, 2, 3      # a kept call's state
+_sock_values = operator.attrgetter(*SOCK_FIELDS)
 
 
 def _pow2_at_least(n: int) -> int:
@@ -133,12 +135,14 @@ class SocketState:
         # the oldest received byte a call may still need: a MSG_WAITALL read in progress holds
         # what it took so far, and is asked again from there
         rd_off = sock.consumed - sum(len(c.got) for c in sock.readers if c.got is not None and not c.done)
-        rec = [sock.client.cid, [getattr(sock, f) for f in SOCK_FIELDS], [[c.cid, fd] for c, fd in sock.holders],
+        rec = [sock.client.cid, _sock_values(sock), [[c.cid, fd] for c, fd in sock.holders],
                len(sock.sndkeep), rd_off, sock.origin if sock.fd < 0 else 0, ss.lingering.get(sock.conn) is sock]
         if sock.family == ksock.AF_UNIX:     # its name, the other end, sockets passed with its bytes
             rec += [sock.uname, list(sock.ukey) if sock.ukey else None, sock.peer.id if sock.peer else 0,
                     [[off, [p.id for p in passed]] for off, passed in sock.scm]]
-        self._sock_file(sock).put(rec)
+        if rec != sock.saved:            # most calls (getsockname, a read of a datagram) change nothing here
+            self._sock_file(sock).put(rec)
+            sock.saved = rec
 
     def save_client(self, ss: "SocketServer", client: "Client") -> None:
         calls = []

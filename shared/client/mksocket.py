@@ -156,6 +156,7 @@ class _Connection:
         if s is None:
             s = self.ctx.socket(zmq.DEALER)
             s.setsockopt(zmq.LINGER, 0)
+            s.setsockopt(zmq.RCVTIMEO, RESTART_CHECK_MS)
             s.setsockopt(zmq.IDENTITY, self.cid + b"." + str(next(self.threads)).encode())
             s.connect(self.endpoint)
             self.local.sock = s
@@ -176,6 +177,7 @@ class _Connection:
     def _call_on_new_dealer(self, code: int, *args: object) -> object:
         s = self.ctx.socket(zmq.DEALER)
         s.setsockopt(zmq.LINGER, 0)
+        s.setsockopt(zmq.RCVTIMEO, RESTART_CHECK_MS)
         s.setsockopt(zmq.IDENTITY, self.cid + b".r" + str(next(self.threads)).encode())
         s.connect(self.endpoint)
         try:
@@ -189,13 +191,14 @@ class _Connection:
         gen = self.generation
         s.send(request)
         while True:
-            if not s.poll(RESTART_CHECK_MS):
+            try:
+                frame = s.recv()          # RCVTIMEO: wakes every RESTART_CHECK_MS
+            except zmq.Again:
                 if self.generation != gen:
                     # the socket server restarted: ask again (it answers a call only once)
                     gen = self.generation
                     s.send(request)
                 continue
-            frame = s.recv()
             try:
                 rreq, err, result, ready = msgpack.unpackb(frame, raw=False)
             except (ValueError, TypeError, msgpack.UnpackException):
