@@ -9,6 +9,10 @@ changes to one event channel per process, and every reply carries the
 socket's current readiness too. Errors are ``OSError`` with Linux's errno;
 timeouts raise ``TimeoutError('timed out')`` (``socket.timeout``).
 
+If the socket server is killed, its successor takes up every socket and tells
+each client on the event channel; a call still waiting for its reply is sent
+again with the same request id, and the server answers it exactly once.
+
 What mkstack does not do yet is refused with a clear OSError, never faked.
 """
 

@@ -165,9 +165,9 @@ def main() -> int:
     print(f"\n{r['kills']} kills in {r['minutes']:g} min; {sum(r['transfers'].values())} transfers of 200 MB, "
           f"{r['bytes_moved'] / 1e9:.1f} GB moved, bytes lost: {r['bytes_lost']}; "
           f"skb slots in use after: {r['skb_used_after']}")
-    print(f"{'service':<10}{'kills':>6}{'p50 s':>9}{'p99 s':>9}{'max s':>9}")
+    print(f"{'service':<14}{'kills':>6}{'p50 s':>9}{'p99 s':>9}{'max s':>9}")
     for v, s in r["recovery_s"].items():
-        print(f"{v:<10}{s['n']:>6}{s['p50']:>9.3f}{s['p99']:>9.3f}{s['max']:>9.3f}")
+        print(f"{v:<14}{s['n']:>6}{s['p50']:>9.3f}{s['p99']:>9.3f}{s['max']:>9.3f}")
     for line in r["unrecovered"]:
         print(f"unrecovered: {line}")
     for line in r["failures"]:
