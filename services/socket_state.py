@@ -27,7 +27,7 @@ import socket as ksock
 from typing import TYPE_CHECKING
 
 from shared.ipc import endpoints
-from shared.statestore import RecordTooBig, StateDir, StateFile
+from shared.statestore import RecordTooBig, StateDir, StateFile, ring_size
 
 if TYPE_CHECKING:
     from services.socket_server import Client, Pending, SocketServer, Sock
@@ -50,16 +50,12 @@ PENDING, REPLIED, REPLIED_RX, REPLIED_LOST = 0, 1, 2, 3      # a kept call's sta
 _sock_values = operator.attrgetter(*SOCK_FIELDS)
 
 
-def _pow2_at_least(n: int) -> int:
-    return 1 << max(n - 1, 1).bit_length()
-
-
 class SocketState:
     def __init__(self, instance: str, sndbuf_max: int, rcvbuf_max: int) -> None:
         # sndkeep never exceeds SO_SNDBUF; the receive side holds unread data (at
         # most about SO_RCVBUF) and the replies a client may ask for again
-        self.tx_size = _pow2_at_least(sndbuf_max)
-        self.rx_size = _pow2_at_least(4 * rcvbuf_max)
+        self.tx_size = ring_size(sndbuf_max)
+        self.rx_size = ring_size(4 * rcvbuf_max)
         self.dir = StateDir(endpoints.state_dir(instance, "socket_server"), SOCK_SLOT)
         self.gone = self.dir.file(GONE, slot=64, rings=(8 * GONE_KEPT,))
         self.gone_count = 0

@@ -348,7 +348,8 @@ class Tcp(Service):
             type_, code, _, quoted = item
             hlen = (quoted[0] & 0xF) * 4
             laddr, raddr = int.from_bytes(quoted[12:16], "big"), int.from_bytes(quoted[16:20], "big")
-            lport, rport = int.from_bytes(quoted[hlen:hlen + 2], "big"), int.from_bytes(quoted[hlen + 2:hlen + 4], "big")
+            lport = int.from_bytes(quoted[hlen:hlen + 2], "big")
+            rport = int.from_bytes(quoted[hlen + 2:hlen + 4], "big")
             c = self.conns.get((laddr, lport, raddr, rport))
             if c is None or type_ != ICMP_DEST_UNREACH or code == ICMP_FRAG_NEEDED:
                 continue

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from shared.ipc import endpoints
 from shared.proto.tcp import persist
 from shared.proto.tcp import seq as S
-from shared.statestore import RecordTooBig, StateDir
+from shared.statestore import RecordTooBig, StateDir, ring_size
 
 if TYPE_CHECKING:
     from services.tcp import Conn, Tcp
@@ -31,16 +31,12 @@ ID_BLOCK = 1 << 16          # passive conn ids reserved per table write
 HEAD = 14                   # Conn fields before the Tcb snapshot in a record
 
 
-def _pow2_at_least(n: int) -> int:
-    return 1 << max(n - 1, 1).bit_length()
-
-
 class TcpState:
     def __init__(self, instance: str, sndbuf_max: int, rcvbuf_max: int) -> None:
         # the send queue never holds more than SO_SNDBUF; the receive side spans
         # unread data plus the window beyond it, at most twice SO_RCVBUF
-        self.tx_size = _pow2_at_least(sndbuf_max)
-        self.rx_size = _pow2_at_least(2 * rcvbuf_max)
+        self.tx_size = ring_size(sndbuf_max)
+        self.rx_size = ring_size(2 * rcvbuf_max)
         self.dir = StateDir(endpoints.state_dir(instance, "tcp"), RECORD_SLOT, (self.tx_size, self.rx_size))
         self.ooo_saved: dict[int, set[int]] = {}
         self.ids_reserved = 0

@@ -26,6 +26,11 @@ import msgpack
 _HDR = struct.Struct("<IIQ")       # payload length, crc32 of seq + payload, sequence number
 
 
+def ring_size(n: int) -> int:
+    """The smallest power of two that holds ``n`` bytes (rings index by mask)."""
+    return 1 << max(n - 1, 1).bit_length()
+
+
 class RecordTooBig(ValueError):
     """A record longer than its slot (the caller drops advisory parts and retries)."""
 
