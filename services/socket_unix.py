@@ -335,8 +335,8 @@ class UnixSockets:
     # -- after a restart ----------------------------------------------------------------
     def unix_relink(self) -> None:
         """Restored AF_UNIX sockets name their peers and passed sockets by id: link
-        them, and count every socket's references again (a datagram passing one
-        was lost with its queue)."""
+        them, count a stream writer's queue again, and every socket's references
+        (a datagram passing one was lost with its queue)."""
         refs = {sock.id: (sock.fd >= 0) + len(sock.holders) for sock in self.socks.values()}
         for sock in self.socks.values():
             for queued in sock.acceptq:
@@ -344,6 +344,11 @@ class UnixSockets:
             if sock.family != ksock.AF_UNIX:
                 continue
             sock.peer = self.socks.get(sock.peer) if sock.peer else None
+        for sock in self.socks.values():
+            if sock.family != ksock.AF_UNIX:
+                continue
+            if sock.stream and sock.peer is not None and sock.peer.peer is sock:   # its queue: the peer's buffer
+                sock.snd_pending = len(sock.peer.rbuf)
             sock.scm = [(off, [self.socks[i] for i in ids if i in self.socks]) for off, ids in sock.scm]
             for _, passed in sock.scm:
                 for p in passed:

@@ -131,7 +131,9 @@ def test_calls_waiting_in_a_killed_socket_server_complete(stack):
         assert app.do("recv UA 5") == "early"
         app.do("send Y ack")
         restart_socket_server(stack)
+        assert app.do("outq Y") == 3                     # still queued on the other end
         assert app.do("recv X 3") == "ack"
+        assert app.do("outq Y") == 0
         app.do("send X more")
         assert app.do("recv Y 4") == "more"
         os.unlink(path)

@@ -1,6 +1,7 @@
 """Sockets driven line by line from stdin, for tests that act between calls (kill a
 service while a call waits). Runs on mkstack (launcher.py run) or on the Linux
 peer alike. Each command prints {"started": cmd} and then its result as JSON."""
+import fcntl
 import json
 import select
 import socket
@@ -78,6 +79,8 @@ def run(cmd, args):
         s.connect(args[1])
         socks[args[0]] = s
         return s.fileno()
+    if cmd == "outq":                         # outq NAME: bytes sent and not yet taken (SIOCOUTQ)
+        return int.from_bytes(fcntl.ioctl(socks[args[0]].fileno(), 0x5411, bytes(4)), sys.byteorder)
     if cmd == "fileno":
         return socks[args[0]].fileno()
     if cmd == "close":
