@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from services.socket_server import Client, Pending, SocketServer, Sock
 
 TX, RX = 0, 1
-SOCK_SLOT = 4096
+SOCK_SLOT = 1 << 16             # sparse: a socket held by many clients, or passing many, still fits
 CLIENT_SLOT = 1 << 18
 TABLE_SLOT = 1 << 20
 TABLE, GONE = "table", "gone"
@@ -91,8 +91,12 @@ class SocketState:
     def rx_write(self, sock: "Sock", off: int, data: bytes) -> None:
         self._sock_file(sock).ring_write(RX, off, data)
 
+    def rx_holds(self, sock: "Sock", off: int) -> bool:
+        """The RX ring still has the received byte at stream offset ``off``."""
+        return off >= sock.rcv_total - self.rx_size
+
     def rx_read(self, sock: "Sock", off: int, n: int) -> bytes | None:
-        if off < sock.rcv_total - self.rx_size or n > self.rx_size:
+        if not self.rx_holds(sock, off) or n > self.rx_size:
             return None
         return self._sock_file(sock).ring_read(RX, off, n)
 
@@ -137,7 +141,11 @@ class SocketState:
             rec += [sock.uname, list(sock.ukey) if sock.ukey else None, sock.peer.id if sock.peer else 0,
                     [[off, [p.id for p in passed]] for off, passed in sock.scm]]
         if rec != sock.saved:            # most calls (getsockname, a read of a datagram) change nothing here
-            self._sock_file(sock).put(rec)
+            try:
+                self._sock_file(sock).put(rec)
+            except RecordTooBig:         # the previous record stays: a restart takes that up
+                ss.counters["socket_records_too_big"] += 1
+                return
             sock.saved = rec
 
     def save_client(self, ss: "SocketServer", client: "Client") -> None:
@@ -159,7 +167,7 @@ class SocketState:
             return head + [PENDING, None]
         if call.rx is not None:
             sock = ss.socks.get(call.rx[0])
-            if sock is not None and call.rx[1] >= sock.rcv_total - self.rx_size:
+            if sock is not None and self.rx_holds(sock, call.rx[1]):
                 return head + [REPLIED_RX, call.rx]
         if call.reply is not None and len(call.reply) <= REPLY_KEPT:
             return head + [REPLIED, call.reply]
