@@ -369,13 +369,13 @@ class Tcb:
             n = min(burst, avail, max(room, 0))
             if n > mss:
                 n -= n % mss                                  # whole segments, the tail goes on its own
-            if n <= 0:
-                if self.snd_wnd == 0 and self.flight == 0 and self.persist_at is None:
-                    self.persist_at = now + self.rtt.rto     # zero window: probe later
-                break
             # sender SWS avoidance (RFC 9293 3.8.6.2.1): a full segment, all that is
             # queued, or half the largest window the peer offered
-            if n < mss and n < avail and n < self.max_snd_wnd // 2:
+            if n <= 0 or (n < mss and n < avail and n < self.max_snd_wnd // 2):
+                # nothing in flight, so no ACK will come to open the window (a window
+                # update may have been lost): probe later, as tcp_check_probe_timer
+                if self.flight == 0 and self.persist_at is None:
+                    self.persist_at = now + self.rtt.rto
                 break
             if n < mss and self.flight > 0 and not self.nodelay and not self.fin_queued and self.snd_up is None:
                 break                                        # Nagle (RFC 1122 4.2.3.4)
@@ -770,11 +770,17 @@ class Tcb:
         self._arm_rto(now)
 
     def _probe(self, now: float) -> None:
-        """Zero-window probe: one byte beyond the window (RFC 9293 3.8.6.1)."""
+        """Window probe (tcp_write_wakeup): what the window takes if it takes anything
+        (the SWS override timeout, RFC 9293 3.8.6.2.1), else one byte beyond a zero
+        window (3.8.6.1)."""
         self.persist_at = None
-        if self.snd_wnd or self.state not in SYNCHRONIZED:
+        if self.state not in SYNCHRONIZED or self.flight:
             return
         avail = S.sub(self._data_end(), self.snd_nxt)
+        usable = S.sub(S.add(self.snd_una, self.snd_wnd), self.snd_nxt)
+        if avail > 0 and usable > 0:
+            self._xmit(self.snd_nxt, min(avail, usable, self.seg_size()), now)    # the RTO covers it now
+            return
         if avail > 0:
             self._xmit(self.snd_nxt, 1, now)
         else:

@@ -194,6 +194,20 @@ def test_zero_window_probe():
     assert [s.data for s in take(t)] == [b"ata"]
 
 
+def test_small_window_with_nothing_in_flight_is_probed_not_waited_on():
+    """A window below one MSS and below half the largest offered (its update lost):
+    sender SWS avoidance holds the data, and the persist timer sends what fits."""
+    t = established(peer_wnd=60000)
+    t.send(b"x" * 60000, now=1)
+    sent = sum(len(s.data) for s in take(t))
+    t.receive(seg(R, L + sent, ACK, wnd=1000), now=2)    # all acked, the window nearly shut
+    assert take(t) == [] and t.flight == 0
+    assert t.persist_at is not None                      # before: no timer at all, stuck for good
+    t.poll(t.persist_at)
+    [p] = take(t)
+    assert p.seq == L + sent and len(p.data) == 1000 and t.rto_at is not None
+
+
 def test_paws_drops_old_timestamps():
     t = established(TcpConfig(sack=False), ts=(1000, 0))
     t.receive(seg(R, L, ACK, data=b"new", ts=(1001, 0)), now=1)
