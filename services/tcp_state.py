@@ -38,7 +38,7 @@ class TcpState:
         self.tx_size = ring_size(sndbuf_max)
         self.rx_size = ring_size(2 * rcvbuf_max)
         self.dir = StateDir(endpoints.state_dir(instance, "tcp"), RECORD_SLOT, (self.tx_size, self.rx_size))
-        self.ooo_saved: dict[int, set[int]] = {}
+        self.ooo_saved: dict[int, dict[int, int]] = {}     # conn -> {seq: length} of ooo data in its ring
         self.ids_reserved = 0
         self.table_dirty = False
 
@@ -60,13 +60,14 @@ class TcpState:
         """``bound``: [addr, port, reuse] of the port an active open holds."""
         f = self.dir.file(self.key(c.id))
         t = c.tcb
-        saved = self.ooo_saved.setdefault(c.id, set())
+        saved = self.ooo_saved.setdefault(c.id, {})
         if t.ooo or saved:
             for seq, data in t.ooo.items():
-                if seq not in saved:
+                if saved.get(seq) != len(data):     # new, or a longer segment from the same seq
                     f.ring_write(RX, seq, data)
-                    saved.add(seq)
-            saved &= t.ooo.keys()
+                    saved[seq] = len(data)
+            for seq in saved.keys() - t.ooo.keys():
+                del saved[seq]
         head = [c.id, c.laddr, c.lport, c.raddr, c.rport, c.listener, c.origin, c.orphan, c.announced,
                 c.eof_sent, c.snd_total, c.consumed, c.fin_at, bound]
         try:
@@ -117,7 +118,7 @@ class TcpState:
                 bad += 1
                 self.dir.remove(key)
                 continue
-            self.ooo_saved[head[0]] = set(t.ooo)
+            self.ooo_saved[head[0]] = {seq: len(data) for seq, data in t.ooo.items()}
             out.append((head, t))
         return out, bad
 

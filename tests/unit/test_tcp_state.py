@@ -1,0 +1,32 @@
+"""tcp's saved connections: the record and the out-of-order data in the RX ring,
+read back by the next incarnation."""
+
+import os
+
+import pytest
+
+from services.tcp import Conn
+from services.tcp_state import TcpState
+from shared.wire.tcp import ACK
+from tests.unit.proto.tcp.helpers import IRS, ISS, PLAIN, established, seg
+
+INSTANCE = f"unittcp{os.getpid()}"
+R, L = IRS + 1, ISS + 1
+
+
+@pytest.fixture
+def state():
+    st = TcpState(INSTANCE, 1 << 16, 1 << 16)
+    yield st
+    st.dir.destroy()
+
+
+def test_out_of_order_data_grown_from_the_same_sequence_is_saved_whole(state):
+    c = Conn(5, established(PLAIN), 1, 2, 3, 4)
+    c.tcb.receive(seg(R + 1000, L, ACK, data=b"a" * 500), now=1)
+    state.save(c, None)
+    # the peer sends the same range again, coalesced with what followed (GRO does this)
+    c.tcb.receive(seg(R + 1000, L, ACK, data=b"a" * 500 + b"b" * 700), now=1)
+    state.save(c, None)
+    [(head, t)], bad = TcpState(INSTANCE, 1 << 16, 1 << 16).load_conns(PLAIN)
+    assert bad == 0 and t.ooo == {R + 1000: b"a" * 500 + b"b" * 700}
