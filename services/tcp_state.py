@@ -123,9 +123,10 @@ class TcpState:
         return out, bad
 
     def undelivered(self, c: "Conn") -> bytes:
-        """Data delivered to the socket layer and not yet read there (to deliver again)."""
+        """Data delivered to the socket layer and not yet read there (to deliver again).
+        Not this turn's ``t.delivered``: it is in no ring yet, and goes out after."""
         t = c.tcb
-        n = t.rcv_total - c.consumed
+        n = t.rcv_total - len(t.delivered) - c.consumed
         if not 0 < n <= self.rx_size:
             return b""
         return self.dir.file(self.key(c.id)).ring_read(RX, t.irs + 1 + c.consumed, n)

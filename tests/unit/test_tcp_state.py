@@ -30,3 +30,16 @@ def test_out_of_order_data_grown_from_the_same_sequence_is_saved_whole(state):
     state.save(c, None)
     [(head, t)], bad = TcpState(INSTANCE, 1 << 16, 1 << 16).load_conns(PLAIN)
     assert bad == 0 and t.ooo == {R + 1000: b"a" * 500 + b"b" * 700}
+
+
+def test_data_to_deliver_again_is_only_what_the_ring_has(state):
+    """A resync in the middle of a turn: this turn's data is not in the ring yet (it
+    goes out at the end of the turn) and must not be read from there."""
+    c = Conn(6, established(PLAIN), 1, 2, 3, 4)
+    c.tcb.receive(seg(R, L, ACK, data=b"A" * 100), now=1)
+    state.rx_delivered(c, c.tcb.delivered)          # what the end of the turn does
+    c.tcb.delivered.clear()
+    c.tcb.receive(seg(R + 100, L, ACK, data=b"B" * 50), now=1)
+    assert state.undelivered(c) == b"A" * 100
+    c.consumed = 40
+    assert state.undelivered(c) == b"A" * 60
