@@ -487,7 +487,10 @@ class Tcp(Service):
         if self.out:
             self.send_items("ip", IP_OUTPUT, [i for i, _ in self.out], [s for _, s in self.out])
             self.out = []
-        self.events_flush()
+        if not self.events_flush() and self.resync_at is None:
+            # the socket layer missed events (restarting, or its queue full while it
+            # catches up): data, eof, errors; tell it everything again until it hears
+            self.resync_at = self.now + RESYNC_RETRY
 
     def save(self, c: Conn) -> None:
         b = self.bound.get(c.id) if c.id < PASSIVE_BASE else None
