@@ -78,7 +78,7 @@ def test_sigkill_of_every_service_loses_nothing(stack):
         assert r["bytes"] == BULK and r["sha256"] in stored           # the server hashed what we sent
     for rc, out, _ in results["get"]:
         r = json.loads(out.splitlines()[-1])
-        assert r["bytes"] == BULK and r["sha256"] in sent             # we hashed what the server sent
+        assert r["bytes"] == BULK and r["sha256"] in sent, out        # we hashed what the server sent
     print(f"transfers: {len(results['put'])} put, {len(results['get'])} get of {BULK // 10**6} MB, all byte-exact")
     restarts = stack.restarts()
     assert all(restarts[v] >= KILLS_EACH for v in VICTIMS), restarts

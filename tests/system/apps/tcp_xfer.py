@@ -8,8 +8,11 @@
 Every transfer prints {"dir", "bytes", "sha256", "seconds"}; the data is random
 slices of a random pool, so a byte lost, repeated or reordered changes the hash.
 With XFER_PROGRESS=FILE, put and get append "wall-time bytes" lines to FILE as
-the data moves (at most ten a second), for measuring stalls.
+the data moves (at most ten a second), for measuring stalls. With XFER_PATTERN=1
+the data is instead each 8-byte word's own stream offset (big-endian), and get
+also reports the first offset where the bytes differ and the offset they came from.
 """
+import array
 import hashlib
 import json
 import os
@@ -20,6 +23,27 @@ import time
 
 CHUNK = 256 * 1024
 POOL = os.urandom(4 * 1024 * 1024)
+PATTERN = bool(os.environ.get("XFER_PATTERN"))
+
+
+def pattern(off: int, n: int) -> bytes:
+    """Bytes [off, off + n) of the stream whose every 8-byte word is its own offset."""
+    first = off // 8
+    words = array.array("Q", range(first * 8, (off + n + 7) // 8 * 8, 8))
+    if sys.byteorder == "little":
+        words.byteswap()
+    return words.tobytes()[off - first * 8:off - first * 8 + n]
+
+
+def first_wrong(off: int, data: bytes) -> dict | None:
+    """Where ``data`` (at stream offset ``off``) departs from the pattern, and what word is there."""
+    want = pattern(off, len(data))
+    if data == want:
+        return None
+    i = next(i for i in range(len(data)) if data[i] != want[i])
+    at = i - (off + i) % 8
+    word = data[at:at + 8] if at >= 0 else b""
+    return {"bad_at": off + i, "found_word": int.from_bytes(word, "big") if len(word) == 8 else None}
 
 
 class Progress:
@@ -42,13 +66,19 @@ def send_n(s: socket.socket, n: int) -> str:
     h = hashlib.sha256()
     sent = 0
     while sent < n:
-        at = int.from_bytes(os.urandom(3), "big") % (len(POOL) - CHUNK)
-        block = POOL[at:at + min(CHUNK, n - sent)]
+        if PATTERN:
+            block = pattern(sent, min(CHUNK, n - sent))
+        else:
+            at = int.from_bytes(os.urandom(3), "big") % (len(POOL) - CHUNK)
+            block = POOL[at:at + min(CHUNK, n - sent)]
         s.sendall(block)
         h.update(block)
         sent += len(block)
         PROGRESS(sent)
     return h.hexdigest()
+
+
+WRONG: list[dict] = []                 # with XFER_PATTERN: where get's bytes went wrong
 
 
 def recv_all(s: socket.socket) -> tuple[int, str]:
@@ -58,6 +88,10 @@ def recv_all(s: socket.socket) -> tuple[int, str]:
         data = s.recv(CHUNK)
         if not data:
             return n, h.hexdigest()
+        if PATTERN and len(WRONG) < 5:
+            bad = first_wrong(n, data)
+            if bad is not None:
+                WRONG.append(dict(bad, recv_at=n, recv_len=len(data)))
         h.update(data)
         n += len(data)
         PROGRESS(n)
@@ -109,6 +143,8 @@ def main() -> None:
     else:
         s.sendall(f"get {n}\n".encode())
         got, digest = recv_all(s)
+        if WRONG:
+            print(json.dumps({"wrong": WRONG}), flush=True)
         report("get", got, digest, t0)
     s.close()
 
