@@ -256,8 +256,7 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         self.unix_names: dict[object, Sock] = {}
         self.frames: list[list[bytes]] = []     # replies and events of this turn, sent after the save
         self.restart_notices: dict[bytes, float] = {}   # client id -> give up telling it at
-        self.state = SocketState(self.instance, max(self.cfg.socket_sndbuf, 2 * RMEM_MAX),
-                                 max(self.cfg.tcp_rmem, self.cfg.socket_rcvbuf, 2 * RMEM_MAX))
+        self.state = SocketState(self.instance, *self.cfg.stream_bufs_max(2 * RMEM_MAX))
         self.restore()
 
     def new_sock_id(self) -> int:
@@ -540,8 +539,9 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         if family == ksock.AF_INET:
             proto = {ksock.SOCK_STREAM: ksock.IPPROTO_TCP, ksock.SOCK_DGRAM: ksock.IPPROTO_UDP}.get(stype, proto)
         tcp = family == ksock.AF_INET and stype == ksock.SOCK_STREAM
-        s = Sock(self.new_sock_id(), client, fd, family, stype, proto,
-                 self.cfg.tcp_rmem if tcp else self.cfg.socket_rcvbuf, self.cfg.socket_sndbuf)
+        rcvbuf, sndbuf = (self.cfg.tcp_rmem, self.cfg.tcp_wmem) if tcp else (self.cfg.socket_rcvbuf,
+                                                                             self.cfg.socket_sndbuf)
+        s = Sock(self.new_sock_id(), client, fd, family, stype, proto, rcvbuf, sndbuf)
         s.conn = s.id
         client.fds[fd] = s
         self.socks[s.id] = s

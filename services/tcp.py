@@ -104,8 +104,7 @@ class Tcp(Service):
         self.peer("ip")
         self.announce("ip", IP_REGISTER).set(self.name, [IPPROTO_TCP], [])   # inet_add_protocol
         self.peer("socket_server")
-        self.state = TcpState(self.instance, max(self.cfg.socket_sndbuf, 2 * RMEM_MAX),
-                              max(self.cfg.tcp_rmem, self.cfg.socket_rcvbuf, 2 * RMEM_MAX))
+        self.state = TcpState(self.instance, *self.cfg.stream_bufs_max(2 * RMEM_MAX))
         self.restore()
         self.resync_at: float | None = self.now      # tell the socket layer what we hold (after a restart)
 

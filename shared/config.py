@@ -76,7 +76,8 @@ class Config:
     socket_sndbuf: int
     tcp: dict
     forwarding: bool = False                  # net.ipv4.ip_forward
-    tcp_rmem: int = 1048576                   # SO_RCVBUF of TCP sockets that do not set one
+    tcp_rmem: int = 4194304                   # SO_RCVBUF of TCP sockets that do not set one
+    tcp_wmem: int = 4194304                   # SO_SNDBUF of TCP sockets that do not set one
     driver_offload: bool = True               # TAP offloads (IFF_VNET_HDR: checksum, TSO from the kernel)
     filter_rules: tuple[str, ...] = ()        # netfilter rules, iptables-like text
     services: list[str] = field(default_factory=list)
@@ -95,6 +96,12 @@ class Config:
     def offload(self) -> bool:
         """TAP offloads in effect: asked for, and ip does not forward (it does not re-segment)."""
         return self.driver_offload and not self.forwarding
+
+    def stream_bufs_max(self, setsockopt_max: int) -> tuple[int, int]:
+        """The largest send and receive buffer a stream socket can have: the
+        defaults, or what SO_SNDBUF / SO_RCVBUF can ask for (``setsockopt_max``)."""
+        return (max(self.tcp_wmem, self.socket_sndbuf, setsockopt_max),
+                max(self.tcp_rmem, self.socket_rcvbuf, setsockopt_max))
 
     def driver_name(self, dev: Device) -> str:
         return "driver" if dev is self.devices[0] else f"driver-{dev.name}"
@@ -284,7 +291,8 @@ def load(path: str) -> Config:
         tcp=_tcp(root.table("tcp")),
         forwarding=bool(ipsec.get("forwarding", bool, False)),
         driver_offload=bool(root.table("driver").get("offload", bool, True)),
-        tcp_rmem=int(root.table("tcp").num("rmem", 4608, 1 << 26, 1048576, integer=True)),
+        tcp_rmem=int(root.table("tcp").num("rmem", 4608, 1 << 26, 4194304, integer=True)),
+        tcp_wmem=int(root.table("tcp").num("wmem", 4608, 1 << 26, 4194304, integer=True)),
         filter_rules=_filter_rules(root.table("netfilter")),
     )
     cfg.services.extend(cfg.driver_name(d) for d in devices)
