@@ -335,8 +335,8 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         client.calls[call.ident] = call
         client.calls.move_to_end(call.ident)
         while len(client.calls) > CALLS_KEPT:
-            client.calls.popitem(last=False)
-        self.state.touch_client(client)
+            self.state.forget_call(client, client.calls.popitem(last=False)[0])
+        self.state.touch_call(client, call)
         return True
 
     def reply_again(self, call: Pending) -> bool:
@@ -381,7 +381,7 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
     def call_done(self, call: Pending) -> None:
         client = self.clients.get(call.ident.split(b".", 1)[0])
         if client is not None and client.calls.get(call.ident) is call:
-            self.state.touch_client(client)
+            self.state.touch_call(client, call)
 
     def send_frames(self) -> None:
         for frame in self.frames:
@@ -1023,7 +1023,7 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
             self.gone_conns[conn] = None
         for cid, pid, start, events, calls in clients:
             if _proc_start(pid) != start:
-                self.state.remove_client(cid)
+                self.state.remove_client(cid, [call[0] for call in calls])
                 continue
             c = self.clients[cid] = Client(cid, pid, start, events=events)
             self.watch_client(c)

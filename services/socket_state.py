@@ -9,8 +9,10 @@ records have too. Files in one StateDir:
             yet answered, how many conn ids the ``gone`` ring has seen
   gone      the conn ids of the stream sockets closed most recently (u64 each):
             a tcp that re-announces one of them gets it closed, not accepted again
-  k<n>      a client: pid, process start time, event channel and, per calling
-            thread, its last call and that call's reply (to answer a repeat)
+  k<n>      a client: pid, process start time, event channel
+  t<n>      one calling thread (DEALER) of a client: its last call and that
+            call's reply (to answer a repeat); one file each, so a call saves
+            one small record however many threads the client has had
   s<id>     a socket's fields; a TCP socket's file has two rings by stream
             offset: TX the bytes tcp has not had acknowledged (sndkeep), RX the
             received bytes from the oldest one a client may still ask for
@@ -34,7 +36,8 @@ if TYPE_CHECKING:
 
 TX, RX = 0, 1
 SOCK_SLOT = 1 << 16             # sparse: a socket held by many clients, or passing many, still fits
-CLIENT_SLOT = 1 << 18
+CLIENT_SLOT = 1 << 10
+CALL_SLOT = 1 << 14              # a kept reply (REPLY_KEPT) and its header
 TABLE_SLOT = 1 << 20
 TABLE, GONE = "table", "gone"
 GONE_KEPT = 4096                 # conn ids in the gone ring
@@ -64,6 +67,7 @@ class SocketState:
         self.table_dirty = False
         self.socks: set["Sock"] = set()
         self.clients: set["Client"] = set()
+        self.calls: dict[bytes, tuple["Client", "Pending | None"]] = {}   # ident -> its call (None: forgotten)
 
     def _sock_file(self, sock: "Sock") -> StateFile:
         rings = (self.tx_size, self.rx_size) if sock.stream else ()
@@ -73,12 +77,23 @@ class SocketState:
     def _client_key(cid: bytes) -> str:
         return "k" + cid.hex()         # a client id is the caller's bytes: never a path
 
+    @staticmethod
+    def _call_key(ident: bytes) -> str:
+        return "t" + ident.hex()       # the DEALER identity: the client id, a dot, the thread's own part
+
     # -- marking --------------------------------------------------------------------
     def touch(self, sock: "Sock") -> None:
         self.socks.add(sock)
 
     def touch_client(self, client: "Client") -> None:
         self.clients.add(client)
+
+    def touch_call(self, client: "Client", call: "Pending") -> None:
+        self.calls[call.ident] = (client, call)
+
+    def forget_call(self, client: "Client", ident: bytes) -> None:
+        """A thread no longer remembered (the oldest of too many)."""
+        self.calls[ident] = (client, None)
 
     def gone_conn(self, conn: int) -> None:
         self.gone.ring_write(0, 8 * self.gone_count, conn.to_bytes(8, "little"))
@@ -114,11 +129,18 @@ class SocketState:
             else:
                 self.dir.remove(f"s{sock.id}")
         self.socks.clear()
+        for ident, (client, call) in self.calls.items():
+            if call is not None and ss.clients.get(client.cid) is client and client.calls.get(ident) is call:
+                self.save_call(ss, call)
+            else:
+                self.dir.remove(self._call_key(ident))
+        self.calls.clear()
         for client in self.clients:
             if ss.clients.get(client.cid) is client:
-                self.save_client(ss, client)
+                self.dir.file(self._client_key(client.cid), slot=CLIENT_SLOT, rings=()).put(
+                    [client.cid, client.pid, client.start, client.events])
             else:
-                self.dir.remove(self._client_key(client.cid))
+                self.remove_client(client.cid, client.calls)
         self.clients.clear()
 
     def save_table(self, ss: "SocketServer") -> None:
@@ -148,21 +170,12 @@ class SocketState:
                 return
             sock.saved = rec
 
-    def save_client(self, ss: "SocketServer", client: "Client") -> None:
-        calls = []
-        for ident, call in client.calls.items():
-            calls.append(self._call_entry(ss, ident, call))
-        rec = [client.cid, client.pid, client.start, client.events, calls]
-        f = self.dir.file(self._client_key(client.cid), slot=CLIENT_SLOT, rings=())
-        try:
-            f.put(rec)
-        except RecordTooBig:           # many threads with large replies: keep the calls, not the replies
-            rec[4] = [e if e[4] != REPLIED else e[:4] + [REPLIED_LOST, None] for e in calls]
-            f.put(rec)
+    def save_call(self, ss: "SocketServer", call: "Pending") -> None:
+        self.dir.file(self._call_key(call.ident), slot=CALL_SLOT, rings=()).put(self._call_entry(ss, call))
 
-    def _call_entry(self, ss: "SocketServer", ident: bytes, call: "Pending") -> list:
+    def _call_entry(self, ss: "SocketServer", call: "Pending") -> list:
         fd = call.fields[1] if len(call.fields) > 1 and type(call.fields[1]) is int else -1
-        head = [ident, call.req, call.code, fd]
+        head = [call.ident, call.req, call.code, fd]
         if not call.done:
             return head + [PENDING, None]
         if call.rx is not None:
@@ -183,12 +196,18 @@ class SocketState:
         n = min(self.gone_count, GONE_KEPT)
         gone = [int.from_bytes(self.gone.ring_read(0, 8 * i, 8), "little")
                 for i in range(self.gone_count - n, self.gone_count)]
-        clients, socks = [], []
+        clients, socks, calls = {}, [], []
         for key in self.dir.keys():
             if key.startswith("k"):
                 rec = self.dir.file(key, slot=CLIENT_SLOT, rings=()).get()
-                if isinstance(rec, list) and len(rec) == 5:
-                    clients.append(rec)
+                if isinstance(rec, list) and len(rec) == 4 and isinstance(rec[0], bytes):
+                    clients[rec[0]] = rec + [[]]
+                else:
+                    self.dir.remove(key)
+            elif key.startswith("t"):
+                rec = self.dir.file(key, slot=CALL_SLOT, rings=()).get()
+                if isinstance(rec, list) and len(rec) == 6 and isinstance(rec[0], bytes):
+                    calls.append((key, rec))
                 else:
                     self.dir.remove(key)
             elif key.startswith("s"):
@@ -199,7 +218,13 @@ class SocketState:
                     socks.append(rec)
                 else:
                     self.dir.remove(key)
-        return table, clients, socks, gone
+        for key, rec in calls:
+            owner = clients.get(rec[0].split(b".", 1)[0])
+            if owner is not None:
+                owner[4].append(rec)
+            else:
+                self.dir.remove(key)
+        return table, list(clients.values()), socks, gone
 
     def sock_queues(self, sock: "Sock", keep_len: int, rd_off: int) -> tuple[bytes, bytes]:
         """(sndkeep, rbuf) of a restored TCP socket from its rings."""
@@ -212,5 +237,8 @@ class SocketState:
     def remove_sock(self, sock_id: int) -> None:
         self.dir.remove(f"s{sock_id}")
 
-    def remove_client(self, cid: bytes) -> None:
+    def remove_client(self, cid: bytes, idents: object = ()) -> None:
+        """A client's record and those of its threads (``idents``)."""
+        for ident in idents:
+            self.dir.remove(self._call_key(ident))
         self.dir.remove(self._client_key(cid))

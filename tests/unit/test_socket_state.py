@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from services.socket_state import GONE_KEPT, ID_BLOCK, SocketState
+from services.socket_state import CLIENT_SLOT, GONE_KEPT, ID_BLOCK, PENDING, REPLIED, SocketState
 
 
 INSTANCE = f"unit{os.getpid()}"
@@ -42,7 +42,76 @@ def test_gone_ring_keeps_the_newest_conn_ids_in_order(state):
 
 def test_unreadable_records_are_dropped_not_taken_up(state):
     state.dir.file("s9").put(["not", "a", "socket"])
-    state.dir.file("k" + b"x".hex(), slot=1 << 18, rings=()).mm[:64] = os.urandom(64)
+    state.dir.file("k" + b"x".hex(), slot=CLIENT_SLOT, rings=()).mm[:64] = os.urandom(64)
     _, clients, socks, _ = state.load()
     assert clients == [] and socks == []
     assert "s9" not in state.dir.keys()
+
+
+class _Client(SimpleNamespace):
+    __hash__ = object.__hash__
+
+
+def _server(cid):
+    client = _Client(cid=cid, pid=42, start=7, events=cid + b".ev", calls={})
+    return client, SimpleNamespace(clients={cid: client}, socks={}, sock_ids_next=1, reqs_next=1, tcp_reqs={},
+                                   lingering={})
+
+
+def _call(ident, req, done):
+    return SimpleNamespace(ident=ident, req=req, code=9, fields=[req, 3], done=done, rx=None,
+                           reply=b"frame" if done else None)
+
+
+def test_each_thread_keeps_its_own_last_call_and_a_forgotten_one_is_removed(state):
+    cid = b"c" * 16
+    client, ss = _server(cid)
+    state.touch_client(client)
+    for t in range(3):
+        call = _call(cid + b".%d" % t, 100 + t, done=t == 0)
+        client.calls[call.ident] = call
+        state.touch_call(client, call)
+    state.commit(ss)
+    files = len(state.dir.keys())
+    # the next call of thread 0 rewrites its record alone; thread 2 is forgotten
+    call = _call(cid + b".0", 200, done=False)
+    client.calls[call.ident] = call
+    state.touch_call(client, call)
+    del client.calls[cid + b".2"]
+    state.forget_call(client, cid + b".2")
+    state.commit(ss)
+    assert len(state.dir.keys()) == files - 1
+    _, clients, _, _ = SocketState(INSTANCE, 4096, 4096).load()
+    assert [c[:4] for c in clients] == [[cid, 42, 7, cid + b".ev"]]
+    assert sorted((e[0], e[1], e[4], e[5]) for e in clients[0][4]) == [
+        (cid + b".0", 200, PENDING, None), (cid + b".1", 101, PENDING, None)]
+    assert state.dir.file("t" + (cid + b".0").hex()).get()[1] == 200
+    # the client goes: its record and every thread's with it
+    del ss.clients[cid]
+    state.touch_client(client)
+    state.commit(ss)
+    _, clients, _, _ = SocketState(INSTANCE, 4096, 4096).load()
+    assert clients == [] and not [k for k in state.dir.keys() if k[0] in "kt"]
+
+
+def test_a_thread_record_whose_client_is_gone_is_dropped(state):
+    cid = b"d" * 16
+    client, ss = _server(cid)
+    call = _call(cid + b".0", 5, done=True)
+    client.calls[call.ident] = call
+    state.touch_call(client, call)           # the client record itself was never saved
+    state.commit(ss)
+    _, clients, _, _ = state.load()
+    assert clients == [] and not [k for k in state.dir.keys() if k[0] == "t"]
+
+
+def test_a_kept_reply_comes_back_with_its_call(state):
+    cid = b"e" * 16
+    client, ss = _server(cid)
+    state.touch_client(client)
+    call = _call(cid + b".0", 5, done=True)
+    client.calls[call.ident] = call
+    state.touch_call(client, call)
+    state.commit(ss)
+    _, clients, _, _ = SocketState(INSTANCE, 4096, 4096).load()
+    assert clients[0][4] == [[cid + b".0", 5, 9, 3, REPLIED, b"frame"]]
