@@ -21,6 +21,7 @@ import errno
 import heapq
 import itertools
 import os
+import resource
 import socket as ksock
 import time
 from dataclasses import dataclass, field
@@ -46,7 +47,7 @@ from shared.ipc.messages import (BIND_RESTORE, BIND_REUSEADDR, SYS_ACCEPT, SYS_B
 from shared.skb import NoBuffers, Skb
 
 MAX_UDP_PAYLOAD = 65507
-MAX_FDS = 1024                    # RLIMIT_NOFILE-like cap per client
+MAX_FDS = 1024                    # descriptors per client before its RLIMIT_NOFILE is asked
 POLLIN, POLLOUT, POLLERR, POLLHUP = 0x1, 0x4, 0x8, 0x10
 CLIENT_CHECK = 1.0                # seconds between checks that client processes live
 OUTBOX_RETRY = 0.02               # seconds between attempts to reach a restarting udp
@@ -203,8 +204,18 @@ class Client:
     fds: dict[int, Sock] = field(default_factory=dict)
     events: bytes | None = None
     pidfd: int = -1                # readable when the process exits
+    fd_hint: int = 3               # no free descriptor below this one
     # each calling thread's (DEALER's) last call: a call repeated after our restart is answered once
     calls: collections.OrderedDict = field(default_factory=collections.OrderedDict)
+
+
+def _nofile(pid: int) -> int:
+    """The process's RLIMIT_NOFILE (soft): how many mkstack descriptors it may hold."""
+    try:
+        soft = resource.prlimit(pid, resource.RLIMIT_NOFILE)[0]
+    except (OSError, ValueError):
+        return MAX_FDS
+    return 1 << 30 if soft == resource.RLIM_INFINITY else soft
 
 
 def _proc_start(pid: int) -> str | None:
@@ -554,6 +565,7 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         sock = client.fds.pop(fd, None)
         if sock is None:
             return
+        client.fd_hint = min(client.fd_hint, fd)
         self.state.touch(sock)
         if (client, fd) in sock.holders:
             sock.holders.remove((client, fd))
@@ -584,9 +596,13 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
 
     def new_fd(self, client: Client) -> int:
         """The lowest free descriptor number, as the kernel allocates them."""
-        if len(client.fds) >= MAX_FDS:
+        if len(client.fds) >= MAX_FDS and len(client.fds) >= _nofile(client.pid):
             raise OSError(errno.EMFILE, "Too many open files")
-        return next(i for i in itertools.count(3) if i not in client.fds)
+        fd = client.fd_hint
+        while fd in client.fds:
+            fd += 1
+        client.fd_hint = fd + 1
+        return fd
 
     # bind: the port table lives in udp, so the answer comes back as UDP_BOUND
     def sys_bind(self, sock: Sock, call: Pending, addr: int, port: int) -> None:
@@ -858,6 +874,7 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         self.state.touch(sock)
         if sock.client.fds.get(sock.fd) is sock:
             del sock.client.fds[sock.fd]
+            sock.client.fd_hint = min(sock.client.fd_hint, sock.fd)
         self.socks.pop(sock.id, None)
         if sock.family == ksock.AF_UNIX:
             self.unix_close(sock)

@@ -80,20 +80,33 @@ class _Notifier:
     Readable while a byte from the other end waits in it; not writable while its
     own send buffer is full (filled by us, drained again when mkstack says the
     socket is writable). An eventfd would do for reading, but is always writable.
+    The pair is made the first time ``fd`` is asked for (fileno(), select): a
+    program that only makes blocking calls holds no kernel descriptors for its
+    mkstack sockets, so ten thousand connections fit in its RLIMIT_NOFILE.
     """
 
-    __slots__ = ("app", "lib", "fd", "sid", "ver", "readable", "writable", "lock")
+    __slots__ = ("app", "lib", "made", "closed", "sid", "ver", "readable", "writable", "lock")
 
     def __init__(self, sid: int) -> None:
         self.sid = sid                     # the server's id of the socket: events name it
-        self.app, self.lib = _k.socketpair(AF_UNIX, SOCK_STREAM)
-        for s in (self.app, self.lib):
-            s.setblocking(False)
-        self.app.setsockopt(SOL_SOCKET, _k.SO_SNDBUF, 1)      # the kernel's minimum: quick to fill
-        self.fd = self.app.fileno()
+        self.app = self.lib = None
+        self.made = -1                     # the app end's descriptor, once made
+        self.closed = False
         self.ver = 0
         self.readable, self.writable = False, True
         self.lock = threading.Lock()
+
+    @property
+    def fd(self) -> int:
+        with self.lock:
+            if self.made < 0 and not self.closed:
+                self.app, self.lib = _k.socketpair(AF_UNIX, SOCK_STREAM)
+                for s in (self.app, self.lib):
+                    s.setblocking(False)
+                self.app.setsockopt(SOL_SOCKET, _k.SO_SNDBUF, 1)      # the kernel's minimum: quick to fill
+                self.made = self.app.fileno()
+                self._show(self.readable, self.writable, False, True)
+            return self.made
 
     @staticmethod
     def _drain(s: object) -> None:
@@ -103,33 +116,39 @@ class _Notifier:
         except (BlockingIOError, OSError):
             pass
 
+    def _show(self, want_r: bool, want_w: bool, was_r: bool, was_w: bool) -> None:
+        """Make the pair's readiness go from (was_r, was_w) to (want_r, want_w)."""
+        if want_r and not was_r:
+            self.lib.send(b"r")
+        elif not want_r and was_r:
+            self._drain(self.app)
+        if want_w and not was_w:
+            self._drain(self.lib)
+        elif not want_w and was_w:
+            try:
+                while True:
+                    self.app.send(bytes(4096))
+            except (BlockingIOError, OSError):
+                pass
+
     def apply(self, ver: int, mask: int) -> None:
         with self.lock:
-            if ver <= self.ver or self.fd < 0:
+            if ver <= self.ver or self.closed:
                 return
             self.ver = ver
             want_r = bool(mask & (_POLLIN | _POLLERR | _POLLHUP))
             want_w = bool(mask & (_POLLOUT | _POLLERR | _POLLHUP))
-            if want_r and not self.readable:
-                self.lib.send(b"r")
-            elif not want_r and self.readable:
-                self._drain(self.app)
-            if want_w and not self.writable:
-                self._drain(self.lib)
-            elif not want_w and self.writable:
-                try:
-                    while True:
-                        self.app.send(bytes(4096))
-                except (BlockingIOError, OSError):
-                    pass
+            if self.made >= 0:
+                self._show(want_r, want_w, self.readable, self.writable)
             self.readable, self.writable = want_r, want_w
 
     def close(self) -> None:
         with self.lock:
-            if self.fd >= 0:
+            self.closed = True
+            if self.made >= 0:
                 self.app.close()
                 self.lib.close()
-                self.fd = -1
+                self.made = -1
 
 
 class _Connection:
@@ -252,7 +271,7 @@ class _Connection:
     def socket_of(self, fileno: int) -> int | None:
         """The mkstack fd whose notifier is the descriptor ``fileno``."""
         for fd, n in list(self.notifiers.items()):
-            if n.fd == fileno:
+            if n.made == fileno:
                 return fd
         return None
 

@@ -26,6 +26,8 @@ from tests.system.conftest import ROOT, Stack, new_instance, ping_rtts
 
 APPS = os.path.join(ROOT, "tests", "system", "apps")
 TCP_SERVE, TCP_LOAD = os.path.join(APPS, "tcp_serve.py"), os.path.join(APPS, "tcp_load.py")
+HOLD_SERVER, HOLD_CLIENT = os.path.join(APPS, "hold_server.py"), os.path.join(APPS, "hold_client.py")
+HOLD_WINDOW = 64            # connections being opened at once by the holding client
 BENCH = os.path.dirname(os.path.abspath(__file__))
 PY_MAC, PY_IP, PY_PEER = "02:6d:6b:77:00:02", "10.77.0.2", "10.77.0.1"
 K_A, K_B = "10.78.0.1", "10.78.0.2"
@@ -90,9 +92,38 @@ def served(server: list[str], client: list[str], timeout: float) -> dict:
         p.wait()
 
 
+def held(server: list[str], client: list[str], timeout: float, while_held=lambda: None) -> tuple[dict, dict, object]:
+    """Open many connections and hold them: the client's and the server's JSON
+    lines, and what ``while_held`` returns while all of them are still open."""
+    srv = subprocess.Popen(server, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    cli = None
+    try:
+        line = srv.stdout.readline()
+        if not line.startswith("ready"):
+            raise RuntimeError(f"server did not start: {line}")
+        cli = subprocess.Popen(client, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+        deadline = time.monotonic() + timeout
+        out = {}
+        for name, p in (("client", cli), ("server", srv)):
+            text = ""
+            while not text.startswith("{"):
+                if time.monotonic() > deadline or p.poll() is not None and not text:
+                    raise RuntimeError(f"{name} gave no result: {text}")
+                text = p.stdout.readline()
+            out[name] = json.loads(text)
+        return out["client"], out["server"], while_held()
+    finally:
+        for p in (cli, srv):
+            if p is not None:
+                p.kill()
+                p.wait()
+
+
 class Bench:
     def __init__(self, quick: bool) -> None:
         self.t = 1.5 if quick else 4.0
+        self.hold_n = 10000
         self.pings = 100 if quick else 300
         self.rows: list[dict] = []
         self.tag = str(os.getpid())
@@ -162,6 +193,10 @@ class Bench:
                                        self.t * 4 + 30)
         self.progress("kernel: socket calls")
         out["calls"] = json_line(sh(sys.executable, "-c", CALLS.format(t=self.t)).stdout)
+        self.progress(f"kernel: {self.hold_n:,} idle tcp connections")
+        out["hold"], _, _ = held(in_ns(b, sys.executable, HOLD_SERVER, "7400", str(self.hold_n)),
+                                 in_ns(a, sys.executable, HOLD_CLIENT, K_B, "7400", str(self.hold_n),
+                                       str(HOLD_WINDOW)), 300)
         return out
 
     # -- mkstack ------------------------------------------------------------------------------
@@ -194,6 +229,11 @@ class Bench:
                                        self.t * 4 + 60)
         self.progress("mkstack: socket calls")
         out["calls"] = json_line(stack.launcher("run", "--", "python", "-c", CALLS.format(t=self.t)).stdout)
+        self.progress(f"mkstack: {self.hold_n:,} idle tcp connections (kernel client -> mkstack server)")
+        out["hold"], out["hold_server"], out["rss_hold"] = held(
+            [*run, HOLD_SERVER, "7400", str(self.hold_n)],
+            [*peer, HOLD_CLIENT, stack.addr, "7400", str(self.hold_n), str(HOLD_WINDOW)], 600,
+            lambda: service_rss(stack))
         return out
 
     def frame_runs(self, stack: Stack) -> dict:
@@ -238,6 +278,11 @@ class Bench:
         self.add("UDP echoes, 1400 B", "/s", m["udp1400"]["echoes_per_s"], None, k["udp1400"]["echoes_per_s"])
         self.add("TCP connect+request+close", "/s", m["crr"]["per_s"], None, k["crr"]["per_s"])
         self.add("socket calls (getsockname)", "/s", m["calls"]["per_s"], None, k["calls"]["per_s"])
+        h, kh = m["hold"], k["hold"]
+        self.add(f"idle TCP connections held (of {self.hold_n:,})", "",
+                 min(h["answered"], m["hold_server"]["answered"]), None, kh["answered"])
+        self.add(f"TCP connections opened, {HOLD_WINDOW} at once", "/s", h["per_s"], None, kh["per_s"])
+        self.add(f"RSS of all services, {self.hold_n:,} connections", "MB", m["rss_hold"], None, None, "lower")
         self.add("RSS of all services, idle", "MB", m["rss_idle"], None, None, "lower")
         self.add("RSS of all services, under load", "MB", m["rss_load"], None, None, "lower")
         self.add("CPU per GB received", "s", round(m["cpu_per_gb"], 1), None, None, "lower")
@@ -264,9 +309,12 @@ def launcher_cmds(stack: Stack) -> tuple[list[str], list[str]]:
 
 
 def frames_config(path: str) -> str:
-    """The default config with the offloads off and the TCP window of before (frame at a time)."""
+    """The default config with the offloads off and the TCP buffers of before (208 KB), frame at a time."""
     with open(os.path.join(ROOT, "configs", "default.toml")) as f:
-        text = f.read().replace("offload = true", "offload = false").replace("rmem = 1048576 ", "rmem = 212992 ")
+        text = f.read()
+    for old, new in (("offload = true", "offload = false"), ("rmem = 4194304 ", "rmem = 212992 "),
+                     ("wmem = 4194304 ", "wmem = 212992 ")):
+        text = text.replace(old, new)
     with open(path, "w") as f:
         f.write(text)
     return path
