@@ -208,6 +208,11 @@ class Client:
     # each calling thread's (DEALER's) last call: a call repeated after our restart is answered once
     calls: collections.OrderedDict = field(default_factory=collections.OrderedDict)
 
+    def free_fd(self, fd: int) -> "Sock | None":
+        """Take ``fd`` out of the table (its socket, if it named one); keeps ``fd_hint`` true."""
+        self.fd_hint = min(self.fd_hint, fd)
+        return self.fds.pop(fd, None)
+
 
 def _nofile(pid: int) -> int:
     """The process's RLIMIT_NOFILE (soft): how many mkstack descriptors it may hold."""
@@ -562,10 +567,9 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
 
     def drop_fd(self, client: Client, fd: int) -> None:
         """One descriptor naming the socket goes; the socket goes with the last reference."""
-        sock = client.fds.pop(fd, None)
+        sock = client.free_fd(fd)
         if sock is None:
             return
-        client.fd_hint = min(client.fd_hint, fd)
         self.state.touch(sock)
         if (client, fd) in sock.holders:
             sock.holders.remove((client, fd))
@@ -873,8 +877,7 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
     def close_sock(self, sock: Sock) -> None:
         self.state.touch(sock)
         if sock.client.fds.get(sock.fd) is sock:
-            del sock.client.fds[sock.fd]
-            sock.client.fd_hint = min(sock.client.fd_hint, sock.fd)
+            sock.client.free_fd(sock.fd)
         self.socks.pop(sock.id, None)
         if sock.family == ksock.AF_UNIX:
             self.unix_close(sock)
