@@ -117,7 +117,8 @@ class SocketState:
 
     # -- the write-ahead ------------------------------------------------------------
     def commit(self, ss: "SocketServer") -> None:
-        """Save what this turn touched (before anything of it leaves the process)."""
+        """Save what this turn touched (before anything of it leaves the process), as one
+        turn: a socket's read offset and the call that moved it are never saved apart."""
         if ss.sock_ids_next >= self.ids_reserved or ss.reqs_next >= self.reqs_reserved:
             self.table_dirty = True
         if self.table_dirty:
@@ -127,21 +128,25 @@ class SocketState:
             if kept:
                 self.save_sock(ss, sock)
             else:
-                self.dir.remove(f"s{sock.id}")
+                self.dir.stage_remove(f"s{sock.id}")
         self.socks.clear()
         for ident, (client, call) in self.calls.items():
             if call is not None and ss.clients.get(client.cid) is client and client.calls.get(ident) is call:
                 self.save_call(ss, call)
             else:
-                self.dir.remove(self._call_key(ident))
+                self.dir.stage_remove(self._call_key(ident))
         self.calls.clear()
         for client in self.clients:
             if ss.clients.get(client.cid) is client:
-                self.dir.file(self._client_key(client.cid), slot=CLIENT_SLOT, rings=()).put(
-                    [client.cid, client.pid, client.start, client.events])
+                self.dir.stage(self._client_key(client.cid), [client.cid, client.pid, client.start, client.events],
+                               slot=CLIENT_SLOT, rings=())
             else:
-                self.remove_client(client.cid, client.calls)
+                for ident in client.calls:
+                    if ident not in self.calls:      # the loop above had those
+                        self.dir.stage_remove(self._call_key(ident))
+                self.dir.stage_remove(self._client_key(client.cid))
         self.clients.clear()
+        self.dir.write_turn()
 
     def save_table(self, ss: "SocketServer") -> None:
         if ss.sock_ids_next >= self.ids_reserved:
@@ -149,8 +154,8 @@ class SocketState:
         if ss.reqs_next >= self.reqs_reserved:
             self.reqs_reserved = ss.reqs_next + ID_BLOCK
         reqs = [[req, sock.id, what, msg] for req, (sock, _, what, msg) in ss.tcp_reqs.items()]
-        self.dir.file(TABLE, slot=TABLE_SLOT, rings=()).put([self.ids_reserved, self.reqs_reserved, reqs,
-                                                              self.gone_count])
+        self.dir.stage(TABLE, [self.ids_reserved, self.reqs_reserved, reqs, self.gone_count],
+                       slot=TABLE_SLOT, rings=())
         self.table_dirty = False
 
     def save_sock(self, ss: "SocketServer", sock: "Sock") -> None:
@@ -164,14 +169,14 @@ class SocketState:
                     [[off, [p.id for p in passed]] for off, passed in sock.scm]]
         if rec != sock.saved:            # most calls (getsockname, a read of a datagram) change nothing here
             try:
-                self._sock_file(sock).put(rec)
+                self.dir.stage(f"s{sock.id}", rec, rings=(self.tx_size, self.rx_size) if sock.stream else ())
             except RecordTooBig:         # the previous record stays: a restart takes that up
                 ss.counters["socket_records_too_big"] += 1
                 return
             sock.saved = rec
 
     def save_call(self, ss: "SocketServer", call: "Pending") -> None:
-        self.dir.file(self._call_key(call.ident), slot=CALL_SLOT, rings=()).put(self._call_entry(ss, call))
+        self.dir.stage(self._call_key(call.ident), self._call_entry(ss, call), slot=CALL_SLOT, rings=())
 
     def _call_entry(self, ss: "SocketServer", call: "Pending") -> list:
         fd = call.fields[1] if len(call.fields) > 1 and type(call.fields[1]) is int else -1
@@ -189,6 +194,7 @@ class SocketState:
     # -- reading back ---------------------------------------------------------------
     def load(self) -> tuple[list, list, list, list[int]]:
         """(table, client records, socket records, gone conn ids) as saved."""
+        self.dir.replay()
         table = self.dir.file(TABLE, slot=TABLE_SLOT, rings=()).get()
         if not (isinstance(table, list) and len(table) == 4):
             table = [0, 0, [], 0]

@@ -483,6 +483,7 @@ class Tcp(Service):
         self.touched.clear()
         if self.state.table_dirty:
             self.state.save_table(self)
+        self.state.write_turn()
         if self.out:
             self.send_items("ip", IP_OUTPUT, [i for i, _ in self.out], [s for _, s in self.out])
             self.out = []

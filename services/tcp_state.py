@@ -4,10 +4,11 @@ One file per connection: its record (Conn fields + the Tcb snapshot) is
 rewritten at the end of every loop turn that touched it, before anything the
 turn produced leaves the process (segments to ip, events to the socket
 layer); so whatever the peer or the socket layer has seen, the record has too.
-Its two rings hold the byte queues by sequence number: the send queue
-(written as data arrives from the socket layer, read back from SND.UNA) and
-the receive side (data delivered but not yet read by the application, and
-out-of-order data), so a restart can deliver again what the socket layer may
+A turn's records go out as one (StateDir.write_turn). Its two rings hold the
+byte queues by sequence number: the send queue (written as data arrives from
+the socket layer, read back from SND.UNA) and the receive side (data
+delivered but not yet read by the application, and out-of-order data), so a
+restart can deliver again what the socket layer may
 have missed. A ``table`` file holds the bound ports and listeners.
 """
 
@@ -70,14 +71,19 @@ class TcpState:
                 del saved[seq]
         head = [c.id, c.laddr, c.lport, c.raddr, c.rport, c.listener, c.origin, c.orphan, c.announced,
                 c.eof_sent, c.snd_total, c.consumed, c.fin_at, bound]
+        key = self.key(c.id)
         try:
-            f.put(head + [persist.snapshot(t)])
+            self.dir.stage(key, head + [persist.snapshot(t)])
         except RecordTooBig:
-            f.put(head + [persist.snapshot(t, max_ooo=0)])
+            self.dir.stage(key, head + [persist.snapshot(t, max_ooo=0)])
 
     def drop(self, cid: int) -> None:
         self.ooo_saved.pop(cid, None)
-        self.dir.remove(self.key(cid))
+        self.dir.stage_remove(self.key(cid))
+
+    def write_turn(self) -> None:
+        """The records this turn staged, together (a listener's table and its new child)."""
+        self.dir.write_turn()
 
     def save_table(self, tcp: "Tcp") -> None:
         next_id = tcp.next_passive
@@ -87,11 +93,12 @@ class TcpState:
                  if sock not in tcp.by_id and sock in tcp.ports.socks]
         listeners = [[lst.sock, lst.laddr, lst.lport, lst.backlog, lst.rcvbuf, lst.pending]
                      for lst in tcp.listeners.values()]
-        self.dir.file(TABLE, slot=TABLE_SLOT, rings=()).put([self.ids_reserved, bound, listeners])
+        self.dir.stage(TABLE, [self.ids_reserved, bound, listeners], slot=TABLE_SLOT, rings=())
         self.table_dirty = False
 
     # -- reading back -----------------------------------------------------------------------
     def load_table(self) -> tuple[int, list, list]:
+        self.dir.replay()
         rec = self.dir.file(TABLE, slot=TABLE_SLOT, rings=()).get()
         if not (isinstance(rec, list) and len(rec) == 3):
             return 0, [], []

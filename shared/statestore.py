@@ -11,6 +11,12 @@ its length, a sequence number and a CRC: a write torn by the kill leaves the
 other slot intact, and the reader takes the newest slot whose CRC holds.
 A ring holds a byte stream by position (``pos & (size - 1)``), so data is
 written once, when it enters, and never again while the record changes.
+
+Records that must change together (a socket's read offset and the call that
+read) are staged and written as one turn: the whole turn goes first into the
+directory's journal (one record, so atomic), then into each file. A kill in
+the middle leaves a journal the next ``replay`` writes again; a kill while the
+journal itself is written leaves the previous turn, whose files are whole.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import zlib
 
 import msgpack
 
+JOURNAL = ".journal"                # the StateDir's last turn (keys never start with a dot)
 _HDR = struct.Struct("<IIQ")       # payload length, crc32 of seq + payload, sequence number
 
 
@@ -60,12 +67,20 @@ class StateFile:
             os.close(fd)
         self.seq = 0
         self.write_slot = 0
+        self._newest()
 
     # -- records --------------------------------------------------------------------
     def put(self, value: object) -> None:
+        self.put_packed(self.pack(value))
+
+    def pack(self, value: object) -> bytes:
+        """The record as ``put_packed`` takes it; RecordTooBig if it does not fit the slot."""
         payload = msgpack.packb(value, use_bin_type=True)
         if len(payload) > self.slot - _HDR.size:
             raise RecordTooBig(f"{len(payload)} bytes for a {self.slot}-byte slot")
+        return payload
+
+    def put_packed(self, payload: bytes) -> None:
         self.seq += 1
         base = self.write_slot * self.slot
         self.mm[base + _HDR.size:base + _HDR.size + len(payload)] = payload
@@ -75,6 +90,17 @@ class StateFile:
 
     def get(self) -> object | None:
         """The newest intact record, or None."""
+        payload = self._newest()
+        if payload is None:
+            return None
+        try:
+            return msgpack.unpackb(payload, raw=False, strict_map_key=False)
+        except (ValueError, msgpack.UnpackException):
+            return None
+
+    def _newest(self) -> bytes | None:
+        """The newest intact slot's payload; the next write goes to the other slot, numbered after it
+        (so a file opened again never writes a record older than one it holds)."""
         best = None
         for i in (0, 1):
             base = i * self.slot
@@ -89,10 +115,7 @@ class StateFile:
         if best is None:
             return None
         self.seq, self.write_slot = best[0], best[1] ^ 1
-        try:
-            return msgpack.unpackb(best[2], raw=False, strict_map_key=False)
-        except (ValueError, msgpack.UnpackException):
-            return None
+        return best[2]
 
     # -- rings ----------------------------------------------------------------------
     def ring_write(self, ring: int, pos: int, data: bytes | memoryview) -> None:
@@ -123,12 +146,67 @@ class StateFile:
 class StateDir:
     """A directory of StateFiles named by key, in tmpfs (one per service)."""
 
-    def __init__(self, path: str, slot: int, rings: tuple[int, ...] = ()) -> None:
+    def __init__(self, path: str, slot: int, rings: tuple[int, ...] = (), journal: int = 1 << 24) -> None:
         self.path = path
         self.slot = slot
         self.rings = rings
         os.makedirs(path, mode=0o700, exist_ok=True)
         self.open: dict[str, StateFile] = {}
+        self.journal = StateFile(os.path.join(path, JOURNAL), journal, (), create=True)   # sparse
+        self.staged: list[tuple[str, int, bytes | None, StateFile | None]] = []
+        self.journal_skipped = 0      # turns too big for the journal (written file by file)
+        self.journal_live = True      # the journal may hold a turn (cleared before an unjournaled one)
+
+    # -- turns ----------------------------------------------------------------------
+    def stage(self, key: str, value: object, slot: int | None = None,
+              rings: tuple[int, ...] | None = None) -> None:
+        """A record for the turn ``write_turn`` writes; RecordTooBig now if it does not fit."""
+        f = self.file(key, slot, rings)
+        self.staged.append((key, f.slot, f.pack(value), f))
+
+    def stage_remove(self, key: str) -> None:
+        self.staged.append((key, 0, None, None))
+
+    def write_turn(self) -> None:
+        """The staged records and removals, all or (after a kill) none, once ``replay`` has run."""
+        if not self.staged:
+            return
+        journaled = False
+        if len(self.staged) > 1:      # one record alone is atomic already
+            try:
+                self.journal.put_packed(self.journal.pack([[k, slot, p] for k, slot, p, _ in self.staged]))
+                journaled = True
+            except RecordTooBig:
+                self.journal_skipped += 1
+        if journaled:
+            self.journal_live = True
+        elif self.journal_live:       # an older turn must not be written again over this one
+            self.journal.put([])
+            self.journal_live = False
+        for key, _, payload, f in self.staged:
+            if f is None:
+                self.remove(key)
+            else:
+                f.put_packed(payload)
+        self.staged.clear()
+
+    def replay(self) -> None:
+        """Finish the last turn a kill may have cut short (before reading any record)."""
+        turn = self.journal.get()
+        if not isinstance(turn, list):
+            return
+        for entry in turn:
+            if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str)
+                    and "/" not in entry[0] and not entry[0].startswith(".")):
+                continue
+            key, slot, payload = entry
+            if payload is None:
+                self.remove(key)
+            elif isinstance(slot, int) and isinstance(payload, bytes) and 0 < len(payload) <= slot - _HDR.size:
+                self.file(key, slot, ()).put_packed(payload)
+                self.release(key)
+        self.journal.put([])
+        self.journal_live = False
 
     def file(self, key: str, slot: int | None = None, rings: tuple[int, ...] | None = None) -> StateFile:
         f = self.open.get(key)
@@ -139,7 +217,7 @@ class StateDir:
         return f
 
     def keys(self) -> list[str]:
-        return sorted(os.listdir(self.path))
+        return sorted(k for k in os.listdir(self.path) if not k.startswith("."))
 
     def release(self, key: str) -> None:
         """Close a file (it stays); the next ``file`` opens it again, maybe with other rings."""
@@ -157,6 +235,7 @@ class StateDir:
             pass
 
     def destroy(self) -> None:
+        self.journal.close()
         for f in self.open.values():
             f.close()
         self.open.clear()

@@ -23,6 +23,7 @@ def test_table_reserves_ids_ahead_and_keeps_unanswered_requests(state):
     sock = SimpleNamespace(id=7)
     ss = SimpleNamespace(sock_ids_next=10, reqs_next=3, tcp_reqs={5: (sock, None, "bind", b"\x93\x01")})
     state.save_table(ss)
+    state.dir.write_turn()
     again = SocketState(INSTANCE, 4096, 4096)
     table, clients, socks, gone = again.load()
     assert table[0] == 10 + ID_BLOCK and table[1] == 3 + ID_BLOCK      # nothing below was handed out
@@ -35,6 +36,7 @@ def test_gone_ring_keeps_the_newest_conn_ids_in_order(state):
     for conn in range(1, n + 1):
         state.gone_conn(conn << 40)
     state.save_table(SimpleNamespace(sock_ids_next=1, reqs_next=1, tcp_reqs={}))
+    state.dir.write_turn()
     again = SocketState(INSTANCE, 4096, 4096)
     *_, gone = again.load()
     assert gone == [c << 40 for c in range(n - GONE_KEPT + 1, n + 1)]

@@ -76,3 +76,83 @@ def test_keys_remove_and_sparse_size(d):
     assert st.st_size == 2 * 512 + 1024 + 4096 and st.st_blocks * 512 <= 8192   # sparse
     d.remove("c6")
     assert d.keys() == ["table"]
+
+
+def test_a_file_opened_again_writes_after_its_newest_record(d):
+    f = d.file("c7")
+    for n in range(5):
+        f.put(n)
+    d.release("c7")
+    d.file("c7").put("after")               # a new process's first write must not lose to record 4
+    assert StateFile(f.path, 512, (1024, 4096), create=False).get() == "after"
+
+
+class _Killed(Exception):
+    pass
+
+
+def _kill_after(monkeypatch, writes):
+    """SIGKILL stand-in: the process stops after ``writes`` more record writes."""
+    real, left = StateFile.put_packed, [writes]
+
+    def put_packed(self, payload):
+        if left[0] == 0:
+            raise _Killed
+        left[0] -= 1
+        real(self, payload)
+    monkeypatch.setattr(StateFile, "put_packed", put_packed)
+    return lambda: monkeypatch.setattr(StateFile, "put_packed", real)
+
+
+def _turn(d, **records):
+    for key, value in records.items():
+        if value is None:
+            d.stage_remove(key)
+        else:
+            d.stage(key, value)
+    d.write_turn()
+
+
+def _values(path, *keys, journal=1 << 24):
+    again = StateDir(path, slot=512, rings=(1024, 4096), journal=journal)
+    again.replay()
+    return [again.file(k).get() if k in again.keys() else None for k in keys]
+
+
+def test_a_turn_cut_short_after_its_journal_is_finished_by_replay(d, monkeypatch):
+    _turn(d, sock=["offset", 0], call=["pending"], old=1)
+    revive = _kill_after(monkeypatch, 2)     # the journal and the first file, not the rest
+    with pytest.raises(_Killed):
+        _turn(d, sock=["offset", 4096], call=["replied", 4096], old=None)
+    revive()
+    assert _values(d.path, "sock", "call", "old") == [["offset", 4096], ["replied", 4096], None]
+
+
+def test_a_kill_while_the_journal_is_written_leaves_the_previous_turn(d, monkeypatch):
+    _turn(d, sock=["offset", 0], call=["pending"])
+    revive = _kill_after(monkeypatch, 0)
+    with pytest.raises(_Killed):
+        _turn(d, sock=["offset", 4096], call=["replied", 4096])
+    revive()
+    assert _values(d.path, "sock", "call") == [["offset", 0], ["pending"]]
+
+
+def test_an_older_turn_is_not_written_again_over_a_single_record(d):
+    _turn(d, sock=["offset", 0], call=["pending"])
+    _turn(d, sock=["offset", 10])            # one record: no journal, and the old one cleared
+    assert _values(d.path, "sock", "call") == [["offset", 10], ["pending"]]
+
+
+def test_a_turn_too_big_for_the_journal_is_written_without_it(tmp_path):
+    sd = StateDir(str(tmp_path / "small.state"), slot=512, journal=256)
+    _turn(sd, a=1, b=2)
+    _turn(sd, a="x" * 200, b="y" * 200)
+    assert sd.journal_skipped == 1
+    assert _values(sd.path, "a", "b", journal=256) == ["x" * 200, "y" * 200]
+
+
+def test_a_garbage_journal_is_ignored(d):
+    _turn(d, a=1, b=2)
+    d.journal.put([["../escape", 512, b"x"], [".journal", 512, b"x"], ["a", 10**9, b"x"], "junk", ["b"]])
+    assert _values(d.path, "a", "b") == [1, 2]
+    assert not os.path.exists(os.path.join(os.path.dirname(d.path), "escape"))
