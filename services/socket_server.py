@@ -35,6 +35,7 @@ from services.socket_raw import RawSockets
 from services.socket_state import CALLS_KEPT, PENDING, REPLIED, REPLIED_RX, SOCK_FIELDS, SocketState
 from services.socket_stream import StreamSockets
 from services.socket_unix import UNIX_CALLS, UnixSockets
+from shared.bytequeue import ByteQueue
 from shared.ipc import endpoints
 from shared.ipc.codec import BadMessage, decode, encode
 from shared.ipc.messages import (BIND_RESTORE, BIND_REUSEADDR, SYS_ACCEPT, SYS_BIND, SYS_CLOSE, SYS_CONNECT,
@@ -126,11 +127,11 @@ class Sock:
     # SOCK_STREAM
     st: str = "new"                # new, listening, connecting, connected, closed
     conn: int = 0                  # the connection's id in tcp
-    rbuf: bytearray = field(default_factory=bytearray)
+    rbuf: ByteQueue = field(default_factory=ByteQueue)
     eof: bool = False
     snd_pending: int = 0           # handed to tcp, not yet acknowledged by the peer
     snd_sent: int = 0              # stream bytes ever handed to tcp
-    sndkeep: bytearray = field(default_factory=bytearray)   # the unacknowledged ones, to resend after tcp restarts
+    sndkeep: ByteQueue = field(default_factory=ByteQueue)   # the unacknowledged ones, to resend after tcp restarts
     acceptq: collections.deque = field(default_factory=collections.deque)
     writers: collections.deque = field(default_factory=collections.deque)
     connect_call: Pending | None = None
@@ -1095,7 +1096,7 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         sock.origin, sock.ready_mask = origin, -1
         if sock.stream:
             keep, rbuf = self.state.sock_queues(sock, keep_len, rd_off)
-            sock.sndkeep, sock.rbuf = bytearray(keep), bytearray(rbuf)
+            sock.sndkeep, sock.rbuf = ByteQueue(keep), ByteQueue(rbuf)
             sock.snd_pending = len(sock.sndkeep)
             if sock.consumed != rd_off:
                 self.counters["restored_reads_truncated"] += 1

@@ -236,7 +236,7 @@ class StreamSockets:
                     start, n = 1, min(want, len(sock.rbuf) - 1)
                 elif 0 < rel <= n:
                     n, at_mark = rel, True
-            data = bytes(sock.rbuf[start:start + n])
+            data = sock.rbuf[start:start + n]
             if got is None:                      # where the reply's bytes lie, to send it again
                 call.rx = [sock.id, sock.consumed + start, n, bool(flags & ksock.MSG_TRUNC), call.want_fds]
             if not flags & ksock.MSG_PEEK:
@@ -506,7 +506,7 @@ class StreamSockets:
             self.counters["tcp_resend_unavailable"] += 1    # cannot be: tcp had acked it
             off = base
         for at in range(off - base, len(sock.sndkeep), TCP_SEND_MAX):
-            self.tcp_msg(encode(TCP_SEND, sock.conn, base + at, bytes(sock.sndkeep[at:at + TCP_SEND_MAX])))
+            self.tcp_msg(encode(TCP_SEND, sock.conn, base + at, sock.sndkeep[at:at + TCP_SEND_MAX]))
         self.counters["tcp_resent_bytes"] += sock.snd_sent - off
 
     def on_tcp_restart(self, conn: int, kind: str, item: list) -> None:
