@@ -11,6 +11,7 @@ they mean the same in the next process.
 
 from __future__ import annotations
 
+from shared.bytequeue import ByteQueue
 from shared.proto.tcp.cc import ALGORITHMS
 from shared.proto.tcp.tcb import State, Tcb, TcpConfig
 
@@ -49,6 +50,6 @@ def restore(cfg: TcpConfig, rec: list, sndq: bytes, ooo: dict[int, bytes]) -> Tc
     t.rtt.__dict__.update(rtt)
     t.cc = ALGORITHMS[cfg.cc](t.snd_mss)
     t.cc.__dict__.update(cc)
-    t.sndq = bytearray(sndq)
+    t.sndq = ByteQueue(sndq)
     t.ooo = dict(ooo)
     return t

@@ -23,6 +23,7 @@ import enum
 import errno
 from dataclasses import dataclass, field
 
+from shared.bytequeue import ByteQueue
 from shared.proto.tcp import seq as S
 from shared.proto.tcp.cc import ALGORITHMS
 from shared.proto.tcp.rtt import RttEstimator
@@ -109,7 +110,7 @@ class Tcb:
         self.rcv_nxt = 0
         self.rcv_adv = 0                   # right edge we advertised (never shrunk)
         self.rcv_space = 65535             # bytes the socket layer can still take
-        self.sndq = bytearray()            # unacknowledged + unsent data; sndq[0] is at self.sndq_seq
+        self.sndq = ByteQueue()            # unacknowledged + unsent data; sndq[0] is at self.sndq_seq
         self.sndq_seq = S.add(iss, 1)
         self.fin_queued = False
         self.ooo: dict[int, bytes] = {}    # out-of-order data by sequence number
@@ -395,7 +396,7 @@ class Tcb:
         off = S.sub(seq, self.sndq_seq)
         data_end = self._data_end()
         n = max(0, min(n, S.sub(data_end, seq)))            # the FIN's sequence number holds no data
-        data = bytes(self.sndq[off:off + n]) if n else b""
+        data = self.sndq[off:off + n] if n else b""
         at_end = S.add(seq, n) == data_end
         flags = ACK | (FIN if self.fin_queued and at_end else 0) | (PSH if n and at_end else 0)
         urg = 0
