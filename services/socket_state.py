@@ -135,7 +135,6 @@ class SocketState:
                 self.save_call(ss, call)
             else:
                 self.dir.stage_remove(self._call_key(ident))
-        self.calls.clear()
         for client in self.clients:
             if ss.clients.get(client.cid) is client:
                 self.dir.stage(self._client_key(client.cid), [client.cid, client.pid, client.start, client.events],
@@ -145,6 +144,7 @@ class SocketState:
                     if ident not in self.calls:      # the loop above had those
                         self.dir.stage_remove(self._call_key(ident))
                 self.dir.stage_remove(self._client_key(client.cid))
+        self.calls.clear()
         self.clients.clear()
         self.dir.write_turn()
 
