@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import collections
 import ctypes
-import ctypes.util
 import errno
 import logging
 import os
@@ -40,15 +39,12 @@ def tune_malloc() -> None:
     heap: by default glibc gives them back to the kernel on free and the next one
     page-faults every page again, which made each 64 KB copy cost ~40 us instead
     of ~3 us. Costs up to TRIM_THRESHOLD of free heap kept resident per process."""
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name) if name else None
-        mallopt = libc.mallopt if libc is not None else None
-    except (OSError, AttributeError):      # not glibc: nothing to tune
+        mallopt = ctypes.CDLL(None).mallopt      # libc's, through the process's own symbols
+    except (OSError, AttributeError):             # not glibc: nothing to tune
         return
-    if mallopt is not None:
-        mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-        mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+    mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
 
 
 class Announcement:

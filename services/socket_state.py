@@ -69,9 +69,11 @@ class SocketState:
         self.clients: set["Client"] = set()
         self.calls: dict[bytes, tuple["Client", "Pending | None"]] = {}   # ident -> its call (None: forgotten)
 
+    def _sock_rings(self, sock: "Sock") -> tuple[int, ...]:
+        return (self.tx_size, self.rx_size) if sock.stream else ()
+
     def _sock_file(self, sock: "Sock") -> StateFile:
-        rings = (self.tx_size, self.rx_size) if sock.stream else ()
-        return self.dir.file(f"s{sock.id}", rings=rings)
+        return self.dir.file(f"s{sock.id}", rings=self._sock_rings(sock))
 
     @staticmethod
     def _client_key(cid: bytes) -> str:
@@ -169,7 +171,7 @@ class SocketState:
                     [[off, [p.id for p in passed]] for off, passed in sock.scm]]
         if rec != sock.saved:            # most calls (getsockname, a read of a datagram) change nothing here
             try:
-                self.dir.stage(f"s{sock.id}", rec, rings=(self.tx_size, self.rx_size) if sock.stream else ())
+                self.dir.stage(f"s{sock.id}", rec, rings=self._sock_rings(sock))
             except RecordTooBig:         # the previous record stays: a restart takes that up
                 ss.counters["socket_records_too_big"] += 1
                 return

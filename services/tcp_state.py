@@ -8,8 +8,8 @@ A turn's records go out as one (StateDir.write_turn). Its two rings hold the
 byte queues by sequence number: the send queue (written as data arrives from
 the socket layer, read back from SND.UNA) and the receive side (data
 delivered but not yet read by the application, and out-of-order data), so a
-restart can deliver again what the socket layer may
-have missed. A ``table`` file holds the bound ports and listeners.
+restart can deliver again what the socket layer may have missed. A ``table``
+file holds the bound ports and listeners.
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ class TcpState:
 
     def save(self, c: "Conn", bound: list | None) -> None:
         """``bound``: [addr, port, reuse] of the port an active open holds."""
-        f = self.dir.file(self.key(c.id))
+        key = self.key(c.id)
+        f = self.dir.file(key)
         t = c.tcb
         saved = self.ooo_saved.setdefault(c.id, {})
         if t.ooo or saved:
@@ -71,7 +72,6 @@ class TcpState:
                 del saved[seq]
         head = [c.id, c.laddr, c.lport, c.raddr, c.rport, c.listener, c.origin, c.orphan, c.announced,
                 c.eof_sent, c.snd_total, c.consumed, c.fin_at, bound]
-        key = self.key(c.id)
         try:
             self.dir.stage(key, head + [persist.snapshot(t)])
         except RecordTooBig:
