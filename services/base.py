@@ -362,6 +362,9 @@ class Service:
                 if exc.errno == errno.EINTR:
                     continue
                 raise
+            self.counters["loop_turns"] += 1
+            if not events:
+                self.counters["loop_turns_idle"] += 1
             if self.inbox in events:
                 self._drain_inbox()
             if self.ctl in events:

@@ -41,7 +41,7 @@ from shared.ipc.codec import BadMessage, decode, encode
 from shared.ipc.messages import (BIND_RESTORE, BIND_REUSEADDR, SYS_ACCEPT, SYS_BIND, SYS_CLOSE, SYS_CONNECT,
                                  SYS_GETPEERNAME, SYS_GETSOCKNAME, SYS_GETSOCKOPT, SYS_HELLO, SYS_LISTEN,
                                  SYS_NETSTAT, SYS_RECVFROM, SYS_SENDTO, SYS_SETSOCKOPT, SYS_SHUTDOWN,
-                                 SYS_SOCKET, SYS_DUP, SYS_IOCTL, SYS_LAST,
+                                 SYS_SOCKET, SYS_DUP, SYS_IOCTL, SYS_LAST, SYS_SENDTO_NOWAIT, SYS_WATCH, SYS_RECVFROM_MANY,
                                  SYS_RECVMSG, SYS_SENDMSG, SYS_SOCKETPAIR, SIOCATMARK, SIOCINQ, SIOCOUTQ,
                                  RAW_DELIVER, RMEM_MAX, TCP_EVENTS, UDP_BIND, UDP_BOUND, UDP_CONNECT,
                                  UDP_DELIVER, UDP_RESYNC, UDP_SEND, UDP_SOCK_ERR, UDP_UNBIND, TCP_RESYNC)
@@ -55,7 +55,8 @@ OUTBOX_RETRY = 0.02               # seconds between attempts to reach a restarti
 OUTBOX_MAX = 65536
 RESTART_NOTICE_FOR = 10.0         # seconds to keep trying to tell a client we restarted
 # calls that change nothing: a repeat after a restart may simply do them again
-REPEATABLE = frozenset((SYS_GETSOCKNAME, SYS_GETPEERNAME, SYS_IOCTL, SYS_NETSTAT))   # not SO_ERROR: it clears
+RECV_AHEAD_N, RECV_AHEAD_BYTES = 64, 256 * 1024   # datagrams a SYS_RECVFROM_MANY reply takes along, at most
+REPEATABLE = frozenset((SYS_GETSOCKNAME, SYS_GETPEERNAME, SYS_IOCTL, SYS_NETSTAT, SYS_WATCH))   # not SO_ERROR: it clears
 SOCK_TYPE_MASK = 0xF              # SOCK_NONBLOCK / SOCK_CLOEXEC live above
 
 
@@ -95,6 +96,8 @@ class Pending:
     rx: list | None = None         # a stream read's reply: [socket id, stream offset, length, MSG_TRUNC]
     resumed: bool = False          # asked again after our restart, which found it pending
     restored: bool = False         # known from the saved state only
+    nowait: bool = False           # SYS_SENDTO_NOWAIT: nobody waits for the answer
+    many: bool = False             # SYS_RECVFROM_MANY: the reply takes queued datagrams along
 
 
 @dataclass(eq=False)
@@ -124,11 +127,13 @@ class Sock:
     after_bind: list = field(default_factory=list)   # calls waiting for the bind
     ready_ver: int = 0
     ready_mask: int = -1
+    watched: bool = False          # a holder selects/polls on it: readiness changes go to event channels
     # SOCK_STREAM
     st: str = "new"                # new, listening, connecting, connected, closed
     conn: int = 0                  # the connection's id in tcp
     rbuf: ByteQueue = field(default_factory=ByteQueue)
     eof: bool = False
+    credited: int = 0              # stream offset tcp was last told the application read up to (TCP_RCVD)
     snd_pending: int = 0           # handed to tcp, not yet acknowledged by the peer
     snd_sent: int = 0              # stream bytes ever handed to tcp
     sndkeep: ByteQueue = field(default_factory=ByteQueue)   # the unacknowledged ones, to resend after tcp restarts
@@ -267,6 +272,8 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         self.tcp_unsynced: set[int] = set()
         self.lingering: dict[int, Sock] = {}     # conn -> closed socket with data not yet acknowledged
         self.conns: dict[int, Sock] = {}        # tcp conn id -> stream socket
+        self.credits_owed: dict[int, Sock] = {}  # sockets whose small reads tcp has not been told of yet
+        self.credit_due: float | None = None
         self.peer("udp")
         self.peer("tcp")
         self.raw_init()
@@ -320,6 +327,10 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
                 raise OSError(errno.EPERM, "say SYS_HELLO first")
             self.counters["calls"] += 1
             call = Pending(ident, req, code, fields, None)
+            if code == SYS_SENDTO_NOWAIT:
+                call.code, call.nowait = SYS_SENDTO, True
+            elif code == SYS_RECVFROM_MANY:
+                call.code, call.many = SYS_RECVFROM, True
             if not self.track(client, call):
                 return
             self.dispatch(client, call)
@@ -329,6 +340,8 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
                 sock = client.fds.get(fields[1]) if type(fields[1]) is int else None
             if call is not None:
                 self.fail(call, exc.errno or errno.EINVAL, exc.strerror or str(exc), sock)
+            elif code == SYS_SENDTO_NOWAIT:
+                self.counters["nowait_send_errors"] += 1   # nobody to answer
             else:
                 self._reply(ident, req, exc.errno or errno.EINVAL, exc.strerror or str(exc), sock)
 
@@ -347,8 +360,8 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
                 self.counters["calls_repeated"] += 1      # still pending: its answer comes
                 return False
             call.resumed = True
-        if call.code in REPEATABLE:
-            return True                  # done again if asked again: nothing to remember
+        if call.code in REPEATABLE or call.nowait:
+            return True                  # done again if asked again, or never asked again: nothing to remember
         client.calls[call.ident] = call
         client.calls.move_to_end(call.ident)
         while len(client.calls) > CALLS_KEPT:
@@ -383,12 +396,24 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         return frame
 
     def answer(self, call: Pending, result: object, sock: Sock | None = None) -> None:
+        if call.nowait:
+            call.done = True
         if not call.done:
             call.done = True
             call.reply = self._reply(call.ident, call.req, 0, result, sock)
             self.call_done(call)
 
     def fail(self, call: Pending, err: int, text: str, sock: Sock | None = None) -> None:
+        if call.nowait and not call.done:
+            # the caller went on: the error is the socket's next one (SO_ERROR, the next call, POLLERR),
+            # as an ICMP error is; a send on a descriptor closed meanwhile has no socket to tell
+            call.done = True
+            self.counters["nowait_send_errors"] += 1
+            if sock is not None and err != errno.EBADF:
+                sock.err = err
+                self.wake_readers(sock)
+                self.notify(sock)
+            return
         if not call.done:
             call.done = True
             call.rx = None
@@ -409,12 +434,15 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         self.frames = []
 
     def notify(self, sock: Sock) -> None:
-        """Push a readiness change to the owner's event channel."""
+        """Push a readiness change to the holders' event channels, if one of them
+        watches the socket (asked with SYS_WATCH); replies carry it otherwise."""
         before = sock.ready_ver
         ver, m = sock.readiness()
         if ver == before:
             return
         self.state.touch(sock)
+        if not sock.watched:
+            return
         for client, fd in [(sock.client, sock.fd), *sock.holders]:
             if client.events is not None:
                 self.frames.append([client.events, msgpack.packb([0, fd, ver, m, sock.id])])
@@ -477,10 +505,21 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
             call.code, call.want_fds = SYS_RECVFROM, True
             code = call.code
         sock = self.sock_of(client, f[1])
+        if call.many and not (sock.family == ksock.AF_INET and sock.type == ksock.SOCK_DGRAM):
+            raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+        if call.nowait and not (sock.family == ksock.AF_INET and sock.type == ksock.SOCK_DGRAM):
+            self.counters["nowait_send_errors"] += 1      # only UDP sends go without an answer
+            return
         if call.resumed and sock.stream and sock.family == ksock.AF_INET and self.resume_stream(sock, call):
             return
         if call.resumed and code == SYS_BIND and sock.bound and sock.family == ksock.AF_INET:
             self.answer(call, 0, sock)           # its answer was lost with our restart
+            return
+        if code == SYS_WATCH:
+            if not sock.watched:
+                sock.watched = True
+                self.state.touch(sock)
+            self.answer(call, 0, sock)           # the reply carries its readiness now
             return
         if code == SYS_DUP:
             fd = self.new_fd(client)
@@ -763,7 +802,11 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
             else:
                 fds = []
             addr = saddr if sock.family == ksock.AF_UNIX else ntoa(saddr)   # AF_UNIX: the sender's name
-            self.answer(call, [data, addr, sport, truelen, *([fds] if call.want_fds else [])], sock)
+            if call.many:
+                extra = self.take_queued(sock) if not flags & ksock.MSG_PEEK else []
+                self.answer(call, [data, addr, sport, truelen, extra], sock)
+            else:
+                self.answer(call, [data, addr, sport, truelen, *([fds] if call.want_fds else [])], sock)
             self.notify(sock)
             return True
         if sock.err:
@@ -773,6 +816,22 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
             self.answer(call, [b"", None, 0, 0, *([[]] if call.want_fds else [])], sock)
             return True
         return False
+
+    def take_queued(self, sock: Sock) -> list:
+        """The datagrams queued behind the one a SYS_RECVFROM_MANY read, whole, up to
+        RECV_AHEAD_N of them and RECV_AHEAD_BYTES: they leave the socket for the
+        client library's queue, which serves the next reads without a call."""
+        out: list = []
+        size = 0
+        while sock.rcvq and len(out) < RECV_AHEAD_N and size < RECV_AHEAD_BYTES:
+            skb, saddr, sport, _ = sock.rcvq.popleft()
+            sock.rcvq_mem -= skb.end
+            out.append([bytes(skb.data), ntoa(saddr), sport])
+            size += len(skb)
+            self.pool.free(skb)
+        if out:
+            self.counters["datagrams_received_ahead"] += len(out)
+        return out
 
     def take_error(self, sock: Sock) -> OSError:
         """The socket's pending error (SO_ERROR), cleared as the kernel clears it on report."""
@@ -1000,6 +1059,8 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
             times.append(self.outbox_retry)
         if self.restart_notices:
             times.append(self.notice_at)
+        if self.credit_due is not None:
+            times.append(self.credit_due)
         return min(times)
 
     def on_timer(self, now: float) -> None:
@@ -1007,6 +1068,8 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
             self._flush_outbox()
         if self.restart_notices and now >= self.notice_at:
             self.tell_restart(now)
+        if self.credit_due is not None and now >= self.credit_due:
+            self.credits_due()
         while self.timers and self.timers[0][0] <= now:
             _, _, call = heapq.heappop(self.timers)
             if not call.done:

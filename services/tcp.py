@@ -57,6 +57,7 @@ class Conn:
     consumed: int = 0                  # stream bytes the application has read (TCP_RCVD)
     resend_asked: int = -1             # the offset a gap in TCP_SEND made us ask for again
     fin_at: int | None = None          # a close waiting for the stream up to here (resent after a restart)
+    timer: float | None = None         # when its one live entry in the timer heap is due
 
     @property
     def acked(self) -> int:
@@ -452,8 +453,13 @@ class Tcp(Service):
             self.remove(c)
             return
         at = t.poll_at()
-        if at is not None:
-            heapq.heappush(self.timers, (at, next(self.tseq), c))
+        if at != c.timer:
+            # one live heap entry per connection; an older one left in the heap is
+            # stale and skipped, so a timer that moved (re-armed every round trip)
+            # does not wake the loop for nothing
+            c.timer = at
+            if at is not None:
+                heapq.heappush(self.timers, (at, next(self.tseq), c))
 
     def deliver(self, c: Conn, off: int, data: bytes | bytearray) -> None:
         """Data events at stream offset ``off`` (the socket layer drops what it has).
@@ -581,7 +587,7 @@ class Tcp(Service):
         self.events = saved
 
     def timer_at(self) -> float | None:
-        while self.timers and self.timers[0][2].id not in self.by_id:
+        while self.timers and (self.timers[0][2].id not in self.by_id or self.timers[0][2].timer != self.timers[0][0]):
             heapq.heappop(self.timers)
         at = self.timers[0][0] if self.timers else None
         if self.resync_at is not None:
@@ -593,8 +599,9 @@ class Tcp(Service):
         if self.resync_at is not None and now >= self.resync_at:
             self.resync()
         while self.timers and self.timers[0][0] <= now:
-            _, _, c = heapq.heappop(self.timers)
-            if c.id in self.by_id:
+            at, _, c = heapq.heappop(self.timers)
+            if c.id in self.by_id and c.timer == at:
+                c.timer = None
                 at = c.tcb.poll_at()
                 if at is not None and at <= now:
                     c.tcb.poll(now)

@@ -19,6 +19,7 @@ What mkstack does not do yet is refused with a clear OSError, never faked.
 from __future__ import annotations
 
 import array
+import collections
 import errno as _errno
 import io
 import itertools
@@ -37,8 +38,8 @@ _k = sys.modules.get("_mkstack_kernel_socket") or __import__("socket")
 from shared.ipc.messages import (SYS_ACCEPT, SYS_BIND, SYS_CLOSE, SYS_CONNECT,  # noqa: E402
                                  SYS_DUP, SYS_GETPEERNAME, SYS_GETSOCKNAME, SYS_GETSOCKOPT, SYS_HELLO, SYS_LISTEN,
                                  SYS_IOCTL, SYS_RECVFROM, SYS_RECVMSG, SYS_SENDMSG, SYS_SENDTO, SYS_SETSOCKOPT,
-                                 SYS_SHUTDOWN, SYS_SOCKET, SYS_SOCKETPAIR,
-                                 SIOCATMARK, SIOCINQ, SIOCOUTQ)
+                                 SYS_SHUTDOWN, SYS_SOCKET, SYS_SOCKETPAIR, SYS_SENDTO_NOWAIT, SYS_WATCH,
+                                 SYS_RECVFROM_MANY, SIOCATMARK, SIOCINQ, SIOCOUTQ)
 
 # -- the module's public face: constants and helpers as the stdlib has them -----
 for _name in dir(_k):
@@ -50,6 +51,9 @@ AF_INET, AF_UNIX, SOCK_STREAM, SOCK_DGRAM, SOCK_RAW = _k.AF_INET, _k.AF_UNIX, _k
 IPPROTO_TCP, IPPROTO_UDP, MSG_TRUNC = _k.IPPROTO_TCP, _k.IPPROTO_UDP, _k.MSG_TRUNC
 SOL_SOCKET, SO_LINGER, SO_REUSEADDR, SOMAXCONN = _k.SOL_SOCKET, _k.SO_LINGER, _k.SO_REUSEADDR, _k.SOMAXCONN
 SEND_CHUNK = 256 * 1024     # bytes per send call to the socket server
+MAX_UDP_PAYLOAD = 65507     # 65535 - IP and UDP headers: larger is EMSGSIZE
+NOWAIT_FLAGS = _k.MSG_DONTWAIT | _k.MSG_NOSIGNAL    # flags a datagram send may carry and still not wait
+NOWAIT_DESTS = 256          # destinations remembered per socket as sent to without an error
 AddressFamily, SocketKind, MsgFlag, AddressInfo = _k.AddressFamily, _k.SocketKind, _k.MsgFlag, _k.AddressInfo
 error, timeout, herror, gaierror = OSError, TimeoutError, _k.herror, _k.gaierror
 has_ipv6 = False
@@ -85,10 +89,12 @@ class _Notifier:
     mkstack sockets, so ten thousand connections fit in its RLIMIT_NOFILE.
     """
 
-    __slots__ = ("app", "lib", "made", "closed", "sid", "ver", "readable", "writable", "lock")
+    __slots__ = ("app", "lib", "made", "closed", "sid", "srv_fd", "ver", "mask", "readable", "writable", "lock")
 
     def __init__(self, sid: int) -> None:
         self.sid = sid                     # the server's id of the socket: events name it
+        self.srv_fd = -1                   # the socket server's fd for it, to ask for its events
+        self.mask = 0                      # the last readiness mask known
         self.app = self.lib = None
         self.made = -1                     # the app end's descriptor, once made
         self.closed = False
@@ -99,14 +105,21 @@ class _Notifier:
     @property
     def fd(self) -> int:
         with self.lock:
-            if self.made < 0 and not self.closed:
-                self.app, self.lib = _k.socketpair(AF_UNIX, SOCK_STREAM)
-                for s in (self.app, self.lib):
-                    s.setblocking(False)
-                self.app.setsockopt(SOL_SOCKET, _k.SO_SNDBUF, 1)      # the kernel's minimum: quick to fill
-                self.made = self.app.fileno()
-                self._show(self.readable, self.writable, False, True)
-            return self.made
+            if self.made >= 0 or self.closed:
+                return self.made
+            self.app, self.lib = _k.socketpair(AF_UNIX, SOCK_STREAM)
+            for s in (self.app, self.lib):
+                s.setblocking(False)
+            self.app.setsockopt(SOL_SOCKET, _k.SO_SNDBUF, 1)      # the kernel's minimum: quick to fill
+            self.made = self.app.fileno()
+            self._show(self.readable, self.writable, False, True)
+        # from now on someone may select on it: ask for its readiness events (until now only
+        # replies carried readiness, so what we have may be old; the reply brings it up to date)
+        try:
+            _connection().call(SYS_WATCH, self.srv_fd)
+        except OSError:
+            pass          # closed meanwhile: the descriptor stays as it is
+        return self.made
 
     @staticmethod
     def _drain(s: object) -> None:
@@ -135,12 +148,23 @@ class _Notifier:
         with self.lock:
             if ver <= self.ver or self.closed:
                 return
-            self.ver = ver
-            want_r = bool(mask & (_POLLIN | _POLLERR | _POLLHUP))
+            self.ver, self.mask = ver, mask
+            want_r = bool(mask & (_POLLIN | _POLLERR | _POLLHUP)) or bool(_conn and _conn.held.get(self.sid))
             want_w = bool(mask & (_POLLOUT | _POLLERR | _POLLHUP))
             if self.made >= 0:
                 self._show(want_r, want_w, self.readable, self.writable)
             self.readable, self.writable = want_r, want_w
+
+    def recheck(self, held: bool) -> None:
+        """The datagrams held for the socket here came or went: readable if any are
+        held or the server said it is."""
+        with self.lock:
+            if self.closed:
+                return
+            want_r = held or bool(self.mask & (_POLLIN | _POLLERR | _POLLHUP))
+            if self.made >= 0:
+                self._show(want_r, self.writable, self.readable, self.writable)
+            self.readable = want_r
 
     def close(self) -> None:
         with self.lock:
@@ -167,6 +191,8 @@ class _Connection:
         self.detached: dict[int, tuple[int, int, int, int, _Notifier]] = {}   # detach(): by notifier fd
         # readiness that arrived before its socket's notifier existed, by socket id
         self.early: dict[int, tuple[int, int]] = {}
+        # UDP datagrams a SYS_RECVFROM_MANY brought along, by socket id: later reads take them
+        self.held: dict[int, collections.deque] = {}
         self.lock = threading.Lock()
         self.generation = 0                 # restarts of the socket server seen
         self.call(SYS_HELLO, self.pid, False)
@@ -196,6 +222,15 @@ class _Connection:
             return self._call(self._dealer(), code, *args)
         finally:
             self.local.busy = False
+
+    def post(self, code: int, *args: object) -> bool:
+        """Send a request that gets no reply (SYS_SENDTO_NOWAIT) on this thread's DEALER,
+        so it stays in order with the thread's calls. False: not sent (this thread is
+        inside a call, e.g. in a signal handler): make it a call instead."""
+        if getattr(self.local, "busy", False):
+            return False
+        self._dealer().send(msgpack.packb([code, next(self.seq), *args], use_bin_type=True))
+        return True
 
     def _call_on_new_dealer(self, code: int, *args: object) -> object:
         s = self.ctx.socket(zmq.DEALER)
@@ -277,6 +312,7 @@ class _Connection:
 
     def register(self, fd: int, sid: int, ver: int, mask: int, n: "_Notifier | None" = None) -> _Notifier:
         n = n or _Notifier(sid)
+        n.srv_fd = fd
         n.apply(ver, mask)
         self.notifiers[fd] = n
         with self.lock:
@@ -304,6 +340,26 @@ class _Connection:
         self.detached[n.fd] = (fd, family, type_, proto, n)
         return n.fd
 
+    def hold(self, sid: int, dgrams: list) -> None:
+        q = self.held.setdefault(sid, collections.deque())
+        q.extend(dgrams)
+        for n in list(self.by_sid.get(sid, ())):
+            n.recheck(True)
+
+    def take_held(self, sid: int, peek: bool) -> list | None:
+        """The next datagram held for socket ``sid`` ([data, addr, port]), or None."""
+        q = self.held.get(sid)
+        if not q:
+            return None
+        try:
+            d = q[0] if peek else q.popleft()
+        except IndexError:            # another thread took the last one
+            return None
+        if not q:
+            for n in list(self.by_sid.get(sid, ())):
+                n.recheck(False)
+        return d
+
     def unregister(self, fd: int) -> None:
         n = self.notifiers.pop(fd, None)
         if n is None:
@@ -314,6 +370,7 @@ class _Connection:
                 peers.remove(n)
             if not peers:
                 self.by_sid.pop(n.sid, None)
+                self.held.pop(n.sid, None)      # the last descriptor: what it held goes with it
         n.close()
 
 
@@ -438,7 +495,7 @@ class socket:
     """An mkstack socket with the stdlib ``socket.socket`` interface."""
 
     __slots__ = ("_fd", "_family", "_type", "_proto", "_timeout", "_notifier", "_closed", "_io_refs",
-                 "_closed_requested", "__weakref__")
+                 "_closed_requested", "_sent_ok", "__weakref__")
 
     def __init__(self, family: int = -1, type: int = -1, proto: int = -1, fileno: int | None = None) -> None:
         if fileno is not None:
@@ -459,6 +516,8 @@ class socket:
         self._fd, self._family, self._type, self._proto = fd, family, type, proto
         self._timeout = timeout
         self._io_refs = 0
+        # UDP: destinations a send reached without an error; later sends to them do not wait
+        self._sent_ok: set | None = set() if family == AF_INET and type == SOCK_DGRAM else None
         self._notifier = _connection().register(fd, sid, ver, mask, notifier)
         self._closed = False
 
@@ -589,6 +648,8 @@ class socket:
 
     def connect(self, address: tuple[str, int]) -> None:
         host, port = self._addr(address)
+        if self._sent_ok:
+            self._sent_ok.clear()          # the default destination changes
         self._call(SYS_CONNECT, host, port, self._timeout)
 
     def listen(self, backlog: int = min(SOMAXCONN, 128)) -> None:
@@ -630,10 +691,24 @@ class socket:
         return self._send(bytes(view), int(flags), None, 0)
 
     def _send(self, data: bytes, flags: int, host: str | bytes | None, port: int, fds: list | None = None) -> int:
+        ok = self._sent_ok
+        if ok is not None and not fds and not self._closed:
+            # a UDP send the kernel would not block on: to a destination already reached (bound,
+            # routed, not a refused broadcast), no error pending, a size that fits. Sent without
+            # waiting for the answer; an error found later is the socket's next one (SO_ERROR).
+            if (host in ok and not flags & ~NOWAIT_FLAGS and len(data) <= MAX_UDP_PAYLOAD
+                    and not self._notifier.mask & _POLLERR
+                    and _connection().post(SYS_SENDTO_NOWAIT, self._fd, data, flags, host, port, self._timeout)):
+                return len(data)
         try:
             if fds:
                 return self._call(SYS_SENDMSG, data, flags, host, port, self._timeout, fds)  # type: ignore[return-value]
-            return self._call(SYS_SENDTO, data, flags, host, port, self._timeout)  # type: ignore[return-value]
+            n = self._call(SYS_SENDTO, data, flags, host, port, self._timeout)
+            if ok is not None:
+                if len(ok) >= NOWAIT_DESTS:
+                    ok.clear()
+                ok.add(host)
+            return n  # type: ignore[return-value]
         except BrokenPipeError:
             if not flags & _k.MSG_NOSIGNAL:
                 signal.raise_signal(signal.SIGPIPE)   # as the kernel does; Python ignores it by default
@@ -664,8 +739,24 @@ class socket:
     def _recv(self, bufsize: int, flags: int) -> tuple[bytes, object, int]:
         if bufsize < 0:
             raise ValueError("negative buffersize in recvfrom")
-        data, host, port, truelen = self._call(SYS_RECVFROM, int(bufsize), int(flags),  # type: ignore[misc]
-                                               self._timeout)
+        if not (self._family == AF_INET and self._type == SOCK_DGRAM):
+            data, host, port, truelen = self._call(SYS_RECVFROM, int(bufsize), int(flags),  # type: ignore[misc]
+                                                   self._timeout)
+            return data, self._peer(host, port), truelen
+        # UDP: datagrams that came along with an earlier read are served here, in order;
+        # a read of the server brings along what is queued behind its datagram
+        if self._closed:
+            raise _os_error(_errno.EBADF, "Bad file descriptor")
+        conn = _connection()
+        held = conn.take_held(self._notifier.sid, bool(flags & _k.MSG_PEEK))
+        if held is not None:
+            data, host, port = held
+            return data[:bufsize], (host, port), len(data)
+        res = self._call(SYS_RECVFROM_MANY, int(bufsize), int(flags), self._timeout)
+        data, host, port, truelen = res[:4]  # type: ignore[index]
+        more = res[4] if len(res) > 4 else None  # type: ignore[arg-type]   # (not after a shutdown, say)
+        if more:
+            conn.hold(self._notifier.sid, more)
         return data, self._peer(host, port), truelen
 
     def _peer(self, host: object, port: int) -> object:
@@ -721,6 +812,7 @@ class socket:
         return data, ancdata, msg_flags, self._peer(host, port)
 
     def shutdown(self, how: int) -> None:
+        self._sent_ok = None               # sends report EPIPE at once from now on
         self._call(SYS_SHUTDOWN, int(how))
 
     # -- options
@@ -837,7 +929,8 @@ def ioctl(fd: object, request: int, arg: object = 0, mutate_flag: bool = True) -
     mk = _conn.socket_of(fileno) if _conn is not None and _conn.pid == os.getpid() else None
     if mk is None or request not in (SIOCATMARK, SIOCINQ, SIOCOUTQ):
         return _kernel_ioctl(fd, request, arg, mutate_flag)  # type: ignore[misc]
-    value = _conn.call(SYS_IOCTL, mk, request)  # type: ignore[union-attr]
+    q = _conn.held.get(_conn.notifiers[mk].sid) if request == SIOCINQ else None  # type: ignore[union-attr]
+    value = len(q[0][0]) if q else _conn.call(SYS_IOCTL, mk, request)  # type: ignore[union-attr]
     if isinstance(arg, int):
         return 0
     packed = int(value).to_bytes(4, sys.byteorder, signed=True)  # type: ignore[arg-type]

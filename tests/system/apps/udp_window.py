@@ -36,5 +36,5 @@ while time.monotonic() - t0 < seconds:
         lost += inflight
         inflight = 0
 elapsed = time.monotonic() - t0
-print(json.dumps({"size": size, "echoes_per_s": round(echoes / elapsed), "lost": lost,
+print(json.dumps({"size": size, "echoes_per_s": round(echoes / elapsed), "lost": lost, "echoes": echoes + len(rtts),
                   "rtt_us_median": round(statistics.median(rtts)) if rtts else None}))
