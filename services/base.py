@@ -47,6 +47,30 @@ def tune_malloc() -> None:
     mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
 
 
+LOWER_LAYERS = ("netdev", "ip")      # with the drivers: the device side of the stack
+
+
+def place(cfg: Config, name: str) -> int | None:
+    """Pin this process, and so the ZeroMQ I/O thread it starts next, to one CPU
+    ([stack] cpu_affinity = "split"): the drivers, netdev and ip on the first CPU
+    the process may use, the transports and the socket server on the second.
+    Measured on the 2-core VM: a ZeroMQ hop whose sender, receiver and I/O
+    threads share a CPU costs a third of one that wakes another CPU (a bare
+    10-hop ring: 317 us on one CPU, 881-1095 us spread), while two groups keep
+    the layers running in parallel under bulk load, as RPS/IRQ affinity does.
+    Returns the CPU, or None when left to the scheduler."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if cfg.cpu_affinity != "split" or len(cpus) < 2:
+        return None
+    lower = name in LOWER_LAYERS or name.startswith("driver")
+    cpu = cpus[0] if lower else cpus[1]
+    try:
+        os.sched_setaffinity(0, {cpu})
+    except OSError:
+        return None
+    return cpu
+
+
 class Announcement:
     """State a service must get across to a peer (a protocol registration, say):
     the whole state in one idempotent message, repeated until the peer answers
@@ -96,6 +120,7 @@ class Service:
         self.pool = SkbPool(endpoints.slab_path(self.instance), owner=self.sid,
                             n_owners=len(self.cfg.services), epoch=self.epoch)
         self.counters: collections.Counter[str] = collections.Counter()
+        self.cpu = place(self.cfg, self.name)   # before the context: its I/O thread inherits the CPU
         self.ctx = zmq.Context.instance()  # created after exec, never inherited
         self.inbox = self._bind(zmq.PULL, endpoints.inbox(self.rundir, self.name))
         self.ctl = self._bind(zmq.ROUTER, endpoints.control(self.rundir, self.name))
@@ -277,6 +302,8 @@ class Service:
         out = dict(self.counters)
         out["skb_alloc_drops"] = self.pool.drops
         out["skb_stale_handles"] = self.pool.stale
+        if self.cpu is not None:
+            out["cpu"] = self.cpu
         return out
 
     def fault(self, what: str, exc: BaseException) -> None:
@@ -287,9 +314,14 @@ class Service:
             self.log.exception("%s: %s", what, exc)
 
     def _drain_inbox(self) -> None:
-        for _ in range(INBOX_BATCH):
+        inbox = self.inbox
+        for i in range(INBOX_BATCH):
+            # poll said readable; after the first, ZMQ_EVENTS tells more cheaply than
+            # the zmq.Again a NOBLOCK recv raises on an empty inbox (3.9 against 5.8 us)
+            if i and not inbox.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                return
             try:
-                frame = self.inbox.recv(zmq.NOBLOCK)
+                frame = inbox.recv(zmq.NOBLOCK)
             except zmq.Again:
                 return
             try:

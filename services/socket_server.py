@@ -128,6 +128,7 @@ class Sock:
     ready_ver: int = 0
     ready_mask: int = -1
     watched: bool = False          # a holder selects/polls on it: readiness changes go to event channels
+    err_shown: bool = False        # the last readiness pushed had POLLERR
     # SOCK_STREAM
     st: str = "new"                # new, listening, connecting, connected, closed
     conn: int = 0                  # the connection's id in tcp
@@ -293,7 +294,9 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
 
     # -- the RPC boundary ---------------------------------------------------------
     def serve_sys(self) -> None:
-        for _ in range(256):
+        for i in range(256):
+            if i and not self.sys.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                break
             try:
                 parts = self.sys.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
@@ -441,8 +444,12 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         if ver == before:
             return
         self.state.touch(sock)
-        if not sock.watched:
+        # an error (and its clearing) is pushed even to a socket nobody selects on: the
+        # client library sends UDP without waiting only while it knows of none pending
+        err = bool(m & POLLERR)
+        if not (sock.watched or err or sock.err_shown):
             return
+        sock.err_shown = err
         for client, fd in [(sock.client, sock.fd), *sock.holders]:
             if client.events is not None:
                 self.frames.append([client.events, msgpack.packb([0, fd, ver, m, sock.id])])

@@ -80,6 +80,7 @@ class Config:
     tcp_wmem: int = 4194304                   # SO_SNDBUF of TCP sockets that do not set one
     driver_offload: bool = True               # TAP offloads (IFF_VNET_HDR: checksum, TSO from the kernel)
     filter_rules: tuple[str, ...] = ()        # netfilter rules, iptables-like text
+    cpu_affinity: str = "split"               # where services run: "split" (lower layers, upper layers) or "none"
     services: list[str] = field(default_factory=list)
 
     def device(self, name: str) -> Device:
@@ -222,6 +223,13 @@ def _filter_rules(sec: _Section) -> tuple[str, ...]:
     return tuple(rules)  # type: ignore[arg-type]
 
 
+def _choice(sec: _Section, key: str, choices: tuple[str, ...], default: str) -> str:
+    v = sec.get(key, str, default)
+    if v not in choices:
+        raise ConfigError(f"{sec._key(key)}: {v!r} is not one of {', '.join(choices)}")
+    return v  # type: ignore[return-value]
+
+
 def load(path: str) -> Config:
     try:
         with open(path, "rb") as f:
@@ -294,6 +302,7 @@ def load(path: str) -> Config:
         tcp_rmem=int(root.table("tcp").num("rmem", 4608, 1 << 26, 4194304, integer=True)),
         tcp_wmem=int(root.table("tcp").num("wmem", 4608, 1 << 26, 4194304, integer=True)),
         filter_rules=_filter_rules(root.table("netfilter")),
+        cpu_affinity=_choice(stack, "cpu_affinity", ("split", "none"), "split"),
     )
     cfg.services.extend(cfg.driver_name(d) for d in devices)
     cfg.services.extend(["netdev", "ip", "udp", "tcp", "socket_server"])

@@ -71,6 +71,20 @@ def test_socket_semantics_match_the_kernel(stack):
     assert "threads: [100, 100, 100, 100]" in ours
 
 
+def test_bursts_read_ahead_and_sends_without_waiting_match_the_kernel(stack):
+    """Datagrams brought to the client in one reply are read as the kernel gives them
+    (FIONREAD, MSG_PEEK, truncation, order, readiness); sends that do not wait keep
+    their order and still report a pending ICMP error on the next send."""
+    script = os.path.join(APPS, "udp_batch.py")
+    kernel = stack.peer("python3", script, stack.peer_addr, "9").stdout
+    ours = run_on_mkstack(stack, script, stack.addr, "9").stdout
+    assert ours.splitlines() == kernel.splitlines()
+    assert "rest in order: 19" in ours and "burst: True" in ours
+    assert "second send: ConnectionRefusedError ECONNREFUSED" in ours
+    stats = json.loads(stack.launcher("stats", "--services", "--json").stdout)["socket_server"]
+    assert stats.get("datagrams_received_ahead", 0) > 0
+
+
 def test_netstat_and_client_exit_closes_its_sockets(stack, echo_server):
     rows = json.loads(stack.launcher("netstat", "--json").stdout)
     assert any(r["local"] == "0.0.0.0:9999" and r["pid"] for r in rows)
