@@ -1,4 +1,4 @@
-"""The benchmark harness: python -m tests.bench [--quick] [--json FILE] [--plot FILE].
+"""The benchmark harness: python -m tests.bench [--quick] [--peers pytcp] [--json FILE] [--plot FILE].
 
 Brings up an mkstack instance and two baselines, runs every workload for a
 bounded time, tears everything down, and prints one table in which each
@@ -6,7 +6,10 @@ mkstack figure stands beside the same workload on
   - the Python limit: one bare Python process on a TAP (tests/bench/pylimit.py)
     that only reads frames and writes them back or sinks them, and
   - the kernel: two network namespaces joined by a veth pair,
-both measured in the same run, with the ratios. Not part of `make test`.
+both measured in the same run, with the ratios; then the small-message table
+(tests/bench/small.py: each row beside a bare ZeroMQ relay of its hop count and,
+with --peers pytcp, beside PyTCP, all measured in the same run). Not part of
+`make test`.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import time
 from contextlib import ExitStack, contextmanager
 from typing import Iterator
 
+from tests.bench import small
 from tests.system.conftest import ROOT, Stack, new_instance, ping_rtts
 
 APPS = os.path.join(ROOT, "tests", "system", "apps")
@@ -229,6 +233,8 @@ class Bench:
                                        self.t * 4 + 60)
         self.progress("mkstack: socket calls")
         out["calls"] = json_line(stack.launcher("run", "--", "python", "-c", CALLS.format(t=self.t)).stdout)
+        self.progress("mkstack: small messages against the anchor's echo servers")
+        out["small"], out["small_load"] = small.run(stack, self.t < 2)
         self.progress(f"mkstack: {self.hold_n:,} idle tcp connections (kernel client -> mkstack server)")
         out["hold"], out["hold_server"], out["rss_hold"] = held(
             [*run, HOLD_SERVER, "7400", str(self.hold_n)],
@@ -386,12 +392,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(prog="python -m tests.bench")
     ap.add_argument("--quick", action="store_true", help="shorter runs (about a minute and a half in all)")
     ap.add_argument("--json", metavar="FILE", help="write the table as JSON")
+    ap.add_argument("--peers", default="", help="'pytcp': also run PyTCP's anchor (../shared/anchors/pytcp)")
     ap.add_argument("--plot", metavar="FILE.png", help="draw the throughput rows against both baselines")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("the benchmarks create namespaces and TAPs: run as root")
     b = Bench(args.quick)
     t0 = time.monotonic()
+    floor = small.floors(args.quick)
     with ExitStack() as es:
         py_ns = es.enter_context(pylimit_ns(b.tag))
         py = b.pylimit_runs(py_ns)
@@ -409,14 +417,19 @@ def main() -> int:
         b.progress("mkstack frame at a time: up")
         frames.launcher("up")
         m["frames"] = b.frame_runs(frames)
+    pytcp = small.pytcp(args.quick) if "pytcp" in args.peers.split(",") else None
     b.table(py, k, m)
     b.print_table()
+    print()
+    small_rows = small.rows(m["small"], m["small_load"], floor, pytcp, m["calls"]["per_s"])
+    small.print_table(small_rows)
     print(f"\n{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, kernel {os.uname().release}, Python "
           f"{sys.version.split()[0]}; {time.monotonic() - t0:.0f} s; python -m tests.bench"
-          f"{' --quick' if args.quick else ''}")
+          f"{' --quick' if args.quick else ''}{' --peers ' + args.peers if args.peers else ''}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"date": time.strftime("%Y-%m-%d"), "quick": args.quick, "rows": b.rows}, f, indent=2)
+            json.dump({"date": time.strftime("%Y-%m-%d"), "quick": args.quick, "rows": b.rows,
+                       "small": small_rows}, f, indent=2)
     if args.plot:
         plot(b.rows, args.plot)
     return 0
