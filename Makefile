@@ -28,7 +28,7 @@ test-unit: venv
 
 bench: venv
 	$(PY) -m pip install -q -r requirements-bench.txt
-	$(PY) -m tests.bench --json tests/bench/results/bench.json --plot tests/bench/results/bench.png
+	$(PY) -m tests.bench --peers pytcp --json tests/bench/results/bench.json --plot tests/bench/results/bench.png
 
 soak: venv
 	$(PY) -m tests.bench.soak --minutes 5 --json tests/bench/results/soak.json
