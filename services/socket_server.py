@@ -56,6 +56,9 @@ OUTBOX_RETRY = 0.02               # seconds between attempts to reach a restarti
 OUTBOX_MAX = 65536
 RESTART_NOTICE_FOR = 10.0         # seconds to keep trying to tell a client we restarted
 # calls that change nothing: a repeat after a restart may simply do them again
+CID_MAX = 64                       # bytes of a client id (the library's: 24)
+IDENT_MAX = 120                    # bytes of a DEALER identity: the client id, a dot, the thread's part
+MAX_TIMEOUT = 9.2e9                # seconds: CPython's own bound (int64 nanoseconds); NaN fails the test too
 RECV_AHEAD_N, RECV_AHEAD_BYTES = 64, 256 * 1024   # datagrams a SYS_RECVFROM_MANY reply takes along, at most
 REPEATABLE = frozenset((SYS_GETSOCKNAME, SYS_GETPEERNAME, SYS_IOCTL, SYS_NETSTAT, SYS_WATCH))   # not SO_ERROR: it clears
 SOCK_TYPE_MASK = 0xF              # SOCK_NONBLOCK / SOCK_CLOEXEC live above
@@ -318,6 +321,11 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
                 err = errno.EMSGSIZE if len(frame) > (1 << 20) else errno.EINVAL
                 self._reply(ident, req, err, str(exc))
             return
+        if len(ident) > IDENT_MAX:
+            # a calling thread's identity names its state file ("t" + hex): it must fit a file name
+            self.counters["bad_calls"] += 1
+            self._reply(ident, fields[0], errno.EINVAL, f"caller identity over {IDENT_MAX} bytes")
+            return
         if code < SYS_HELLO or code > SYS_LAST:
             self._reply(ident, fields[0], errno.EINVAL, "not a socket call")
             return
@@ -472,8 +480,9 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
     # -- calls ----------------------------------------------------------------------
     def hello(self, ident: bytes, pid: int, events: bool) -> dict:
         cid = ident.split(b".", 1)[0]
-        if len(cid) < 16:
-            raise OSError(errno.EINVAL, "client id too short to be unguessable")
+        if not 16 <= len(cid) <= CID_MAX:
+            # short: guessable; long: it names the client's state file, which must fit a file name
+            raise OSError(errno.EINVAL, f"client id must be 16 to {CID_MAX} bytes")
         c = self.clients.get(cid)
         if c is None:
             start = _proc_start(pid)
@@ -806,6 +815,8 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         queue.append(call)
 
     def arm(self, call: Pending, timeout: float) -> None:
+        if not 0 <= timeout < MAX_TIMEOUT:      # a NaN at the top of the heap would stall every timer
+            raise OSError(errno.EINVAL, "Invalid argument")
         call.deadline = time.monotonic() + timeout
         heapq.heappush(self.timers, (call.deadline, next(self.timer_seq), call))
 

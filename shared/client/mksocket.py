@@ -530,8 +530,12 @@ def _check_timeout(value: float | None) -> float | None:
     if value is None:
         return None
     value = float(value)
+    if value != value:
+        raise ValueError("Invalid value NaN (not a number)")
     if value < 0:
         raise ValueError("Timeout value out of range")
+    if value * 1e9 >= 2 ** 63:          # CPython keeps timeouts as int64 nanoseconds
+        raise OverflowError("timestamp out of range for platform time_t")
     return value
 
 

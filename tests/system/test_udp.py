@@ -121,11 +121,11 @@ def test_bad_udp_datagrams_are_counted_and_dropped(stack):
     assert sum(stack.restarts().values()) == 0
 
 
-def _raw_client(stack):
+def _raw_client(stack, ident=None):
     ctx = zmq.Context.instance()
     s = ctx.socket(zmq.DEALER)
     s.setsockopt(zmq.LINGER, 0)
-    s.setsockopt(zmq.IDENTITY, os.urandom(12).hex().encode() + b".1")
+    s.setsockopt(zmq.IDENTITY, ident or os.urandom(12).hex().encode() + b".1")
     s.setsockopt(zmq.RCVTIMEO, 3000)
     s.connect(endpoints.syscalls(endpoints.run_dir(stack.cfg.run_dir, stack.instance)))
     return s
@@ -160,8 +160,16 @@ def test_socket_server_survives_garbage_and_keeps_clients_apart(stack, echo_serv
     assert _call(other, SYS_CLOSE, 1, fd)[1] == errno.EPERM            # no hello yet
     _call(other, SYS_HELLO, 2, os.getpid(), False)
     assert _call(other, SYS_CLOSE, 3, fd)[1] == errno.EBADF
+    # a NaN or endless timeout would sit at the top of the timer heap: refused
+    assert _call(s, SYS_RECVFROM, 151, fd, 10, 0, float("nan"))[1] == errno.EINVAL
+    assert _call(s, SYS_RECVFROM, 152, fd, 10, 0, 1e300)[1] == errno.EINVAL
     assert _call(s, SYS_CLOSE, 16, fd)[1] == 0
     assert _call(s, SYS_CLOSE, 17, fd)[1] == errno.EBADF
+    # identities too long to name a state file: refused, not a crash at the end of the turn
+    for ident in (b"c" * 130, os.urandom(12).hex().encode() + b"." + b"9" * 200):
+        long_id = _raw_client(stack, ident)
+        assert _call(long_id, SYS_HELLO, 1, os.getpid(), False)[1] == errno.EINVAL
+        long_id.close(0)
     # and the stack still serves real programs
     out = stack.peer("python3", os.path.join(APPS, "udp_stress.py"), stack.addr, "9999", "20", "1").stdout
     assert json.loads(out.strip().splitlines()[-1])["ok"] == 20

@@ -122,5 +122,16 @@ for th in threads:
 for th in threads:
     th.join()
 note("threads", sorted(results))
+
+
+def bad_timeout(v):
+    try:
+        a.settimeout(v)
+        return ("ok", a.gettimeout())
+    except (ValueError, OverflowError) as exc:
+        return (type(exc).__name__, str(exc))
+
+
+note("settimeout out of range", [bad_timeout(v) for v in (float("nan"), float("inf"), 1e300, -1, 1e9)])
 for line in log:
     print(line)
