@@ -41,8 +41,8 @@ from shared.ipc.codec import BadMessage, decode, encode
 from shared.ipc.messages import (BIND_RESTORE, BIND_REUSEADDR, SYS_ACCEPT, SYS_BIND, SYS_CLOSE, SYS_CONNECT,
                                  SYS_GETPEERNAME, SYS_GETSOCKNAME, SYS_GETSOCKOPT, SYS_HELLO, SYS_LISTEN,
                                  SYS_NETSTAT, SYS_RECVFROM, SYS_SENDTO, SYS_SETSOCKOPT, SYS_SHUTDOWN,
-                                 SYS_SOCKET, SYS_DUP, SYS_IOCTL, SYS_LAST, SYS_SENDTO_NOWAIT, SYS_WATCH, SYS_RECVFROM_MANY,
-                                 SYS_SENDTO_GRANT,
+                                 SYS_SOCKET, SYS_DUP, SYS_IOCTL, SYS_LAST, SYS_SENDTO_NOWAIT, SYS_WATCH,
+                                 SYS_RECVFROM_MANY, SYS_SENDTO_GRANT,
                                  SYS_RECVMSG, SYS_SENDMSG, SYS_SOCKETPAIR, SIOCATMARK, SIOCINQ, SIOCOUTQ,
                                  RAW_DELIVER, RMEM_MAX, TCP_EVENTS, UDP_BIND, UDP_BOUND, UDP_CONNECT,
                                  UDP_DELIVER, UDP_RESYNC, UDP_SEND, UDP_SOCK_ERR, UDP_UNBIND, TCP_RESYNC)
@@ -60,7 +60,8 @@ CID_MAX = 64                       # bytes of a client id (the library's: 24)
 IDENT_MAX = 120                    # bytes of a DEALER identity: the client id, a dot, the thread's part
 MAX_TIMEOUT = 9.2e9                # seconds: CPython's own bound (int64 nanoseconds); NaN fails the test too
 RECV_AHEAD_N, RECV_AHEAD_BYTES = 64, 256 * 1024   # datagrams a SYS_RECVFROM_MANY reply takes along, at most
-REPEATABLE = frozenset((SYS_GETSOCKNAME, SYS_GETPEERNAME, SYS_IOCTL, SYS_NETSTAT, SYS_WATCH))   # not SO_ERROR: it clears
+# not SO_ERROR: it clears
+REPEATABLE = frozenset((SYS_GETSOCKNAME, SYS_GETPEERNAME, SYS_IOCTL, SYS_NETSTAT, SYS_WATCH))
 SOCK_TYPE_MASK = 0xF              # SOCK_NONBLOCK / SOCK_CLOEXEC live above
 
 

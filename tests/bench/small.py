@@ -163,11 +163,11 @@ def rows(m: dict, load: dict, floor: dict, py: dict | None, calls: float | None 
          "floor": 1e6 / floor[10], "pytcp": py.get("udp_per_s"), "better": "higher"},
         {"workload": f"UDP 64 B echoes, {LOAD_UDP_WINDOW} in flight", "unit": "/s", "mkstack": load["udp"]["per_s"],
          "floor": None, "pytcp": None, "better": "higher"},
-        {"workload": f"  CPU of all services per echo", "unit": "us", "mkstack": load["udp"]["cpu_us"],
+        {"workload": "  CPU of all services per echo", "unit": "us", "mkstack": load["udp"]["cpu_us"],
          "floor": None, "pytcp": None, "better": "lower"},
         {"workload": f"TCP request/response, {LOAD_TCP_CONNS} connections", "unit": "/s",
          "mkstack": load["rr"]["per_s"], "floor": None, "pytcp": None, "better": "higher"},
-        {"workload": f"  CPU of all services per round trip", "unit": "us", "mkstack": load["rr"]["cpu_us"],
+        {"workload": "  CPU of all services per round trip", "unit": "us", "mkstack": load["rr"]["cpu_us"],
          "floor": None, "pytcp": None, "better": "lower"},
     ]
     if calls is not None:

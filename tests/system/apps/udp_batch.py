@@ -5,7 +5,6 @@ Datagrams that arrive while nobody reads, then are read one by one (mkstack
 brings them to the client library in one reply), sends in a burst (mkstack
 does not wait for the socket server on each), and a pending ICMP error that
 the next send must report (a send that did not wait must not swallow it)."""
-import errno
 import fcntl
 import select
 import socket
@@ -13,19 +12,9 @@ import sys
 import termios
 import time
 
+from transcript import dump, err, note
+
 ADDR, CLOSED = sys.argv[1], int(sys.argv[2])
-log = []
-
-
-def note(what, value):
-    log.append(f"{what}: {value}")
-
-
-def err(fn):
-    try:
-        return fn()
-    except OSError as exc:
-        return f"{type(exc).__name__} {errno.errorcode.get(exc.errno, exc.errno)}"
 
 
 def fionread(s):
@@ -71,4 +60,4 @@ note("second send", err(lambda: c.send(b"x")))
 note("SO_ERROR after", c.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
 for s in (a, b, c):
     s.close()
-print("\n".join(log))
+dump()
