@@ -42,7 +42,7 @@ from shared.ipc.messages import (BIND_RESTORE, BIND_REUSEADDR, SYS_ACCEPT, SYS_B
                                  SYS_GETPEERNAME, SYS_GETSOCKNAME, SYS_GETSOCKOPT, SYS_HELLO, SYS_LISTEN,
                                  SYS_NETSTAT, SYS_RECVFROM, SYS_SENDTO, SYS_SETSOCKOPT, SYS_SHUTDOWN,
                                  SYS_SOCKET, SYS_DUP, SYS_IOCTL, SYS_LAST, SYS_SENDTO_NOWAIT, SYS_WATCH,
-                                 SYS_RECVFROM_MANY, SYS_SENDTO_GRANT,
+                                 SYS_RECVFROM_MANY,
                                  SYS_RECVMSG, SYS_SENDMSG, SYS_SOCKETPAIR, SIOCATMARK, SIOCINQ, SIOCOUTQ,
                                  RAW_DELIVER, RMEM_MAX, TCP_EVENTS, UDP_BIND, UDP_BOUND, UDP_CONNECT,
                                  UDP_DELIVER, UDP_RESYNC, UDP_SEND, UDP_SOCK_ERR, UDP_UNBIND, TCP_RESYNC)
@@ -103,7 +103,6 @@ class Pending:
     restored: bool = False         # known from the saved state only
     nowait: bool = False           # SYS_SENDTO_NOWAIT: nobody waits for the answer
     many: bool = False             # SYS_RECVFROM_MANY: the reply takes queued datagrams along
-    grant: bool = False            # SYS_SENDTO_GRANT: the reply tells the room to send into without waiting
 
 
 @dataclass(eq=False)
@@ -343,10 +342,9 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
             call = Pending(ident, req, code, fields, None)
             if code == SYS_SENDTO_NOWAIT:
                 call.code, call.nowait = SYS_SENDTO, True
+                self.counters["sends_nowait"] += 1
             elif code == SYS_RECVFROM_MANY:
                 call.code, call.many = SYS_RECVFROM, True
-            elif code == SYS_SENDTO_GRANT:
-                call.code, call.grant = SYS_SENDTO, True
             if not self.track(client, call):
                 return
             self.dispatch(client, call)
@@ -367,13 +365,8 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         False: nothing more to do for this one."""
         prev = client.calls.get(call.ident)
         if call.nowait:
-            if prev is not None and (call.req < prev.req or call.req == prev.req and prev.done):
-                self.counters["calls_repeated"] += 1      # sent again after our restart: done before
-                return False
-            sock = client.fds.get(call.fields[1]) if type(call.fields[1]) is int else None
-            if sock is None or not sock.stream:
-                return True      # a datagram: never sent again, nothing to remember
-        elif prev is not None and prev.req == call.req:
+            return True                  # a datagram never asked again: nothing to remember
+        if prev is not None and prev.req == call.req:
             if prev.done and self.reply_again(prev):
                 self.counters["calls_repeated"] += 1
                 return False
@@ -432,13 +425,10 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
             # as an ICMP error is; a send on a descriptor closed meanwhile has no socket to tell
             call.done = True
             self.counters["nowait_send_errors"] += 1
-            # EPIPE, ENOTCONN: the state that caused it answers the next call the same way
-            if sock is not None and err not in (errno.EBADF, errno.EPIPE, errno.ENOTCONN):
+            # EPIPE (after a shutdown): the state that caused it answers the next call the same way
+            if sock is not None and err not in (errno.EBADF, errno.EPIPE):
                 sock.err = err
-                if sock.stream:
-                    self.wake_stream(sock)
-                else:
-                    self.wake_readers(sock)
+                self.wake_readers(sock)
                 self.notify(sock)
             return
         if not call.done:
@@ -539,9 +529,8 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         sock = self.sock_of(client, f[1])
         if call.many and not (sock.family == ksock.AF_INET and sock.type == ksock.SOCK_DGRAM):
             raise OSError(errno.EOPNOTSUPP, "Operation not supported")
-        if (call.nowait or call.grant) and not (sock.family == ksock.AF_INET and sock.type in (ksock.SOCK_DGRAM,
-                                                                                             ksock.SOCK_STREAM)):
-            raise OSError(errno.EOPNOTSUPP, "Operation not supported")    # only UDP and TCP sends go so
+        if call.nowait and not (sock.family == ksock.AF_INET and sock.type == ksock.SOCK_DGRAM):
+            raise OSError(errno.EOPNOTSUPP, "Operation not supported")    # only UDP sends go without an answer
         if call.resumed and sock.stream and sock.family == ksock.AF_INET and self.resume_stream(sock, call):
             return
         if call.resumed and code == SYS_BIND and sock.bound and sock.family == ksock.AF_INET:

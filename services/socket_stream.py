@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from services.socket_server import Pending, Sock
 
 TCP_SEND_MAX = 256 * 1024         # stream bytes per message to tcp
-NOWAIT_GRANT = 64 * 1024          # send-buffer room a client may fill without waiting for an answer
 GONE_CONNS_KEPT = 65536           # closed connections remembered for a restarted tcp
 LINGERING_MAX = 4096              # closed sockets whose unacknowledged data is kept for tcp
 RCVD_DEFER = 0.04                 # seconds a small read's window credit may wait (a delayed ACK's time)
@@ -169,17 +168,9 @@ class StreamSockets:
         if sock.st != "connected":
             raise _err(errno.ENOTCONN)
         if not data:
-            self.answer(call, [0, self.grant(sock)] if call.grant else 0, sock)
+            self.answer(call, 0, sock)
             return
-        if call.nowait and len(data) > NOWAIT_GRANT + max(0, sock.sndbuf - sock.snd_pending):
-            raise _err(errno.ENOBUFS)        # more than any grant could have allowed
-        if call.nowait:
-            # never parked: done in this turn, it is saved as done before anything else the
-            # thread asks (a parked one would be lost to a restart). A thread's own sends are
-            # in order anyway: one that waits blocks the thread
-            self.try_send(sock, call)
-            return
-        if sock.writers or not self.try_send(sock, call):
+        if not self.try_send(sock, call):
             if timeout is not None and timeout <= 0 or flags & ksock.MSG_DONTWAIT:
                 raise _err(errno.EAGAIN)
             self.park(sock, sock.writers, call, timeout)
@@ -188,11 +179,10 @@ class StreamSockets:
         if sock.family == ksock.AF_UNIX:
             return self.unix_try_send(sock, call)
         room = sock.sndbuf - sock.snd_pending
-        if room <= 0 and not call.nowait:
+        if room <= 0:
             return False
         data, flags = call.fields[2], call.fields[3]
-        # a send that did not wait goes whole: the client kept within its grant
-        n = len(data) if call.nowait else min(len(data), room, TCP_SEND_MAX)
+        n = min(len(data), room, TCP_SEND_MAX)
         # MSG_OOB: the last byte this call queues is urgent (tcp_push -> tcp_mark_urg)
         code = TCP_SEND_URG if flags & ksock.MSG_OOB else TCP_SEND
         chunk = data[:n] if n < len(data) else data
@@ -201,13 +191,8 @@ class StreamSockets:
         sock.snd_sent += n
         sock.sndkeep += chunk
         sock.snd_pending = len(sock.sndkeep)
-        self.answer(call, [n, self.grant(sock)] if call.grant else n, sock)
+        self.answer(call, n, sock)
         return True
-
-    @staticmethod
-    def grant(sock: "Sock") -> int:
-        """Room the client may send into next without waiting (SYS_SENDTO_NOWAIT)."""
-        return max(0, min(sock.sndbuf - sock.snd_pending, NOWAIT_GRANT))
 
     def stream_recv(self, sock: "Sock", call: "Pending") -> None:
         bufsize, flags, timeout = call.fields[2], call.fields[3], call.fields[4]

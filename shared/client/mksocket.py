@@ -40,7 +40,7 @@ from shared.ipc.messages import (SYS_ACCEPT, SYS_BIND, SYS_CLOSE, SYS_CONNECT,  
                                  SYS_DUP, SYS_GETPEERNAME, SYS_GETSOCKNAME, SYS_GETSOCKOPT, SYS_HELLO, SYS_LISTEN,
                                  SYS_IOCTL, SYS_RECVFROM, SYS_RECVMSG, SYS_SENDMSG, SYS_SENDTO, SYS_SETSOCKOPT,
                                  SYS_SHUTDOWN, SYS_SOCKET, SYS_SOCKETPAIR, SYS_SENDTO_NOWAIT, SYS_WATCH,
-                                 SYS_RECVFROM_MANY, SYS_SENDTO_GRANT, SIOCATMARK, SIOCINQ, SIOCOUTQ)
+                                 SYS_RECVFROM_MANY, SIOCATMARK, SIOCINQ, SIOCOUTQ)
 
 # -- the module's public face: constants and helpers as the stdlib has them -----
 for _name in dir(_k):
@@ -57,7 +57,6 @@ NOWAIT_FLAGS = _k.MSG_DONTWAIT | _k.MSG_NOSIGNAL    # flags a datagram send may 
 NOWAIT_DESTS = 256          # destinations remembered per socket as sent to without an error
 POST_LINGER_MS = 1000       # how long a closing DEALER keeps trying to deliver what was posted on it
 EXIT_FLUSH_MS = 1000        # how long exit waits for the server to answer after the last posts
-KEPT_POSTS = 64             # stream sends posted without an answer, per thread, before one waits
 AddressFamily, SocketKind, MsgFlag, AddressInfo = _k.AddressFamily, _k.SocketKind, _k.MsgFlag, _k.AddressInfo
 error, timeout, herror, gaierror = OSError, TimeoutError, _k.herror, _k.gaierror
 has_ipv6 = False
@@ -226,27 +225,20 @@ class _Connection:
             return self._call_on_new_dealer(code, *args)
         self.local.busy = True
         try:
-            return self._call(self._dealer(), code, *args, kept=self._kept())
+            return self._call(self._dealer(), code, *args)
         finally:
             self.local.busy = False
 
-    def post(self, code: int, *args: object, keep: bool = False) -> bool:
+    def post(self, code: int, *args: object) -> bool:
         """Send a request that gets no reply (SYS_SENDTO_NOWAIT) on this thread's DEALER,
-        so it stays in order with the thread's calls. With ``keep`` (stream data) it is
-        kept until the thread's next answered call shows the server had it, and sent
-        again if the server restarts first (the server does it once). False: not sent
-        (inside a call, e.g. in a signal handler, or too many kept): make it a call."""
+        so it stays in order with the thread's calls. False: not sent (this thread is
+        inside a call, e.g. in a signal handler): make it a call instead."""
         if getattr(self.local, "busy", False):
             return False
         frame = msgpack.packb([code, next(self.seq), *args], use_bin_type=True)
         if not self.flush_at_exit and threading.current_thread() is threading.main_thread():
             self.flush_at_exit = True
             atexit.register(self._flush_posts)
-        if keep:
-            kept = self._kept()
-            if len(kept) >= KEPT_POSTS:
-                return False
-            kept.append(frame)
         self._dealer().send(frame)
         return True
 
@@ -262,12 +254,6 @@ class _Connection:
         except zmq.ZMQError:
             pass
 
-    def _kept(self) -> list:
-        kept = getattr(self.local, "kept", None)
-        if kept is None:
-            kept = self.local.kept = []
-        return kept
-
     def _call_on_new_dealer(self, code: int, *args: object) -> object:
         s = self.ctx.socket(zmq.DEALER)
         s.setsockopt(zmq.LINGER, 0)
@@ -279,25 +265,18 @@ class _Connection:
         finally:
             s.close(0)
 
-    def _call(self, s: zmq.Socket, code: int, *args: object, kept: list | None = None) -> object:
+    def _call(self, s: zmq.Socket, code: int, *args: object) -> object:
         req = next(self.seq)
         request = msgpack.packb([code, req, *args], use_bin_type=True)
         gen = self.generation
-        if kept and getattr(self.local, "gen", gen) != gen:
-            for f in kept:            # posted before a restart we had not seen: maybe lost with it
-                s.send(f)
-        self.local.gen = gen
         s.send(request)
         while True:
             try:
                 frame = s.recv()          # RCVTIMEO: wakes every RESTART_CHECK_MS
             except zmq.Again:
                 if self.generation != gen:
-                    # the socket server restarted: ask again (it answers a call only once,
-                    # and does a kept post only once)
-                    gen = self.local.gen = self.generation
-                    for f in kept or ():
-                        s.send(f)
+                    # the socket server restarted: ask again (it answers a call only once)
+                    gen = self.generation
                     s.send(request)
                 continue
             try:
@@ -305,8 +284,6 @@ class _Connection:
             except (ValueError, TypeError, msgpack.UnpackException):
                 raise _os_error(_errno.EPROTO, "malformed reply from the socket server") from None
             if rreq == req:
-                if kept:
-                    kept.clear()      # answered after them: the server has them saved
                 break   # replies to abandoned requests (interrupted calls) are skipped
         if ready is not None:
             self.apply(*ready)
@@ -544,7 +521,7 @@ class socket:
     """An mkstack socket with the stdlib ``socket.socket`` interface."""
 
     __slots__ = ("_fd", "_family", "_type", "_proto", "_timeout", "_notifier", "_closed", "_io_refs",
-                 "_closed_requested", "_sent_ok", "_grant", "__weakref__")
+                 "_closed_requested", "_sent_ok", "__weakref__")
 
     def __init__(self, family: int = -1, type: int = -1, proto: int = -1, fileno: int | None = None) -> None:
         if fileno is not None:
@@ -567,7 +544,6 @@ class socket:
         self._io_refs = 0
         # UDP: destinations a send reached without an error; later sends to them do not wait
         self._sent_ok: set | None = set() if family == AF_INET and type == SOCK_DGRAM else None
-        self._grant = 0                    # TCP: send-buffer room the server granted, to send into without waiting
         self._notifier = _connection().register(fd, sid, ver, mask, notifier)
         self._closed = False
 
@@ -750,8 +726,6 @@ class socket:
                     and not self._notifier.mask & _POLLERR
                     and _connection().post(SYS_SENDTO_NOWAIT, self._fd, data, flags, host, port, self._timeout)):
                 return len(data)
-        if self._family == AF_INET and self._type == SOCK_STREAM:
-            return self._send_stream(data, flags)
         try:
             if fds:
                 return self._call(SYS_SENDMSG, data, flags, host, port, self._timeout, fds)  # type: ignore[return-value]
@@ -765,27 +739,6 @@ class socket:
             if not flags & _k.MSG_NOSIGNAL:
                 signal.raise_signal(signal.SIGPIPE)   # as the kernel does; Python ignores it by default
             raise
-
-    def _send_stream(self, data: bytes, flags: int) -> int:
-        """A TCP send: within the room the server granted at the last send, it does not
-        wait (the kernel returns at once while the send buffer has room); otherwise it
-        asks, waits as the kernel would, and learns the room left."""
-        if (0 < len(data) <= self._grant and not flags & ~NOWAIT_FLAGS and not self._closed
-                and not self._notifier.mask & (_POLLERR | _POLLHUP)
-                and _connection().post(SYS_SENDTO_NOWAIT, self._fd, data, flags, None, 0, self._timeout, keep=True)):
-            self._grant -= len(data)
-            return len(data)
-        try:
-            n, self._grant = self._call(SYS_SENDTO_GRANT, data, flags, None, 0, self._timeout)  # type: ignore[misc]
-        except BrokenPipeError:
-            self._grant = 0
-            if not flags & _k.MSG_NOSIGNAL:
-                signal.raise_signal(signal.SIGPIPE)
-            raise
-        except OSError:
-            self._grant = 0
-            raise
-        return n
 
     def sendall(self, data: bytes, flags: int = 0) -> None:
         view = memoryview(data).cast("B")
@@ -885,7 +838,7 @@ class socket:
         return data, ancdata, msg_flags, self._peer(host, port)
 
     def shutdown(self, how: int) -> None:
-        self._sent_ok, self._grant = None, 0    # sends report EPIPE at once from now on
+        self._sent_ok = None               # sends report EPIPE at once from now on
         self._call(SYS_SHUTDOWN, int(how))
 
     # -- options

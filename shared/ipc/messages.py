@@ -134,11 +134,9 @@ SYS_SENDMSG = _msg(0x513, "SYS_SENDMSG", "sendto with SCM_RIGHTS: fds are the se
 SYS_RECVMSG = _msg(0x514, "SYS_RECVMSG", "recvfrom that also takes passed descriptors: -> [data, addr, port, "
                    "truelen, [[fd, id, version, mask, family, type, proto], ...]]", req=int, fd=int, bufsize=int,
                    flags=int, timeout=_TMO)
-SYS_SENDTO_NOWAIT = _msg(0x515, "SYS_SENDTO_NOWAIT", "a send the caller does not wait for (the kernel returns at "
-                         "once): UDP to a destination reached before, TCP within a SYS_SENDTO_GRANT grant. No reply; "
-                         "an error becomes the socket's pending error (SO_ERROR, the next call), as an ICMP error "
-                         "does. A TCP one is the thread's last call: sent again after our restart, it is not done "
-                         "twice", req=int, fd=int, data=bytes,
+SYS_SENDTO_NOWAIT = _msg(0x515, "SYS_SENDTO_NOWAIT", "a UDP send the caller does not wait for (the kernel returns "
+                         "at once), to a destination reached before: no reply; an error becomes the socket's pending "
+                         "error (SO_ERROR, the next call), as an ICMP error does", req=int, fd=int, data=bytes,
                          flags=int, addr=_ADDR, port=int, timeout=_TMO)
 SYS_WATCH = _msg(0x516, "SYS_WATCH", "the caller selects/polls on fd: push its readiness changes to the event "
                  "channel from now on (until then replies alone carry it)", req=int, fd=int)
@@ -146,10 +144,7 @@ SYS_RECVFROM_MANY = _msg(0x517, "SYS_RECVFROM_MANY", "recvfrom on a UDP socket t
                          "behind the first (a bounded batch the client library serves later reads from): -> "
                          "[data, addr, port, truelen, [[data, addr, port], ...]]", req=int, fd=int, bufsize=int,
                          flags=int, timeout=_TMO)
-SYS_SENDTO_GRANT = _msg(0x518, "SYS_SENDTO_GRANT", "send on a TCP socket -> [n, grant]: grant is send-buffer room "
-                        "the caller may fill next with SYS_SENDTO_NOWAIT, without waiting", req=int, fd=int,
-                        data=bytes, flags=int, addr=_ADDR, port=int, timeout=_TMO)
-SYS_LAST = SYS_SENDTO_GRANT
+SYS_LAST = SYS_RECVFROM_MANY
 SIOCINQ, SIOCOUTQ, SIOCATMARK = 0x541B, 0x5411, 0x8905   # SYS_IOCTL requests (FIONREAD is SIOCINQ)
 
 # -- tcp <-> socket_server -----------------------------------------------------

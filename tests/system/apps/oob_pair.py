@@ -3,6 +3,7 @@ Each side sends b"abc", b"!" with MSG_OOB, b"def" and reads the other's the same
 way, printing what it read: the data before the mark, SIOCATMARK, the urgent
 byte, the data after it."""
 import fcntl
+import select
 import socket
 import struct
 import sys
@@ -28,7 +29,11 @@ def send_urgent(tag):
 
 
 def read_urgent():
-    time.sleep(0.5)
+    # the other side sends its three pieces 50 ms apart once it has read ours: wait
+    # until the first is here, then long enough for the rest (else the read can end
+    # before the urgent byte arrived, and SIOCATMARK says 0: a race of the test's own)
+    select.select([s], [], [], 10)
+    time.sleep(0.4)
     before = s.recv(100)
     mark = struct.unpack("i", fcntl.ioctl(s.fileno(), 0x8905, b"\0" * 4))[0]
     oob = s.recv(1, socket.MSG_OOB)

@@ -8,7 +8,8 @@
 Every transfer prints {"dir", "bytes", "sha256", "seconds"}; the data is random
 slices of a random pool, so a byte lost, repeated or reordered changes the hash.
 With XFER_PROGRESS=FILE, put and get append "wall-time bytes" lines to FILE as
-the data moves (at most ten a second), for measuring stalls. With XFER_PATTERN=1
+the data moves (at most ten a second), for measuring stalls. XFER_SEND=N makes
+each sendall N bytes (256 KB by default). With XFER_PATTERN=1
 the data is instead each 8-byte word's own stream offset (big-endian), and get
 also reports the first offset where the bytes differ and the offset they came from.
 """
@@ -22,6 +23,7 @@ import threading
 import time
 
 CHUNK = 256 * 1024
+SEND = int(os.environ.get("XFER_SEND", CHUNK))   # bytes per sendall (small ones: sends that do not wait)
 POOL = os.urandom(4 * 1024 * 1024)
 PATTERN = bool(os.environ.get("XFER_PATTERN"))
 
@@ -67,10 +69,10 @@ def send_n(s: socket.socket, n: int) -> str:
     sent = 0
     while sent < n:
         if PATTERN:
-            block = pattern(sent, min(CHUNK, n - sent))
+            block = pattern(sent, min(SEND, n - sent))
         else:
             at = int.from_bytes(os.urandom(3), "big") % (len(POOL) - CHUNK)
-            block = POOL[at:at + min(CHUNK, n - sent)]
+            block = POOL[at:at + min(SEND, n - sent)]
         s.sendall(block)
         h.update(block)
         sent += len(block)
