@@ -468,6 +468,7 @@ def cmd_run(cfg: Config, instance: str, args: argparse.Namespace) -> int:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (site, ROOT, packages, env.get("PYTHONPATH")) if p)
     env["PATH"] = os.pathsep.join((os.path.dirname(sys.executable), env.get("PATH", "/usr/bin:/bin")))
     env["MKSTACK_ENDPOINT"] = endpoints.syscalls(endpoints.run_dir(cfg.run_dir, instance))
+    env["MKSTACK_IFACES"] = ",".join(["1:lo", *(f"{d.ifindex}:{d.name}" for d in cfg.devices)])
     try:
         os.execvpe(cmd[0], cmd, env)
     except OSError as exc:

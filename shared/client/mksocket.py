@@ -61,15 +61,17 @@ AddressFamily, SocketKind, MsgFlag, AddressInfo = _k.AddressFamily, _k.SocketKin
 error, timeout, herror, gaierror = OSError, TimeoutError, _k.herror, _k.gaierror
 has_ipv6 = False
 (inet_aton, inet_ntoa, inet_pton, inet_ntop, htons, ntohs, htonl, ntohl, gethostname, getservbyname,
- getservbyport, getprotobyname, if_nameindex, CMSG_LEN, CMSG_SPACE) = (
+ getservbyport, getprotobyname, CMSG_LEN, CMSG_SPACE, sethostname) = (
     _k.inet_aton, _k.inet_ntoa, _k.inet_pton, _k.inet_ntop, _k.htons, _k.ntohs, _k.htonl, _k.ntohl,
-    _k.gethostname, _k.getservbyname, _k.getservbyport, _k.getprotobyname, _k.if_nameindex, _k.CMSG_LEN,
-    _k.CMSG_SPACE)
+    _k.gethostname, _k.getservbyname, _k.getservbyport, _k.getprotobyname, _k.CMSG_LEN,
+    _k.CMSG_SPACE, _k.sethostname)      # the host name is the kernel's (UTS namespace), not the stack's
 SocketType = None  # set below to the class
 _GLOBAL_DEFAULT_TIMEOUT = object()
 _default_timeout: float | None = None
 
 ENDPOINT_ENV = "MKSTACK_ENDPOINT"
+IFACES_ENV = "MKSTACK_IFACES"       # "1:lo,2:tap0": mkstack's interfaces, as `launcher.py run` names them
+SENDFILE_BLOCK = 256 * 1024         # bytes read from the file per send
 RESTART_CHECK_MS = 100      # a waiting call looks this often whether the socket server restarted
 _POLLIN, _POLLOUT, _POLLERR, _POLLHUP = 0x1, 0x4, 0x8, 0x10
 
@@ -494,6 +496,71 @@ def getaddrinfo(host: str | bytes | None, port: str | int | bytes | None, family
     return out
 
 
+def has_dualstack_ipv6() -> bool:
+    return False                    # mkstack has no IPv6 yet: the answer of a host without it
+
+
+def if_nameindex() -> list[tuple[int, str]]:
+    """mkstack's interfaces (lo and its configured devices), not the host's."""
+    out = []
+    for item in os.environ.get(IFACES_ENV, "1:lo").split(","):
+        index, _, name = item.partition(":")
+        if index.isdigit() and name:
+            out.append((int(index), name))
+    return out
+
+
+def if_nametoindex(name: str) -> int:
+    name = os.fsdecode(name)        # TypeError for what is not a name, as the stdlib
+    for index, n in if_nameindex():
+        if n == name:
+            return index
+    raise OSError("no interface with this name")
+
+
+def if_indextoname(index: int) -> str:
+    if not isinstance(index, int):
+        raise TypeError("an integer is required")
+    if index < 0:
+        raise OverflowError("can't convert negative value to unsigned int")
+    for i, name in if_nameindex():
+        if i == index:
+            return name
+    raise _os_error(_errno.ENXIO)
+
+
+def _detached(fd: int) -> tuple | None:
+    conn = _conn if _conn is not None and _conn.pid == os.getpid() else None
+    return conn.detached.get(fd) if conn is not None else None
+
+
+def close(fd: int) -> None:
+    """socket.close(fd): a descriptor detach() gave closes its mkstack socket; others are the kernel's."""
+    found = _detached(fd)
+    if found is None:
+        _k.close(fd)
+        return
+    conn = _connection()
+    del conn.detached[fd]
+    sfd, _, _, _, n = found
+    n.close()
+    try:
+        conn.call(SYS_CLOSE, sfd)
+    except OSError:
+        pass
+
+
+def dup(fd: int) -> int:
+    """socket.dup(fd): for a descriptor detach() gave, one more for the same mkstack socket."""
+    found = _detached(fd)
+    if found is None:
+        return _k.dup(fd)
+    sfd, family, type_, proto, _ = found
+    conn = _connection()
+    newfd, sid, ver, mask = conn.call(SYS_DUP, sfd)  # type: ignore[misc]
+    return conn.park(newfd, sid, ver, mask, family, type_, proto)
+
+
 def getdefaulttimeout() -> float | None:
     return _default_timeout
 
@@ -817,6 +884,62 @@ class socket:
     def recv_into(self, buffer: object, nbytes: int = 0, flags: int = 0) -> int:
         return self.recvfrom_into(buffer, nbytes, flags)[0]
 
+    def recvmsg_into(self, buffers: object, ancbufsize: int = 0, flags: int = 0) -> tuple:
+        views = [memoryview(b).cast("B") for b in buffers]  # type: ignore[attr-defined]
+        data, ancdata, msg_flags, addr = self.recvmsg(sum(len(v) for v in views), ancbufsize, flags)
+        at = 0
+        for v in views:
+            part = data[at:at + len(v)]
+            v[:len(part)] = part
+            at += len(part)
+        return len(data), ancdata, msg_flags, addr
+
+    def sendfile(self, file: object, offset: int = 0, count: int | None = None) -> int:
+        """As the stdlib's (its send fallback, in larger blocks): ``count`` bytes of
+        ``file`` from ``offset`` (to EOF if None); the file's position ends after them."""
+        if "b" not in getattr(file, "mode", "b"):
+            raise ValueError("file should be opened in binary mode")
+        if not self._type & SOCK_STREAM:
+            raise ValueError("only SOCK_STREAM type sockets are supported")
+        if count is not None and (not isinstance(count, int) or count <= 0):
+            raise (TypeError if not isinstance(count, int) else ValueError)(
+                f"count must be a positive integer (got {count!r})")
+        if offset:
+            file.seek(offset)  # type: ignore[attr-defined]
+        first = file.read(SENDFILE_BLOCK if count is None else min(SENDFILE_BLOCK, count))  # type: ignore[attr-defined]
+        if not first:
+            return 0                    # nothing to send: the stdlib answers 0 before anything else
+        if self.gettimeout() == 0:
+            file.seek(offset)  # type: ignore[attr-defined]
+            raise ValueError("non-blocking sockets are not supported")
+        total = 0
+        try:
+            data = first
+            while data:
+                self.sendall(data)
+                total += len(data)
+                if count is not None and total >= count:
+                    break
+                want = SENDFILE_BLOCK if count is None else min(SENDFILE_BLOCK, count - total)
+                data = file.read(want)  # type: ignore[attr-defined]
+            return total
+        finally:
+            if total > 0 and hasattr(file, "seek"):
+                file.seek(offset + total)
+
+    @property
+    def timeout(self) -> float | None:
+        return self._timeout
+
+    def get_inheritable(self) -> bool:
+        return False if self._closed else os.get_inheritable(self._notifier.fd)
+
+    def set_inheritable(self, inheritable: bool) -> None:
+        os.set_inheritable(self._notifier.fd, inheritable)   # the readiness descriptor; the socket stays ours
+
+    def sendmsg_afalg(self, *args: object, **kwargs: object) -> int:
+        raise _os_error(_errno.EOPNOTSUPP, "mkstack has no AF_ALG sockets")
+
     def recvmsg(self, bufsize: int, ancbufsize: int = 0, flags: int = 0) -> tuple:
         if bufsize < 0:
             raise ValueError("negative buffer size in recvmsg()")
@@ -999,3 +1122,6 @@ def recv_fds(sock: socket, bufsize: int, maxfds: int, flags: int = 0) -> tuple:
         if (level, kind) == (SOL_SOCKET, _k.SCM_RIGHTS):
             fds.frombytes(data[:len(data) - len(data) % fds.itemsize])
     return msg, list(fds), msg_flags, addr
+
+
+__all__ = list(_k.__all__)      # every name of the stdlib module, each defined above

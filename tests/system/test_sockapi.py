@@ -141,3 +141,15 @@ def test_a_kernel_descriptor_is_refused_clearly_not_adopted(stack):
     out = run_on_mkstack(stack, "-c", code).stdout.splitlines()
     # ENOTSUP is EOPNOTSUPP's name in errno.errorcode
     assert len(out) == 2 and all(line.startswith("ENOTSUP") and "kernel sockets" in line for line in out)
+
+
+def test_the_less_common_names_of_the_module_match_the_kernel(stack):
+    """Every name in the stdlib module's __all__ and every public method; interfaces,
+    socket.sendfile with offset and count, recvmsg_into, dup/close of a detached
+    descriptor, answered as the kernel answers them."""
+    script = os.path.join(APPS, "module_surface.py")
+    kernel = stack.peer("python3", script, stack.peer_addr).stdout
+    ours = run_on_mkstack(stack, script, stack.addr).stdout
+    assert ours.splitlines() == kernel.splitlines()
+    assert "names: True" in ours and "bytes: True" in ours and "file position: 2500000" in ours
+
