@@ -363,9 +363,9 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         """Remember each thread's last call; a repeat of it (the client asks again
         what it asked before our restart) is answered from that, not done twice.
         False: nothing more to do for this one."""
-        prev = client.calls.get(call.ident)
         if call.nowait:
             return True                  # a datagram never asked again: nothing to remember
+        prev = client.calls.get(call.ident)
         if prev is not None and prev.req == call.req:
             if prev.done and self.reply_again(prev):
                 self.counters["calls_repeated"] += 1
@@ -377,7 +377,7 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
                 return False
             call.resumed = True
         if call.code in REPEATABLE:
-            return True                  # done again if asked again, or never asked again: nothing to remember
+            return True                  # done again if asked again: nothing to remember
         client.calls[call.ident] = call
         client.calls.move_to_end(call.ident)
         while len(client.calls) > CALLS_KEPT:
@@ -412,12 +412,13 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         return frame
 
     def answer(self, call: Pending, result: object, sock: Sock | None = None) -> None:
+        if call.done:
+            return
+        call.done = True
         if call.nowait:
-            call.done = True
-        if not call.done:
-            call.done = True
-            call.reply = self._reply(call.ident, call.req, 0, result, sock)
-            self.call_done(call)
+            return                       # nobody waits for it
+        call.reply = self._reply(call.ident, call.req, 0, result, sock)
+        self.call_done(call)
 
     def fail(self, call: Pending, err: int, text: str, sock: Sock | None = None) -> None:
         if call.nowait and not call.done:
@@ -527,10 +528,8 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
             call.code, call.want_fds = SYS_RECVFROM, True
             code = call.code
         sock = self.sock_of(client, f[1])
-        if call.many and not (sock.family == ksock.AF_INET and sock.type == ksock.SOCK_DGRAM):
-            raise OSError(errno.EOPNOTSUPP, "Operation not supported")
-        if call.nowait and not (sock.family == ksock.AF_INET and sock.type == ksock.SOCK_DGRAM):
-            raise OSError(errno.EOPNOTSUPP, "Operation not supported")    # only UDP sends go without an answer
+        if (call.many or call.nowait) and not (sock.family == ksock.AF_INET and sock.type == ksock.SOCK_DGRAM):
+            raise OSError(errno.EOPNOTSUPP, "Operation not supported")    # UDP only: reads ahead, sends unanswered
         if call.resumed and sock.stream and sock.family == ksock.AF_INET and self.resume_stream(sock, call):
             return
         if call.resumed and code == SYS_BIND and sock.bound and sock.family == ksock.AF_INET:

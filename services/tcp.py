@@ -587,8 +587,11 @@ class Tcp(Service):
         self.events = saved
 
     def timer_at(self) -> float | None:
-        while self.timers and (self.timers[0][2].id not in self.by_id or self.timers[0][2].timer != self.timers[0][0]):
-            heapq.heappop(self.timers)
+        while self.timers:
+            due, _, c = self.timers[0]
+            if c.id in self.by_id and c.timer == due:
+                break
+            heapq.heappop(self.timers)           # a gone connection's, or a stale one of a moved timer
         at = self.timers[0][0] if self.timers else None
         if self.resync_at is not None:
             at = self.resync_at if at is None else min(at, self.resync_at)

@@ -154,11 +154,15 @@ class _Notifier:
             if ver <= self.ver or self.closed:
                 return
             self.ver, self.mask = ver, mask
-            want_r = bool(mask & (_POLLIN | _POLLERR | _POLLHUP)) or bool(_conn and _conn.held.get(self.sid))
+            want_r = self._readable(bool(_conn and _conn.held.get(self.sid)))
             want_w = bool(mask & (_POLLOUT | _POLLERR | _POLLHUP))
             if self.made >= 0:
                 self._show(want_r, want_w, self.readable, self.writable)
             self.readable, self.writable = want_r, want_w
+
+    def _readable(self, held: bool) -> bool:
+        """Readable: datagrams held here, or the server's last mask says so."""
+        return held or bool(self.mask & (_POLLIN | _POLLERR | _POLLHUP))
 
     def recheck(self, held: bool) -> None:
         """The datagrams held for the socket here came or went: readable if any are
@@ -166,7 +170,7 @@ class _Notifier:
         with self.lock:
             if self.closed:
                 return
-            want_r = held or bool(self.mask & (_POLLIN | _POLLERR | _POLLHUP))
+            want_r = self._readable(held)
             if self.made >= 0:
                 self._show(want_r, self.writable, self.readable, self.writable)
             self.readable = want_r
@@ -529,8 +533,13 @@ def if_indextoname(index: int) -> str:
     raise _os_error(_errno.ENXIO)
 
 
+def _live_connection() -> "_Connection | None":
+    """This process's connection if it has made one (never makes one)."""
+    return _conn if _conn is not None and _conn.pid == os.getpid() else None
+
+
 def _detached(fd: int) -> tuple | None:
-    conn = _conn if _conn is not None and _conn.pid == os.getpid() else None
+    conn = _live_connection()
     return conn.detached.get(fd) if conn is not None else None
 
 
@@ -932,7 +941,8 @@ class socket:
         return self._timeout
 
     def get_inheritable(self) -> bool:
-        return False if self._closed else os.get_inheritable(self._notifier.fd)
+        made = self._notifier.made        # no readiness descriptor yet: nothing a child could inherit
+        return made >= 0 and not self._closed and os.get_inheritable(made)
 
     def set_inheritable(self, inheritable: bool) -> None:
         os.set_inheritable(self._notifier.fd, inheritable)   # the readiness descriptor; the socket stays ours
@@ -1075,11 +1085,12 @@ def ioctl(fd: object, request: int, arg: object = 0, mutate_flag: bool = True) -
     """``fcntl.ioctl`` that answers SIOCATMARK, SIOCINQ (FIONREAD) and SIOCOUTQ for
     mkstack sockets (``launcher.py run`` installs it); other descriptors go to the kernel."""
     fileno = fd if isinstance(fd, int) else fd.fileno()  # type: ignore[attr-defined]
-    mk = _conn.socket_of(fileno) if _conn is not None and _conn.pid == os.getpid() else None
+    conn = _live_connection()
+    mk = conn.socket_of(fileno) if conn is not None else None
     if mk is None or request not in (SIOCATMARK, SIOCINQ, SIOCOUTQ):
         return _kernel_ioctl(fd, request, arg, mutate_flag)  # type: ignore[misc]
-    q = _conn.held.get(_conn.notifiers[mk].sid) if request == SIOCINQ else None  # type: ignore[union-attr]
-    value = len(q[0][0]) if q else _conn.call(SYS_IOCTL, mk, request)  # type: ignore[union-attr]
+    q = conn.held.get(conn.notifiers[mk].sid) if request == SIOCINQ else None  # type: ignore[union-attr]
+    value = len(q[0][0]) if q else conn.call(SYS_IOCTL, mk, request)  # type: ignore[union-attr]
     if isinstance(arg, int):
         return 0
     packed = int(value).to_bytes(4, sys.byteorder, signed=True)  # type: ignore[arg-type]

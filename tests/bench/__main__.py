@@ -26,6 +26,7 @@ from contextlib import ExitStack, contextmanager
 from typing import Iterator
 
 from tests.bench import small
+from tests.bench.procs import json_line, service_cpu, service_rss
 from tests.system.conftest import ROOT, Stack, new_instance, ping_rtts
 
 APPS = os.path.join(ROOT, "tests", "system", "apps")
@@ -43,10 +44,6 @@ def sh(*cmd: str, check: bool = True, timeout: float = 120) -> subprocess.Comple
 
 def in_ns(ns: str, *cmd: str) -> list[str]:
     return ["ip", "netns", "exec", ns, *cmd]
-
-
-def json_line(out: str) -> dict:
-    return json.loads(out.strip().splitlines()[-1])
 
 
 @contextmanager
@@ -339,28 +336,6 @@ def fmt(v: float | None) -> str:
 
 def ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.3f}" if a is not None and b else "-"
-
-
-def service_pids(stack: Stack) -> list[int]:
-    return [s["pid"] for s in stack.status()["services"] if s["pid"]]
-
-
-def service_rss(stack: Stack) -> float:
-    total = 0
-    for pid in service_pids(stack):
-        with open(f"/proc/{pid}/status") as f:
-            total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-    return round(total / 1024, 1)
-
-
-def service_cpu(stack: Stack) -> float:
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for pid in service_pids(stack):
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / tick
-    return total
 
 
 def plot(rows: list[dict], path: str) -> None:

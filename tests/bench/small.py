@@ -25,6 +25,7 @@ import time
 from contextlib import ExitStack
 
 from tests.bench import relay
+from tests.bench.procs import json_line, service_cpu
 from tests.system.conftest import ROOT, Stack, new_instance, ping_rtts
 
 ANCHOR = os.path.realpath(os.path.join(ROOT, "..", "shared", "anchors", "pytcp"))
@@ -35,22 +36,6 @@ LOAD_UDP_WINDOW, LOAD_TCP_CONNS = 64, 32
 
 def progress(what: str) -> None:
     print(f"[small] {what}", file=sys.stderr, flush=True)
-
-
-def json_line(out: str) -> dict:
-    return json.loads(out.strip().splitlines()[-1])
-
-
-def service_cpu(stack: Stack) -> float:
-    """CPU seconds all of the stack's services have used so far."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for s in stack.status()["services"]:
-        if s["pid"]:
-            with open(f"/proc/{s['pid']}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
 
 
 class Servers:
