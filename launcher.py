@@ -38,6 +38,9 @@ from shared.skb import SkbPool  # noqa: E402
 
 DEFAULT_CONFIG = os.path.join(ROOT, "configs", "default.toml")
 TRANSIT_GRACE = 2.0     # after a death, skbs still in flight from it are lost
+CRASH_LOOP = 3          # deaths in a row soon after start that make a crash loop
+EXTERNAL_KILLS = (-signal.SIGKILL, -signal.SIGTERM, -signal.SIGINT)
+STANDBY_DELAY = 1.0     # after a start, before the next warm standby is started
 _PR_SET_PDEATHSIG = 1
 
 
@@ -45,6 +48,19 @@ def _die_with_parent() -> None:
     """Services go when the supervisor goes, even on SIGKILL."""
     import ctypes
     ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _pidfd(pid: int) -> int:
+    """A descriptor that becomes readable when ``pid`` exits (-1 where unsupported)."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return -1
+
+
+def _close_fd(fd: int) -> None:
+    if fd >= 0:
+        os.close(fd)
 
 
 def _exit_reason(code: int) -> str:
@@ -62,7 +78,7 @@ class Child:
     name: str
     kind: str
     proc: subprocess.Popen | None = None
-    state: str = "starting"        # starting, running, backoff, stopped
+    state: str = "starting"        # starting, running, backoff, crashloop
     restarts: int = 0
     epoch: int = 0
     started: float = 0.0
@@ -70,9 +86,14 @@ class Child:
     ping_sent: float = 0.0
     restart_at: float = 0.0
     backoff: float = 0.0
+    quick_deaths: int = 0          # deaths in a row soon after a start, not counting kills from outside
+    proc_returncode: int = 0
     last_exit: str | None = None
     dealer: zmq.Socket | None = None
     transit_reclaims: list = field(default_factory=list)   # (when, token)
+    pidfd: int = -1                # readable when proc exits: the supervisor wakes at once
+    standby: subprocess.Popen | None = None   # warm, imported, waiting for its epoch on stdin
+    standby_at: float = 0.0        # when to start the next standby
 
 
 class Supervisor:
@@ -91,45 +112,94 @@ class Supervisor:
         self.children = {n: Child(n, "driver" if n.startswith("driver") else n) for n in cfg.services}
         self.running = True
         self.reclaimed = 0
+        self.counters: dict[str, int] = {"promoted": 0, "cold_starts": 0}
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "running", False))
 
-    def spawn(self, c: Child) -> None:
-        c.epoch += 1
+    def start(self, c: Child, *extra: str, stdin: int = subprocess.DEVNULL) -> subprocess.Popen:
         log = open(os.path.join(self.logdir, f"{c.name}.log"), "ab")
         argv = [sys.executable, "-m", f"services.{c.kind}", "--config", self.cfg.path,
-                "--instance", self.instance, "--name", c.name, "--epoch", str(c.epoch)]
-        c.proc = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                  preexec_fn=_die_with_parent)
-        log.close()
+                "--instance", self.instance, "--name", c.name, *extra]
+        try:
+            return subprocess.Popen(argv, cwd=ROOT, stdin=stdin, stdout=log, stderr=log,
+                                    preexec_fn=_die_with_parent)
+        finally:
+            log.close()
+
+    def spawn(self, c: Child) -> None:
+        """Start an incarnation: promote the warm standby if one is waiting, else a cold start."""
+        c.epoch += 1
+        standby, c.standby = c.standby, None
+        c.proc = None
+        if standby is not None and standby.poll() is None:
+            try:
+                standby.stdin.write(f"{c.epoch}\n".encode())   # type: ignore[union-attr]
+                standby.stdin.close()                          # type: ignore[union-attr]
+                c.proc = standby
+                self.counters["promoted"] += 1
+            except OSError:           # it died just now
+                standby.kill()
+        if c.proc is None:
+            c.proc = self.start(c, "--epoch", str(c.epoch))
+            self.counters["cold_starts"] += 1
+        c.pidfd = _pidfd(c.proc.pid)
+        now = time.monotonic()
+        # the next standby's imports must not compete with this one's recovery for the CPU
+        c.standby_at = now + STANDBY_DELAY
         c.state = "starting"
-        c.started = time.monotonic()
+        c.started = now
         c.last_pong = c.ping_sent = 0.0
         if c.dealer is None:
             c.dealer = self.ctx.socket(zmq.DEALER)
             c.dealer.setsockopt(zmq.LINGER, 0)
-            c.dealer.connect(endpoints.control(self.rundir, c.name))
+            endpoints.connect_fast(c.dealer, endpoints.control(self.rundir, c.name))
+
+    def keep_standbys(self, now: float) -> None:
+        if not self.cfg.supervisor.standby:
+            return
+        for c in self.children.values():
+            if c.standby is not None and c.standby.poll() is not None:
+                c.standby = None                     # it died waiting: start another later
+                c.standby_at = now + STANDBY_DELAY
+            if c.standby is None and c.proc is not None and now >= c.standby_at:
+                c.standby = self.start(c, "--standby", stdin=subprocess.PIPE)
 
     def reap(self, now: float) -> None:
         for c in self.children.values():
             if c.proc is None or c.proc.poll() is None:
                 continue
             c.last_exit = _exit_reason(c.proc.returncode)
+            c.proc_returncode = c.proc.returncode
             c.proc = None
+            _close_fd(c.pidfd)
+            c.pidfd = -1
             sid = self.cfg.service_id(c.name)
             self.reclaimed += self.pool.reclaim(sid)
             c.transit_reclaims.append((now + TRANSIT_GRACE, (sid << 16) | (c.epoch & 0xFFFF)))
             if not self.running:
                 continue
-            sup = self.cfg.supervisor
-            if c.backoff and now - c.started < sup.backoff_reset:
-                c.backoff = min(c.backoff * 2, sup.backoff_max)
-            else:
-                c.backoff = sup.backoff_initial
+            c.backoff = self.backoff_after_death(c, now)
             c.restart_at = now + c.backoff
-            c.state = "backoff"
+            c.state = "crashloop" if c.quick_deaths >= CRASH_LOOP else "backoff"
             c.restarts += 1
-            print(f"{time.strftime('%H:%M:%S')} {c.name} {c.last_exit}; restart in {c.backoff:.2f}s",
+            loop = f" (crash loop: {c.quick_deaths} deaths soon after start)" if c.state == "crashloop" else ""
+            print(f"{time.strftime('%H:%M:%S')} {c.name} {c.last_exit}; restart in {c.backoff:.2f}s{loop}",
                   flush=True)
+
+    def backoff_after_death(self, c: Child, now: float) -> float:
+        """A service killed from outside comes back at once, however often that
+        happens (fault injection, an operator, the OOM killer: a start takes a
+        few hundred ms of its own, so this is no busy loop). One that dies by
+        itself soon after its start, again and again, is crash-looping: it
+        waits, twice as long each time."""
+        sup = self.cfg.supervisor
+        if c.proc_returncode in EXTERNAL_KILLS:
+            c.quick_deaths = 0
+            return 0.0
+        if now - c.started < sup.backoff_reset:
+            c.quick_deaths += 1
+        else:
+            c.quick_deaths = 1
+        return min(sup.backoff_initial * 2 ** (c.quick_deaths - 1), sup.backoff_max)
 
     def tick(self, now: float) -> None:
         sup = self.cfg.supervisor
@@ -138,7 +208,7 @@ class Supervisor:
                 if now >= when:
                     self.reclaimed += self.pool.reclaim(-1, token)
                     c.transit_reclaims.remove((when, token))
-            if c.state == "backoff" and now >= c.restart_at:
+            if c.state in ("backoff", "crashloop") and now >= c.restart_at:
                 self.spawn(c)
             if c.proc is None or c.dealer is None:
                 continue
@@ -167,12 +237,13 @@ class Supervisor:
         now = time.monotonic()
         services = [{"name": c.name, "pid": c.proc.pid if c.proc else None, "state": c.state,
                      "restarts": c.restarts, "uptime": round(now - c.started, 3) if c.proc else 0.0,
-                     "last_exit": c.last_exit} for c in self.children.values()]
+                     "last_exit": c.last_exit, "standby": c.standby.pid if c.standby else None}
+                    for c in self.children.values()]
         devices = [{"name": d.name, "addr": str(d.addr), "mac": ":".join(f"{b:02x}" for b in d.mac),
                     "mtu": d.mtu, "peer_netns": d.netns(self.instance), "peer_addr": str(d.peer_addr)}
                    for d in self.cfg.devices]
         return {"instance": self.instance, "pid": os.getpid(), "services": services, "devices": devices,
-                "skb": self.skb_usage()}
+                "skb": self.skb_usage(), "starts": self.counters}
 
     def skb_usage(self) -> dict:
         u = self.pool.usage()
@@ -210,6 +281,8 @@ class Supervisor:
                 self.pool.reclaim(self.cfg.service_id(c.name))
                 c.last_exit = "restarted"
                 c.proc = None
+                _close_fd(c.pidfd)
+                c.pidfd = -1
             c.restarts += 1
             self.spawn(c)
             return {"name": c.name, "pid": c.proc.pid}
@@ -231,16 +304,27 @@ class Supervisor:
         for c in self.children.values():
             self.spawn(c)
         while self.running:
-            self.ctl.poll(20)
+            # woken by a request, a death (pidfd) or the heartbeat tick
+            poller = zmq.Poller()
+            poller.register(self.ctl, zmq.POLLIN)
+            for c in self.children.values():
+                if c.pidfd >= 0:
+                    poller.register(c.pidfd, zmq.POLLIN)
+            poller.poll(20)
             now = time.monotonic()
-            self.serve()
             self.reap(now)
+            self.serve()
             if self.running:
                 self.tick(now)
+                self.keep_standbys(now)
         self.stop_all()
 
     def stop_all(self) -> None:
+        for c in self.children.values():
+            if c.standby is not None:
+                c.standby.stdin.close()   # type: ignore[union-attr]   # end of file: it exits
         procs = [c.proc for c in self.children.values() if c.proc]
+        procs += [c.standby for c in self.children.values() if c.standby]
         for p in procs:
             p.terminate()
         deadline = time.monotonic() + 3
@@ -274,10 +358,10 @@ def _status(cfg: Config, instance: str, timeout: float = 2.0) -> dict | None:
 
 def _print_status(st: dict) -> None:
     print(f"instance {st['instance']} (supervisor pid {st['pid']})")
-    print(f"{'SERVICE':<14}{'PID':>8}  {'STATE':<9}{'RESTARTS':>9}{'UPTIME':>10}  LAST EXIT")
+    print(f"{'SERVICE':<14}{'PID':>8}  {'STATE':<10}{'RESTARTS':>9}{'UPTIME':>10}{'STANDBY':>9}  LAST EXIT")
     for s in st["services"]:
-        print(f"{s['name']:<14}{s['pid'] or '-':>8}  {s['state']:<9}{s['restarts']:>9}"
-              f"{s['uptime']:>9.1f}s  {s['last_exit'] or '-'}")
+        print(f"{s['name']:<14}{s['pid'] or '-':>8}  {s['state']:<10}{s['restarts']:>9}"
+              f"{s['uptime']:>9.1f}s{s.get('standby') or '-':>9}  {s['last_exit'] or '-'}")
     print(f"{'DEVICE':<8}{'ADDRESS':<18}{'MAC':<19}{'PEER NETNS':<22}PEER")
     for d in st["devices"]:
         print(f"{d['name']:<8}{d['addr']:<18}{d['mac']:<19}{d['peer_netns']:<22}{d['peer_addr']}")

@@ -28,7 +28,7 @@ import pytun
 
 from services.base import Service, main
 from shared import netns
-from shared.ipc.messages import DEV_XMIT, NETIF_RX
+from shared.ipc.messages import DEV_CARRIER, DEV_XMIT, NETIF_RX
 from shared.skb import CSUM_PARTIAL, CSUM_VALID, NoBuffers, Skb
 from shared.wire.ethernet import ETH_HLEN
 
@@ -66,6 +66,7 @@ class Driver(Service):
         os.set_blocking(self.fd, False)
         self._more = False
         self.peer("netdev")  # connect now: the first frame must not find no route up
+        self.announce("netdev", DEV_CARRIER).set(self.dev.ifindex)    # carrier up: ip announces us
         self.watch_fd(self.fd, self.napi_poll)
         self.log.info("attached to %s in netns %s", self.dev.name, self.dev.netns(self.instance))
 

@@ -31,8 +31,8 @@ from services.routes import (LOOPBACK_ADDR, LOOPBACK_IFINDEX, LOOPBACK_MTU, add_
                              extra_addrs, fib_from_config, save_addrs, save_routes)
 from shared.ipc.codec import encode
 from shared.ipc.messages import (ANNOUNCE_ACK, CTL_ADDR, CTL_FILTER, CTL_ROUTE, DEV_QUEUE_XMIT, IP_ICMP_ERROR,
-                                 IP_OUTPUT, IP_RAW_OUTPUT, IP_RCV, IP_REGISTER, L4_ERR, L4_RCV, PMTUDISC_DO,
-                                 PMTUDISC_DONT, PMTUDISC_WANT, RAW_DELIVER)
+                                 IP_OUTPUT, IP_RAW_OUTPUT, IP_RCV, IP_REGISTER, L4_ERR, L4_RCV, NETDEV_UP,
+                                 PMTUDISC_DO, PMTUDISC_DONT, PMTUDISC_WANT, RAW_DELIVER)
 from shared.proto.fib import FibRoute
 from shared.proto.neigh import NeighTable, Overflow, Solicit, Unresolved
 from shared.proto.reassembly import Complete, Discard, Reassembler
@@ -134,6 +134,8 @@ class Ip(NetfilterHooks, Service):
             self.raw_output_batch(fields[0])
         elif code == IP_REGISTER:
             self.register(*fields)
+        elif code == NETDEV_UP:
+            self.arp_notify(fields[0])
         else:
             self.counters["unexpected_messages"] += 1
         self.flush()
@@ -202,16 +204,32 @@ class Ip(NetfilterHooks, Service):
 
     def arp_solicit(self, s: Solicit) -> None:
         ifc = self.ifaces.get(s.ifindex)
-        if ifc is None:
-            return
+        if ifc is not None:
+            self.arp_request(ifc, ifc.addr, s.ip, s.mac or BROADCAST)
+
+    def arp_request(self, ifc: Iface, sip: bytes, tip: bytes, to: bytes) -> None:
         try:
             skb = self.pool.alloc(ARP_LEN)
         except NoBuffers:
             self.counters["ArpOutDrops"] += 1
             return
-        emit_arp(ArpPacket(ARPOP_REQUEST, ifc.mac, ifc.addr, b"\0" * 6, s.ip), skb.put(ARP_LEN))
+        emit_arp(ArpPacket(ARPOP_REQUEST, ifc.mac, sip, b"\0" * 6, tip), skb.put(ARP_LEN))
         self.counters["ArpOutRequests"] += 1
-        self.xmit_frame(ifc, skb, s.mac or BROADCAST, ETH_P_ARP)
+        self.xmit_frame(ifc, skb, to, ETH_P_ARP)
+
+    def arp_notify(self, ifindex: object) -> None:
+        """The device's carrier came back (its driver restarted): a gratuitous ARP
+        for each of our addresses on it, as Linux sends with arp_notify. The
+        kernel across the link flushed its neighbour entries when the carrier
+        went; packets it queued meanwhile would wait for its own ARP retry
+        (1 s later); our announcement completes those entries now."""
+        ifc = self.ifaces.get(ifindex) if type(ifindex) is int else None
+        if ifc is None:
+            self.counters["unexpected_messages"] += 1
+            return
+        for addr in [a for a, i in self.local.items() if i is ifc]:
+            self.arp_request(ifc, addr, addr, BROADCAST)
+            self.counters["ArpOutGratuitous"] += 1
 
     def neigh_actions(self, actions: list) -> None:
         for a in actions:

@@ -22,7 +22,9 @@ import zmq
 from services.base import Service, main
 from shared.capture import RX, TX
 from shared.ipc import endpoints
-from shared.ipc.messages import CTL_CAPTURE, CTL_IMPAIR, DEV_QUEUE_XMIT, DEV_XMIT, IP_RCV, NETIF_RX
+from shared.ipc.codec import encode
+from shared.ipc.messages import (ANNOUNCE_ACK, CTL_CAPTURE, CTL_IMPAIR, DEV_CARRIER, DEV_QUEUE_XMIT, DEV_XMIT, IP_RCV,
+                                 NETDEV_UP, NETIF_RX)
 from shared.skb import Skb
 from shared.wire import WireError
 from shared.wire.ethernet import ETH_P_ARP, ETH_P_IP, mac_ntoa, parse_eth
@@ -32,7 +34,7 @@ CAPTURE_HWM = 10000     # frames queued for a slow capturer before copies are dr
 MAX_LEASE = 60.0
 _COUNTERS = ("rx_packets", "rx_bytes", "rx_errors", "rx_dropped", "rx_nohandler", "rx_otherhost",
              "tx_packets", "tx_bytes", "tx_dropped", "tx_errors", "rx_impaired", "tx_impaired", "tapped",
-             "tap_dropped")
+             "tap_dropped", "carrier_up")
 
 
 @dataclass(slots=True)
@@ -82,6 +84,9 @@ class Netdev(Service):
                 dev.stats["tap_dropped"] += 1
 
     def on_message(self, code: int, fields: list) -> None:
+        if code == DEV_CARRIER:
+            self.carrier_up(*fields)
+            return
         ifindex, handles = fields
         dev = self.devices.get(ifindex)
         if dev is None:
@@ -95,6 +100,19 @@ class Netdev(Service):
         else:
             self.counters["unexpected_messages"] += 1
             self.pool.free_handles(handles)
+
+    def carrier_up(self, token: int, ifindex: int) -> None:
+        """A driver (re)attached: tell ip (netdev_state_change), then the driver."""
+        dev = self.devices.get(ifindex)
+        if dev is None:
+            self.counters["unknown_device"] += 1
+            return
+        dev.stats["carrier_up"] += 1
+        try:
+            self.peer("ip").send(encode(NETDEV_UP, ifindex), zmq.NOBLOCK)
+            self.peer(dev.driver).send(encode(ANNOUNCE_ACK, DEV_CARRIER, token, 0), zmq.NOBLOCK)
+        except zmq.Again:
+            pass           # ip or the driver not reachable yet: the driver repeats it
 
     def netif_rx(self, dev: NetDevice, skbs: list[Skb]) -> None:
         st = dev.stats

@@ -57,6 +57,7 @@ class Supervisor:
     backoff_initial: float
     backoff_max: float
     backoff_reset: float
+    standby: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,7 +290,8 @@ def load(path: str) -> Config:
                               heartbeat_timeout=sup.num("heartbeat_timeout", 0.2, 600, 3.0),
                               backoff_initial=sup.num("backoff_initial", 0.0, 60, 0.05),
                               backoff_max=sup.num("backoff_max", 0.0, 600, 5.0),
-                              backoff_reset=sup.num("backoff_reset", 0.1, 3600, 10.0)),
+                              backoff_reset=sup.num("backoff_reset", 0.1, 3600, 10.0),
+                              standby=bool(sup.get("standby", bool, True))),
         driver_budget=int(root.table("driver").num("budget", 1, 4096, 64, integer=True)),
         ipfrag_time=ipsec.num("ipfrag_time", 1, 3600, 30.0),
         ipfrag_high_thresh=int(ipsec.num("ipfrag_high_thresh", 65536, 1 << 30, 4 << 20, integer=True)),

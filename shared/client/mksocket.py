@@ -36,6 +36,7 @@ import zmq
 # the kernel's socket module, for constants and helpers that are not about sockets
 _k = sys.modules.get("_mkstack_kernel_socket") or __import__("socket")
 
+from shared.ipc import endpoints  # noqa: E402
 from shared.ipc.messages import (SYS_ACCEPT, SYS_BIND, SYS_CLOSE, SYS_CONNECT,  # noqa: E402
                                  SYS_DUP, SYS_GETPEERNAME, SYS_GETSOCKNAME, SYS_GETSOCKOPT, SYS_HELLO, SYS_LISTEN,
                                  SYS_IOCTL, SYS_RECVFROM, SYS_RECVMSG, SYS_SENDMSG, SYS_SENDTO, SYS_SETSOCKOPT,
@@ -219,7 +220,7 @@ class _Connection:
             s.setsockopt(zmq.LINGER, POST_LINGER_MS)
             s.setsockopt(zmq.RCVTIMEO, RESTART_CHECK_MS)
             s.setsockopt(zmq.IDENTITY, self.cid + b"." + str(next(self.threads)).encode())
-            s.connect(self.endpoint)
+            endpoints.connect_fast(s, self.endpoint)
             self.local.sock = s
         return s
 
@@ -265,7 +266,7 @@ class _Connection:
         s.setsockopt(zmq.LINGER, 0)
         s.setsockopt(zmq.RCVTIMEO, RESTART_CHECK_MS)
         s.setsockopt(zmq.IDENTITY, self.cid + b".r" + str(next(self.threads)).encode())
-        s.connect(self.endpoint)
+        endpoints.connect_fast(s, self.endpoint)
         try:
             return self._call(s, code, *args)
         finally:
@@ -304,7 +305,7 @@ class _Connection:
         s = self.ctx.socket(zmq.DEALER)
         s.setsockopt(zmq.LINGER, 0)
         s.setsockopt(zmq.IDENTITY, self.cid + b".ev")
-        s.connect(self.endpoint)
+        endpoints.connect_fast(s, self.endpoint)
         s.send(msgpack.packb([SYS_HELLO, 0, self.pid, True]))
         s.recv()
         self.events_ready.set()

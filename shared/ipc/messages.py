@@ -45,12 +45,16 @@ NETIF_RX = _msg(0x101, "NETIF_RX", "driver -> netdev: frames received on a devic
                 ifindex=int, handles=list)
 DEV_XMIT = _msg(0x102, "DEV_XMIT", "netdev -> driver: frames to transmit",
                 ifindex=int, handles=list)
+DEV_CARRIER = _msg(0x103, "DEV_CARRIER", "driver -> netdev: the driver (re)attached to the device, its "
+                  "carrier is up; repeated until acked with ANNOUNCE_ACK", token=int, ifindex=int)
 
 # -- netdev <-> ip ----------------------------------------------------------
 IP_RCV = _msg(0x201, "IP_RCV", "netdev -> ip: frames demuxed to IPv4/ARP, Ethernet header pulled, "
               "skb.protocol = ethertype", ifindex=int, handles=list)
 DEV_QUEUE_XMIT = _msg(0x202, "DEV_QUEUE_XMIT", "ip -> netdev: complete frames for a device's tx queue",
                       ifindex=int, handles=list)
+NETDEV_UP = _msg(0x203, "NETDEV_UP", "netdev -> ip: a device's carrier came up: announce our addresses "
+                 "on it (gratuitous ARP, as Linux's arp_notify)", ifindex=int)
 
 # -- ip <-> transports ------------------------------------------------------
 # L4 skbs: data at the transport header, network_header set. IP_OUTPUT items

@@ -30,13 +30,17 @@ def transfers(stack, direction: str, stop: threading.Event, results: list) -> No
             return
 
 
-def test_sigkill_of_every_service_loses_nothing(stack):
+def test_sigkill_of_every_service_loses_nothing(stack, tmp_path):
     rng = random.Random(int(os.environ.get("MKSTACK_CHAOS_SEED", "5")))
     server = stack.peer_popen("python3", XFER, "serve", "5001")
     assert "listening" in server.stdout.readline()
     echo = start_on_mkstack(stack, os.path.join(APPS, "udp_echo.py"), "0.0.0.0", "9999")
     udp = stack.peer_popen("python3", os.path.join(APPS, "udp_stream.py"), stack.addr, "9999", "600", "20")
-    ping = stack.peer_popen("ping", "-D", "-i", "0.1", "-W", "1", stack.addr)
+    # a line per reply: to a file, as a full pipe (64 KB, ~70 s of them) would stop ping
+    ping_log = open(tmp_path / "ping", "w")
+    ping = subprocess.Popen([sys.executable, os.path.join(ROOT, "launcher.py"), "--instance", stack.instance,
+                             "-c", stack.config, "peer", "--", "ping", "-D", "-i", "0.1", "-W", "1", stack.addr],
+                            stdout=ping_log, stderr=subprocess.STDOUT)
     stop = threading.Event()
     results: dict[str, list] = {"put": [], "get": []}
     workers = [threading.Thread(target=transfers, args=(stack, d, stop, results[d])) for d in results]
@@ -59,7 +63,8 @@ def test_sigkill_of_every_service_loses_nothing(stack):
         for p in (udp, ping):
             p.send_signal(signal.SIGINT)
         udp_out, _ = udp.communicate(timeout=30)
-        ping_out, _ = ping.communicate(timeout=30)
+        ping.wait(timeout=30)
+        ping_log.close()
         server.kill()
         served = server.communicate(timeout=10)[0]
         echo.kill()
@@ -88,7 +93,7 @@ def test_sigkill_of_every_service_loses_nothing(stack):
     assert u["wrong"] == 0 and u["received"] >= 0.5 * u["sent"], u
     assert u["last_echo_before_end"] < 1.0, u
     # ping resumed after every kill
-    times = reply_times(ping_out)
+    times = reply_times((tmp_path / "ping").read_text())
     for victim, at in kills:
         assert any(at < t < at + 4.0 for t in times), f"no ping reply within 4 s of killing {victim}"
     silences = [b - a for a, b in zip(times, times[1:])]

@@ -170,12 +170,15 @@ def test_small_tcp_sends_arrive_once_across_kills(stack):
                                 str(20_000_000)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env=env)
         time.sleep(1.0)
-        kills = 0
+        kills, restored = 0, 0
         for _ in range(3):
             if put.poll() is not None:
                 break
             restart_socket_server(stack)
             kills += 1
+            # each incarnation counts only what it took up itself, and the
+            # transfer may end between the poll and the kill: read it now
+            restored = max(restored, stack.stats()["socket_server"].get("restored_sockets", 0))
             time.sleep(0.3)
         out, _ = put.communicate(timeout=240)
         assert put.returncode == 0, out
@@ -187,4 +190,4 @@ def test_small_tcp_sends_arrive_once_across_kills(stack):
     finally:
         server.kill()
         server.wait()
-    assert stack.stats()["socket_server"]["restored_sockets"] >= 1
+    assert restored >= 1
