@@ -94,6 +94,7 @@ class Child:
     pidfd: int = -1                # readable when proc exits: the supervisor wakes at once
     standby: subprocess.Popen | None = None   # warm, imported, waiting for its epoch on stdin
     standby_at: float = 0.0        # when to start the next standby
+    last_start: dict = field(default_factory=dict)   # the supervisor's part of the last restart
 
 
 class Supervisor:
@@ -173,7 +174,9 @@ class Supervisor:
             _close_fd(c.pidfd)
             c.pidfd = -1
             sid = self.cfg.service_id(c.name)
+            t = time.monotonic()
             self.reclaimed += self.pool.reclaim(sid)
+            c.last_start = {"reclaim_ms": round((time.monotonic() - t) * 1000, 2)}
             c.transit_reclaims.append((now + TRANSIT_GRACE, (sid << 16) | (c.epoch & 0xFFFF)))
             if not self.running:
                 continue
@@ -209,7 +212,10 @@ class Supervisor:
                     self.reclaimed += self.pool.reclaim(-1, token)
                     c.transit_reclaims.remove((when, token))
             if c.state in ("backoff", "crashloop") and now >= c.restart_at:
+                t = time.monotonic()
                 self.spawn(c)
+                c.last_start["spawn_ms"] = round((time.monotonic() - t) * 1000, 2)
+                c.last_start["promoted"] = c.proc is not None and c.proc.stdin is not None
             if c.proc is None or c.dealer is None:
                 continue
             while c.dealer.poll(0):
@@ -237,7 +243,8 @@ class Supervisor:
         now = time.monotonic()
         services = [{"name": c.name, "pid": c.proc.pid if c.proc else None, "state": c.state,
                      "restarts": c.restarts, "uptime": round(now - c.started, 3) if c.proc else 0.0,
-                     "last_exit": c.last_exit, "standby": c.standby.pid if c.standby else None}
+                     "last_exit": c.last_exit, "standby": c.standby.pid if c.standby else None,
+                     "last_start": c.last_start}
                     for c in self.children.values()]
         devices = [{"name": d.name, "addr": str(d.addr), "mac": ":".join(f"{b:02x}" for b in d.mac),
                     "mtu": d.mtu, "peer_netns": d.netns(self.instance), "peer_addr": str(d.peer_addr)}

@@ -29,6 +29,10 @@ from shared.skb import Skb, SkbPool, StaleHandle
 INBOX_BATCH = 256          # messages drained from the inbox per loop turn
 SNDHWM = 2000              # messages queued per neighbour before sends fail
 ANNOUNCE_RETRY = 0.2       # seconds between repeats of an unacknowledged announcement
+ANNOUNCE_UNSENT = 0.005    # ... and of one that could not be sent (the peer restarting)
+HOLD_MAX = 1024            # skbs held, over all neighbours, for neighbours that cannot take them
+HOLD_TIME = 0.5            # seconds a held message waits before it is dropped
+HOLD_RETRY = 0.002         # seconds between tries to send held messages
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3       # glibc mallopt parameters
 MMAP_THRESHOLD = 4 << 20   # blocks below this come from the heap, not a fresh mmap
 TRIM_THRESHOLD = 8 << 20   # free heap kept before it is given back to the kernel
@@ -131,8 +135,12 @@ class Service:
         self._socks: dict[zmq.Socket, Callable[[], None]] = {}
         self._out: dict[str, zmq.Socket] = {}
         self.announcements: list[Announcement] = []
+        self._held: dict[str, collections.deque] = {}   # per neighbour: (deadline, frame, skbs) to send
+        self._held_skbs = 0
+        self._hold_at = 0.0          # when to try the held frames again (0: none held)
         self.running = True
         self.started = time.monotonic()
+        self.phases: dict[str, object] = {}   # this incarnation's start, for the recovery report
         self._errors_logged = 0
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
@@ -182,7 +190,7 @@ class Service:
                 try:
                     self.peer(a.service).send(encode(a.code, a.token, *a.fields), zmq.NOBLOCK)
                 except zmq.Again:
-                    pass
+                    a.retry_at = now + ANNOUNCE_UNSENT
             due = a.retry_at if due is None else min(due, a.retry_at)
         return due
 
@@ -220,38 +228,93 @@ class Service:
 
     def send_items(self, service: str, code: int, items: list[list], skbs: list[Skb]) -> bool:
         """Send ``[code, items]`` where each item's handle came from ``give``-ing
-        the matching skb to ``service``; if it cannot be sent, free the skbs."""
+        the matching skb to ``service``; if it can be neither sent nor held for
+        a restarting ``service``, free the skbs."""
         if not items:
             return True
-        try:
-            self.peer(service).send(encode(code, items), zmq.NOBLOCK)
+        if self._send_or_hold(service, encode(code, items), skbs):
             return True
-        except zmq.Again:
-            self.counters[f"drop_{service}_unreachable"] += len(skbs)
-            for skb in skbs:
-                self.pool.take_back(skb)
-                self.pool.free(skb)
-            return False
+        self.counters[f"drop_{service}_unreachable"] += len(skbs)
+        for skb in skbs:
+            self.pool.free(skb)
+        return False
 
     def send_skbs(self, service: str, code: int, ifindex: int, skbs: list[Skb], keep: bool = False) -> bool:
         """Hand ``skbs`` to ``service`` in one message. If it cannot take them
-        (not connected, or its queue is full), free them and count the drop,
-        or with ``keep`` leave them owned by the caller to try again."""
+        (restarting, or its queue is full) they wait in the hold queue; if that
+        is full too, free them and count the drop, or with ``keep`` leave them
+        owned by the caller (who queues them itself) to try again."""
         if not skbs:
             return True
         to = self.cfg.service_id(service)
         handles = [self.pool.give(skb, to) for skb in skbs]
+        frame = encode(code, ifindex, handles)
+        if keep:
+            if self._send(service, frame, skbs):
+                return True
+        elif self._send_or_hold(service, frame, skbs):
+            return True
+        if not keep:
+            self.counters[f"drop_{service}_unreachable"] += len(skbs)
+            for skb in skbs:
+                self.pool.free(skb)
+        return False
+
+    def _send(self, service: str, frame: bytes, skbs: list[Skb]) -> bool:
+        """One message of given skbs; on failure they are the caller's again."""
         try:
-            self.peer(service).send(encode(code, ifindex, handles), zmq.NOBLOCK)
+            self.peer(service).send(frame, zmq.NOBLOCK)
             return True
         except zmq.Again:
             for skb in skbs:
                 self.pool.take_back(skb)
-            if not keep:
-                self.counters[f"drop_{service}_unreachable"] += len(skbs)
-                for skb in skbs:
-                    self.pool.free(skb)
             return False
+
+    def _send_or_hold(self, service: str, frame: bytes, skbs: list[Skb]) -> bool:
+        """Send, or keep for a neighbour that cannot take it now, behind what
+        already waits for it. A restarted neighbour is back within tens of ms:
+        frames dropped meanwhile cost TCP a retransmission timeout (200 ms
+        and more at the peer), frames held cost only the wait. False: the
+        hold queue is full (HOLD_MAX skbs); the skbs are the caller's."""
+        q = self._held.get(service)
+        if not q and self._send(service, frame, skbs):
+            return True
+        if q:
+            for skb in skbs:
+                self.pool.take_back(skb)
+        if self._held_skbs + len(skbs) > HOLD_MAX:
+            return False
+        now = time.monotonic()
+        self._held.setdefault(service, collections.deque()).append((now + HOLD_TIME, frame, skbs))
+        self._held_skbs += len(skbs)
+        self.counters["held_for_restart"] += len(skbs)
+        self._hold_at = self._hold_at or now + HOLD_RETRY
+        return True
+
+    def notify(self, service: str, frame: bytes) -> None:
+        """A message with no skbs that must reach a neighbour that may be restarting
+        (held like packets; dropped only if the hold queue is full)."""
+        if not self._send_or_hold(service, frame, []):
+            self.counters[f"drop_{service}_unreachable"] += 1
+
+    def _retry_held(self, now: float) -> None:
+        self._hold_at = 0.0
+        for service, q in self._held.items():
+            to = self.cfg.service_id(service)
+            while q:
+                deadline, frame, skbs = q[0]
+                if now < deadline:
+                    for skb in skbs:
+                        self.pool.give(skb, to)
+                    if not self._send(service, frame, skbs):
+                        self._hold_at = now + HOLD_RETRY
+                        break
+                else:                  # waited long enough: the neighbour is not coming back soon
+                    self.counters[f"drop_{service}_unreachable"] += len(skbs)
+                    for skb in skbs:
+                        self.pool.free(skb)
+                q.popleft()
+                self._held_skbs -= len(skbs)
 
     # -- the loop -----------------------------------------------------------
     def on_message(self, code: int, fields: list) -> None:
@@ -302,6 +365,7 @@ class Service:
         out["skb_stale_handles"] = self.pool.stale
         if self.cpu is not None:
             out["cpu"] = self.cpu
+        out["start_phases"] = self.phases
         return out
 
     def fault(self, what: str, exc: BaseException) -> None:
@@ -372,14 +436,31 @@ class Service:
         """True if the service has work that must not wait for I/O (NAPI-style)."""
         return False
 
+    def start_phases(self, t0: float, events: dict) -> bool:
+        """Record when this incarnation first took a message and was first ready
+        (ms from its promotion or process start); False once both are known."""
+        ms = round((time.monotonic() - t0) * 1000, 1)
+        if "first_msg_ms" not in self.phases and self.inbox in events:
+            self.phases["first_msg_ms"] = ms
+        if "ready_ms" not in self.phases and self.ready:
+            self.phases["ready_ms"] = ms
+        return "first_msg_ms" not in self.phases or "ready_ms" not in self.phases
+
     def run(self) -> None:
-        self.log.info("up (epoch %d, pid %d)", self.epoch, os.getpid())
+        t0 = started_at()
+        self.phases["init_ms"] = round((time.monotonic() - t0) * 1000, 1)
+        self.phases["start"] = "promoted" if _promoted_at is not None else "cold"
+        self.log.info("up (epoch %d, pid %d, %s start, %.0f ms to here)", self.epoch, os.getpid(),
+                      self.phases["start"], self.phases["init_ms"])
+        starting = True
         while self.running:
             at = self.timer_at()
             if self.announcements:
                 due = self._announce(time.monotonic())
                 if due is not None:
                     at = due if at is None else min(at, due)
+            if self._hold_at:
+                at = self._hold_at if at is None else min(at, self._hold_at)
             if self.busy():
                 timeout = 0
             elif at is None:
@@ -393,6 +474,8 @@ class Service:
                     continue
                 raise
             self.counters["loop_turns"] += 1
+            if starting:
+                starting = self.start_phases(t0, events)
             if not events:
                 self.counters["loop_turns_idle"] += 1
             if self.inbox in events:
@@ -412,6 +495,8 @@ class Service:
                     except Exception as exc:
                         self.fault("io", exc)
             now = time.monotonic()
+            if self._hold_at and now >= self._hold_at:
+                self._retry_held(now)
             at = self.timer_at()
             if at is not None and now >= at:
                 try:
@@ -429,6 +514,19 @@ class Service:
 
 PROFILE_ENV = "MKSTACK_PROFILE"   # a directory: each service writes <name>.pstats there when it stops
 STANDBY = "--standby"             # start as the service's warm standby: imported, waiting to be promoted
+_promoted_at: float | None = None
+
+
+def started_at() -> float:
+    """Monotonic time this incarnation began: its promotion, or the process's start."""
+    if _promoted_at is not None:
+        return _promoted_at
+    try:
+        with open("/proc/self/stat") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        return ticks / os.sysconf("SC_CLK_TCK")     # since boot, as CLOCK_MONOTONIC on Linux
+    except (OSError, ValueError, IndexError):
+        return time.monotonic()
 CRASH_ENV = "MKSTACK_CRASH_ON_START"   # test hook: services named here (comma-separated) exit(3) at start
 
 
@@ -437,9 +535,11 @@ def wait_for_promotion() -> bool:
     it by writing the incarnation number (the epoch) on its stdin; an end of
     file (the supervisor went, or no longer wants it) ends it. Skips the ~150-250
     ms of interpreter start and imports on the recovery path."""
+    global _promoted_at
     line = sys.stdin.buffer.readline()
     if not line.strip().isdigit():
         return False
+    _promoted_at = time.monotonic()
     argv = [a for a in sys.argv[1:] if a != STANDBY]
     sys.argv[1:] = [*argv, "--epoch", line.strip().decode()]
     return True

@@ -31,7 +31,7 @@ from services.routes import (LOOPBACK_ADDR, LOOPBACK_IFINDEX, LOOPBACK_MTU, add_
                              extra_addrs, fib_from_config, save_addrs, save_routes)
 from shared.ipc.codec import encode
 from shared.ipc.messages import (ANNOUNCE_ACK, CTL_ADDR, CTL_FILTER, CTL_ROUTE, DEV_QUEUE_XMIT, IP_ICMP_ERROR,
-                                 IP_OUTPUT, IP_RAW_OUTPUT, IP_RCV, IP_REGISTER, L4_ERR, L4_RCV, NETDEV_UP,
+                                 IP_OUTPUT, IP_RAW_OUTPUT, IP_RCV, IP_REGISTER, L4_ERR, L4_RCV, LOWER_UP, NETDEV_UP,
                                  PMTUDISC_DO, PMTUDISC_DONT, PMTUDISC_WANT, RAW_DELIVER)
 from shared.proto.fib import FibRoute
 from shared.proto.neigh import NeighTable, Overflow, Solicit, Unresolved
@@ -120,6 +120,8 @@ class Ip(NetfilterHooks, Service):
         self.peer("netdev")
         for svc in self.registrations:
             self.peer(svc)
+        if self.epoch > 1:          # restarted: the segments inside the old process are lost
+            self.lower_up()
 
     # -- dispatch -----------------------------------------------------------
     def on_message(self, code: int, fields: list) -> None:
@@ -230,6 +232,13 @@ class Ip(NetfilterHooks, Service):
         for addr in [a for a, i in self.local.items() if i is ifc]:
             self.arp_request(ifc, addr, addr, BROADCAST)
             self.counters["ArpOutGratuitous"] += 1
+        self.lower_up()
+
+    def lower_up(self) -> None:
+        """Tell every transport that frames below it were lost (the netdev notifier
+        chain's NETDEV_UP reaching the protocols), so TCP resends at once."""
+        for svc in {s for s in self.protocols.values()}:
+            self.notify(svc, encode(LOWER_UP))
 
     def neigh_actions(self, actions: list) -> None:
         for a in actions:

@@ -69,6 +69,9 @@ class Netdev(Service):
         self.pub.setsockopt(zmq.LINGER, 0)
         self.pub.setsockopt(zmq.SNDHWM, CAPTURE_HWM)
         self.pub.bind(endpoints.capture(self.rundir))
+        if self.epoch > 1:          # restarted: what was in the old process is lost; ip tells the transports
+            for ifindex in self.devices:
+                self.notify("ip", encode(NETDEV_UP, ifindex))
 
     def tap(self, dev: NetDevice, direction: int, skbs: list[Skb]) -> None:
         """Publish copies of frames for a capturer holding a lease on ``dev``."""
@@ -108,11 +111,11 @@ class Netdev(Service):
             self.counters["unknown_device"] += 1
             return
         dev.stats["carrier_up"] += 1
+        self.notify("ip", encode(NETDEV_UP, ifindex))
         try:
-            self.peer("ip").send(encode(NETDEV_UP, ifindex), zmq.NOBLOCK)
             self.peer(dev.driver).send(encode(ANNOUNCE_ACK, DEV_CARRIER, token, 0), zmq.NOBLOCK)
         except zmq.Again:
-            pass           # ip or the driver not reachable yet: the driver repeats it
+            pass           # the driver repeats it
 
     def netif_rx(self, dev: NetDevice, skbs: list[Skb]) -> None:
         st = dev.stats

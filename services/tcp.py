@@ -23,8 +23,8 @@ from services.base import Service, main
 from services.routes import fib_from_config, local_addrs
 from services.tcp_state import TcpState
 from shared.ipc.codec import encode
-from shared.ipc.messages import (BIND_REUSEADDR, CLOSE_ABORT, CLOSE_SHUT_WR, IP_OUTPUT, IP_REGISTER, L4_ERR,
-                                 L4_RCV, PMTUDISC_DO, RMEM_MAX, TCP_ACCEPTED, TCP_BIND, TCP_CLOSE, TCP_CONNECT,
+from shared.ipc.messages import (BIND_REUSEADDR, CLOSE_ABORT, CLOSE_SHUT_WR, IP_OUTPUT, IP_REGISTER, L4_ERR, L4_RCV,
+                                 LOWER_UP, PMTUDISC_DO, RMEM_MAX, TCP_ACCEPTED, TCP_BIND, TCP_CLOSE, TCP_CONNECT,
                                  TCP_EVENTS, TCP_LISTEN, TCP_RCVD, TCP_RESYNC, TCP_SEND, TCP_SEND_URG, TCP_SETOPT)
 from shared.proto.tcp.tcb import Segment, State, Tcb, TcpConfig, reset_for
 from shared.proto.udp import PortTable
@@ -158,6 +158,11 @@ class Tcp(Service):
                 self.state.table_dirty = True
         elif code == L4_ERR:
             self.tcp_err(fields[0])
+        elif code == LOWER_UP:
+            for c in self.by_id.values():
+                if c.tcb.resend_head(self.now):
+                    self.counters["lower_restart_resends"] += 1
+                    self.touch(c)
         else:
             self.counters["unexpected_messages"] += 1
 

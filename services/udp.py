@@ -20,8 +20,8 @@ import zmq
 from services.base import Service, main
 from services.routes import local_addrs
 from shared.ipc.codec import encode
-from shared.ipc.messages import (BIND_RESTORE, BIND_REUSEADDR, IP_ICMP_ERROR, IP_OUTPUT, IP_REGISTER, L4_ERR,
-                                 L4_RCV, PMTUDISC_WANT, UDP_BIND, UDP_BOUND, UDP_CONNECT, UDP_DELIVER, UDP_RESYNC,
+from shared.ipc.messages import (BIND_RESTORE, BIND_REUSEADDR, IP_ICMP_ERROR, IP_OUTPUT, IP_REGISTER, L4_ERR, L4_RCV,
+                                 LOWER_UP, PMTUDISC_WANT, UDP_BIND, UDP_BOUND, UDP_CONNECT, UDP_DELIVER, UDP_RESYNC,
                                  UDP_SEND, UDP_SOCK_ERR, UDP_UNBIND)
 from shared.proto.udp import PortTable
 from shared.skb import CSUM_PARTIAL, CSUM_VALID, NoBuffers, Skb
@@ -91,6 +91,8 @@ class Udp(Service):
             self.table.unbind(fields[0])
         elif code == L4_ERR:
             self.udp_err(fields[0])
+        elif code == LOWER_UP:
+            pass                  # datagrams lost below stay lost: UDP promises nothing
         else:
             self.counters["unexpected_messages"] += 1
         self.flush()

@@ -66,6 +66,8 @@ L4_ERR = _msg(0x303, "L4_ERR", "ip -> transport: ICMP errors [[type, code, info,
               items=list)
 IP_ICMP_ERROR = _msg(0x304, "IP_ICMP_ERROR", "transport -> ip: send an ICMP error about each datagram "
                      "(skb data at its IP header): [[handle, type, code], ...]", items=list)
+LOWER_UP = _msg(0x308, "LOWER_UP", "ip -> transports: a layer below restarted or a device's carrier came "
+                "back: segments inside it are lost; resend what is in flight now rather than at a timeout")
 
 IP_REGISTER = _msg(0x305, "IP_REGISTER", "service -> ip: the IP protocols the service handles and those it "
                    "wants raw copies of (inet_add_protocol); the whole set each time, acked with ANNOUNCE_ACK",

@@ -14,6 +14,7 @@ import bisect
 import json
 import os
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -23,6 +24,7 @@ from tests.system.conftest import ROOT, Stack, new_instance, start_on_mkstack
 APPS = os.path.join(ROOT, "tests", "system", "apps")
 VICTIMS = ("driver", "netdev", "ip", "udp", "tcp", "socket_server")
 UDP_PORT, TCP_PORT = 9999, 7007
+PHASES = ("reclaim_ms", "spawn_ms", "init_ms", "first_msg_ms", "ready_ms")
 
 
 def silence(times: list[float], at: float) -> float | None:
@@ -43,6 +45,7 @@ def probe(stack: Stack, victims: list[str], kills: int, gap: float) -> dict:
     prober = stack.peer_popen("python3", os.path.join(APPS, "probe2ms.py"), stack.addr, str(UDP_PORT),
                               str(TCP_PORT), str(seconds), result)
     plan: list[tuple[str, float]] = []
+    phases: dict[str, list[dict]] = {}
     try:
         assert "probing" in prober.stdout.readline()
         time.sleep(gap)
@@ -50,6 +53,9 @@ def probe(stack: Stack, victims: list[str], kills: int, gap: float) -> dict:
             for _ in range(kills):
                 plan.append((victim, stack.kill_when_running(victim)))
                 time.sleep(gap)
+                svc = next(x for x in stack.status()["services"] if x["name"] == victim)
+                phases.setdefault(victim, []).append({**svc["last_start"],
+                                                      **stack.stats()[victim].get("start_phases", {})})
         prober.send_signal(signal.SIGINT)
         prober.communicate(timeout=30)
         with open(result) as f:
@@ -68,7 +74,8 @@ def probe(stack: Stack, victims: list[str], kills: int, gap: float) -> dict:
         kinds.setdefault(victim, []).append([None if g is None else round(1000 * g, 1) for g in gaps])
     steady = [b - a for kind in ("udp", "tcp") for a, b in zip(got[kind], got[kind][1:])]
     steady.sort()
-    return {"sent": got["sent"], "ended": got["ended"], "udp_tcp_ms": kinds, "udp_echoes": len(got["udp"]), "tcp_echoes": len(got["tcp"]),
+    return {"sent": got["sent"], "ended": got["ended"], "udp_tcp_ms": kinds, "phases": phases,
+            "udp_echoes": len(got["udp"]), "tcp_echoes": len(got["tcp"]),
             "steady_gap_p50_ms": round(1000 * steady[len(steady) // 2], 2) if steady else None,
             "silence_ms": {v: [None if x is None else round(1000 * x, 1) for x in xs] for v, xs in per.items()}}
 
@@ -97,6 +104,12 @@ def main() -> int:
         known = [x for x in xs if x is not None]
         worst = f"{max(known):.0f}" if len(known) == len(xs) else "none"
         print(f"{v:<14}{worst:>9}  {', '.join('-' if x is None else f'{x:.0f}' for x in xs)}")
+    print("start phases, median ms (supervisor: skb reclaim, promotion; the new incarnation from its "
+          "promotion: init done, first message, ready)")
+    for v, ps in r["phases"].items():
+        med = {k: statistics.median(p[k] for p in ps if k in p) for k in PHASES if any(k in p for p in ps)}
+        kinds = sorted({p.get("start", "?") for p in ps})
+        print(f"  {v:<14}" + "  ".join(f"{k} {x:.1f}" for k, x in med.items()) + f"  ({'/'.join(kinds)})")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(r, f, indent=2)

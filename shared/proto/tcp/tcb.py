@@ -744,6 +744,20 @@ class Tcb:
         if self.ka_at is not None and now >= self.ka_at:
             self._keepalive(now)
 
+    def resend_head(self, now: float) -> bool:
+        """A layer below this stack restarted and lost what was inside it: resend
+        the first unacknowledged segment (or the SYN) now, without a timeout's
+        congestion response. A retransmission timeout would do the same after
+        200 ms or more; a duplicate costs the peer one ACK. False: nothing in flight."""
+        if self.state in (State.SYN_SENT, State.SYN_RCVD):
+            self.stats["retrans"] += 1
+            self._send_syn(now)
+            return True
+        if self.state not in SYNCHRONIZED or not self.flight:
+            return False
+        self._xmit(self.snd_una, min(self.flight, self.seg_size()), now, retransmit=True)
+        return True
+
     def _on_rto(self, now: float) -> None:
         self.stats["rto"] += 1
         self.retries += 1
