@@ -33,6 +33,7 @@ ANNOUNCE_UNSENT = 0.005    # ... and of one that could not be sent (the peer res
 HOLD_MAX = 1024            # skbs held, over all neighbours, for neighbours that cannot take them
 HOLD_TIME = 0.5            # seconds a held message waits before it is dropped
 HOLD_RETRY = 0.002         # seconds between tries to send held messages
+CRASH_HOOK = "{name}.crash-on-start"   # test hook: this file in the run directory makes the service exit(3)
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3       # glibc mallopt parameters
 MMAP_THRESHOLD = 4 << 20   # blocks below this come from the heap, not a fresh mmap
 TRIM_THRESHOLD = 8 << 20   # free heap kept before it is given back to the kernel
@@ -116,6 +117,10 @@ class Service:
         self.instance = check_instance(args.instance)
         self.cfg: Config = load(args.config)
         self.rundir = endpoints.run_dir(self.cfg.run_dir, self.instance)
+        if os.path.exists(os.path.join(self.rundir, CRASH_HOOK.format(name=self.name))):
+            print(f"mkstack-{self.name}: {CRASH_HOOK.format(name=self.name)} in the run directory: "
+                  "crashing on start (a test hook)", file=sys.stderr)
+            sys.exit(3)
         logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                             format=f"%(asctime)s {self.name}[%(process)d] %(levelname)s %(message)s")
         self.log = logging.getLogger(self.name)
@@ -527,7 +532,6 @@ def started_at() -> float:
         return ticks / os.sysconf("SC_CLK_TCK")     # since boot, as CLOCK_MONOTONIC on Linux
     except (OSError, ValueError, IndexError):
         return time.monotonic()
-CRASH_ENV = "MKSTACK_CRASH_ON_START"   # test hook: services named here (comma-separated) exit(3) at start
 
 
 def wait_for_promotion() -> bool:
@@ -548,10 +552,6 @@ def wait_for_promotion() -> bool:
 def main(cls: type[Service]) -> None:
     if STANDBY in sys.argv[1:] and not wait_for_promotion():
         return
-    name = sys.argv[sys.argv.index("--name") + 1] if "--name" in sys.argv[:-1] else cls.kind
-    if name in os.environ.get(CRASH_ENV, "").split(","):
-        print(f"mkstack-{name}: {CRASH_ENV} asks this service to crash", file=sys.stderr)
-        sys.exit(3)
     try:
         svc = cls()
     except ConfigError as exc:

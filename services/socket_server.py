@@ -55,6 +55,7 @@ CLIENT_CHECK = 1.0                # seconds between checks that client processes
 OUTBOX_RETRY = 0.02               # seconds between attempts to reach a restarting udp
 OUTBOX_MAX = 65536
 RESTART_NOTICE_FOR = 10.0         # seconds to keep trying to tell a client we restarted
+RESTART_NOTICE_RETRY = 0.004      # seconds between tries (its event channel reconnects every 5 ms)
 # calls that change nothing: a repeat after a restart may simply do them again
 CID_MAX = 64                       # bytes of a client id (the library's: 24)
 IDENT_MAX = 120                    # bytes of a DEALER identity: the client id, a dot, the thread's part
@@ -1214,7 +1215,7 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
             del self.restart_notices[cid]
             for fd, sock in c.fds.items():
                 self.frames.append([c.events, msgpack.packb([0, fd, *sock.readiness(), sock.id])])
-        self.notice_at = now + OUTBOX_RETRY
+        self.notice_at = now + RESTART_NOTICE_RETRY
 
     # -- introspection ------------------------------------------------------------
     def show(self, what: str) -> object:

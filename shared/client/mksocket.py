@@ -29,6 +29,7 @@ import signal
 import struct
 import sys
 import threading
+import weakref
 
 import msgpack
 import zmq
@@ -73,8 +74,35 @@ _default_timeout: float | None = None
 ENDPOINT_ENV = "MKSTACK_ENDPOINT"
 IFACES_ENV = "MKSTACK_IFACES"       # "1:lo,2:tap0": mkstack's interfaces, as `launcher.py run` names them
 SENDFILE_BLOCK = 256 * 1024         # bytes read from the file per send
-RESTART_CHECK_MS = 100      # a waiting call looks this often whether the socket server restarted
+FIRST_WAIT_MS = 10          # a call waits this long for its answer before it also listens for restarts
+RESTART_CHECK_MS = 100      # and then looks at least this often whether the socket server restarted
 _POLLIN, _POLLOUT, _POLLERR, _POLLHUP = 0x1, 0x4, 0x8, 0x10
+
+
+class _Bell:
+    """An eventfd the events thread writes when the socket server restarted: a
+    call waiting for its answer (lost with the old server) wakes at once and
+    asks again, instead of at its next RESTART_CHECK_MS look."""
+
+    __slots__ = ("fd", "__weakref__")
+
+    def __init__(self) -> None:
+        self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+
+    def ring(self) -> None:
+        try:
+            os.eventfd_write(self.fd, 1)
+        except OSError:
+            pass
+
+    def clear(self) -> None:
+        try:
+            os.eventfd_read(self.fd)
+        except OSError:
+            pass
+
+    def __del__(self) -> None:
+        os.close(self.fd)
 
 
 def _os_error(err: int, text: str | None = None) -> OSError:
@@ -206,6 +234,7 @@ class _Connection:
         self.held: dict[int, collections.deque] = {}
         self.lock = threading.Lock()
         self.generation = 0                 # restarts of the socket server seen
+        self.bells: weakref.WeakSet[_Bell] = weakref.WeakSet()   # one per calling thread
         self.call(SYS_HELLO, self.pid, False)
         self.events_ready = threading.Event()
         threading.Thread(target=self._events, name="mkstack-events", daemon=True).start()
@@ -218,7 +247,7 @@ class _Connection:
             # a thread that posts a send and ends closes its DEALER when it goes: linger
             # so the post still leaves (the kernel's send had completed by then)
             s.setsockopt(zmq.LINGER, POST_LINGER_MS)
-            s.setsockopt(zmq.RCVTIMEO, RESTART_CHECK_MS)
+            s.setsockopt(zmq.RCVTIMEO, FIRST_WAIT_MS)
             s.setsockopt(zmq.IDENTITY, self.cid + b"." + str(next(self.threads)).encode())
             endpoints.connect_fast(s, self.endpoint)
             self.local.sock = s
@@ -264,7 +293,7 @@ class _Connection:
     def _call_on_new_dealer(self, code: int, *args: object) -> object:
         s = self.ctx.socket(zmq.DEALER)
         s.setsockopt(zmq.LINGER, 0)
-        s.setsockopt(zmq.RCVTIMEO, RESTART_CHECK_MS)
+        s.setsockopt(zmq.RCVTIMEO, FIRST_WAIT_MS)
         s.setsockopt(zmq.IDENTITY, self.cid + b".r" + str(next(self.threads)).encode())
         endpoints.connect_fast(s, self.endpoint)
         try:
@@ -279,8 +308,10 @@ class _Connection:
         s.send(request)
         while True:
             try:
-                frame = s.recv()          # RCVTIMEO: wakes every RESTART_CHECK_MS
+                frame = s.recv()          # RCVTIMEO: FIRST_WAIT_MS
             except zmq.Again:
+                if self.generation == gen:
+                    self._wait_long(s)       # until the answer, a restart's bell, or a while
                 if self.generation != gen:
                     # the socket server restarted: ask again (it answers a call only once)
                     gen = self.generation
@@ -301,6 +332,16 @@ class _Connection:
             raise _os_error(err, result if isinstance(result, str) else None)
         return result
 
+    def _wait_long(self, s: zmq.Socket) -> None:
+        """Wait for the answer or this thread's bell (a restart), RESTART_CHECK_MS at most."""
+        bell = getattr(self.local, "bell", None)
+        if bell is None:
+            bell = self.local.bell = _Bell()
+            with self.lock:
+                self.bells.add(bell)
+        zmq.select([s, bell.fd], [], [], RESTART_CHECK_MS / 1000)
+        bell.clear()        # a ring missed here is seen by the generation check after the next recv
+
     def _events(self) -> None:
         s = self.ctx.socket(zmq.DEALER)
         s.setsockopt(zmq.LINGER, 0)
@@ -318,6 +359,10 @@ class _Connection:
                 self.apply(*msg[1:])
             elif isinstance(msg, list) and len(msg) == 2 and msg[0] == 1:
                 self.generation += 1        # [1, pid]: the socket server restarted
+                with self.lock:
+                    bells = list(self.bells)
+                for bell in bells:
+                    bell.ring()
 
     def apply(self, fd: int, ver: int, mask: int, sid: int) -> None:
         targets = self.by_sid.get(sid)
