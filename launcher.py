@@ -1,24 +1,20 @@
 #!/usr/bin/env python3
-"""mkstack launcher: the CLI, and the supervisor (init + reincarnation server).
+"""mkstack launcher: the CLI.
 
 ``up`` prepares the host side (peer namespace, persistent TAP), starts the
-supervisor as a daemon and waits until every service answers. The supervisor
-spawns one process per layer, pings each on its control endpoint, restarts a
-dead or hung one with capped exponential backoff, reclaims the skbs it owned,
-and takes fault-injection requests (``kill``, ``restart``).
+supervisor (services/supervisor.py) as a daemon and waits until every service
+answers; the other commands talk to the supervisor and the services.
 """
 
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, ROOT)
@@ -26,325 +22,16 @@ sys.path.insert(0, ROOT)
 import msgpack  # noqa: E402
 import zmq  # noqa: E402
 
+from services.supervisor import SHUTDOWN_MARK  # noqa: E402
 from shared import host, mib  # noqa: E402
 from shared.capture import RX, PcapWriter, summary  # noqa: E402
 from shared.config import Config, ConfigError, check_instance, load  # noqa: E402
 from shared.ipc import endpoints  # noqa: E402
-from shared.ipc.codec import BadMessage, decode, decode_reply, encode  # noqa: E402
 from shared.ipc.control import call  # noqa: E402
-from shared.ipc.messages import (CTL_ADDR, CTL_CAPTURE, CTL_FILTER, CTL_IMPAIR, CTL_PING, CTL_ROUTE,  # noqa: E402
+from shared.ipc.messages import (CTL_ADDR, CTL_CAPTURE, CTL_FILTER, CTL_IMPAIR, CTL_ROUTE,  # noqa: E402
                                  CTL_SHOW, CTL_STATS, SUP_KILL, SUP_RESTART, SUP_SHUTDOWN, SUP_STATUS)
-from shared.skb import SkbPool  # noqa: E402
 
 DEFAULT_CONFIG = os.path.join(ROOT, "configs", "default.toml")
-TRANSIT_GRACE = 2.0     # after a death, skbs still in flight from it are lost
-CRASH_LOOP = 3          # deaths in a row soon after start that make a crash loop
-EXTERNAL_KILLS = (-signal.SIGKILL, -signal.SIGTERM, -signal.SIGINT)
-STANDBY_DELAY = 1.0     # after a start, before the next warm standby is started
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """Services go when the supervisor goes, even on SIGKILL."""
-    import ctypes
-    ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def _pidfd(pid: int) -> int:
-    """A descriptor that becomes readable when ``pid`` exits (-1 where unsupported)."""
-    try:
-        return os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        return -1
-
-
-def _close_fd(fd: int) -> None:
-    if fd >= 0:
-        os.close(fd)
-
-
-def _exit_reason(code: int) -> str:
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exited with {code}"
-
-
-# -- supervisor -------------------------------------------------------------
-@dataclass
-class Child:
-    name: str
-    kind: str
-    proc: subprocess.Popen | None = None
-    state: str = "starting"        # starting, running, backoff, crashloop
-    restarts: int = 0
-    epoch: int = 0
-    started: float = 0.0
-    last_pong: float = 0.0
-    ping_sent: float = 0.0
-    restart_at: float = 0.0
-    backoff: float = 0.0
-    quick_deaths: int = 0          # deaths in a row soon after a start, not counting kills from outside
-    proc_returncode: int = 0
-    last_exit: str | None = None
-    dealer: zmq.Socket | None = None
-    transit_reclaims: list = field(default_factory=list)   # (when, token)
-    pidfd: int = -1                # readable when proc exits: the supervisor wakes at once
-    standby: subprocess.Popen | None = None   # warm, imported, waiting for its epoch on stdin
-    standby_at: float = 0.0        # when to start the next standby
-    last_start: dict = field(default_factory=dict)   # the supervisor's part of the last restart
-
-
-class Supervisor:
-    def __init__(self, cfg: Config, instance: str) -> None:
-        self.cfg = cfg
-        self.instance = instance
-        self.rundir = endpoints.run_dir(cfg.run_dir, instance)
-        self.logdir = os.path.join(self.rundir, "logs")
-        os.makedirs(self.logdir, exist_ok=True)
-        self.pool = SkbPool(endpoints.slab_path(instance), owner=0, n_owners=len(cfg.services),
-                            classes=cfg.skb_classes, create=True)
-        self.ctx = zmq.Context.instance()
-        self.ctl = self.ctx.socket(zmq.ROUTER)
-        self.ctl.setsockopt(zmq.LINGER, 0)
-        self.ctl.bind(endpoints.control(self.rundir, "launcher"))
-        self.children = {n: Child(n, "driver" if n.startswith("driver") else n) for n in cfg.services}
-        self.running = True
-        self.reclaimed = 0
-        self.counters: dict[str, int] = {"promoted": 0, "cold_starts": 0}
-        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "running", False))
-
-    def start(self, c: Child, *extra: str, stdin: int = subprocess.DEVNULL) -> subprocess.Popen:
-        log = open(os.path.join(self.logdir, f"{c.name}.log"), "ab")
-        argv = [sys.executable, "-m", f"services.{c.kind}", "--config", self.cfg.path,
-                "--instance", self.instance, "--name", c.name, *extra]
-        try:
-            return subprocess.Popen(argv, cwd=ROOT, stdin=stdin, stdout=log, stderr=log,
-                                    preexec_fn=_die_with_parent)
-        finally:
-            log.close()
-
-    def spawn(self, c: Child) -> None:
-        """Start an incarnation: promote the warm standby if one is waiting, else a cold start."""
-        c.epoch += 1
-        standby, c.standby = c.standby, None
-        c.proc = None
-        if standby is not None and standby.poll() is None:
-            try:
-                standby.stdin.write(f"{c.epoch}\n".encode())   # type: ignore[union-attr]
-                standby.stdin.close()                          # type: ignore[union-attr]
-                c.proc = standby
-                self.counters["promoted"] += 1
-            except OSError:           # it died just now
-                standby.kill()
-        if c.proc is None:
-            c.proc = self.start(c, "--epoch", str(c.epoch))
-            self.counters["cold_starts"] += 1
-        c.pidfd = _pidfd(c.proc.pid)
-        now = time.monotonic()
-        # the next standby's imports must not compete with this one's recovery for the CPU
-        c.standby_at = now + STANDBY_DELAY
-        c.state = "starting"
-        c.started = now
-        c.last_pong = c.ping_sent = 0.0
-        if c.dealer is None:
-            c.dealer = self.ctx.socket(zmq.DEALER)
-            c.dealer.setsockopt(zmq.LINGER, 0)
-            endpoints.connect_fast(c.dealer, endpoints.control(self.rundir, c.name))
-
-    def keep_standbys(self, now: float) -> None:
-        if not self.cfg.supervisor.standby:
-            return
-        for c in self.children.values():
-            if c.standby is not None and c.standby.poll() is not None:
-                c.standby = None                     # it died waiting: start another later
-                c.standby_at = now + STANDBY_DELAY
-            if c.standby is None and c.proc is not None and now >= c.standby_at:
-                c.standby = self.start(c, "--standby", stdin=subprocess.PIPE)
-
-    def reap(self, now: float) -> None:
-        for c in self.children.values():
-            if c.proc is None or c.proc.poll() is None:
-                continue
-            c.last_exit = _exit_reason(c.proc.returncode)
-            c.proc_returncode = c.proc.returncode
-            c.proc = None
-            _close_fd(c.pidfd)
-            c.pidfd = -1
-            sid = self.cfg.service_id(c.name)
-            t = time.monotonic()
-            self.reclaimed += self.pool.reclaim(sid)
-            c.last_start = {"reclaim_ms": round((time.monotonic() - t) * 1000, 2)}
-            c.transit_reclaims.append((now + TRANSIT_GRACE, (sid << 16) | (c.epoch & 0xFFFF)))
-            if not self.running:
-                continue
-            c.backoff = self.backoff_after_death(c, now)
-            c.restart_at = now + c.backoff
-            c.state = "crashloop" if c.quick_deaths >= CRASH_LOOP else "backoff"
-            c.restarts += 1
-            loop = f" (crash loop: {c.quick_deaths} deaths soon after start)" if c.state == "crashloop" else ""
-            print(f"{time.strftime('%H:%M:%S')} {c.name} {c.last_exit}; restart in {c.backoff:.2f}s{loop}",
-                  flush=True)
-
-    def backoff_after_death(self, c: Child, now: float) -> float:
-        """A service killed from outside comes back at once, however often that
-        happens (fault injection, an operator, the OOM killer: a start takes a
-        few hundred ms of its own, so this is no busy loop). One that dies by
-        itself soon after its start, again and again, is crash-looping: it
-        waits, twice as long each time."""
-        sup = self.cfg.supervisor
-        if c.proc_returncode in EXTERNAL_KILLS:
-            c.quick_deaths = 0
-            return 0.0
-        if now - c.started < sup.backoff_reset:
-            c.quick_deaths += 1
-        else:
-            c.quick_deaths = 1
-        return min(sup.backoff_initial * 2 ** (c.quick_deaths - 1), sup.backoff_max)
-
-    def tick(self, now: float) -> None:
-        sup = self.cfg.supervisor
-        for c in self.children.values():
-            for when, token in list(c.transit_reclaims):
-                if now >= when:
-                    self.reclaimed += self.pool.reclaim(-1, token)
-                    c.transit_reclaims.remove((when, token))
-            if c.state in ("backoff", "crashloop") and now >= c.restart_at:
-                t = time.monotonic()
-                self.spawn(c)
-                c.last_start["spawn_ms"] = round((time.monotonic() - t) * 1000, 2)
-                c.last_start["promoted"] = c.proc is not None and c.proc.stdin is not None
-            if c.proc is None or c.dealer is None:
-                continue
-            while c.dealer.poll(0):
-                try:
-                    status, pong = decode_reply(c.dealer.recv())
-                except BadMessage:
-                    continue
-                if status == 0:
-                    c.last_pong = now
-                    # alive, and its start-up announcements (protocol registrations) acknowledged
-                    c.state = "running" if not isinstance(pong, dict) or pong.get("ready", True) else "starting"
-            if now - c.ping_sent >= sup.heartbeat_interval:
-                c.ping_sent = now
-                try:
-                    c.dealer.send(encode(CTL_PING), zmq.NOBLOCK)
-                except zmq.Again:
-                    pass
-            silent_since = c.last_pong or c.started
-            if now - silent_since > sup.heartbeat_timeout:
-                print(f"{time.strftime('%H:%M:%S')} {c.name} missed heartbeats; killing", flush=True)
-                c.proc.kill()
-                c.last_pong = now  # one kill per timeout
-
-    def status(self) -> dict:
-        now = time.monotonic()
-        services = [{"name": c.name, "pid": c.proc.pid if c.proc else None, "state": c.state,
-                     "restarts": c.restarts, "uptime": round(now - c.started, 3) if c.proc else 0.0,
-                     "last_exit": c.last_exit, "standby": c.standby.pid if c.standby else None,
-                     "last_start": c.last_start}
-                    for c in self.children.values()]
-        devices = [{"name": d.name, "addr": str(d.addr), "mac": ":".join(f"{b:02x}" for b in d.mac),
-                    "mtu": d.mtu, "peer_netns": d.netns(self.instance), "peer_addr": str(d.peer_addr)}
-                   for d in self.cfg.devices]
-        return {"instance": self.instance, "pid": os.getpid(), "services": services, "devices": devices,
-                "skb": self.skb_usage(), "starts": self.counters}
-
-    def skb_usage(self) -> dict:
-        u = self.pool.usage()
-        names = {self.cfg.service_id(n): n for n in self.cfg.services}
-        u["by_owner"] = {names.get(o, str(o)): n for o, n in u["by_owner"].items()}
-        u["reclaimed"] = self.reclaimed
-        return u
-
-    def control(self, code: int, fields: list) -> object:
-        if code == SUP_STATUS:
-            return self.status()
-        if code == SUP_SHUTDOWN:
-            self.running = False
-            return "shutting down"
-        c = self.children.get(fields[0])
-        if c is None:
-            raise OSError(errno.ENOENT, f"no service named {fields[0]!r}")
-        if code == SUP_KILL:
-            if c.proc is None:
-                raise OSError(errno.ESRCH, f"{c.name} is not running")
-            try:
-                sig = signal.Signals(fields[1])
-            except ValueError:
-                raise OSError(errno.EINVAL, f"bad signal {fields[1]}") from None
-            c.proc.send_signal(sig)
-            return {"name": c.name, "pid": c.proc.pid, "signal": sig.name}
-        if code == SUP_RESTART:
-            if c.proc is not None:
-                c.proc.terminate()
-                try:
-                    c.proc.wait(3)
-                except subprocess.TimeoutExpired:
-                    c.proc.kill()
-                    c.proc.wait()
-                self.pool.reclaim(self.cfg.service_id(c.name))
-                c.last_exit = "restarted"
-                c.proc = None
-                _close_fd(c.pidfd)
-                c.pidfd = -1
-            c.restarts += 1
-            self.spawn(c)
-            return {"name": c.name, "pid": c.proc.pid}
-        raise OSError(errno.EINVAL, "unknown supervisor request")
-
-    def serve(self) -> None:
-        while self.ctl.poll(0):
-            parts = self.ctl.recv_multipart()
-            try:
-                code, fields = decode(parts[-1])
-                reply = encode(0, self.control(code, fields))
-            except BadMessage as exc:
-                reply = encode(errno.EINVAL, str(exc))
-            except OSError as exc:
-                reply = encode(exc.errno or errno.EINVAL, exc.strerror or str(exc))
-            self.ctl.send_multipart([*parts[:-1], reply])
-
-    def run(self) -> None:
-        for c in self.children.values():
-            self.spawn(c)
-        while self.running:
-            # woken by a request, a death (pidfd) or the heartbeat tick
-            poller = zmq.Poller()
-            poller.register(self.ctl, zmq.POLLIN)
-            for c in self.children.values():
-                if c.pidfd >= 0:
-                    poller.register(c.pidfd, zmq.POLLIN)
-            poller.poll(20)
-            now = time.monotonic()
-            self.reap(now)
-            self.serve()
-            if self.running:
-                self.tick(now)
-                self.keep_standbys(now)
-        self.stop_all()
-
-    def stop_all(self) -> None:
-        for c in self.children.values():
-            if c.standby is not None:
-                c.standby.stdin.close()   # type: ignore[union-attr]   # end of file: it exits
-        procs = [c.proc for c in self.children.values() if c.proc]
-        procs += [c.standby for c in self.children.values() if c.standby]
-        for p in procs:
-            p.terminate()
-        deadline = time.monotonic() + 3
-        for p in procs:
-            try:
-                p.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        self.ctl.close(0)
-        for c in self.children.values():
-            if c.dealer is not None:
-                c.dealer.close(0)
 
 
 # -- CLI ----------------------------------------------------------------------
@@ -392,9 +79,8 @@ def cmd_up(cfg: Config, instance: str, args: argparse.Namespace) -> int:
     for dev in cfg.devices:
         host.setup_device(dev, instance)
     log = open(os.path.join(rundir, "launcher.log"), "ab")
-    subprocess.Popen([sys.executable, os.path.join(ROOT, "launcher.py"), "--instance", instance,
-                      "-c", cfg.path, "supervise"], cwd=ROOT, stdin=subprocess.DEVNULL,
-                     stdout=log, stderr=log, start_new_session=True)
+    subprocess.Popen([sys.executable, "-m", "services.supervisor", "--instance", instance, "--config", cfg.path],
+                     cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
     log.close()
     deadline = time.monotonic() + args.timeout
     while time.monotonic() < deadline:
@@ -409,6 +95,9 @@ def cmd_up(cfg: Config, instance: str, args: argparse.Namespace) -> int:
 
 
 def cmd_down(cfg: Config, instance: str, args: argparse.Namespace) -> int:
+    rundir = endpoints.run_dir(cfg.run_dir, instance)
+    if os.path.isdir(rundir):        # no watchdog starts a supervisor while we take it all down
+        open(os.path.join(rundir, SHUTDOWN_MARK), "w").close()
     if _status(cfg, instance, timeout=1.0) is not None:
         try:
             call(_sup(cfg, instance), SUP_SHUTDOWN, timeout=2.0)
@@ -851,11 +540,6 @@ for n in (5, 1472, 8000, 65507):
 """
 
 
-def cmd_supervise(cfg: Config, instance: str, args: argparse.Namespace) -> int:
-    Supervisor(cfg, instance).run()
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="launcher.py", description="Start, supervise and inspect mkstack.")
     ap.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="TOML config (default: %(default)s)")
@@ -928,7 +612,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_stats)
     sub.add_parser("demo", help="up, ping from the Linux peer, kill a layer, ping again, down").set_defaults(
         fn=cmd_demo)
-    sub.add_parser("supervise", help=argparse.SUPPRESS).set_defaults(fn=cmd_supervise)
     return ap
 
 

@@ -1,5 +1,6 @@
 """The launcher CLI: up/down/status, config errors, instances side by side."""
 
+import json
 import os
 import signal
 import subprocess
@@ -48,16 +49,26 @@ def test_two_instances_side_by_side(stack):
 
 
 def test_down_after_the_supervisor_was_killed_leaves_nothing():
-    s = Stack(new_instance())
-    try:
-        s.launcher("up")
-        os.kill(s.status()["pid"], signal.SIGKILL)
-        time.sleep(0.5)
-        assert s.launcher("status", check=False).returncode == 1
-    finally:
-        s.launcher("down", check=False)
-    assert s.leftovers() == []
-    assert not host.netns_exists(f"mkstack-{s.instance}")
+    """At once (while its watchdog starts a successor), and with supervisor and
+    watchdog both killed (the services alone, nobody to answer status)."""
+    for both in (False, True):
+        s = Stack(new_instance())
+        try:
+            s.launcher("up")
+            st = s.status()
+            time.sleep(1.2)        # the watchdog has started
+            if both:
+                with open(os.path.join(s.cfg.run_dir, s.instance, "services.json")) as f:
+                    os.kill(json.load(f)["watchdog"]["pid"], signal.SIGKILL)
+            os.kill(st["pid"], signal.SIGKILL)
+            if both:
+                time.sleep(1.0)
+                assert s.launcher("status", check=False).returncode == 1
+                assert {p for p in host.instance_pids(s.instance)} >= {x["pid"] for x in st["services"]}
+        finally:
+            s.launcher("down", check=False)
+        assert s.leftovers() == []
+        assert not host.netns_exists(f"mkstack-{s.instance}")
 
 
 def test_bad_config_names_the_key_and_starts_nothing(tmp_path):

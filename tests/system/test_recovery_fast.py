@@ -1,10 +1,17 @@
 """A kill is hardly noticed: warm standbys, held packets and at-once resends keep the
 2 ms probe's silence short; a crash loop is backed off without slowing the others."""
 
+import json
 import os
+import signal
+import subprocess
+import sys
 import time
 
 from tests.bench.blackout import VICTIMS, probe
+from tests.system.conftest import ROOT, reply_times
+
+XFER = os.path.join(ROOT, "tests", "system", "apps", "tcp_xfer.py")
 
 LIMIT_MS = 250      # the aim is < 100 ms; room for this machine's noise
 
@@ -52,3 +59,68 @@ def test_crash_loop_is_backed_off_and_the_others_recover_at_once(stack):
         os.unlink(hook)
     stack.wait_running("udp", within=30)      # the cause gone, it comes back after its backoff
     assert stack.state_of("tcp") == "running"
+
+
+def test_supervisor_killed_during_a_download(stack, tmp_path):
+    """SIGKILL of the supervisor: services keep moving traffic, a new supervisor
+    (started by the watchdog) adopts them, answers status and repairs a later kill;
+    a killed watchdog is started again by the supervisor."""
+    server = stack.peer_popen("python3", XFER, "serve", "5003")
+    assert "listening" in server.stdout.readline()
+    ping_log = open(tmp_path / "ping", "w")
+    ping = subprocess.Popen([sys.executable, os.path.join(ROOT, "launcher.py"), "--instance", stack.instance,
+                             "-c", stack.config, "peer", "--", "ping", "-D", "-i", "0.05", stack.addr],
+                            stdout=ping_log, stderr=subprocess.STDOUT)
+    get = subprocess.Popen([sys.executable, os.path.join(ROOT, "launcher.py"), "--instance", stack.instance,
+                            "-c", stack.config, "run", "--", "python", XFER, "get", stack.peer_addr, "5003",
+                            str(60_000_000)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(1.0)
+        old = stack.status()
+        os.kill(old["pid"], signal.SIGKILL)
+        killed = time.monotonic()
+        while True:
+            p = stack.launcher("status", "--json", check=False)
+            if p.returncode == 0 and json.loads(p.stdout)["pid"] != old["pid"]:
+                break
+            assert time.monotonic() - killed < 10, "no new supervisor"
+            time.sleep(0.05)
+        took = time.monotonic() - killed
+        st = json.loads(p.stdout)
+        print(f"\nstatus answered by the new supervisor {took:.2f} s after the kill (CLI start included)")
+        assert st["starts"]["adopted"] == len(VICTIMS)
+        assert {s["name"]: s["pid"] for s in st["services"]} == {s["name"]: s["pid"] for s in old["services"]}
+        # a later kill is repaired by the new supervisor
+        before = stack.restarts()["ip"]
+        stack.kill_when_running("ip")
+        stack.wait_running("ip")
+        assert stack.restarts()["ip"] == before + 1
+        # the watchdog, killed, is started again
+        rundir = os.path.join(stack.cfg.run_dir, stack.instance)
+        with open(os.path.join(rundir, "services.json")) as f:
+            dog = json.load(f)["watchdog"]["pid"]
+        os.kill(dog, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while True:
+            with open(os.path.join(rundir, "services.json")) as f:
+                if json.load(f)["watchdog"]["pid"] not in (dog, None):
+                    break
+            assert time.monotonic() < deadline, "the watchdog was not started again"
+            time.sleep(0.05)
+        out, _ = get.communicate(timeout=240)
+        assert get.returncode == 0, out
+    finally:
+        for p in (get, ping):
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+                p.wait(timeout=30)
+        ping_log.close()
+        server.kill()
+        served = server.communicate(timeout=10)[0]
+    r = json.loads(out.strip().splitlines()[-1])
+    hashes = {json.loads(x)["sha256"] for x in served.splitlines() if x.startswith('{"dir": "served"')}
+    assert r["bytes"] == 60_000_000 and r["sha256"] in hashes, (r, served)
+    times = reply_times((tmp_path / "ping").read_text())
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    print(f"ping: {len(times)} replies, longest gap {max(gaps):.3f} s")
+    assert max(gaps) < 1.0
