@@ -31,7 +31,7 @@ bench: venv
 	$(PY) -m tests.bench --peers pytcp --json tests/bench/results/bench.json --plot tests/bench/results/bench.png
 
 soak: venv
-	$(PY) -m tests.bench.soak --minutes 5 --json tests/bench/results/soak.json
+	$(PY) -m tests.bench.soak --minutes 5 --interval 1 --json tests/bench/results/soak.json --readme README.md
 
 clean:
 	rm -rf .venv .pytest_cache

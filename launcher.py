@@ -179,11 +179,15 @@ def cmd_chaos(cfg: Config, instance: str, args: argparse.Namespace) -> int:
     rng = random.Random(args.seed)
     end = time.monotonic() + args.duration
     kills = 0
+    recovery: dict[str, list[float]] = {}
+    last: tuple[str, int] | None = None
     while True:
         wait = rng.uniform(0.5, 1.5) * args.interval
         if time.monotonic() + wait > end:
             break
         time.sleep(wait)
+        if last is not None:
+            _recovered(cfg, instance, *last, recovery)
         victim = rng.choice(victims)
         try:
             r = call(_sup(cfg, instance), SUP_KILL, victim, int(signal.SIGKILL))
@@ -191,10 +195,40 @@ def cmd_chaos(cfg: Config, instance: str, args: argparse.Namespace) -> int:
             now = time.time()
             print(f"{time.strftime('%H:%M:%S', time.localtime(now))}.{int(now * 1000) % 1000:03d} killed {victim} "
                   f"(pid {r['pid']}) at {now:.3f}", flush=True)  # type: ignore[index]
+            last = (victim, r["pid"])  # type: ignore[index]
         except OSError as exc:      # still restarting from the last kill
             print(f"{time.strftime('%H:%M:%S')} {victim}: {exc.strerror or exc}", flush=True)
+            last = None
+    if last is not None:
+        time.sleep(0.5)
+        _recovered(cfg, instance, *last, recovery)
     print(f"chaos: {kills} kills in {args.duration:.0f}s (seed {args.seed})")
+    print("recovery, kill to the first message through the new incarnation (ms; no figure: no traffic reached it)")
+    print(f"  {'service':<14}{'kills':>6}{'p50':>8}{'p99':>8}{'max':>8}")
+    for name, xs in sorted(recovery.items()):
+        xs.sort()
+        pct = [xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))] for q in (0.5, 0.99)] if xs else []
+        row = "".join(f"{x:>8.1f}" for x in [*pct, xs[-1]]) if xs else f"{'-':>8}" * 3
+        print(f"  {name:<14}{len(xs):>6}{row}")
     return 0
+
+
+def _recovered(cfg: Config, instance: str, victim: str, pid: int, out: dict[str, list[float]]) -> None:
+    """The supervisor's part of a restart (skb reclaim, promotion) and the new
+    incarnation's own (promotion to its first message), if it took one yet."""
+    out.setdefault(victim, [])
+    try:
+        st = call(_sup(cfg, instance), SUP_STATUS, timeout=1.0)
+        svc = next(x for x in st["services"] if x["name"] == victim)  # type: ignore[index]
+        if svc["pid"] in (None, pid):
+            return                       # not back yet: counted as a kill without a figure
+        ctl = endpoints.control(endpoints.run_dir(cfg.run_dir, instance), victim)
+        phases = call(ctl, CTL_STATS, timeout=1.0)["start_phases"]  # type: ignore[index]
+    except (OSError, KeyError, StopIteration, TypeError):
+        return
+    if "first_msg_ms" in phases:
+        ls = svc.get("last_start", {})
+        out[victim].append(ls.get("reclaim_ms", 0) + ls.get("spawn_ms", 0) + phases["first_msg_ms"])
 
 
 def cmd_restart(cfg: Config, instance: str, args: argparse.Namespace) -> int:

@@ -43,7 +43,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRANSIT_GRACE = 2.0     # after a death, skbs still in flight from it are lost
 CRASH_LOOP = 3          # deaths in a row soon after start that make a crash loop
 EXTERNAL_KILLS = (-signal.SIGKILL, -signal.SIGTERM, -signal.SIGINT)
-STANDBY_DELAY = 1.0     # after a start, before the next warm standby is started
+STANDBY_DELAY = 0.05    # after a start, before the next warm standby is started (it runs SCHED_IDLE)
 ADOPTED_EXIT = 255      # an adopted process's exit status is not ours to collect
 SERVICES_FILE = "services.json"   # in the run directory: pid and epoch of each service, for adoption
 SHUTDOWN_MARK = "shutdown"        # in the run directory: `down` is under way, nobody restarts anything
@@ -56,6 +56,20 @@ def _pidfd(pid: int) -> int:
         return os.pidfd_open(pid)
     except (AttributeError, OSError):
         return -1
+
+
+def _set_policy(pid: int, policy: int) -> None:
+    try:
+        os.sched_setscheduler(pid, policy, os.sched_param(0))
+    except (OSError, AttributeError):
+        pass
+
+
+def _idle() -> None:
+    """A standby imports at SCHED_IDLE: it takes no CPU a running service or a
+    recovery wants, so the next one can start right after a promotion (a
+    second kill of the same service finds one, at worst half imported)."""
+    _set_policy(0, os.SCHED_IDLE)
 
 
 def _close_fd(fd: int) -> None:
@@ -161,14 +175,16 @@ class Supervisor:
         self.counters: dict[str, int] = {"promoted": 0, "cold_starts": 0, "adopted": 0}
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "running", False))
 
-    def start(self, c: Child, *extra: str, stdin: int = subprocess.DEVNULL) -> subprocess.Popen:
+    def start(self, c: Child, *extra: str, standby: bool = False) -> subprocess.Popen:
         log = open(os.path.join(self.logdir, f"{c.name}.log"), "ab")
         argv = [sys.executable, "-m", f"services.{c.kind}", "--config", self.cfg.path,
                 "--instance", self.instance, "--name", c.name, *extra]
         try:
             # services outlive the supervisor (a new one adopts them); a standby ends
             # by itself when its stdin, the supervisor's end of the pipe, closes
-            return subprocess.Popen(argv, cwd=ROOT, stdin=stdin, stdout=log, stderr=log, start_new_session=True)
+            return subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.PIPE if standby else subprocess.DEVNULL,
+                                    stdout=log, stderr=log, start_new_session=True,
+                                    preexec_fn=_idle if standby else None)
         finally:
             log.close()
 
@@ -179,6 +195,7 @@ class Supervisor:
         c.proc = None
         if standby is not None and standby.poll() is None:
             try:
+                _set_policy(standby.pid, os.SCHED_OTHER)     # it may still be importing: at full speed now
                 standby.stdin.write(f"{c.epoch}\n".encode())   # type: ignore[union-attr]
                 standby.stdin.close()                          # type: ignore[union-attr]
                 c.proc = standby
@@ -191,7 +208,6 @@ class Supervisor:
         c.pidfd = _pidfd(c.proc.pid)
         self.save_services()
         now = time.monotonic()
-        # the next standby's imports must not compete with this one's recovery for the CPU
         c.standby_at = now + STANDBY_DELAY
         c.state = "starting"
         c.started = now
@@ -206,7 +222,7 @@ class Supervisor:
                 c.standby = None                     # it died waiting: start another later
                 c.standby_at = now + STANDBY_DELAY
             if c.standby is None and c.proc is not None and now >= c.standby_at:
-                c.standby = self.start(c, "--standby", stdin=subprocess.PIPE)
+                c.standby = self.start(c, "--standby", standby=True)
 
     def reap(self, now: float) -> None:
         for c in self.children.values():

@@ -97,12 +97,15 @@ def soak(minutes: float, interval: float, seed: int) -> dict:
                                   str(interval), "--duration", str(minutes * 60), "--seed", str(seed)],
                                  stdout=subprocess.PIPE, text=True)
         kills = []
+        report: list[str] = []         # chaos's own table: kill to the first message through the layer
         for line in chaos.stdout:
             m = _KILL.search(line)
             if m:
                 kills.append((m.group(1), float(m.group(2))))
                 if len(kills) % 10 == 0:
                     print(f"  {len(kills)} kills so far", flush=True)
+            elif report or line.startswith("recovery,"):
+                report.append(line.rstrip())
         chaos.wait()
         time.sleep(3.0)
         stop.set()
@@ -142,7 +145,8 @@ def soak(minutes: float, interval: float, seed: int) -> dict:
     lost = (bytes_lost(runs["put"], {r["sha256"] for r in lines if r["dir"] == "stored"})
             + bytes_lost(runs["get"], {r["sha256"] for r in lines if r["dir"] == "served"}))
     moved = sum(BULK for rc, _, _ in runs["put"] + runs["get"] if rc == 0)
-    return {"minutes": minutes, "seed": seed, "kills": len(kills), "unrecovered": unrecovered,
+    return {"minutes": minutes, "interval": interval, "seed": seed, "kills": len(kills), "unrecovered": unrecovered,
+            "chaos_report": report,
             "restarts": restarts, "transfers": {d: len(r) for d, r in runs.items()}, "bytes_moved": moved,
             "bytes_lost": lost, "skb_used_after": skb_used, "failures": failures, "logs": tmp,
             "streams": {name: [round(ts[0], 3), round(ts[-1], 3), len(ts)] if ts else []
@@ -158,6 +162,7 @@ def main() -> int:
     ap.add_argument("--interval", type=float, default=2.0, help="mean seconds between kills")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+    ap.add_argument("--readme", metavar="FILE", help="write the figures into FILE's soak block (README.md)")
     args = ap.parse_args()
     if args.minutes <= 0 or args.interval <= 0:
         ap.error("--minutes and --interval must be positive")
@@ -172,10 +177,39 @@ def main() -> int:
         print(f"unrecovered: {line}")
     for line in r["failures"]:
         print(f"failed transfer: {line}")
+    print("\n".join(r["chaos_report"]))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(r, f, indent=2)
+    if args.readme:
+        write_readme(args.readme, r)
     return 0 if r["bytes_lost"] == 0 and not r["unrecovered"] else 1
+
+
+README_MARK = ("<!-- soak: written by python -m tests.bench.soak --readme -->", "<!-- /soak -->")
+
+
+def write_readme(path: str, r: dict) -> None:
+    """Replace the block between README_MARK in ``path`` with this run's figures."""
+    unrecovered = f"; kills after which some traffic never came back: {len(r['unrecovered'])}" \
+        if r["unrecovered"] else ""
+    rows = [f"`make soak` of {time.strftime('%Y-%m-%d')}: {r['minutes']:g} min, a kill every ~{r['interval']:g} s "
+            f"over all six services (seed {r['seed']}): {r['kills']} kills, "
+            f"{sum(r['transfers'].values())} transfers of 200 MB ({r['bytes_moved'] / 1e9:.1f} GB), "
+            f"**{r['bytes_lost']} bytes lost**, skb slots in use after: {r['skb_used_after']}{unrecovered}.",
+            "", "| service | kills | recovery p50 | p99 | max (kill to ping, UDP echo and TCP bytes all flowing, s) |",
+            "|---|---|---|---|---|"]
+    rows += [f"| {v} | {x['n']} | {x['p50']:.3f} | {x['p99']:.3f} | {x['max']:.3f} |"
+             for v, x in r["recovery_s"].items()]
+    if r["chaos_report"]:
+        rows += ["", "```", *r["chaos_report"], "```"]
+    with open(path) as f:
+        text = f.read()
+    start, end = text.find(README_MARK[0]), text.find(README_MARK[1])
+    if start < 0 or end < start:
+        raise SystemExit(f"{path}: no {README_MARK[0]} ... {README_MARK[1]} block to write into")
+    with open(path, "w") as f:
+        f.write(text[:start + len(README_MARK[0])] + "\n" + "\n".join(rows) + "\n" + text[end:])
 
 
 if __name__ == "__main__":
