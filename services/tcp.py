@@ -10,6 +10,7 @@ socket server as bytes in bulk, with send-buffer and window credits.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import heapq
 import itertools
@@ -26,6 +27,8 @@ from shared.ipc.codec import encode
 from shared.ipc.messages import (BIND_REUSEADDR, CLOSE_ABORT, CLOSE_SHUT_WR, IP_OUTPUT, IP_REGISTER, L4_ERR, L4_RCV,
                                  LOWER_UP, PMTUDISC_DO, RMEM_MAX, TCP_ACCEPTED, TCP_BIND, TCP_CLOSE, TCP_CONNECT,
                                  TCP_EVENTS, TCP_LISTEN, TCP_RCVD, TCP_RESYNC, TCP_SEND, TCP_SEND_URG, TCP_SETOPT)
+from shared.proto.tcp import seq as S
+from shared.proto.tcp import syncookie
 from shared.proto.tcp.tcb import Segment, State, Tcb, TcpConfig, reset_for
 from shared.proto.udp import PortTable
 from shared.skb import CSUM_PARTIAL, CSUM_VALID, NoBuffers, Skb
@@ -38,6 +41,7 @@ PASSIVE_BASE = 1 << 40        # conn ids tcp makes for accepted connections
 SOMAXCONN = 4096
 EVENTS_BATCH_BYTES = 256 * 1024   # stream data per TCP_EVENTS message (the codec refuses > 1 MiB)
 RESYNC_RETRY = 0.02               # seconds between attempts to reach the socket layer after a restart
+COOKIE_KEY_FILE = "tcp.cookie-key"   # in the run directory: the SYN-cookie secret
 
 
 @dataclass(eq=False)
@@ -102,6 +106,7 @@ class Tcp(Service):
         self.tcfg = TcpConfig(mss=min(d.mtu for d in self.cfg.devices) - 40,
                               tso=self.cfg.offload, **self.cfg.tcp)
         self.now = time.monotonic()
+        self.cookie_secret = self.load_cookie_secret()
         self.peer("ip")
         self.announce("ip", IP_REGISTER).set(self.name, [IPPROTO_TCP], [])   # inet_add_protocol
         self.peer("socket_server")
@@ -329,22 +334,99 @@ class Tcp(Service):
         if lst is not None and seg.flags & SYN and not seg.flags & (ACK | RST):
             self.syn_rcv(lst, seg, saddr, hdr.sport, daddr)
             return
+        if lst is not None and seg.flags & ACK and not seg.flags & (SYN | RST) and self.cookie_ack(
+                lst, seg, saddr, hdr.sport, daddr):
+            return
         rst = reset_for(seg)
         if rst is not None and daddr in self.local:
             self.counters["TcpOutRsts"] += 1
             self.xmit(daddr, hdr.dport, saddr, hdr.sport, rst)
 
     def syn_rcv(self, lst: Listener, syn: Segment, raddr: int, rport: int, laddr: int) -> None:
-        if lst.pending + len(lst.embryonic) >= lst.backlog:
+        """A SYN for a listener: a half-open connection, or a SYN cookie when the
+        listener's half-open queue is full (Linux: the SYN queue, as long as the
+        backlog); dropped only while the accept queue itself is full."""
+        if lst.pending >= lst.backlog:
             self.counters["ListenOverflows"] += 1      # dropped: the peer retries its SYN
+            return
+        if len(lst.embryonic) >= lst.backlog:
+            if not self.tcfg.syncookies:
+                self.counters["ListenOverflows"] += 1
+                return
+            self.cookie_synack(lst, syn, raddr, rport, laddr)
             return
         tcb = Tcb.accept(self.tcfg, syn=syn, iss=self.iss(), now=self.now, ts_offset=self.iss(),
                          rcv_space=lst.rcvbuf)
+        self.passive_open(lst, tcb, laddr, raddr, rport)
+
+    def passive_open(self, lst: Listener, tcb: Tcb, laddr: int, raddr: int, rport: int) -> Conn:
         c = Conn(self.passive_id(), tcb, laddr, lst.lport, raddr, rport, listener=lst.sock, origin=lst.sock)
         lst.embryonic.add(c.id)
         self.add_conn(c)
         self.counters["TcpPassiveOpens"] += 1
         self.touch(c)
+        return c
+
+    def cookie_synack(self, lst: Listener, syn: Segment, raddr: int, rport: int, laddr: int) -> None:
+        """Answer with a SYN-ACK whose ISN (and TSval) hold what we would have kept."""
+        iss = syncookie.make(self.cookie_secret, laddr, lst.lport, raddr, rport, syn.seq, syn.opts.mss, self.now)
+        syn = dataclasses.replace(syn, opts=syncookie.synack_options(syn.opts))
+        t = Tcb.accept(self.tcfg, syn=syn, iss=iss, now=self.now, rcv_space=lst.rcvbuf,
+                       ts_offset=self.cookie_ts_offset(laddr, lst.lport, raddr, rport))
+        synack = t.output[0]
+        if synack.opts.ts is not None:
+            tsval = t.ts_val(self.now)
+            marked = (tsval & ~((1 << syncookie.TS_BITS) - 1)) | syncookie.ts_bits(syn.opts)
+            if S.gt(marked, tsval):
+                marked = S.add(marked, -(1 << syncookie.TS_BITS))     # never ahead of our clock
+            opts = dataclasses.replace(synack.opts, ts=(marked, synack.opts.ts[1]))
+            synack = dataclasses.replace(synack, opts=opts)
+        self.counters["TcpExtSyncookiesSent"] += 1
+        self.xmit(laddr, lst.lport, raddr, rport, synack)
+
+    def cookie_ack(self, lst: Listener, seg: Segment, raddr: int, rport: int, laddr: int) -> bool:
+        """An ACK for a listener with no connection: if it carries one of our
+        cookies, the connection is established from it. False: not a cookie."""
+        if not self.tcfg.syncookies:
+            return False
+        mss = syncookie.check(self.cookie_secret, laddr, lst.lport, raddr, rport, seg.seq, seg.ack, self.now)
+        if mss is None:
+            self.counters["TcpExtSyncookiesFailed"] += 1
+            return False
+        if lst.pending >= lst.backlog:
+            self.counters["ListenOverflows"] += 1      # as Linux: the ACK is dropped, the peer retries
+            return True
+        sseq, flags, opts = syncookie.rebuild_syn(seg.seq, mss, seg.opts)
+        t = Tcb.accept(self.tcfg, syn=Segment(sseq, 0, flags, seg.wnd, b"", opts), iss=S.add(seg.ack, -1),
+                       now=self.now, rcv_space=lst.rcvbuf,
+                       ts_offset=self.cookie_ts_offset(laddr, lst.lport, raddr, rport))
+        t.output.clear()                # the SYN-ACK went out long ago, from no state
+        t.receive(seg, self.now)
+        self.counters["TcpExtSyncookiesRecv"] += 1
+        self.passive_open(lst, t, laddr, raddr, rport)
+        return True
+
+    def load_cookie_secret(self) -> bytes:
+        """The SYN-cookie key of the instance (in its root-only run directory): the
+        same across restarts, so a cookie handshake under way survives a kill."""
+        path = os.path.join(self.rundir, COOKIE_KEY_FILE)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        except FileExistsError:
+            with open(path, "rb") as f:
+                key = f.read()
+            if len(key) == 32:
+                return key
+            self.log.warning("%s: not a key; using one for this process only", path)
+            return os.urandom(32)
+        key = os.urandom(32)
+        with os.fdopen(fd, "wb") as f:
+            f.write(key)
+        return key
+
+    def cookie_ts_offset(self, laddr: int, lport: int, raddr: int, rport: int) -> int:
+        """The timestamp offset of a cookie connection: the same when its ACK comes."""
+        return syncookie.ts_offset(self.cookie_secret, laddr, lport, raddr, rport)
 
     def tcp_err(self, items: list) -> None:
         for item in items:

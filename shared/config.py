@@ -191,6 +191,7 @@ def _tcp(sec: _Section) -> dict:
         "keepalive_time": sec.num("keepalive_time", 1, 1 << 20, 7200.0),
         "keepalive_intvl": sec.num("keepalive_intvl", 1, 1 << 20, 75.0),
         "keepalive_probes": int(sec.num("keepalive_probes", 1, 127, 9, integer=True)),
+        "syncookies": sec.get("syncookies", bool, True),
     }
 
 

@@ -226,3 +226,34 @@ def test_a_peer_that_vanishes_gives_etimedout_not_a_hang(tmp_path):
     finally:
         s.launcher("down", check=False)
     assert s.leftovers() == []
+
+
+def test_spoofed_syns_do_not_silence_a_backlog_5_server(stack, tmp_path):
+    """SYN cookies: 5 spoofed SYNs a second at `http.server` (backlog 5) while curl
+    from the peer fetches once a second; every fetch answers within 1 s."""
+    (tmp_path / "index.html").write_text("still here\n")
+    web = launcher_popen(stack, "run", "--", "python", "-u", "-m", "http.server", "8080", "--directory",
+                         str(tmp_path))
+    flood = None
+    try:
+        wait_line(web, "Serving HTTP")
+        flood = stack.peer_popen("python3", os.path.join(APPS, "syn_flood.py"), stack.addr, "8080", "5", "20")
+        time.sleep(2.0)                    # the half-open queue is full by now
+        slow = []
+        for _ in range(15):
+            t = time.monotonic()
+            r = stack.peer("curl", "-s", "--max-time", "1", f"http://{stack.addr}:8080/index.html", check=False)
+            took = time.monotonic() - t
+            if r.returncode != 0 or r.stdout != "still here\n":
+                slow.append(f"curl exit {r.returncode} after {took:.2f} s")
+            time.sleep(max(0.0, 1.0 - took))
+        out, _ = flood.communicate(timeout=60)
+        assert "sent" in out, out
+    finally:
+        for p in (web, flood):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+    assert slow == [], slow
+    tcp = stack.stats()["tcp"]
+    assert tcp["TcpExtSyncookiesSent"] >= 15 and tcp["TcpExtSyncookiesRecv"] >= 1, tcp

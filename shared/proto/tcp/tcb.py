@@ -81,6 +81,7 @@ class TcpConfig:
     cc: str = "cubic"
     rto_min: float = 0.2
     tso: bool = False                # new data may leave in segments of many MSS; the device cuts them
+    syncookies: bool = True          # a listener's full half-open queue answers with cookies (the tcp service's)
 
 
 def reset_for(seg: Segment) -> Segment | None:

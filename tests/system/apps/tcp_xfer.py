@@ -8,7 +8,7 @@
 Every transfer prints {"dir", "bytes", "sha256", "seconds"}; the data is random
 slices of a random pool, so a byte lost, repeated or reordered changes the hash.
 With XFER_PROGRESS=FILE, put and get append "wall-time bytes" lines to FILE as
-the data moves (at most ten a second), for measuring stalls. XFER_SEND=N makes
+the data moves (at most a hundred a second: a stall is measured to 10 ms). XFER_SEND=N makes
 each sendall N bytes (256 KB by default). With XFER_PATTERN=1
 the data is instead each 8-byte word's own stream offset (big-endian), and get
 also reports the first offset where the bytes differ and the offset they came from.
@@ -56,7 +56,7 @@ class Progress:
 
     def __call__(self, n: int) -> None:
         now = time.time()
-        if self.f is not None and now - self.last >= 0.1:
+        if self.f is not None and now - self.last >= 0.01:
             self.f.write(f"{now:.3f} {n}\n")
             self.last = now
 
