@@ -349,7 +349,12 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
             if not self.track(client, call):
                 return
             self.dispatch(client, call)
-        except OSError as exc:
+        except Exception as exc:
+            if not isinstance(exc, OSError):
+                # arguments of a type or shape no handler expects (an address as bytes, say):
+                # EINVAL for the caller, a count and a logged traceback for us, never a call left hanging
+                self.fault("call", exc)
+                exc = OSError(errno.EINVAL, f"bad arguments ({exc.__class__.__name__}: {exc})")
             sock = None
             if code not in (SYS_HELLO, SYS_SOCKET, SYS_NETSTAT) and client is not None and len(fields) > 1:
                 sock = client.fds.get(fields[1]) if type(fields[1]) is int else None

@@ -310,6 +310,7 @@ class Tcp(Service):
             c.tcb.close(self.now)
         if how != CLOSE_SHUT_WR:
             c.orphan = True          # the socket is gone: tcp finishes the close alone
+            c.tcb.orphan(self.now)
         self.touch(c)
 
     # -- receive --------------------------------------------------------------------------
@@ -497,6 +498,9 @@ class Tcp(Service):
         if retrans:
             self.counters["TcpRetransSegs"] += retrans
             t.stats["retrans"] = 0
+        if t.stats["fin_wait2_timeouts"]:
+            self.counters["TcpExtFinWait2Timeouts"] += t.stats["fin_wait2_timeouts"]
+            t.stats["fin_wait2_timeouts"] = 0
         if c.listener is not None:
             lst = self.listener_of.get(c.listener)
             if t.state is State.CLOSED or lst is None:

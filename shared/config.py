@@ -185,6 +185,7 @@ def _tcp(sec: _Section) -> dict:
         "rcv_wscale": int(sec.num("window_scaling", 0, 14, 7, integer=True)),
         "delayed_ack": sec.num("delayed_ack", 0, 1, 0.04),
         "time_wait": sec.num("fin_timeout", 0, 600, 60.0),
+        "fin_timeout": sec.num("fin_timeout", 0, 600, 60.0),    # as Linux: also the orphans' FIN-WAIT-2
         "syn_retries": int(sec.num("syn_retries", 1, 127, 6, integer=True)),
         "retries2": int(sec.num("retries2", 1, 100, 15, integer=True)),
         "rto_min": sec.num("rto_min", 0.001, 10, 0.2),

@@ -98,9 +98,16 @@ def _zombie(pid: int) -> bool:
         return True
 
 
+def instance_shm(cfg: Config, instance: str) -> list[str]:
+    """The instance's files in /dev/shm: its slab and its services' state stores,
+    by exact name (a prefix glob of instance "a" would take those of "a-b" too)."""
+    names = [endpoints.slab_path(instance)] + [endpoints.state_dir(instance, s) for s in cfg.services]
+    return [p for p in names if os.path.lexists(p)]
+
+
 def remove_instance_files(cfg: Config, instance: str) -> None:
-    for path in glob.glob(f"/dev/shm/{endpoints.shm_prefix(instance)}*"):
-        if os.path.isdir(path):
+    for path in instance_shm(cfg, instance):
+        if os.path.isdir(path) and not os.path.islink(path):
             shutil.rmtree(path, ignore_errors=True)     # a service's state directory
             continue
         try:
@@ -113,7 +120,7 @@ def remove_instance_files(cfg: Config, instance: str) -> None:
 def leftovers(cfg: Config, instance: str) -> list[str]:
     """What of the instance still exists (empty after a clean ``down``)."""
     out = [f"process {p}" for p in instance_pids(instance)]
-    out += glob.glob(f"/dev/shm/{endpoints.shm_prefix(instance)}*")
+    out += instance_shm(cfg, instance)
     rd = endpoints.run_dir(cfg.run_dir, instance)
     if os.path.exists(rd):
         out.append(rd)

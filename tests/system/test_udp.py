@@ -163,6 +163,15 @@ def test_socket_server_survives_garbage_and_keeps_clients_apart(stack, echo_serv
     # a NaN or endless timeout would sit at the top of the timer heap: refused
     assert _call(s, SYS_RECVFROM, 151, fd, 10, 0, float("nan"))[1] == errno.EINVAL
     assert _call(s, SYS_RECVFROM, 152, fd, 10, 0, 1e300)[1] == errno.EINVAL
+    # arguments of types no handler expects: answered EINVAL, never left waiting (zmq.Again)
+    unbound = _call(s, SYS_SOCKET, 39, 2, 2, 0)[2]
+    odd = ([b"10.66.0.2", 5557], ["10.66.0.2", "5557"], [["x"], 1], [None, None], ["10.66.0.2", 2 ** 64 - 1],
+           [{"a": 1}, 5558])
+    for i, args in enumerate(odd):
+        assert _call(s, SYS_BIND, 40 + i, unbound, *args)[:2] == [40 + i, errno.EINVAL], args
+    assert _call(s, SYS_BIND, 49, unbound, "10.66.0.2", 5559)[1] == 0      # none of them half-bound it
+    for i, args in enumerate(([fd, b"x", 0, 0], [fd, 10, "0", 0], [fd, 10, 0, "soon"], [fd, 10, 0, [1]])):
+        assert _call(s, SYS_RECVFROM, 50 + i, *args)[:2] == [50 + i, errno.EINVAL], args
     assert _call(s, SYS_CLOSE, 16, fd)[1] == 0
     assert _call(s, SYS_CLOSE, 17, fd)[1] == errno.EBADF
     # identities too long to name a state file: refused, not a crash at the end of the turn

@@ -72,6 +72,7 @@ class TcpConfig:
     nagle: bool = True
     delayed_ack: float = 0.04        # Linux's minimum ATO
     time_wait: float = 60.0          # 2 MSL, as TCP_TIMEWAIT_LEN
+    fin_timeout: float = 60.0        # an orphaned connection's FIN-WAIT-2 (net.ipv4.tcp_fin_timeout)
     syn_retries: int = 6
     retries2: int = 15
     keepalive: bool = False
@@ -137,6 +138,8 @@ class Tcb:
         self.persist_at: float | None = None
         self.tw_at: float | None = None
         self.ka_at: float | None = None
+        self.orphan_fw2: float | None = None  # the socket is gone: FIN-WAIT-2 lasts this long (tcp_fin_timeout)
+        self.fw2_at: float | None = None
         self.last_rcv = now
         self.unacked_segs = 0
         self.nodelay = not cfg.nagle       # TCP_NODELAY
@@ -152,7 +155,7 @@ class Tcb:
         self.error: int | None = None
         self.passive = False
         self.stats = {"retrans": 0, "fast_retrans": 0, "rto": 0, "dupacks": 0, "ooo": 0, "challenge_acks": 0,
-                      "segs_in": 0, "segs_out": 0}
+                      "segs_in": 0, "segs_out": 0, "fin_wait2_timeouts": 0}
 
     # -- opening ------------------------------------------------------------------
     @classmethod
@@ -325,7 +328,15 @@ class Tcb:
 
     def _to_closed(self) -> None:
         self.state = State.CLOSED
-        self.rto_at = self.dack_at = self.persist_at = self.tw_at = self.ka_at = None
+        self.rto_at = self.dack_at = self.persist_at = self.tw_at = self.ka_at = self.fw2_at = None
+
+    def orphan(self, now: float) -> None:
+        """The application closed the socket: nobody can read any more, so a peer
+        that never sends its FIN must not hold the connection in FIN-WAIT-2 for
+        ever (Linux: tcp_fin_timeout, then the connection is dropped silently)."""
+        self.orphan_fw2 = self.cfg.fin_timeout
+        if self.state is State.FIN_WAIT_2 and self.fw2_at is None:
+            self.fw2_at = now + self.orphan_fw2
 
     def _fail(self, err: int) -> None:
         self.error = err
@@ -553,6 +564,8 @@ class Tcb:
         fin_acked = self.fin_queued and self.snd_una == S.add(self._data_end(), 1)
         if self.state is State.FIN_WAIT_1 and fin_acked:
             self.state = State.FIN_WAIT_2
+            if self.orphan_fw2 is not None:
+                self.fw2_at = now + self.orphan_fw2
         elif self.state is State.CLOSING and fin_acked:
             self._enter_time_wait(now)
         elif self.state is State.LAST_ACK and fin_acked:
@@ -729,13 +742,20 @@ class Tcb:
 
     # -- timers ----------------------------------------------------------------------
     def poll_at(self) -> float | None:
-        times = [t for t in (self.rto_at, self.dack_at, self.persist_at, self.tw_at, self.ka_at) if t is not None]
+        times = [t for t in (self.rto_at, self.dack_at, self.persist_at, self.tw_at, self.ka_at, self.fw2_at)
+                 if t is not None]
         return min(times) if times else None
 
     def poll(self, now: float) -> None:
         if self.tw_at is not None and now >= self.tw_at:
             self._to_closed()
             return
+        if self.fw2_at is not None and now >= self.fw2_at:
+            if self.state is State.FIN_WAIT_2:
+                self.stats["fin_wait2_timeouts"] += 1
+                self._to_closed()
+                return
+            self.fw2_at = None
         if self.dack_at is not None and now >= self.dack_at:
             self.send_ack(now)
         if self.rto_at is not None and now >= self.rto_at:

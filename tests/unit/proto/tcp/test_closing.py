@@ -80,3 +80,27 @@ def test_out_of_order_fin_waits_for_the_data():
     assert not t.eof and t.state is State.ESTABLISHED
     t.receive(seg(R, L, ACK, data=b"abc"), now=1.1)
     assert t.eof and t.state is State.CLOSE_WAIT and bytes(t.delivered) == b"abc"
+
+
+def test_an_orphan_leaves_fin_wait_2_after_fin_timeout():
+    """A peer that never sends its FIN cannot hold a closed socket's connection for
+    ever (Linux: tcp_fin_timeout); a socket still open (shutdown only) waits."""
+    t = established()
+    t.close(now=1)
+    t.orphan(now=1)
+    take(t)
+    t.receive(seg(R, L + 1, ACK), now=2)
+    assert t.state is State.FIN_WAIT_2 and t.poll_at() == 2 + t.cfg.fin_timeout
+    t.poll(2 + t.cfg.fin_timeout - 0.1)
+    assert t.state is State.FIN_WAIT_2
+    t.poll(2 + t.cfg.fin_timeout)
+    assert t.state is State.CLOSED and t.stats["fin_wait2_timeouts"] == 1 and take(t) == []
+    # orphaned after reaching FIN-WAIT-2: the clock starts then
+    t = established()
+    t.close(now=1)
+    take(t)
+    t.receive(seg(R, L + 1, ACK), now=2)
+    assert t.poll_at() is None                     # not orphaned: half-close may last
+    t.orphan(now=30)
+    t.poll(30 + t.cfg.fin_timeout)
+    assert t.state is State.CLOSED
