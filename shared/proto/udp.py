@@ -2,7 +2,8 @@
 
 Binding follows Linux: two sockets may share a port only if their local
 addresses cannot overlap (both specific and different) or both set
-SO_REUSEADDR. Port 0 takes the next free port of the ephemeral range.
+SO_REUSEADDR. Port 0 takes a free port of the ephemeral range, searched from a
+random point (RFC 6056 algorithm 1), so the next port is not guessable.
 Delivery follows Linux's compute_score: a socket whose local address,
 remote address and remote port match more specifically wins; among equals,
 the most recently bound one. Broadcasts go to every matching socket.
@@ -12,6 +13,7 @@ Addresses are IPv4 as ints; 0 is the wildcard.
 from __future__ import annotations
 
 import errno
+import random
 from dataclasses import dataclass
 
 BROADCAST = 0xFFFFFFFF
@@ -30,14 +32,14 @@ class UdpSock:
 
 class PortTable:
     def __init__(self, port_range: tuple[int, int] = (32768, 60999), local: set[int] | None = None,
-                 broadcasts: set[int] | None = None) -> None:
+                 broadcasts: set[int] | None = None, rng: random.Random | None = None) -> None:
         self.lo, self.hi = port_range
         self.local = local or set()
         self.broadcasts = (broadcasts or set()) | {BROADCAST}
         self.socks: dict[int, UdpSock] = {}
         self.by_port: dict[int, list[UdpSock]] = {}
         self._order = 0
-        self._next = self.lo
+        self._rng = rng or random.SystemRandom()
 
     def _conflicts(self, addr: int, port: int, reuse: bool) -> bool:
         for s in self.by_port.get(port, ()):
@@ -56,11 +58,11 @@ class PortTable:
             return errno.EINVAL, 0, 0
         if port == 0:
             span = self.hi - self.lo + 1
+            start = self._rng.randrange(span)
             for i in range(span):
-                cand = self.lo + (self._next - self.lo + i) % span
+                cand = self.lo + (start + i) % span
                 if not self._conflicts(addr, cand, reuse):
                     port = cand
-                    self._next = cand + 1 if cand < self.hi else self.lo
                     break
             else:
                 return errno.EADDRINUSE, 0, 0

@@ -38,6 +38,14 @@ def test_ephemeral_ports_cycle_and_run_out():
     assert t.bind(100, 0, 0)[2] == ports[3]
 
 
+def test_ephemeral_ports_are_not_predictable():
+    """RFC 6056: from a random point of the range, not one after the other."""
+    t = PortTable((32768, 60999))
+    ports = [t.bind(i, 0, 0)[2] for i in range(20)]
+    assert len(set(ports)) == 20 and all(32768 <= p <= 60999 for p in ports)
+    assert {b - a for a, b in zip(ports, ports[1:])} != {1}
+
+
 def test_lookup_prefers_the_most_specific_socket():
     t = table()
     t.bind(1, 0, 53)
