@@ -49,7 +49,7 @@ from shared.ipc.messages import (BIND_RESTORE, BIND_REUSEADDR, SYS_ACCEPT, SYS_B
 from shared.skb import NoBuffers, Skb
 
 MAX_UDP_PAYLOAD = 65507
-MAX_FDS = 1024                    # descriptors per client before its RLIMIT_NOFILE is asked
+MAX_FDS = 1024                    # descriptors per client when its RLIMIT_NOFILE cannot be read
 POLLIN, POLLOUT, POLLERR, POLLHUP = 0x1, 0x4, 0x8, 0x10
 CLIENT_CHECK = 1.0                # seconds between checks that client processes live
 OUTBOX_RETRY = 0.02               # seconds between attempts to reach a restarting udp
@@ -218,6 +218,7 @@ class Client:
     events: bytes | None = None
     pidfd: int = -1                # readable when the process exits
     fd_hint: int = 3               # no free descriptor below this one
+    nofile: int = 0                # its RLIMIT_NOFILE (soft) as last read; read again when reached
     # each calling thread's (DEALER's) last call: a call repeated after our restart is answered once
     calls: collections.OrderedDict = field(default_factory=collections.OrderedDict)
 
@@ -666,8 +667,10 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
 
     def new_fd(self, client: Client) -> int:
         """The lowest free descriptor number, as the kernel allocates them."""
-        if len(client.fds) >= MAX_FDS and len(client.fds) >= _nofile(client.pid):
-            raise OSError(errno.EMFILE, "Too many open files")
+        if len(client.fds) >= client.nofile:
+            client.nofile = _nofile(client.pid)        # read again: it may have raised its limit
+            if len(client.fds) >= client.nofile:
+                raise OSError(errno.EMFILE, "Too many open files")
         fd = client.fd_hint
         while fd in client.fds:
             fd += 1

@@ -498,9 +498,10 @@ class Tcp(Service):
         if retrans:
             self.counters["TcpRetransSegs"] += retrans
             t.stats["retrans"] = 0
-        if t.stats["fin_wait2_timeouts"]:
-            self.counters["TcpExtFinWait2Timeouts"] += t.stats["fin_wait2_timeouts"]
-            t.stats["fin_wait2_timeouts"] = 0
+        for key, mib in (("fin_wait2_timeouts", "TcpExtFinWait2Timeouts"), ("ooo_dropped", "TcpExtTCPOFODrop")):
+            if t.stats[key]:
+                self.counters[mib] += t.stats[key]
+                t.stats[key] = 0
         if c.listener is not None:
             lst = self.listener_of.get(c.listener)
             if t.state is State.CLOSED or lst is None:

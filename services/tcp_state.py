@@ -65,8 +65,12 @@ class TcpState:
         saved = self.ooo_saved.setdefault(c.id, {})
         if t.ooo or saved:
             for seq, data in t.ooo.items():
-                if saved.get(seq) != len(data):     # new, or a longer segment from the same seq
-                    f.ring_write(RX, seq, data)
+                had = saved.get(seq)
+                if had != len(data):
+                    # the ring is by sequence number and a block only grows (what it held stays):
+                    # a block that grew needs only its new bytes written
+                    at = had if had is not None and had < len(data) else 0
+                    f.ring_write(RX, (seq + at) & 0xFFFFFFFF, data[at:])
                     saved[seq] = len(data)
             for seq in saved.keys() - t.ooo.keys():
                 del saved[seq]

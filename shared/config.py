@@ -193,6 +193,8 @@ def _tcp(sec: _Section) -> dict:
         "keepalive_intvl": sec.num("keepalive_intvl", 1, 1 << 20, 75.0),
         "keepalive_probes": int(sec.num("keepalive_probes", 1, 127, 9, integer=True)),
         "syncookies": sec.get("syncookies", bool, True),
+        "rfc1337": sec.get("rfc1337", bool, True),
+        "ooo_max_blocks": int(sec.num("ooo_max_blocks", 1, 1 << 16, 256, integer=True)),
     }
 
 

@@ -36,8 +36,14 @@ def test_one_program_holds_thousands_of_idle_connections(stack):
 
 
 def test_descriptors_past_the_limit_fail_with_emfile(stack):
+    """At the process's RLIMIT_NOFILE, above and below 1024 (`ulimit -n 400` gave 500)."""
+    for limit in (1500, 400):
+        check_emfile(stack, limit)
+
+
+def check_emfile(stack, limit: int) -> None:
     prog = ("import errno, resource, socket\n"
-            "resource.setrlimit(resource.RLIMIT_NOFILE, (1500, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))\n"
+            f"resource.setrlimit(resource.RLIMIT_NOFILE, ({limit}, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))\n"
             "held = []\n"
             "try:\n"
             "    while True:\n"
@@ -48,4 +54,4 @@ def test_descriptors_past_the_limit_fail_with_emfile(stack):
             "held.append(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))\n"
             "print(held[-1].fileno() >= 0)\n")
     out = stack.launcher("run", "--", "python", "-c", prog).stdout.split()
-    assert out == ["1500", "EMFILE", "True"]
+    assert out == [str(limit), "EMFILE", "True"]

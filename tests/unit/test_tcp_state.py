@@ -34,6 +34,19 @@ def test_out_of_order_data_grown_from_the_same_sequence_is_saved_whole(state):
     assert bad == 0 and t.ooo == {R + 1000: b"a" * 500 + b"b" * 700}
 
 
+def test_out_of_order_blocks_grown_and_merged_come_back_whole(state):
+    c = Conn(6, established(PLAIN), 1, 2, 3, 4)
+    saves = [(R + 100, b"c" * 300), (R + 400, b"d" * 200),       # grows the block at R + 100
+             (R + 900, b"f" * 100), (R + 600, b"e" * 300)]       # a second block, then the bridge
+    for sq, data in saves:
+        c.tcb.receive(seg(sq, L, ACK, data=data), now=1)
+        state.save(c, None)
+        state.write_turn()
+    assert list(c.tcb.ooo) == [R + 100]
+    [(head, t)], bad = TcpState(INSTANCE, 1 << 16, 1 << 16).load_conns(PLAIN)
+    assert bad == 0 and t.ooo == {R + 100: b"c" * 300 + b"d" * 200 + b"e" * 300 + b"f" * 100}
+
+
 def test_data_to_deliver_again_is_only_what_the_ring_has(state):
     """A resync in the middle of a turn: this turn's data is not in the ring yet (it
     goes out at the end of the turn) and must not be read from there."""

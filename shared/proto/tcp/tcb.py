@@ -73,6 +73,8 @@ class TcpConfig:
     delayed_ack: float = 0.04        # Linux's minimum ATO
     time_wait: float = 60.0          # 2 MSL, as TCP_TIMEWAIT_LEN
     fin_timeout: float = 60.0        # an orphaned connection's FIN-WAIT-2 (net.ipv4.tcp_fin_timeout)
+    rfc1337: bool = True             # RSTs leave TIME-WAIT alone (Linux's sysctl of the name; its default is 0)
+    ooo_max_blocks: int = 256        # disjoint out-of-order blocks kept per connection
     syn_retries: int = 6
     retries2: int = 15
     keepalive: bool = False
@@ -155,7 +157,7 @@ class Tcb:
         self.error: int | None = None
         self.passive = False
         self.stats = {"retrans": 0, "fast_retrans": 0, "rto": 0, "dupacks": 0, "ooo": 0, "challenge_acks": 0,
-                      "segs_in": 0, "segs_out": 0, "fin_wait2_timeouts": 0}
+                      "segs_in": 0, "segs_out": 0, "fin_wait2_timeouts": 0, "ooo_dropped": 0}
 
     # -- opening ------------------------------------------------------------------
     @classmethod
@@ -519,6 +521,8 @@ class Tcb:
         return True
 
     def _rcv_rst(self, seg: Segment, now: float) -> None:
+        if self.state is State.TIME_WAIT and self.cfg.rfc1337:
+            return             # RFC 1337: a RST must not cut TIME-WAIT short (old duplicates would follow)
         if seg.seq != self.rcv_nxt:
             self._challenge_ack(now)                          # RFC 5961 3.2
             return
@@ -674,8 +678,7 @@ class Tcb:
                 self.dack_at = now + self.cfg.delayed_ack
         elif data:
             self.stats["ooo"] += 1
-            if sq not in self.ooo or len(self.ooo[sq]) < len(data):
-                self.ooo[sq] = data
+            self._ooo_insert(sq, data)
             if fin_seq is not None:
                 self.ooo_fin = fin_seq
             self.send_ack(now)                                # a gap: ACK at once, with SACK
@@ -701,6 +704,42 @@ class Tcb:
         self.delivered += data
         self.rcv_nxt = S.add(self.rcv_nxt, len(data))
         self.rcv_space -= len(data)
+
+    def _ooo_insert(self, sq: int, data: bytes) -> None:
+        """Keep out-of-order data as disjoint blocks: a segment that overlaps or
+        touches blocks is merged with them; a new block beyond ``ooo_max_blocks``
+        is dropped (the peer sends it again, as after Linux's tcp_prune_ofo_queue),
+        so a peer cannot park millions of tiny or overlapping segments, and
+        draining and SACK stay linear in a bounded number of blocks."""
+        end = S.add(sq, len(data))
+        touching = [s for s in self.ooo if S.le(s, end) and S.ge(S.add(s, len(self.ooo[s])), sq)]
+        if len(touching) == 1 and S.le(touching[0], sq):
+            # the usual case after a loss: the next segment continues a block; grow it in place
+            s0 = touching[0]
+            block = self.ooo[s0]
+            if not isinstance(block, bytearray):
+                block = self.ooo[s0] = bytearray(block)
+            have = S.sub(S.add(s0, len(block)), sq)
+            if have < len(data):
+                block += data[have:]
+            return
+        if not touching:
+            if len(self.ooo) >= self.cfg.ooo_max_blocks:
+                self.stats["ooo_dropped"] += 1
+                return
+            self.ooo[sq] = bytes(data)
+            return
+        order = self.rcv_nxt                   # every block lies beyond it: offsets from it order them
+        start = min([sq, *touching], key=lambda x: S.sub(x, order))
+        stop = max([end, *(S.add(s, len(self.ooo[s])) for s in touching)], key=lambda x: S.sub(x, order))
+        buf = bytearray(S.sub(stop, start))
+        at = S.sub(sq, start)
+        buf[at:at + len(data)] = data
+        for s in touching:
+            block = self.ooo.pop(s)
+            at = S.sub(s, start)
+            buf[at:at + len(block)] = block    # what we had first stays
+        self.ooo[start] = bytes(buf)
 
     def _drain_ooo(self) -> None:
         while self.ooo:

@@ -104,3 +104,21 @@ def test_an_orphan_leaves_fin_wait_2_after_fin_timeout():
     t.orphan(now=30)
     t.poll(30 + t.cfg.fin_timeout)
     assert t.state is State.CLOSED
+
+
+def test_a_rst_does_not_end_time_wait():
+    """RFC 1337 (TIME-WAIT assassination): an in-window RST leaves TIME-WAIT to run
+    its 2 MSL; with rfc1337 off (Linux's default) it closes the connection."""
+    import dataclasses
+    from shared.wire.tcp import RST
+
+    from .helpers import PLAIN
+    for rfc1337, after in ((True, State.TIME_WAIT), (False, State.CLOSED)):
+        t = established(cfg=dataclasses.replace(PLAIN, rfc1337=rfc1337))
+        t.close(now=1)
+        take(t)
+        t.receive(seg(R, L + 1, ACK | FIN), now=1.1)
+        assert t.state is State.TIME_WAIT
+        take(t)
+        t.receive(seg(R + 1, 0, RST), now=2)
+        assert t.state is after and take(t) == []

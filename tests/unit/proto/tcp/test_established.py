@@ -266,3 +266,23 @@ def test_tso_sends_whole_mss_multiples_up_to_64k_and_retransmits_one_mss():
     t.poll(t.rto_at)                                               # the RTO: one MSS goes again, not 64 KB
     [r] = [s for s in take(t) if s.data]
     assert r.seq == L and len(r.data) == mss
+
+
+def test_out_of_order_queue_is_bounded_and_merges_overlaps():
+    """A peer cannot park one entry per tiny or overlapping segment: overlapping and
+    touching segments merge into one block, disjoint ones stop at ooo_max_blocks
+    (counted, the peer resends), and the stream still arrives byte-exact."""
+    stream = bytes(range(256)) * 40                       # 10,240 bytes, the first 100 held back
+    t = established(TcpConfig(timestamps=False, rcv_wscale=7), sack_ok=True, wscale=7)
+    # overlapping segments at every start: one block, whatever the order
+    for i in range(100, 2000, 7):
+        t.receive(seg(R + i, L, ACK, data=stream[i:i + 50]), now=1)
+    assert len(t.ooo) == 1
+    # 5,000 one-byte islands beyond a gap: no more than the bound kept
+    for i in range(3000, 10000, 2):
+        t.receive(seg(R + i, L, ACK, data=stream[i:i + 1]), now=1)
+    assert len(t.ooo) <= t.cfg.ooo_max_blocks + 1 and t.stats["ooo_dropped"] > 0
+    # the sender fills everything in; what was kept and what comes again agree
+    for i in range(0, len(stream), 1000):
+        t.receive(seg(R + i, L, ACK, data=stream[i:i + 1000]), now=2)
+    assert bytes(t.delivered) == stream and t.ooo == {}
