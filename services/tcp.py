@@ -441,6 +441,12 @@ class Tcp(Service):
             c = self.conns.get((laddr, lport, raddr, rport))
             if c is None or type_ != ICMP_DEST_UNREACH or code == ICMP_FRAG_NEEDED:
                 continue
+            # RFC 5927 4.1: an error must quote a segment we have in flight, or anyone
+            # who can guess the ports could abort the connection with a forged one
+            qseq = int.from_bytes(quoted[hlen + 4:hlen + 8], "big") if len(quoted) >= hlen + 8 else None
+            if qseq is None or not (S.le(c.tcb.snd_una, qseq) and S.lt(qseq, c.tcb.snd_max)):
+                self.counters["TcpExtOutOfWindowIcmps"] += 1
+                continue
             # hard errors abort only a connection still opening (RFC 1122 4.2.3.9)
             if c.tcb.state is State.SYN_SENT and code == ICMP_PORT_UNREACH:
                 c.tcb.abort(self.now)
