@@ -239,9 +239,7 @@ class Service:
             return True
         if self._send_or_hold(service, encode(code, items), skbs):
             return True
-        self.counters[f"drop_{service}_unreachable"] += len(skbs)
-        for skb in skbs:
-            self.pool.free(skb)
+        self._drop(service, skbs)
         return False
 
     def send_skbs(self, service: str, code: int, ifindex: int, skbs: list[Skb], keep: bool = False) -> bool:
@@ -255,15 +253,16 @@ class Service:
         handles = [self.pool.give(skb, to) for skb in skbs]
         frame = encode(code, ifindex, handles)
         if keep:
-            if self._send(service, frame, skbs):
-                return True
-        elif self._send_or_hold(service, frame, skbs):
+            return self._send(service, frame, skbs)
+        if self._send_or_hold(service, frame, skbs):
             return True
-        if not keep:
-            self.counters[f"drop_{service}_unreachable"] += len(skbs)
-            for skb in skbs:
-                self.pool.free(skb)
+        self._drop(service, skbs)
         return False
+
+    def _drop(self, service: str, skbs: list[Skb]) -> None:
+        self.counters[f"drop_{service}_unreachable"] += len(skbs)
+        for skb in skbs:
+            self.pool.free(skb)
 
     def _send(self, service: str, frame: bytes, skbs: list[Skb]) -> bool:
         """One message of given skbs; on failure they are the caller's again."""
@@ -315,9 +314,7 @@ class Service:
                         self._hold_at = now + HOLD_RETRY
                         break
                 else:                  # waited long enough: the neighbour is not coming back soon
-                    self.counters[f"drop_{service}_unreachable"] += len(skbs)
-                    for skb in skbs:
-                        self.pool.free(skb)
+                    self._drop(service, skbs)
                 q.popleft()
                 self._held_skbs -= len(skbs)
 
