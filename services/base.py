@@ -20,6 +20,7 @@ from typing import Callable, Iterator
 
 import zmq
 
+from shared import procfs
 from shared.config import Config, ConfigError, check_instance, load
 from shared.ipc import endpoints
 from shared.ipc.codec import BadMessage, decode, encode
@@ -523,12 +524,10 @@ def started_at() -> float:
     """Monotonic time this incarnation began: its promotion, or the process's start."""
     if _promoted_at is not None:
         return _promoted_at
-    try:
-        with open("/proc/self/stat") as f:
-            ticks = int(f.read().rsplit(")", 1)[1].split()[19])
-        return ticks / os.sysconf("SC_CLK_TCK")     # since boot, as CLOCK_MONOTONIC on Linux
-    except (OSError, ValueError, IndexError):
+    ticks = procfs.start_time(os.getpid())
+    if ticks is None:
         return time.monotonic()
+    return int(ticks) / os.sysconf("SC_CLK_TCK")     # since boot, as CLOCK_MONOTONIC on Linux
 
 
 def wait_for_promotion() -> bool:

@@ -35,6 +35,7 @@ from services.socket_raw import RawSockets
 from services.socket_state import CALLS_KEPT, PENDING, REPLIED, REPLIED_RX, SOCK_FIELDS, SocketState
 from services.socket_stream import StreamSockets
 from services.socket_unix import UNIX_CALLS, UnixSockets
+from shared import procfs
 from shared.bytequeue import ByteQueue
 from shared.ipc import endpoints
 from shared.ipc.codec import BadMessage, decode, encode
@@ -235,15 +236,6 @@ def _nofile(pid: int) -> int:
     except (OSError, ValueError):
         return MAX_FDS
     return 1 << 30 if soft == resource.RLIM_INFINITY else soft
-
-
-def _proc_start(pid: int) -> str | None:
-    """The process's start time: tells a live client from a reused pid."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
 
 
 class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
@@ -484,7 +476,7 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
             raise OSError(errno.EINVAL, f"client id must be 16 to {CID_MAX} bytes")
         c = self.clients.get(cid)
         if c is None:
-            start = _proc_start(pid)
+            start = procfs.start_time(pid)
             if start is None:
                 raise OSError(errno.ESRCH, f"no process {pid}")
             c = self.clients[cid] = Client(cid, pid, start)
@@ -1108,7 +1100,7 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         if now >= self.next_client_check:
             self.next_client_check = now + CLIENT_CHECK
             for cid, c in list(self.clients.items()):
-                if _proc_start(c.pid) != c.start:
+                if procfs.start_time(c.pid) != c.start:
                     self.client_gone(c)
 
     def client_gone(self, c: Client) -> None:
@@ -1137,7 +1129,7 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         for conn in gone:
             self.gone_conns[conn] = None
         for cid, pid, start, events, calls in clients:
-            if _proc_start(pid) != start:
+            if procfs.start_time(pid) != start:
                 self.state.remove_client(cid, [call[0] for call in calls])
                 continue
             c = self.clients[cid] = Client(cid, pid, start, events=events)

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 import zmq
 
+from shared import procfs
 from shared.config import Config, ConfigError, check_instance, load
 from shared.ipc import endpoints
 from shared.ipc.codec import BadMessage, decode, decode_reply, encode
@@ -86,14 +87,6 @@ def _exit_reason(code: int) -> str:
         except ValueError:
             return f"killed by signal {-code}"
     return f"exited with {code}"
-
-
-def _argv(pid: int) -> list[bytes]:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().split(b"\0")
-    except OSError:
-        return []
 
 
 class Adopted:
@@ -415,9 +408,8 @@ class Supervisor:
             fd = os.pidfd_open(pid)
         except OSError:
             return None
-        argv = _argv(pid)        # read after the pidfd: the pid cannot be reused under us now
-        i = argv.index(b"--instance") if b"--instance" in argv else -1
-        if i < 0 or argv[i + 1:i + 2] != [self.instance.encode()] or not all(m in argv for m in marks):
+        args = procfs.argv(pid)        # read after the pidfd: the pid cannot be reused under us now
+        if not procfs.of_instance(args, self.instance) or not all(m in args for m in marks):
             os.close(fd)
             return None
         return Adopted(pid, fd)

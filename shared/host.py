@@ -14,6 +14,7 @@ import subprocess
 import time
 
 from shared.config import Config, Device
+from shared import procfs
 from shared.ipc import endpoints
 
 
@@ -64,17 +65,11 @@ def instance_pids(instance: str) -> list[int]:
     """Processes of this instance (supervisor and services), found by their argv."""
     out = []
     for d in glob.glob("/proc/[0-9]*"):
-        try:
-            with open(f"{d}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if b"--instance" not in argv or int(d[6:]) == os.getpid():
-            continue
-        i = argv.index(b"--instance")
-        if i + 1 < len(argv) and argv[i + 1] == instance.encode() and (
-                b"supervise" in argv or any(a.startswith(b"services.") for a in argv)):
-            out.append(int(d[6:]))
+        pid = int(d[6:])
+        args = procfs.argv(pid)
+        if pid != os.getpid() and procfs.of_instance(args, instance) and any(
+                a.startswith(b"services.") for a in args):
+            out.append(pid)
     return out
 
 
