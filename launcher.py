@@ -22,7 +22,7 @@ sys.path.insert(0, ROOT)
 import msgpack  # noqa: E402
 import zmq  # noqa: E402
 
-from services.supervisor import SHUTDOWN_MARK  # noqa: E402
+from services.supervisor import SHUTDOWN_MARK, start_supervisor  # noqa: E402
 from shared import host, mib  # noqa: E402
 from shared.capture import RX, PcapWriter, summary  # noqa: E402
 from shared.config import Config, ConfigError, check_instance, load  # noqa: E402
@@ -78,10 +78,7 @@ def cmd_up(cfg: Config, instance: str, args: argparse.Namespace) -> int:
     os.chmod(rundir, 0o700)
     for dev in cfg.devices:
         host.setup_device(dev, instance)
-    log = open(os.path.join(rundir, "launcher.log"), "ab")
-    subprocess.Popen([sys.executable, "-m", "services.supervisor", "--instance", instance, "--config", cfg.path],
-                     cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
-    log.close()
+    start_supervisor(cfg, instance)
     deadline = time.monotonic() + args.timeout
     while time.monotonic() < deadline:
         st = _status(cfg, instance, timeout=0.5)

@@ -137,7 +137,6 @@ class Child:
     restart_at: float = 0.0
     backoff: float = 0.0
     quick_deaths: int = 0          # deaths in a row soon after a start, not counting kills from outside
-    proc_returncode: int = 0
     last_exit: str | None = None
     dealer: zmq.Socket | None = None
     transit_reclaims: list = field(default_factory=list)   # (when, token)
@@ -183,6 +182,7 @@ class Supervisor:
 
     def spawn(self, c: Child) -> None:
         """Start an incarnation: promote the warm standby if one is waiting, else a cold start."""
+        t = time.monotonic()
         c.epoch += 1
         standby, c.standby = c.standby, None
         c.proc = None
@@ -195,9 +195,11 @@ class Supervisor:
                 self.counters["promoted"] += 1
             except OSError:           # it died just now
                 standby.kill()
-        if c.proc is None:
+        promoted = c.proc is not None
+        if not promoted:
             c.proc = self.start(c, "--epoch", str(c.epoch))
             self.counters["cold_starts"] += 1
+        c.last_start.update(spawn_ms=round((time.monotonic() - t) * 1000, 2), promoted=promoted)
         c.pidfd = _pidfd(c.proc.pid)
         self.save_services()
         now = time.monotonic()
@@ -221,8 +223,8 @@ class Supervisor:
         for c in self.children.values():
             if c.proc is None or c.proc.poll() is None:
                 continue
-            c.last_exit = _exit_reason(c.proc.returncode)
-            c.proc_returncode = c.proc.returncode
+            code = c.proc.returncode
+            c.last_exit = _exit_reason(code)
             c.proc = None
             _close_fd(c.pidfd)
             c.pidfd = -1
@@ -233,7 +235,7 @@ class Supervisor:
             c.transit_reclaims.append((now + TRANSIT_GRACE, (sid << 16) | (c.epoch & 0xFFFF)))
             if not self.running:
                 continue
-            c.backoff = self.backoff_after_death(c, now)
+            c.backoff = self.backoff_after_death(c, code, now)
             c.restart_at = now + c.backoff
             c.state = "crashloop" if c.quick_deaths >= CRASH_LOOP else "backoff"
             c.restarts += 1
@@ -241,14 +243,14 @@ class Supervisor:
             print(f"{time.strftime('%H:%M:%S')} {c.name} {c.last_exit}; restart in {c.backoff:.2f}s{loop}",
                   flush=True)
 
-    def backoff_after_death(self, c: Child, now: float) -> float:
+    def backoff_after_death(self, c: Child, code: int, now: float) -> float:
         """A service killed from outside comes back at once, however often that
         happens (fault injection, an operator, the OOM killer: a start takes a
         few hundred ms of its own, so this is no busy loop). One that dies by
         itself soon after its start, again and again, is crash-looping: it
         waits, twice as long each time."""
         sup = self.cfg.supervisor
-        if c.proc_returncode in EXTERNAL_KILLS or c.proc_returncode == ADOPTED_EXIT:
+        if code in EXTERNAL_KILLS or code == ADOPTED_EXIT:
             c.quick_deaths = 0
             return 0.0
         if now - c.started < sup.backoff_reset:
@@ -265,10 +267,7 @@ class Supervisor:
                     self.reclaimed += self.pool.reclaim(-1, token)
                     c.transit_reclaims.remove((when, token))
             if c.state in ("backoff", "crashloop") and now >= c.restart_at:
-                t = time.monotonic()
                 self.spawn(c)
-                c.last_start["spawn_ms"] = round((time.monotonic() - t) * 1000, 2)
-                c.last_start["promoted"] = c.proc is not None and c.proc.stdin is not None
             if c.proc is None or c.dealer is None:
                 continue
             while c.dealer.poll(0):
@@ -420,11 +419,7 @@ class Supervisor:
             return
         if isinstance(self.watchdog, Adopted):
             os.close(self.watchdog.pidfd)
-        log = open(os.path.join(self.rundir, "launcher.log"), "ab")
-        self.watchdog = subprocess.Popen(
-            [sys.executable, "-m", "services.supervisor", "--config", self.cfg.path, "--instance", self.instance,
-             "--watchdog"], cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
-        log.close()
+        self.watchdog = start_supervisor(self.cfg, self.instance, "--watchdog")
         self.save_services()
 
     def connect_control(self, c: Child) -> None:
@@ -479,6 +474,15 @@ class Supervisor:
                 c.dealer.close(0)
 
 
+def start_supervisor(cfg: Config, instance: str, *flags: str) -> subprocess.Popen:
+    """A supervisor (``--adopt``: one taking over running services) or its watchdog
+    (``--watchdog``), in a session of its own, logging to the run directory."""
+    with open(os.path.join(endpoints.run_dir(cfg.run_dir, instance), "launcher.log"), "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "services.supervisor", "--config", cfg.path, "--instance",
+                                 instance, *flags], cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=True)
+
+
 def watchdog(cfg: Config, instance: str) -> int:
     """Start a new supervisor (adopting the running services) whenever the
     supervisor of the instance dies, until ``down`` marks the shutdown."""
@@ -500,11 +504,7 @@ def watchdog(cfg: Config, instance: str) -> int:
             return 0
         print(f"{time.strftime('%H:%M:%S')} watchdog: the supervisor is gone; starting one that adopts the "
               "running services", flush=True)
-        log = open(os.path.join(rundir, "launcher.log"), "ab")
-        proc = subprocess.Popen([sys.executable, "-m", "services.supervisor", "--config", cfg.path, "--instance",
-                                 instance, "--adopt"], cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                start_new_session=True)
-        log.close()
+        proc = start_supervisor(cfg, instance, "--adopt")
         deadline = time.monotonic() + 5
         while proc.poll() is None and time.monotonic() < deadline:     # until it wrote its pid file
             try:
