@@ -376,12 +376,8 @@ class Tcp(Service):
                        ts_offset=self.cookie_ts_offset(laddr, lst.lport, raddr, rport))
         synack = t.output[0]
         if synack.opts.ts is not None:
-            tsval = t.ts_val(self.now)
-            marked = (tsval & ~((1 << syncookie.TS_BITS) - 1)) | syncookie.ts_bits(syn.opts)
-            if S.gt(marked, tsval):
-                marked = S.add(marked, -(1 << syncookie.TS_BITS))     # never ahead of our clock
-            opts = dataclasses.replace(synack.opts, ts=(marked, synack.opts.ts[1]))
-            synack = dataclasses.replace(synack, opts=opts)
+            marked = syncookie.mark_tsval(synack.opts.ts[0], syn.opts)
+            synack = dataclasses.replace(synack, opts=dataclasses.replace(synack.opts, ts=(marked, synack.opts.ts[1])))
         self.counters["TcpExtSyncookiesSent"] += 1
         self.xmit(laddr, lst.lport, raddr, rport, synack)
 

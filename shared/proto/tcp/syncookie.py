@@ -72,6 +72,12 @@ def ts_bits(syn_opts: TcpOptions) -> int:
     return (w << 2) | (2 if syn_opts.sack_ok else 0) | 1
 
 
+def mark_tsval(tsval: int, syn_opts: TcpOptions) -> int:
+    """Our SYN-ACK's TSval with ``ts_bits`` in its low bits, never ahead of our clock."""
+    marked = (tsval & ~((1 << TS_BITS) - 1)) | ts_bits(syn_opts)
+    return S.add(marked, -(1 << TS_BITS)) if S.gt(marked, tsval) else marked
+
+
 def synack_options(syn_opts: TcpOptions) -> TcpOptions:
     """The SYN as a cookie SYN-ACK may answer it: without timestamps there is
     nowhere to keep window scale and SACK, so they are not offered."""

@@ -50,7 +50,8 @@ def test_a_cookie_handshake_establishes_the_connection():
     assert off == syncookie.ts_offset(KEY, *TUPLE) != syncookie.ts_offset(KEY, TUPLE[0], 81, *TUPLE[2:])
     t = Tcb.accept(cfg, iss, syn, 10.0, ts_offset=off)
     synack = t.output[0]
-    tsval = (synack.opts.ts[0] & ~63) | syncookie.ts_bits(syn.opts)
+    tsval = syncookie.mark_tsval(synack.opts.ts[0], syn.opts)
+    assert tsval & 63 == syncookie.ts_bits(syn.opts) and 0 <= synack.opts.ts[0] - tsval < 64
     # the peer's ACK, with data, echoing the marked TSval; nothing of the SYN-ACK's Tcb kept
     ack = Segment(5001, S.add(iss, 1), ACK, 229, b"hello", TcpOptions(ts=(112, tsval)))
     mss = syncookie.check(KEY, *TUPLE, ack.seq, ack.ack, now=10.5)
