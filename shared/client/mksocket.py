@@ -240,17 +240,22 @@ class _Connection:
         threading.Thread(target=self._events, name="mkstack-events", daemon=True).start()
         self.events_ready.wait(5)
 
+    def _new_dealer(self, part: bytes, linger: int = 0, rcvtimeo: int | None = FIRST_WAIT_MS) -> zmq.Socket:
+        """A DEALER to the socket server named ``<client id>.<part>``."""
+        s = self.ctx.socket(zmq.DEALER)
+        s.setsockopt(zmq.LINGER, linger)
+        if rcvtimeo is not None:
+            s.setsockopt(zmq.RCVTIMEO, rcvtimeo)
+        s.setsockopt(zmq.IDENTITY, self.cid + b"." + part)
+        endpoints.connect_fast(s, self.endpoint)
+        return s
+
     def _dealer(self) -> zmq.Socket:
         s = getattr(self.local, "sock", None)
         if s is None:
-            s = self.ctx.socket(zmq.DEALER)
             # a thread that posts a send and ends closes its DEALER when it goes: linger
             # so the post still leaves (the kernel's send had completed by then)
-            s.setsockopt(zmq.LINGER, POST_LINGER_MS)
-            s.setsockopt(zmq.RCVTIMEO, FIRST_WAIT_MS)
-            s.setsockopt(zmq.IDENTITY, self.cid + b"." + str(next(self.threads)).encode())
-            endpoints.connect_fast(s, self.endpoint)
-            self.local.sock = s
+            s = self.local.sock = self._new_dealer(str(next(self.threads)).encode(), POST_LINGER_MS)
         return s
 
     def call(self, code: int, *args: object) -> object:
@@ -291,11 +296,7 @@ class _Connection:
             pass
 
     def _call_on_new_dealer(self, code: int, *args: object) -> object:
-        s = self.ctx.socket(zmq.DEALER)
-        s.setsockopt(zmq.LINGER, 0)
-        s.setsockopt(zmq.RCVTIMEO, FIRST_WAIT_MS)
-        s.setsockopt(zmq.IDENTITY, self.cid + b".r" + str(next(self.threads)).encode())
-        endpoints.connect_fast(s, self.endpoint)
+        s = self._new_dealer(b"r" + str(next(self.threads)).encode())
         try:
             return self._call(s, code, *args)
         finally:
@@ -343,10 +344,7 @@ class _Connection:
         bell.clear()        # a ring missed here is seen by the generation check after the next recv
 
     def _events(self) -> None:
-        s = self.ctx.socket(zmq.DEALER)
-        s.setsockopt(zmq.LINGER, 0)
-        s.setsockopt(zmq.IDENTITY, self.cid + b".ev")
-        endpoints.connect_fast(s, self.endpoint)
+        s = self._new_dealer(b"ev", rcvtimeo=None)
         s.send(msgpack.packb([SYS_HELLO, 0, self.pid, True]))
         s.recv()
         self.events_ready.set()
