@@ -19,11 +19,13 @@ import time
 from typing import Callable, Iterator
 
 import zmq
+from zmq.backend import zmq_poll
 
 from shared import procfs
 from shared.config import Config, ConfigError, check_instance, load
 from shared.ipc import endpoints
 from shared.ipc.codec import BadMessage, decode, encode
+from shared.ipc.zflags import EVENTS, NOBLOCK, POLLIN
 from shared.ipc.messages import ANNOUNCE_ACK, CTL_ADDR, CTL_PING, CTL_ROUTE, CTL_SHOW, CTL_STATS
 from shared.skb import Skb, SkbPool, StaleHandle
 
@@ -126,6 +128,7 @@ class Service:
                             format=f"%(asctime)s {self.name}[%(process)d] %(levelname)s %(message)s")
         self.log = logging.getLogger(self.name)
         self.sid = self.cfg.service_id(self.name)
+        self.owner_ids = {n: self.cfg.service_id(n) for n in self.cfg.services}   # skb owner ids, looked up per packet
         self.epoch = args.epoch
         self.pool = SkbPool(endpoints.slab_path(self.instance), owner=self.sid,
                             n_owners=len(self.cfg.services), epoch=self.epoch)
@@ -134,11 +137,11 @@ class Service:
         self.ctx = zmq.Context.instance()  # created after exec, never inherited
         self.inbox = self._bind(zmq.PULL, endpoints.inbox(self.rundir, self.name))
         self.ctl = self._bind(zmq.ROUTER, endpoints.control(self.rundir, self.name))
-        self.poller = zmq.Poller()
-        self.poller.register(self.inbox, zmq.POLLIN)
-        self.poller.register(self.ctl, zmq.POLLIN)
+        # what the loop polls, and who handles each (a ZeroMQ socket or a file descriptor)
+        self._poll_items: list[tuple[zmq.Socket | int, int]] = [(self.inbox, POLLIN), (self.ctl, POLLIN)]
+        self._handlers: dict[zmq.Socket | int, Callable[[], None]] = {self.inbox: self._drain_inbox,
+                                                                      self.ctl: self._serve_control}
         self._fds: dict[int, Callable[[], None]] = {}
-        self._socks: dict[zmq.Socket, Callable[[], None]] = {}
         self._out: dict[str, zmq.Socket] = {}
         self.announcements: list[Announcement] = []
         self._held: dict[str, collections.deque] = {}   # per neighbour: (deadline, frame, skbs) to send
@@ -163,13 +166,14 @@ class Service:
         self.running = False
 
     def watch_fd(self, fd: int, handler: Callable[[], None]) -> None:
-        self.poller.register(fd, zmq.POLLIN)
-        self._fds[fd] = handler
+        self.unwatch_fd(fd)
+        self._poll_items.append((fd, POLLIN))
+        self._handlers[fd] = self._fds[fd] = handler
 
     def watch_socket(self, sock: zmq.Socket, handler: Callable[[], None]) -> None:
         """Call ``handler`` whenever ``sock`` is readable (e.g. the syscall endpoint)."""
-        self.poller.register(sock, zmq.POLLIN)
-        self._socks[sock] = handler
+        self._poll_items.append((sock, POLLIN))
+        self._handlers[sock] = handler
 
     def end_of_turn(self) -> None:
         """Runs after every loop turn: flush batches collected during it."""
@@ -201,8 +205,9 @@ class Service:
         return due
 
     def unwatch_fd(self, fd: int) -> None:
-        self.poller.unregister(fd)
-        self._fds.pop(fd, None)
+        if self._fds.pop(fd, None) is not None:
+            del self._handlers[fd]
+            self._poll_items = [it for it in self._poll_items if it[0] != fd]
 
     def peer(self, service: str) -> zmq.Socket:
         """The PUSH socket to ``service``'s inbox (reconnects by itself after restarts)."""
@@ -250,8 +255,9 @@ class Service:
         owned by the caller (who queues them itself) to try again."""
         if not skbs:
             return True
-        to = self.cfg.service_id(service)
-        handles = [self.pool.give(skb, to) for skb in skbs]
+        to = self.owner_ids[service]
+        give = self.pool.give
+        handles = [give(skb, to) for skb in skbs]
         frame = encode(code, ifindex, handles)
         if keep:
             return self._send(service, frame, skbs)
@@ -268,7 +274,7 @@ class Service:
     def _send(self, service: str, frame: bytes, skbs: list[Skb]) -> bool:
         """One message of given skbs; on failure they are the caller's again."""
         try:
-            self.peer(service).send(frame, zmq.NOBLOCK)
+            self.peer(service).send(frame, NOBLOCK)
             return True
         except zmq.Again:
             for skb in skbs:
@@ -305,7 +311,7 @@ class Service:
     def _retry_held(self, now: float) -> None:
         self._hold_at = 0.0
         for service, q in self._held.items():
-            to = self.cfg.service_id(service)
+            to = self.owner_ids[service]
             while q:
                 deadline, frame, skbs = q[0]
                 if now < deadline:
@@ -383,10 +389,10 @@ class Service:
         for i in range(INBOX_BATCH):
             # poll said readable; after the first, ZMQ_EVENTS tells more cheaply than
             # the zmq.Again a NOBLOCK recv raises on an empty inbox (3.9 against 5.8 us)
-            if i and not inbox.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            if i and not inbox.get(EVENTS) & POLLIN:
                 return
             try:
-                frame = inbox.recv(zmq.NOBLOCK)
+                frame = inbox.recv(NOBLOCK)
             except zmq.Again:
                 return
             try:
@@ -439,11 +445,11 @@ class Service:
         """True if the service has work that must not wait for I/O (NAPI-style)."""
         return False
 
-    def start_phases(self, t0: float, events: dict) -> bool:
+    def start_phases(self, t0: float, events: list) -> bool:
         """Record when this incarnation first took a message and was first ready
         (ms from its promotion or process start); False once both are known."""
         ms = round((time.monotonic() - t0) * 1000, 1)
-        if "first_msg_ms" not in self.phases and self.inbox in events:
+        if "first_msg_ms" not in self.phases and any(what is self.inbox for what, _ in events):
             self.phases["first_msg_ms"] = ms
         if "ready_ms" not in self.phases and self.ready:
             self.phases["ready_ms"] = ms
@@ -456,6 +462,7 @@ class Service:
         self.log.info("up (epoch %d, pid %d, %s start, %.0f ms to here)", self.epoch, os.getpid(),
                       self.phases["start"], self.phases["init_ms"])
         starting = True
+        counters, handlers = self.counters, self._handlers
         while self.running:
             at = self.timer_at()
             if self.announcements:
@@ -471,32 +478,32 @@ class Service:
             else:
                 timeout = max(0, min(1000, int((at - time.monotonic()) * 1000) + 1))
             try:
-                events = dict(self.poller.poll(timeout))
+                ready = zmq_poll(self._poll_items, timeout)
             except zmq.ZMQError as exc:
                 if exc.errno == errno.EINTR:
                     continue
                 raise
-            self.counters["loop_turns"] += 1
+            counters["loop_turns"] += 1
             if starting:
-                starting = self.start_phases(t0, events)
-            if not events:
-                self.counters["loop_turns_idle"] += 1
-            if self.inbox in events:
-                self._drain_inbox()
-            if self.ctl in events:
-                self._serve_control()
-            for sock, handler in self._socks.items():
-                if sock in events:
-                    try:
-                        handler()
-                    except Exception as exc:
-                        self.fault("socket", exc)
-            for fd, handler in list(self._fds.items()):
-                if fd in events or self.busy():
-                    try:
-                        handler()
-                    except Exception as exc:
-                        self.fault("io", exc)
+                starting = self.start_phases(t0, ready)
+            if not ready:
+                counters["loop_turns_idle"] += 1
+            for what, _ in ready:
+                handler = handlers.get(what)
+                if handler is None:          # unwatched by an earlier handler of this turn
+                    continue
+                try:
+                    handler()
+                except Exception as exc:
+                    self.fault("message" if what is self.inbox else "socket" if isinstance(what, zmq.Socket)
+                               else "io", exc)
+            if self.busy():                  # NAPI polling: the device is read again without waiting for it
+                for fd, handler in list(self._fds.items()):
+                    if not any(what == fd for what, _ in ready):
+                        try:
+                            handler()
+                        except Exception as exc:
+                            self.fault("io", exc)
             now = time.monotonic()
             if self._hold_at and now >= self._hold_at:
                 self._retry_held(now)
@@ -511,7 +518,7 @@ class Service:
         self.log.info("down")
 
     def close(self) -> None:
-        for s in [self.inbox, self.ctl, *self._socks, *self._out.values()]:
+        for s in [*(what for what, _ in self._poll_items if isinstance(what, zmq.Socket)), *self._out.values()]:
             s.close(0)
 
 

@@ -173,8 +173,10 @@ class Ip(NetfilterHooks, Service):
         self.txbatch.clear()
 
     def timer_at(self) -> float | None:
-        times = [t for t in (self.neigh.poll_at(), self.reasm.poll_at()) if t is not None]
-        return min(times) if times else None
+        a, b = self.neigh.poll_at(), self.reasm.poll_at()
+        if a is None or b is None:
+            return b if a is None else a
+        return min(a, b)
 
     def on_timer(self, now: float) -> None:
         self.now = now
@@ -675,7 +677,8 @@ class Ip(NetfilterHooks, Service):
         mac, actions = self.neigh.resolve(ifc.ifindex, route.next_hop(dst), skb, self.now)
         if mac is not None:
             self.neigh_output(ifc, skb, mac)
-        self.neigh_actions(actions)
+        if actions:
+            self.neigh_actions(actions)
 
     def neigh_output(self, ifc: Iface, skb: Skb, mac: bytes) -> None:
         self.xmit_frame(ifc, skb, mac, ETH_P_IP)

@@ -124,7 +124,7 @@ class RawSockets:
         except NoBuffers:
             raise _err(errno.ENOBUFS) from None
         skb.put(len(data))[:] = data
-        handle = self.pool.give(skb, self.cfg.service_id("ip"))
+        handle = self.pool.give(skb, self.owner_ids["ip"])
         if sock.hdrincl:
             self.ip_raw_sends.append(([handle, daddr], skb))
         else:

@@ -39,6 +39,7 @@ from shared import procfs
 from shared.bytequeue import ByteQueue
 from shared.ipc import endpoints
 from shared.ipc.codec import BadMessage, decode, encode
+from shared.ipc.zflags import EVENTS, NOBLOCK, RCVMORE, SNDMORE
 from shared.ipc.messages import (BIND_RESTORE, BIND_REUSEADDR, SYS_ACCEPT, SYS_BIND, SYS_CLOSE, SYS_CONNECT,
                                  SYS_GETPEERNAME, SYS_GETSOCKNAME, SYS_GETSOCKOPT, SYS_HELLO, SYS_LISTEN,
                                  SYS_NETSTAT, SYS_RECVFROM, SYS_SENDTO, SYS_SETSOCKOPT, SYS_SHUTDOWN,
@@ -293,11 +294,14 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
 
     # -- the RPC boundary ---------------------------------------------------------
     def serve_sys(self) -> None:
+        sys_ = self.sys
         for i in range(256):
-            if i and not self.sys.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            if i and not sys_.get(EVENTS) & POLLIN:
                 break
             try:
-                parts = self.sys.recv_multipart(zmq.NOBLOCK)
+                parts = [sys_.recv(NOBLOCK)]
+                while sys_.get(RCVMORE):
+                    parts.append(sys_.recv(NOBLOCK))
             except zmq.Again:
                 break
             if len(parts) != 2:
@@ -443,9 +447,11 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
             self.state.touch_call(client, call)
 
     def send_frames(self) -> None:
-        for frame in self.frames:
+        send = self.sys.send
+        for ident, body in self.frames:
             try:
-                self.sys.send_multipart(frame, zmq.NOBLOCK)
+                send(ident, NOBLOCK | SNDMORE)
+                send(body, NOBLOCK)
             except zmq.ZMQError:
                 self.counters["frames_undeliverable"] += 1     # the client is gone
         self.frames = []
@@ -785,7 +791,7 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         except NoBuffers:
             raise OSError(errno.ENOBUFS, "No buffer space available") from None
         skb.put(len(data))[:] = data
-        self.udp_sends.append(([sock.id, self.pool.give(skb, self.cfg.service_id("udp")), daddr, dport], skb))
+        self.udp_sends.append(([sock.id, self.pool.give(skb, self.owner_ids["udp"]), daddr, dport], skb))
         self.counters["datagrams_sent"] += 1
         self.answer(call, len(data), sock)
 

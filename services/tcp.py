@@ -487,7 +487,7 @@ class Tcp(Service):
             skb.gso_size = mss
             self.counters["TcpOutTsoSegs"] += 1
         self.counters["TcpOutSegs"] += 1
-        self.out.append(([self.pool.give(skb, self.cfg.service_id("ip")), laddr, raddr, IPPROTO_TCP, 0, 64,
+        self.out.append(([self.pool.give(skb, self.owner_ids["ip"]), laddr, raddr, IPPROTO_TCP, 0, 64,
                           PMTUDISC_DO], skb))
 
     def service(self, c: Conn) -> None:

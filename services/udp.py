@@ -120,7 +120,7 @@ class Udp(Service):
         if not socks:
             self.counters["UdpNoPorts"] += 1
             if daddr in self.local:
-                self.icmp_requests.append(([self.pool.give(skb, self.cfg.service_id("ip")),
+                self.icmp_requests.append(([self.pool.give(skb, self.owner_ids["ip"]),
                                             ICMP_DEST_UNREACH, ICMP_PORT_UNREACH], skb))
             else:
                 self.pool.free(skb)
@@ -139,7 +139,7 @@ class Udp(Service):
         self.deliver(socks[0], skb, saddr, hdr.sport)
 
     def deliver(self, sock: int, skb: Skb, saddr: int, sport: int) -> None:
-        handle = self.pool.give(skb, self.cfg.service_id("socket_server"))
+        handle = self.pool.give(skb, self.owner_ids["socket_server"])
         self.deliveries.append(([sock, handle, saddr, sport], skb))
 
     def udp_err(self, items: list) -> None:
@@ -167,7 +167,7 @@ class Udp(Service):
 
     # -- send -------------------------------------------------------------------
     def udp_send(self, items: list) -> None:
-        ip_id = self.cfg.service_id("ip")
+        ip_id = self.owner_ids["ip"]
         for (sock, _, daddr, dport), skb in self.skb_items(items, 4, 1):
             s = self.table.socks.get(sock)
             if s is None or not 0 < dport <= 0xFFFF:

@@ -28,7 +28,7 @@ _PTYPE_IP = 0x0800
 _HDR = struct.Struct("!HHBBH6s4s6s4s")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ArpPacket:
     op: int
     sha: bytes

@@ -29,7 +29,7 @@ BROADCAST = b"\xff" * 6
 _HDR = struct.Struct("!6s6sH")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EthHeader:
     dst: bytes
     src: bytes

@@ -36,7 +36,7 @@ ICMP_ERRORS = (ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED, ICMP_PARAMETERPROB)
 _HDR = struct.Struct("!BBHI")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class IcmpHeader:
     type: int
     code: int

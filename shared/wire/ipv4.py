@@ -36,7 +36,7 @@ _OFFMASK = 0x1FFF
 _HDR = struct.Struct("!BBHHHBBH4s4s")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Ipv4Header:
     src: bytes
     dst: bytes

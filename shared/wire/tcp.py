@@ -35,7 +35,7 @@ MAX_WSCALE = 14
 _HDR = struct.Struct("!HHIIBBHHH")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TcpOptions:
     mss: int | None = None
     wscale: int | None = None
@@ -44,7 +44,7 @@ class TcpOptions:
     ts: tuple[int, int] | None = None       # (TSval, TSecr)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TcpHeader:
     sport: int
     dport: int

@@ -23,7 +23,7 @@ UDP_CSUM_OFF = 6
 _HDR = struct.Struct("!HHHH")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class UdpHeader:
     sport: int
     dport: int
