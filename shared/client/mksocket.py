@@ -183,14 +183,14 @@ class _Notifier:
             if ver <= self.ver or self.closed:
                 return
             self.ver, self.mask = ver, mask
-            want_r = self._readable(bool(_conn and _conn.held.get(self.sid)))
+            want_r = self._readable(bool(_conn and (_conn.held.get(self.sid) or self.sid in _conn.buffered)))
             want_w = bool(mask & (_POLLOUT | _POLLERR | _POLLHUP))
             if self.made >= 0:
                 self._show(want_r, want_w, self.readable, self.writable)
             self.readable, self.writable = want_r, want_w
 
     def _readable(self, held: bool) -> bool:
-        """Readable: datagrams held here, or the server's last mask says so."""
+        """Readable: datagrams (or TLS records) held here, or the server's last mask says so."""
         return held or bool(self.mask & (_POLLIN | _POLLERR | _POLLHUP))
 
     def recheck(self, held: bool) -> None:
@@ -232,6 +232,7 @@ class _Connection:
         self.early: dict[int, tuple[int, int]] = {}
         # UDP datagrams a SYS_RECVFROM_MANY brought along, by socket id: later reads take them
         self.held: dict[int, collections.deque] = {}
+        self.buffered: set[int] = set()     # sockets whose TLS layer holds records read ahead (mkssl)
         self.lock = threading.Lock()
         self.generation = 0                 # restarts of the socket server seen
         self.bells: weakref.WeakSet[_Bell] = weakref.WeakSet()   # one per calling thread
@@ -443,6 +444,7 @@ class _Connection:
             if not peers:
                 self.by_sid.pop(n.sid, None)
                 self.held.pop(n.sid, None)      # the last descriptor: what it held goes with it
+                self.buffered.discard(n.sid)
         n.close()
 
 
@@ -612,6 +614,27 @@ def dup(fd: int) -> int:
     conn = _connection()
     newfd, sid, ver, mask = conn.call(SYS_DUP, sfd)  # type: ignore[misc]
     return conn.park(newfd, sid, ver, mask, family, type_, proto)
+
+
+def hold_readable(sock: "socket", held: bool) -> None:
+    """A layer above the socket (TLS) holds bytes read ahead, or no longer does: its
+    fileno() reads as readable while it does, as if they were still in the socket."""
+    conn, n = _connection(), sock._notifier
+    if held:
+        conn.buffered.add(n.sid)
+    else:
+        conn.buffered.discard(n.sid)
+    n.recheck(held or bool(conn.held.get(n.sid)))
+
+
+def take_back(sock: "socket", fileno: int) -> bool:
+    """Take ``sock``'s detached descriptor up again into ``sock`` itself (a wrapper
+    that detached it refused it before taking it up); False if it is gone."""
+    conn = _live_connection()
+    if conn is None or fileno not in conn.detached:
+        return False
+    sock._adopt(fileno)
+    return True
 
 
 def getdefaulttimeout() -> float | None:
@@ -980,6 +1003,8 @@ class socket:
             if total > 0 and hasattr(file, "seek"):
                 file.seek(offset + total)
 
+    _sendfile_use_send = sendfile     # the name ssl.SSLSocket.sendfile calls for a TLS socket
+
     @property
     def timeout(self) -> float | None:
         return self._timeout
@@ -1151,6 +1176,36 @@ def install_ioctl() -> None:
     if _kernel_ioctl is None:
         _kernel_ioctl = fcntl.ioctl
         fcntl.ioctl = ioctl
+
+
+class _SslImportHook:
+    """Installs TLS for mkstack sockets (shared/client/mkssl.py) when the program first
+    imports ssl: programs that never do pay nothing for it at start-up."""
+
+    def find_spec(self, name: str, path: object, target: object = None) -> object:
+        if name != "ssl":
+            return None
+        sys.meta_path.remove(self)
+        import importlib.util
+        spec = importlib.util.find_spec("ssl")
+        if spec is None or spec.loader is None:
+            return spec
+        run = spec.loader.exec_module
+
+        def exec_module(module: object) -> None:
+            run(module)  # type: ignore[arg-type]
+            from shared.client import mkssl
+            mkssl.install()
+        spec.loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+def install_ssl_hook() -> None:
+    if "ssl" in sys.modules:                 # already there (imported before the socket module was swapped)
+        from shared.client import mkssl
+        mkssl.install()
+    elif not any(isinstance(h, _SslImportHook) for h in sys.meta_path):
+        sys.meta_path.insert(0, _SslImportHook())
 
 
 def fromfd(fd: int, family: int, type: int, proto: int = 0) -> socket:

@@ -18,3 +18,4 @@ if os.environ.get("MKSTACK_ENDPOINT"):
         raise SystemExit(f"mkstack: cannot load the client library: {exc}") from None
     sys.modules["socket"] = mksocket
     mksocket.install_ioctl()
+    mksocket.install_ssl_hook()
