@@ -209,7 +209,8 @@ def _create(cls, sock, *args, **kwargs):  # type: ignore[no-untyped-def]
         raise
 
 
-def _wrap_socket(self, sock, server_side, server_hostname=None, *, owner=None, session=None):  # type: ignore[no-untyped-def]
+def _wrap_socket(self, sock, server_side, server_hostname=None, *,  # type: ignore[no-untyped-def]
+                 owner=None, session=None):
     if isinstance(sock, mksocket.socket):
         return TlsPump(self, sock, server_side, server_hostname, owner, session)
     return _c_wrap_socket(self, sock, server_side, server_hostname, owner=owner, session=session)
