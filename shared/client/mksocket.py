@@ -233,6 +233,7 @@ class _Connection:
         # UDP datagrams a SYS_RECVFROM_MANY brought along, by socket id: later reads take them
         self.held: dict[int, collections.deque] = {}
         self.buffered: set[int] = set()     # sockets whose TLS layer holds records read ahead (mkssl)
+        self.objects: weakref.WeakValueDictionary = weakref.WeakValueDictionary()   # server fd -> socket
         self.lock = threading.Lock()
         self.generation = 0                 # restarts of the socket server seen
         self.bells: weakref.WeakSet[_Bell] = weakref.WeakSet()   # one per calling thread
@@ -687,7 +688,9 @@ class socket:
         self._io_refs = 0
         # UDP: destinations a send reached without an error; later sends to them do not wait
         self._sent_ok: set | None = set() if family == AF_INET and type == SOCK_DGRAM else None
-        self._notifier = _connection().register(fd, sid, ver, mask, notifier)
+        conn = _connection()
+        self._notifier = conn.register(fd, sid, ver, mask, notifier)
+        conn.objects[fd] = self
         self._closed = False
 
     def _adopt(self, fileno: int) -> None:
@@ -1169,13 +1172,49 @@ def ioctl(fd: object, request: int, arg: object = 0, mutate_flag: bool = True) -
     return packed[:len(arg)]  # type: ignore[arg-type]
 
 
+_kernel_sendfile = None
+
+
+def _os_sendfile(out_fd: int, in_fd: int, offset: int | None, count: int, *args: object, **kwargs: object) -> int:
+    """``os.sendfile`` that sends through mkstack when ``out_fd`` is an mkstack socket's
+    fileno() (asyncio's sock_sendfile and loop.sendfile call it so): up to ``count``
+    bytes of ``in_fd`` from ``offset`` (from its position, which then advances, if
+    None), as one send, which is partial, or BlockingIOError, as the socket's mode
+    makes it. Other descriptors go to the kernel."""
+    conn = _live_connection()
+    sfd = conn.socket_of(out_fd) if conn is not None and isinstance(out_fd, int) else None
+    if sfd is None:
+        return _kernel_sendfile(out_fd, in_fd, offset, count, *args, **kwargs)  # type: ignore[misc]
+    sock = conn.objects.get(sfd)  # type: ignore[union-attr]
+    if sock is None or args or kwargs:
+        raise _os_error(_errno.EOPNOTSUPP if sock is not None else _errno.EBADF,
+                        "mkstack's sendfile takes out_fd, in_fd, offset, count")
+    if count < 0:
+        raise _os_error(_errno.EINVAL)
+    want = min(count, SENDFILE_BLOCK)
+    data = (os.read(in_fd, want) if offset is None else os.pread(in_fd, want, offset)) if want else b""
+    if not data:
+        return 0
+    n = 0
+    try:
+        n = socket.send(sock, data)       # the socket's own bytes, not a TLS layer's above it (as the kernel)
+        return n
+    finally:
+        if offset is None and n < len(data):
+            os.lseek(in_fd, n - len(data), os.SEEK_CUR)     # the position advances by what was sent
+
+
 def install_ioctl() -> None:
-    """Route ``fcntl.ioctl`` on mkstack sockets here."""
+    """Route ``fcntl.ioctl`` and ``os.sendfile`` on mkstack sockets here."""
     global _kernel_ioctl
     import fcntl
     if _kernel_ioctl is None:
         _kernel_ioctl = fcntl.ioctl
         fcntl.ioctl = ioctl
+    global _kernel_sendfile
+    if _kernel_sendfile is None and hasattr(os, "sendfile"):
+        _kernel_sendfile = os.sendfile
+        os.sendfile = _os_sendfile
 
 
 class _SslImportHook:

@@ -153,3 +153,22 @@ def test_the_less_common_names_of_the_module_match_the_kernel(stack):
     assert ours.splitlines() == kernel.splitlines()
     assert "names: True" in ours and "bytes: True" in ours and "file position: 2500000" in ours
 
+
+
+def test_sendfile_three_ways_matches_the_kernel(stack, tmp_path):
+    """socket.sendfile, os.sendfile on the socket's fileno() (which the client library
+    routes through mkstack) and asyncio's sock_sendfile/sendfile, 10 MB each, to a
+    Linux sink that answers with a digest; the same transcript as on the kernel."""
+    data = tmp_path / "ten.bin"
+    data.write_bytes(os.urandom(10 * 1000 * 1000))
+    sink = stack.peer_popen("python3", os.path.join(APPS, "digest_sink.py"), "9000")
+    try:
+        assert sink.stdout.readline().startswith("ready")
+        script = os.path.join(APPS, "sendfile_transcript.py")
+        kernel = stack.peer("python3", script, "127.0.0.1", "9000", str(data)).stdout
+        ours = run_on_mkstack(stack, script, stack.peer_addr, "9000", str(data)).stdout
+    finally:
+        sink.kill()
+        sink.wait()
+    assert ours.splitlines() == kernel.splitlines()
+    assert "loop.sock_sendfile: 10000000" in ours and "False" not in ours
