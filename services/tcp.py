@@ -541,7 +541,8 @@ class Tcp(Service):
         if t.state is State.CLOSED:
             if t.error is not None and not c.orphan:
                 self.events.append([c.id, "err", t.error])
-                self.counters["TcpEstabResets" if t.error == errno.ECONNRESET else "TcpAttemptFails"] += 1
+                self.counters["TcpEstabResets" if t.error in (errno.ECONNRESET, errno.EPIPE)
+                              else "TcpAttemptFails"] += 1
             else:
                 self.events.append([c.id, "closed"])
             self.remove(c)

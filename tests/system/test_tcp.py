@@ -257,3 +257,19 @@ def test_spoofed_syns_do_not_silence_a_backlog_5_server(stack, tmp_path):
     assert slow == [], slow
     tcp = stack.stats()["tcp"]
     assert tcp["TcpExtSyncookiesSent"] >= 15 and tcp["TcpExtSyncookiesRecv"] >= 1, tcp
+
+
+def test_asyncio_writer_to_a_closed_peer_ends_as_on_the_kernel(stack):
+    """write()+drain() in a loop to a server that accepted and closed: the peer's reset
+    in CLOSE-WAIT ends the loop with BrokenPipeError (EPIPE, as Linux's tcp_reset
+    sets it there), not a hang and not ECONNRESET."""
+    closer = stack.peer_popen("python3", os.path.join(APPS, "accept_close.py"), "7103")
+    try:
+        assert closer.stdout.readline().startswith("ready")
+        args = [os.path.join(APPS, "drain_after_reset.py"), stack.peer_addr, "7103"]
+        ours = stack.launcher("run", "--", "python", *args, timeout=60).stdout.strip()
+        kern = stack.peer("python3", *args, timeout=60).stdout.strip()
+    finally:
+        closer.kill()
+        closer.wait()
+    assert ours == kern == "ended by BrokenPipeError"

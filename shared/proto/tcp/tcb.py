@@ -532,7 +532,9 @@ class Tcb:
         if self.state in (State.CLOSING, State.LAST_ACK, State.TIME_WAIT):
             self._to_closed()
             return
-        self._fail(errno.ECONNREFUSED if self.state is State.SYN_RCVD else errno.ECONNRESET)
+        # as Linux's tcp_reset: after the peer's FIN, a reset says our writes went nowhere (EPIPE)
+        self._fail(errno.ECONNREFUSED if self.state is State.SYN_RCVD else
+                   errno.EPIPE if self.state is State.CLOSE_WAIT else errno.ECONNRESET)
 
     def _rcv_ack(self, seg: Segment, now: float) -> bool:
         ack = seg.ack

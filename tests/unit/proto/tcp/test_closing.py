@@ -1,5 +1,7 @@
+import errno
+
 from shared.proto.tcp.tcb import State
-from shared.wire.tcp import ACK, FIN
+from shared.wire.tcp import ACK, FIN, RST
 
 from .helpers import IRS, ISS, established, seg, take
 
@@ -110,7 +112,6 @@ def test_a_rst_does_not_end_time_wait():
     """RFC 1337 (TIME-WAIT assassination): an in-window RST leaves TIME-WAIT to run
     its 2 MSL; with rfc1337 off (Linux's default) it closes the connection."""
     import dataclasses
-    from shared.wire.tcp import RST
 
     from .helpers import PLAIN
     for rfc1337, after in ((True, State.TIME_WAIT), (False, State.CLOSED)):
@@ -122,3 +123,14 @@ def test_a_rst_does_not_end_time_wait():
         take(t)
         t.receive(seg(R + 1, 0, RST), now=2)
         assert t.state is after and take(t) == []
+
+
+def test_a_reset_in_close_wait_is_epipe_as_linux_reports_it():
+    """The peer closed, we wrote, it answered with a reset: the writer hears EPIPE
+    (tcp_reset's CLOSE_WAIT case), not ECONNRESET."""
+    t = established()
+    t.receive(seg(R, L, ACK | FIN), now=1)
+    t.send(b"into the void", now=1.1)
+    take(t)
+    t.receive(seg(R + 1, 0, RST), now=1.2)
+    assert t.state is State.CLOSED and t.error == errno.EPIPE
