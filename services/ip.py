@@ -44,11 +44,10 @@ from shared.wire.ethernet import BROADCAST, ETH_HLEN, ETH_P_ARP, ETH_P_IP, EthHe
 from shared.wire.icmp import (ICMP_DEST_UNREACH, ICMP_ECHO, ICMP_ECHOREPLY, ICMP_ERRORS, ICMP_FRAG_NEEDED,
                               ICMP_HLEN, ICMP_HOST_UNREACH, ICMP_NET_UNREACH, ICMP_PROT_UNREACH, ICMP_TIME_EXCEEDED,
                               IcmpHeader, emit_icmp, parse_icmp)
-from shared.wire.ipv4 import IPPROTO_ICMP, IPV4_HLEN, Ipv4Header, emit_ipv4, ip_ntoa, parse_ipv4
+from shared.wire.ipv4 import DEFAULT_TTL, IPPROTO_ICMP, IPV4_HLEN, Ipv4Header, emit_ipv4, ip_ntoa, parse_ipv4
 
 LIMITED_BROADCAST = b"\xff\xff\xff\xff"
 ICMP_QUOTE_MAX = 576 - IPV4_HLEN - ICMP_HLEN   # RFC 1812 4.3.2.3: fill up to 576 bytes
-DEFAULT_TTL = 64
 ICMP_EXC_FRAGTIME = 1
 PROTOCOLS_FILE = "ip.protocols"   # in the run directory: registrations outlive an ip restart
 

@@ -20,13 +20,13 @@ from shared.ipc.messages import (IP_OUTPUT, IP_RAW_OUTPUT, IP_REGISTER, PMTUDISC
                                  SYS_CONNECT, SYS_GETPEERNAME, SYS_GETSOCKNAME, SYS_RECVFROM, SYS_SENDTO,
                                  SYS_SHUTDOWN)
 from shared.skb import NoBuffers, Skb
+from shared.wire.ipv4 import DEFAULT_TTL
 
 if TYPE_CHECKING:
     from services.socket_server import Pending, Sock
 
 CAP_NET_RAW = 13
 MAX_RAW_PAYLOAD = 0xFFFF
-DEFAULT_TTL = 64
 
 
 def _err(code: int) -> OSError:

@@ -47,10 +47,16 @@ from shared.ipc.messages import (BIND_RESTORE, BIND_REUSEADDR, SYS_ACCEPT, SYS_B
                                  SYS_RECVFROM_MANY,
                                  SYS_RECVMSG, SYS_SENDMSG, SYS_SOCKETPAIR, SIOCATMARK, SIOCINQ, SIOCOUTQ,
                                  RAW_DELIVER, RMEM_MAX, TCP_EVENTS, UDP_BIND, UDP_BOUND, UDP_CONNECT,
-                                 UDP_DELIVER, UDP_RESYNC, UDP_SEND, UDP_SOCK_ERR, UDP_UNBIND, TCP_RESYNC)
+                                 UDP_DELIVER, UDP_RESYNC, UDP_SEND, UDP_SOCK_ERR, UDP_UNBIND, TCP_RESYNC,
+                                 TCP_GETINFO, TCP_SETOPT)
+from shared.proto import sockopt
+from shared.proto.tcp.info import STATE_CLOSE, STATE_LISTEN, idle_info
+from shared.proto.tcp.tcb import TcpConfig
 from shared.skb import NoBuffers, Skb
+from shared.wire.ipv4 import DEFAULT_TTL
 
 MAX_UDP_PAYLOAD = 65507
+ASKED = object()                  # getsockopt: answered when tcp tells
 MAX_FDS = 1024                    # descriptors per client when its RLIMIT_NOFILE cannot be read
 POLLIN, POLLOUT, POLLERR, POLLHUP = 0x1, 0x4, 0x8, 0x10
 CLIENT_CHECK = 1.0                # seconds between checks that client processes live
@@ -159,6 +165,7 @@ class Sock:
     urg_off: int = 0               # its stream offset
     oob: int = 0                   # the urgent byte, once it arrived
     hdrincl: bool = False          # SOCK_RAW: IP_HDRINCL
+    tcpopts: dict = field(default_factory=dict)   # TCP- and IP-level options set (shared/proto/sockopt.py)
     refs: int = 1                  # fds naming it (dup, passed) and passings in flight
     holders: list = field(default_factory=list)   # (client, fd) holding it besides (client, fd)
     # AF_UNIX
@@ -590,7 +597,9 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
             self.setsockopt(sock, f[2], f[3], f[4])
             self.answer(call, 0, sock)
         elif code == SYS_GETSOCKOPT:
-            self.answer(call, self.getsockopt(sock, f[2], f[3]), sock)
+            value = self.getsockopt(sock, f[2], f[3], call)
+            if value is not ASKED:
+                self.answer(call, value, sock)
         elif code == SYS_SHUTDOWN:
             self.sys_shutdown(sock, f[2])
             self.answer(call, 0, sock)
@@ -791,7 +800,9 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         except NoBuffers:
             raise OSError(errno.ENOBUFS, "No buffer space available") from None
         skb.put(len(data))[:] = data
-        self.udp_sends.append(([sock.id, self.pool.give(skb, self.owner_ids["udp"]), daddr, dport], skb))
+        opts = sock.tcpopts
+        self.udp_sends.append(([sock.id, self.pool.give(skb, self.owner_ids["udp"]), daddr, dport,
+                                opts.get("tos", 0), opts.get("ttl", DEFAULT_TTL)], skb))
         self.counters["datagrams_sent"] += 1
         self.answer(call, len(data), sock)
 
@@ -894,10 +905,19 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         self.wake_readers(sock)
         self.notify(sock)
 
-    def setsockopt(self, sock: Sock, level: int, name: int, value: int) -> None:
+    def setsockopt(self, sock: Sock, level: int, name: int, value: int | str) -> None:
         if level == ksock.IPPROTO_TCP and sock.stream and name == ksock.TCP_NODELAY:
-            self.set_stream_opt(sock, "nodelay", value)
+            self.set_stream_opt(sock, "nodelay", int(value))
             return
+        if (level, name) in sockopt.KEYS and sock.family == ksock.AF_INET and sock.type != ksock.SOCK_RAW:
+            key, kept = sockopt.check(level, name, value, sock.stream, sock.tcpopts.get("tos", 0))
+            sock.tcpopts[key] = kept
+            self.state.touch(sock)
+            if sock.stream and sock.st in ("connecting", "connected") and sock.conn:
+                self.tcp_msg(encode(TCP_SETOPT, sock.conn, key, kept))
+            return
+        if not isinstance(value, int):
+            raise OSError(errno.EINVAL, "Invalid argument")
         if level == ksock.IPPROTO_IP:
             self.raw_setsockopt(sock, name, value)
             return
@@ -920,9 +940,24 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         else:
             raise OSError(errno.ENOPROTOOPT, "Protocol not available")
 
-    def getsockopt(self, sock: Sock, level: int, name: int) -> int:
+    def getsockopt(self, sock: Sock, level: int, name: int, call: Pending | None = None) -> object:
+        """The option's value, or ASKED: the call is answered when tcp tells (TCP_INFO,
+        and TCP_MAXSEG of a connection: the MSS it sends with)."""
         if level == ksock.IPPROTO_TCP and sock.stream and name == ksock.TCP_NODELAY:
             return int(sock.nodelay)
+        if level == ksock.IPPROTO_TCP and sock.stream and name in (ksock.TCP_INFO, ksock.TCP_MAXSEG):
+            if sock.conn and sock.st in ("connecting", "connected") and call is not None:
+                what = "info" if name == ksock.TCP_INFO else "maxseg"
+                self.tcp_request(sock, call, what, TCP_GETINFO, sock.conn)
+                return ASKED
+            if name == ksock.TCP_MAXSEG:
+                return sock.tcpopts.get("maxseg") or sockopt.TCP_MSS_DEFAULT
+            return idle_info(STATE_LISTEN if sock.st == "listening" else STATE_CLOSE)
+        if (level, name) in sockopt.KEYS and sock.family == ksock.AF_INET and sock.type != ksock.SOCK_RAW and \
+                (sock.stream or level == ksock.IPPROTO_IP):
+            return sockopt.current(sock.tcpopts, level, name, self.cfg.tcp.get("cc", TcpConfig.cc))
+        if level == ksock.IPPROTO_TCP and sock.family == ksock.AF_INET and not sock.stream:
+            raise OSError(errno.EOPNOTSUPP, "Operation not supported")    # ip_getsockopt's answer to SOL_TCP
         if level == ksock.IPPROTO_IP and sock.type == ksock.SOCK_RAW and name == ksock.IP_HDRINCL:
             return int(sock.hdrincl)
         if level != ksock.SOL_SOCKET:

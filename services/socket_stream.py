@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import socket as ksock
+import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,7 @@ from shared.ipc.messages import (BIND_REUSEADDR, CLOSE_ABORT, CLOSE_FORGET, CLOS
                                  SYS_BIND, SYS_CLOSE, SYS_CONNECT, SYS_GETPEERNAME, SYS_LISTEN, SYS_RECVFROM,
                                  SYS_SENDTO, SYS_SHUTDOWN, TCP_ACCEPTED, TCP_BIND, TCP_CLOSE, TCP_CONNECT,
                                  TCP_LISTEN, TCP_RCVD, TCP_SEND, TCP_SEND_URG, TCP_SETOPT)
+from shared.proto.tcp.info import STATE_CLOSE, idle_info
 
 if TYPE_CHECKING:
     from services.socket_server import Pending, Sock
@@ -152,7 +154,7 @@ class StreamSockets:
         sock.raddr, sock.rport = raddr, rport
         sock.st = "connecting"
         self.tcp_request(sock, None, "connect", TCP_CONNECT, raddr, rport, sock.rcvbuf, sock.nodelay,
-                         sock.keepalive)
+                         sock.keepalive, sock.tcpopts)
         if timeout is not None and timeout <= 0:
             raise _err(errno.EINPROGRESS)
         sock.connect_call = call
@@ -391,6 +393,19 @@ class StreamSockets:
             self.tcp_msg(encode(TCP_SETOPT, sock.conn, name, int(bool(value))))
 
     # -- from tcp ---------------------------------------------------------------------
+    def on_tcp_info(self, req: int, sock_id: int, info: bytes) -> None:
+        """tcp's TCP_INFO for a getsockopt of TCP_INFO or of a connection's TCP_MAXSEG."""
+        sock, call, what, _ = self.tcp_reqs.pop(req, (None, None, "", b""))
+        if sock is None or call is None or self.socks.get(sock_id) is not sock or not isinstance(info, bytes):
+            return
+        self.state.table_dirty = True
+        if not info:                         # tcp no longer has the connection: closed meanwhile
+            info = idle_info(STATE_CLOSE)
+        if what == "maxseg":
+            self.answer(call, int.from_bytes(info[16:20], sys.byteorder), sock)     # tcpi_snd_mss
+        else:
+            self.answer(call, info, sock)
+
     def on_tcp_result(self, req: int, sock_id: int, err: int, addr: int, port: int) -> None:
         sock, call, what, _ = self.tcp_reqs.pop(req, (None, None, "", b""))
         if sock is None or self.socks.get(sock_id) is not sock:
@@ -449,6 +464,9 @@ class StreamSockets:
     def on_tcp_event(self, conn: int, kind: str, item: list) -> None:
         if kind == "result":
             self.on_tcp_result(item[2], conn, item[3], item[4], item[5])
+            return
+        if kind == "info":
+            self.on_tcp_info(item[2], conn, item[3])
             return
         if kind == "acc":
             self.on_accepted(conn, *item[2:7])
@@ -581,6 +599,8 @@ class StreamSockets:
         for name, on in (("nodelay", sock.nodelay), ("keepalive", sock.keepalive)):
             if on:
                 self.tcp_msg(encode(TCP_SETOPT, sock.conn, name, 1))
+        for name, value in sock.tcpopts.items():
+            self.tcp_msg(encode(TCP_SETOPT, sock.conn, name, value))
 
     def on_accepted(self, conn: int, listener: int, raddr: int, rport: int, laddr: int, lport: int) -> None:
         from services.socket_server import Sock  # the dataclass lives with the server
@@ -594,7 +614,7 @@ class StreamSockets:
         s.conn, s.st, s.bound, s.origin = conn, "connected", True, lst.id
         self.state.touch(s)
         s.laddr, s.lport, s.raddr, s.rport = laddr, lport, raddr, rport
-        s.nodelay, s.keepalive = lst.nodelay, lst.keepalive
+        s.nodelay, s.keepalive, s.tcpopts = lst.nodelay, lst.keepalive, dict(lst.tcpopts)   # inherited, as Linux
         self.socks[s.id] = s
         self.conns[conn] = s
         self.push_opts(s)

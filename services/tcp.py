@@ -26,15 +26,17 @@ from services.tcp_state import TcpState
 from shared.ipc.codec import encode
 from shared.ipc.messages import (BIND_REUSEADDR, CLOSE_ABORT, CLOSE_SHUT_WR, IP_OUTPUT, IP_REGISTER, L4_ERR, L4_RCV,
                                  LOWER_UP, PMTUDISC_DO, RMEM_MAX, TCP_ACCEPTED, TCP_BIND, TCP_CLOSE, TCP_CONNECT,
-                                 TCP_EVENTS, TCP_LISTEN, TCP_RCVD, TCP_RESYNC, TCP_SEND, TCP_SEND_URG, TCP_SETOPT)
+                                 TCP_EVENTS, TCP_LISTEN, TCP_RCVD, TCP_RESYNC, TCP_SEND, TCP_SEND_URG, TCP_SETOPT,
+                                 TCP_GETINFO)
 from shared.proto.tcp import seq as S
 from shared.proto.tcp import syncookie
-from shared.proto.tcp.tcb import Segment, State, Tcb, TcpConfig, reset_for
+from shared.proto.tcp.info import tcp_info
+from shared.proto.tcp.tcb import Segment, State, Tcb, TcpConfig, reset_for, with_opts
 from shared.proto.udp import PortTable
 from shared.skb import CSUM_PARTIAL, CSUM_VALID, NoBuffers, Skb
 from shared.wire import WireError
 from shared.wire.icmp import ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_PORT_UNREACH
-from shared.wire.ipv4 import IPPROTO_TCP
+from shared.wire.ipv4 import DEFAULT_TTL, IPPROTO_TCP
 from shared.wire.tcp import ACK, RST, SYN, TCP_CSUM_OFF, TcpHeader, emit_tcp, parse_tcp, tcp_hlen
 
 PASSIVE_BASE = 1 << 40        # conn ids tcp makes for accepted connections
@@ -42,6 +44,7 @@ SOMAXCONN = 4096
 EVENTS_BATCH_BYTES = 256 * 1024   # stream data per TCP_EVENTS message (the codec refuses > 1 MiB)
 RESYNC_RETRY = 0.02               # seconds between attempts to reach the socket layer after a restart
 COOKIE_KEY_FILE = "tcp.cookie-key"   # in the run directory: the SYN-cookie secret
+DEFAULT_MTU, LOOPBACK_MTU = 1500, 65536
 
 
 @dataclass(eq=False)
@@ -153,7 +156,14 @@ class Tcp(Service):
                     c.tcb.output_data(self.now)
                 elif fields[1] == "keepalive":
                     c.tcb.set_keepalive(bool(fields[2]), self.now)
+                else:
+                    self.setopts(c.tcb, {fields[1]: fields[2]})
                 self.touch(c)
+        elif code == TCP_GETINFO:
+            req, sock, conn = fields
+            c = self.by_id.get(conn)
+            info = tcp_info(c.tcb, self.now, c.acked, self.pmtu(c.raddr)) if c is not None else b""
+            self.events.append([sock, "info", req, info])
         elif code == TCP_RESYNC:          # the socket server restarted: tell it everything again
             self.resync_at = self.now
         elif code == TCP_ACCEPTED:
@@ -252,7 +262,7 @@ class Tcp(Service):
         self.result(req, sock, 0, addr, port)
 
     def tcp_connect(self, req: int, sock: int, raddr: int, rport: int, rcvbuf: int, nodelay: bool,
-                    keepalive: bool) -> None:
+                    keepalive: bool, opts: dict) -> None:
         c = self.by_id.get(sock)
         if c is not None:
             # the socket layer connects a socket once: its request again, after our restart
@@ -273,14 +283,32 @@ class Tcp(Service):
         if (laddr, port, raddr, rport) in self.conns:
             self.result(req, sock, errno.EADDRINUSE)
             return
-        tcb = Tcb.connect(self.tcfg, self.iss(), self.now, ts_offset=self.iss(), rcv_space=rcvbuf)
+        tcfg = self.tcfg
+        if "maxseg" in opts and type(opts["maxseg"]) is int:
+            tcfg = with_opts(tcfg, {"maxseg": opts["maxseg"]})      # the MSS option of our SYN
+        tcb = Tcb.connect(tcfg, self.iss(), self.now, ts_offset=self.iss(), rcv_space=rcvbuf)
         tcb.nodelay = nodelay
         tcb.keepalive = keepalive
+        self.setopts(tcb, opts)
         c = Conn(sock, tcb, laddr, port, raddr, rport)
         self.add_conn(c)
         self.result(req, sock, 0, laddr, port)
         self.counters["TcpActiveOpens"] += 1
         self.touch(c)
+
+    def setopts(self, tcb: Tcb, opts: dict) -> None:
+        """Options the socket layer set on a connection (it checked them as the kernel does)."""
+        for name, value in opts.items():
+            try:
+                tcb.setopt(name, value, self.now)
+            except (ValueError, TypeError):
+                self.counters["TcpBadOptions"] += 1
+
+    def pmtu(self, raddr: int) -> int:
+        """The MTU of the route to ``raddr`` (TCP_INFO's tcpi_pmtu)."""
+        route = self.fib.lookup(raddr.to_bytes(4, "big"))
+        mtus = {d.ifindex: d.mtu for d in self.cfg.devices}
+        return mtus.get(route.ifindex, LOOPBACK_MTU) if route is not None else DEFAULT_MTU
 
     def tcp_close(self, conn: int, how: int, off: int) -> None:
         lst = self.listener_of.pop(conn, None)
@@ -467,7 +495,8 @@ class Tcp(Service):
     def touch(self, c: Conn) -> None:
         self.touched[c.id] = c
 
-    def xmit(self, laddr: int, lport: int, raddr: int, rport: int, seg: Segment, mss: int = 0) -> None:
+    def xmit(self, laddr: int, lport: int, raddr: int, rport: int, seg: Segment, mss: int = 0,
+             ttl: int = DEFAULT_TTL, tos: int = 0) -> None:
         """One segment into an skb for ip; longer than ``mss``, it is a TSO segment
         the device cuts into ``mss``-byte pieces (skb.gso_size)."""
         hdr = TcpHeader(lport, rport, seg.seq, seg.ack, seg.flags, seg.wnd, seg.urg, seg.opts)
@@ -487,14 +516,15 @@ class Tcp(Service):
             skb.gso_size = mss
             self.counters["TcpOutTsoSegs"] += 1
         self.counters["TcpOutSegs"] += 1
-        self.out.append(([self.pool.give(skb, self.owner_ids["ip"]), laddr, raddr, IPPROTO_TCP, 0, 64,
+        self.out.append(([self.pool.give(skb, self.owner_ids["ip"]), laddr, raddr, IPPROTO_TCP, tos, ttl,
                           PMTUDISC_DO], skb))
 
     def service(self, c: Conn) -> None:
         """Move what a connection produced to the wire and the socket layer."""
         t = c.tcb
+        ttl, tos = t.opts.get("ttl", DEFAULT_TTL), t.opts.get("tos", 0)
         for seg in t.output:
-            self.xmit(c.laddr, c.lport, c.raddr, c.rport, seg, t.seg_size())
+            self.xmit(c.laddr, c.lport, c.raddr, c.rport, seg, t.seg_size(), ttl, tos)  # type: ignore[arg-type]
         t.output.clear()
         retrans = t.stats["retrans"]
         if retrans:

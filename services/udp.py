@@ -168,7 +168,7 @@ class Udp(Service):
     # -- send -------------------------------------------------------------------
     def udp_send(self, items: list) -> None:
         ip_id = self.owner_ids["ip"]
-        for (sock, _, daddr, dport), skb in self.skb_items(items, 4, 1):
+        for (sock, _, daddr, dport, tos, ttl), skb in self.skb_items(items, 6, 1):
             s = self.table.socks.get(sock)
             if s is None or not 0 < dport <= 0xFFFF:
                 self.counters["UdpOutDrops"] += 1
@@ -181,7 +181,8 @@ class Udp(Service):
             skb.csum_offset = UDP_CSUM_OFF
             self.counters["UdpOutDatagrams"] += 1
             saddr = s.laddr if s.laddr not in self.table.broadcasts else 0
-            self.outgoing.append(([self.pool.give(skb, ip_id), saddr, daddr, IPPROTO_UDP, 0, 64, PMTUDISC_WANT], skb))
+            self.outgoing.append(([self.pool.give(skb, ip_id), saddr, daddr, IPPROTO_UDP, tos & 0xFF, ttl & 0xFF,
+                                   PMTUDISC_WANT], skb))
 
     def timer_at(self) -> float | None:
         return self.resync_at

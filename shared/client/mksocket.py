@@ -1048,6 +1048,10 @@ class socket:
 
     # -- options
     def setsockopt(self, level: int, optname: int, value: object, optlen: int | None = None) -> None:
+        if level == IPPROTO_TCP and optname == _k.TCP_CONGESTION and isinstance(value, (bytes, bytearray, memoryview)):
+            value = bytes(value).split(b"\0", 1)[0].decode("latin-1")     # a name, as the kernel reads it
+            self._call(SYS_SETSOCKOPT, int(level), int(optname), value)
+            return
         if level == SOL_SOCKET and optname == SO_LINGER and isinstance(value, (bytes, bytearray, memoryview)):
             onoff, secs = struct.unpack("ii", bytes(value)[:8])
             value = secs if onoff else -1          # the server keeps seconds, -1 for off
@@ -1059,7 +1063,17 @@ class socket:
         self._call(SYS_SETSOCKOPT, int(level), int(optname), int(value))  # type: ignore[arg-type]
 
     def getsockopt(self, level: int, optname: int, buflen: int | None = None) -> int | bytes:
+        if buflen is not None and not 0 <= buflen <= 1024:
+            raise OSError("getsockopt buflen out of range")          # CPython's own check
+        buflen = buflen or None                                      # 0: the int form, as CPython
         v = self._call(SYS_GETSOCKOPT, int(level), int(optname))
+        if isinstance(v, (bytes, str)):
+            # TCP_INFO (a struct) or TCP_CONGESTION (a name in a 16-byte field); without a
+            # buflen CPython reads an int from the first four bytes, as it does from the kernel
+            raw = v if isinstance(v, bytes) else v.encode().ljust(16, b"\0")
+            if buflen is None:
+                return int.from_bytes(raw[:4].ljust(4, b"\0"), sys.byteorder, signed=True)
+            return raw[:buflen]
         if level == SOL_SOCKET and optname == SO_LINGER:
             packed = struct.pack("ii", int(v >= 0), max(v, 0))  # type: ignore[operator]
             return packed[:buflen] if buflen else int(v >= 0)  # type: ignore[operator]

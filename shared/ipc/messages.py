@@ -91,7 +91,7 @@ UDP_BOUND = _msg(0x402, "UDP_BOUND", "udp -> socket_server: bind result", req=in
 UDP_CONNECT = _msg(0x403, "UDP_CONNECT", "socket_server -> udp: set (or clear, addr 0) the remote end",
                    sock=int, laddr=int, raddr=int, rport=int)
 UDP_UNBIND = _msg(0x404, "UDP_UNBIND", "socket_server -> udp: the socket is closed", sock=int)
-UDP_SEND = _msg(0x405, "UDP_SEND", "socket_server -> udp: [[sock, handle, daddr, dport], ...] payload in skb",
+UDP_SEND = _msg(0x405, "UDP_SEND", "socket_server -> udp: [[sock, handle, daddr, dport, tos, ttl], ...] payload in skb",
                 items=list)
 UDP_DELIVER = _msg(0x406, "UDP_DELIVER", "udp -> socket_server: [[sock, handle, saddr, sport], ...]",
                    items=list)
@@ -121,9 +121,10 @@ SYS_RECVFROM = _msg(0x506, "SYS_RECVFROM", "recvfrom(fd, bufsize, flags) -> [dat
 SYS_CLOSE = _msg(0x507, "SYS_CLOSE", "close(fd)", req=int, fd=int)
 SYS_GETSOCKNAME = _msg(0x508, "SYS_GETSOCKNAME", "-> [addr, port]", req=int, fd=int)
 SYS_GETPEERNAME = _msg(0x509, "SYS_GETPEERNAME", "-> [addr, port]", req=int, fd=int)
-SYS_SETSOCKOPT = _msg(0x50A, "SYS_SETSOCKOPT", "setsockopt(fd, level, name, int value)", req=int, fd=int,
-                      level=int, name=int, value=int)
-SYS_GETSOCKOPT = _msg(0x50B, "SYS_GETSOCKOPT", "getsockopt(fd, level, name) -> int", req=int, fd=int,
+SYS_SETSOCKOPT = _msg(0x50A, "SYS_SETSOCKOPT", "setsockopt(fd, level, name, value): an int, or a name "
+                      "(TCP_CONGESTION)", req=int, fd=int, level=int, name=int, value=(int, str))
+SYS_GETSOCKOPT = _msg(0x50B, "SYS_GETSOCKOPT", "getsockopt(fd, level, name) -> int, or bytes (TCP_INFO), or a "
+                      "name (TCP_CONGESTION)", req=int, fd=int,
                       level=int, name=int)
 SYS_SHUTDOWN = _msg(0x50C, "SYS_SHUTDOWN", "shutdown(fd, how)", req=int, fd=int, how=int)
 SYS_NETSTAT = _msg(0x50D, "SYS_NETSTAT", "every socket of the stack (for launcher.py netstat)", req=int)
@@ -165,7 +166,8 @@ TCP_BIND = _msg(0x601, "TCP_BIND", "socket_server -> tcp: reserve a local port (
 TCP_LISTEN = _msg(0x602, "TCP_LISTEN", "socket_server -> tcp: listen on the bound port", req=int, sock=int,
                   backlog=int, rcvbuf=int)
 TCP_CONNECT = _msg(0x603, "TCP_CONNECT", "socket_server -> tcp: active open (binds an ephemeral port if needed)",
-                   req=int, sock=int, raddr=int, rport=int, rcvbuf=int, nodelay=bool, keepalive=bool)
+                   req=int, sock=int, raddr=int, rport=int, rcvbuf=int, nodelay=bool, keepalive=bool,
+                   opts=dict)   # the socket's TCP_SETOPT options set before it connected
 TCP_SEND = _msg(0x605, "TCP_SEND", "socket_server -> tcp: stream data to send, starting at stream offset off",
                 conn=int, off=int, data=bytes)
 TCP_RCVD = _msg(0x606, "TCP_RCVD", "socket_server -> tcp: the application has read the stream up to off",
@@ -175,13 +177,17 @@ TCP_CLOSE = _msg(0x607, "TCP_CLOSE", "socket_server -> tcp: how 1 = shutdown(SHU
                  "the FIN goes after stream offset off (tcp waits for any data a restart lost before it)",
                  conn=int, how=int, off=int)
 CLOSE_SHUT_WR, CLOSE_ABORT, CLOSE_FORGET = 1, 2, 3   # TCP_CLOSE how
-TCP_SETOPT = _msg(0x608, "TCP_SETOPT", "socket_server -> tcp: TCP_NODELAY / SO_KEEPALIVE", conn=int,
-                  name=str, value=int)
+TCP_SETOPT = _msg(0x608, "TCP_SETOPT", "socket_server -> tcp: a connection's option: nodelay, keepalive, "
+                  "cc (a name), keepidle, keepintvl, keepcnt, maxseg, ttl, tos", conn=int, name=str, value=(int, str))
+TCP_GETINFO = _msg(0x60D, "TCP_GETINFO", "socket_server -> tcp: a connection's TCP_INFO; answered with an "
+                   "'info' item (req, struct tcp_info bytes; empty if tcp has no such connection)",
+                   req=int, sock=int, conn=int)
 TCP_EVENTS = _msg(0x609, "TCP_EVENTS", "tcp -> socket_server: [[conn, kind, ...], ...] where kind is "
                   "'result' (of a request: req, errno, local addr, port; conn is the socket), "
                   "'est' (laddr, lport), 'acc' (listener, raddr, rport, laddr, lport), 'data' (offset, bytes), "
                   "'acked' (stream offset acknowledged), 'urg' (stream offset of an urgent byte), 'eof', "
-                  "'err' (errno), 'closed', 'resend' (offset: TCP_SEND again from there); after a restart "
+                  "'err' (errno), 'closed', 'resend' (offset: TCP_SEND again from there), 'info' (answer to "
+                  "TCP_GETINFO: req, bytes; conn is the socket); after a restart "
                   "'restart', then each connection's state and 'sync' (stream bytes tcp holds), then 'synced'",
                   items=list)
 TCP_SEND_URG = _msg(0x60B, "TCP_SEND_URG", "socket_server -> tcp: stream data whose last byte is urgent "

@@ -26,6 +26,7 @@ from shared.wire import WireError
 from shared.wire.checksum import checksum, verify
 
 IPV4_HLEN = 20
+DEFAULT_TTL = 64          # net.ipv4.ip_default_ttl
 IPPROTO_ICMP = 1
 IPPROTO_TCP = 6
 IPPROTO_UDP = 17

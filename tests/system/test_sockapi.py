@@ -172,3 +172,59 @@ def test_sendfile_three_ways_matches_the_kernel(stack, tmp_path):
         sink.wait()
     assert ours.splitlines() == kernel.splitlines()
     assert "loop.sock_sendfile: 10000000" in ours and "False" not in ours
+
+
+def test_tcp_and_ip_options_match_the_kernel(stack):
+    """IP_TTL, IP_TOS, TCP_KEEPIDLE/INTVL/CNT, TCP_MAXSEG, TCP_CONGESTION and TCP_INFO:
+    defaults, values kept, the errors of misuse, and TCP_INFO of a live connection,
+    as on the kernel."""
+    echo = stack.peer_popen("python3", os.path.join(APPS, "tcp_echo_server.py"), "0.0.0.0", "7104")
+    try:
+        time.sleep(0.5)
+        script = os.path.join(APPS, "sockopt_transcript.py")
+        kernel = stack.peer("python3", script, "127.0.0.1", "7104").stdout
+        ours = run_on_mkstack(stack, script, stack.peer_addr, "7104").stdout
+    finally:
+        echo.kill()
+        echo.wait()
+    assert ours.splitlines() == kernel.splitlines()
+    assert "still echoes: 1000" in ours and "bytes_acked: 5001" in ours
+
+
+TTL_TOS = """
+import socket, sys
+host = sys.argv[1]
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 33)
+u.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0x10)
+for _ in range(5):
+    u.sendto(b"x", (host, 7105))
+t = socket.create_connection((host, 7104))
+t.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 33)
+t.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0x10)
+t.sendall(b"y" * 3000)
+got = 0
+while got < 3000:
+    got += len(t.recv(65536))
+t.close()
+print("done")
+"""
+
+
+def test_ip_ttl_and_tos_reach_the_wire(stack):
+    """What a socket sets with IP_TTL and IP_TOS is in the headers Linux receives: the
+    peer's iptables counts UDP and TCP packets from mkstack with TTL 33 and TOS 0x10."""
+    for proto, port in (("udp", "7105"), ("tcp", "7104")):
+        stack.peer("iptables", "-A", "INPUT", "-p", proto, "--dport", port, "-m", "ttl", "--ttl-eq", "33",
+                   "-m", "tos", "--tos", "0x10")
+    echo = stack.peer_popen("python3", os.path.join(APPS, "tcp_echo_server.py"), "0.0.0.0", "7104")
+    try:
+        time.sleep(0.5)
+        assert run_on_mkstack(stack, "-c", TTL_TOS, stack.peer_addr).stdout.strip() == "done"
+    finally:
+        echo.kill()
+        echo.wait()
+    rules = stack.peer("iptables", "-L", "INPUT", "-v", "-x", "-n").stdout
+    counts = {("udp" if "udp dpt" in line else "tcp"): int(line.split()[0]) for line in rules.splitlines()
+              if "TTL match TTL == 33" in line}
+    assert counts.get("udp", 0) == 5 and counts.get("tcp", 0) >= 3, rules

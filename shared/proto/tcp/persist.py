@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from shared.bytequeue import ByteQueue
 from shared.proto.tcp.cc import ALGORITHMS
-from shared.proto.tcp.tcb import State, Tcb, TcpConfig
+from shared.proto.tcp.tcb import State, Tcb, TcpConfig, with_opts
 
 VERSION = 1
 _SKIP = {"cfg", "output", "delivered", "acked", "urgent", "stats", "sndq", "ooo", "rtt", "cc", "state", "sacked"}
@@ -48,7 +48,8 @@ def restore(cfg: TcpConfig, rec: list, sndq: bytes, ooo: dict[int, bytes]) -> Tc
     t.state = State(state)
     t.sacked = [tuple(b) for b in sacked]
     t.rtt.__dict__.update(rtt)
-    t.cc = ALGORITHMS[cfg.cc](t.snd_mss)
+    t.cfg = with_opts(cfg, t.opts)           # what the connection's socket options changed
+    t.cc = ALGORITHMS[t.cfg.cc](t.snd_mss)
     t.cc.__dict__.update(cc)
     t.sndq = ByteQueue(sndq)
     t.ooo = dict(ooo)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import enum
 import errno
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from shared.bytequeue import ByteQueue
 from shared.proto.tcp import seq as S
@@ -41,6 +41,18 @@ class State(enum.Enum):
     LAST_ACK = "LAST-ACK"
     TIME_WAIT = "TIME-WAIT"
     CLOSED = "CLOSED"
+
+
+_OPT_FIELDS = {"keepidle": "keepalive_time", "keepintvl": "keepalive_intvl", "keepcnt": "keepalive_probes",
+               "maxseg": "mss", "cc": "cc"}
+
+
+def with_opts(cfg: "TcpConfig", opts: dict) -> "TcpConfig":
+    """``cfg`` as a connection's options change it (TCP_MAXSEG lowers the MSS only)."""
+    changes = {_OPT_FIELDS[k]: v for k, v in opts.items() if k in _OPT_FIELDS}
+    if "mss" in changes:
+        changes["mss"] = min(cfg.mss, changes["mss"])
+    return replace(cfg, **changes) if changes else cfg
 
 
 SYNCHRONIZED = {State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2, State.CLOSE_WAIT, State.CLOSING,
@@ -158,6 +170,7 @@ class Tcb:
         self.passive = False
         self.stats = {"retrans": 0, "fast_retrans": 0, "rto": 0, "dupacks": 0, "ooo": 0, "challenge_acks": 0,
                       "segs_in": 0, "segs_out": 0, "fin_wait2_timeouts": 0, "ooo_dropped": 0}
+        self.opts: dict[str, int | str] = {}    # per-connection socket options (setopt), kept across restarts
 
     # -- opening ------------------------------------------------------------------
     @classmethod
@@ -879,6 +892,27 @@ class Tcb:
             return
         self._emit(Segment(S.add(self.snd_una, -1), self.rcv_nxt, ACK, self._wnd_field(), b"", self._opts(now)))
         self.ka_at = now + self.cfg.keepalive_intvl
+
+    def setopt(self, name: str, value: int | str, now: float) -> None:
+        """A per-connection socket option: "cc" (TCP_CONGESTION: an algorithm of cc.py,
+        taking over cwnd and ssthresh), "keepidle", "keepintvl", "keepcnt" (seconds,
+        seconds, probes), "maxseg" (TCP_MAXSEG: the MSS we announce, and send with
+        at most), "ttl" and "tos" (IP_TTL, IP_TOS of its segments). ValueError for
+        anything else."""
+        if name == "cc":
+            if value not in ALGORITHMS:
+                raise ValueError(f"no congestion control {value!r}")
+            old = self.cc
+            self.cc = ALGORITHMS[value](self.snd_mss)
+            self.cc.cwnd, self.cc.ssthresh = old.cwnd, old.ssthresh
+        elif (name not in _OPT_FIELDS and name not in ("ttl", "tos")) or type(value) is not int:
+            raise ValueError(f"no per-connection option {name!r} = {value!r}")
+        self.opts[name] = value           # ttl and tos: for the segments' IP headers (tcp reads them)
+        self.cfg = with_opts(self.cfg, {name: value})
+        if name == "maxseg" and self.state is not State.SYN_SENT and value < self.snd_mss:
+            self.snd_mss = self.cc.mss = value
+        if name.startswith("keep") and self.keepalive and self.state is State.ESTABLISHED:
+            self.ka_at = now + self.cfg.keepalive_time
 
     def set_keepalive(self, on: bool, now: float) -> None:
         self.keepalive = on
