@@ -1060,6 +1060,9 @@ class socket:
             value = int.from_bytes(b[:4].ljust(4, b"\0"), sys.byteorder) if b else 0
         if value is None:
             raise _os_error(_errno.EINVAL)
+        if isinstance(value, int) and not -2 ** 31 <= value < 2 ** 31:
+            # CPython tries an int, then a buffer, and reports the second failure
+            raise TypeError(f"a bytes-like object is required, not '{type(value).__name__}'")
         self._call(SYS_SETSOCKOPT, int(level), int(optname), int(value))  # type: ignore[arg-type]
 
     def getsockopt(self, level: int, optname: int, buflen: int | None = None) -> int | bytes:

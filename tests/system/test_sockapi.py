@@ -6,6 +6,7 @@ import os
 import subprocess
 import time
 
+from tests.system.conftest import start_on_mkstack
 from tests.system.test_tcp import APPS, launcher_popen, wait_line
 
 
@@ -158,7 +159,8 @@ def test_the_less_common_names_of_the_module_match_the_kernel(stack):
 def test_sendfile_three_ways_matches_the_kernel(stack, tmp_path):
     """socket.sendfile, os.sendfile on the socket's fileno() (which the client library
     routes through mkstack) and asyncio's sock_sendfile/sendfile, 10 MB each, to a
-    Linux sink that answers with a digest; the same transcript as on the kernel."""
+    Linux sink that answers with a digest; the same transcript as on the kernel, and
+    as the kernel's program sending to the same sink on mkstack."""
     data = tmp_path / "ten.bin"
     data.write_bytes(os.urandom(10 * 1000 * 1000))
     sink = stack.peer_popen("python3", os.path.join(APPS, "digest_sink.py"), "9000")
@@ -167,10 +169,16 @@ def test_sendfile_three_ways_matches_the_kernel(stack, tmp_path):
         script = os.path.join(APPS, "sendfile_transcript.py")
         kernel = stack.peer("python3", script, "127.0.0.1", "9000", str(data)).stdout
         ours = run_on_mkstack(stack, script, stack.peer_addr, "9000", str(data)).stdout
+        ours_sink = start_on_mkstack(stack, os.path.join(APPS, "digest_sink.py"), "9001")     # the other way
+        try:
+            to_mkstack = stack.peer("python3", script, stack.addr, "9001", str(data)).stdout
+        finally:
+            ours_sink.kill()
+            ours_sink.wait()
     finally:
         sink.kill()
         sink.wait()
-    assert ours.splitlines() == kernel.splitlines()
+    assert ours.splitlines() == kernel.splitlines() == to_mkstack.splitlines()
     assert "loop.sock_sendfile: 10000000" in ours and "False" not in ours
 
 

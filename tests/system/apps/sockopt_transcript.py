@@ -39,6 +39,14 @@ for cc in (b"reno", b"no-such-thing", b"cubic", b"reno"):
 note("TCP_CONGESTION 3 bytes", s.getsockopt(T, socket.TCP_CONGESTION, 3))
 note("TCP_CONGESTION as int", s.getsockopt(T, socket.TCP_CONGESTION))
 note("setsockopt TCP_INFO", err(lambda: s.setsockopt(T, socket.TCP_INFO, 1)))
+for v in (2 ** 31, -2 ** 31 - 1, 2 ** 64):
+    try:
+        s.setsockopt(IP, socket.IP_TTL, v)
+        note(f"set IP_TTL {v}", "accepted?!")
+    except (TypeError, OverflowError) as exc:
+        note(f"set IP_TTL {v}", f"{type(exc).__name__} {exc}")
+note("set IP_TTL as bytes", err(lambda: s.setsockopt(IP, socket.IP_TTL, (77).to_bytes(4, sys.byteorder))))
+note("  -> IP_TTL", s.getsockopt(IP, socket.IP_TTL))
 note("getsockopt buflen 0", err(lambda: s.getsockopt(T, socket.TCP_INFO, 0)))
 
 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
