@@ -166,6 +166,7 @@ class Sock:
     oob: int = 0                   # the urgent byte, once it arrived
     hdrincl: bool = False          # SOCK_RAW: IP_HDRINCL
     tcpopts: dict = field(default_factory=dict)   # TCP- and IP-level options set (shared/proto/sockopt.py)
+    rcvlowat: int = 1              # SO_RCVLOWAT: a stream read waits for this many bytes (or its end)
     refs: int = 1                  # fds naming it (dup, passed) and passings in flight
     holders: list = field(default_factory=list)   # (client, fd) holding it besides (client, fd)
     # AF_UNIX
@@ -207,7 +208,8 @@ class Sock:
         m = 0
         # the urgent byte next in line is not data to read (tcp_poll's target++)
         skip = self.urg and not self.oobinline and self.urg_off == self.consumed
-        if len(self.rbuf) > skip or self.eof or self.shut_rd or (self.st == "listening" and self.acceptq):
+        if len(self.rbuf) - skip >= self.rcvlowat or self.eof or self.shut_rd or \
+                (self.st == "listening" and self.acceptq):
             m |= POLLIN
         if self.st == "connected" and not self.shut_wr and self.snd_pending < self.sndbuf:
             m |= POLLOUT
@@ -810,6 +812,8 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         bufsize, flags, timeout = call.fields[2], call.fields[3], call.fields[4]
         if bufsize < 0:
             raise OSError(errno.EINVAL, "negative buffersize in recvfrom")
+        while sock.readers and sock.readers[0].done:     # timed out: not ahead of this one any more
+            sock.readers.popleft()
         if sock.readers or not self.try_recv(sock, call):
             if timeout is not None and timeout <= 0 or flags & ksock.MSG_DONTWAIT:
                 raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
@@ -937,6 +941,13 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
             sock.rcvbuf = max(2304, min(max(value, 0), RMEM_MAX) * 2)
         elif name == ksock.SO_SNDBUF:
             sock.sndbuf = max(4608, min(max(value, 0), RMEM_MAX) * 2)
+        elif name == ksock.SO_RCVLOWAT:     # sock_setsockopt: negative is INT_MAX, 0 is 1
+            value = value if value >= 0 else 2 ** 31 - 1
+            if sock.stream:                 # tcp_set_rcvlowat: at most half the largest receive buffer
+                value = min(value, RMEM_MAX >> 1)
+            sock.rcvlowat = value or 1
+            if sock.stream:
+                self.wake_stream(sock)
         else:
             raise OSError(errno.ENOPROTOOPT, "Protocol not available")
 
@@ -973,7 +984,7 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         values = {ksock.SO_REUSEADDR: int(sock.reuseaddr), ksock.SO_BROADCAST: int(sock.broadcast),
                   ksock.SO_OOBINLINE: int(sock.oobinline),
                   ksock.SO_RCVBUF: sock.rcvbuf, ksock.SO_SNDBUF: sock.sndbuf, ksock.SO_TYPE: sock.type,
-                  ksock.SO_PROTOCOL: sock.proto, ksock.SO_DOMAIN: sock.family}
+                  ksock.SO_PROTOCOL: sock.proto, ksock.SO_DOMAIN: sock.family, ksock.SO_RCVLOWAT: sock.rcvlowat}
         if name not in values:
             raise OSError(errno.ENOPROTOOPT, "Protocol not available")
         return values[name]

@@ -208,6 +208,8 @@ class StreamSockets:
             return
         if timeout is None and flags & ksock.MSG_WAITALL and not flags & (ksock.MSG_PEEK | ksock.MSG_DONTWAIT):
             call.got = bytearray()   # only a blocking socket waits for all (CPython polls otherwise)
+        while sock.readers and sock.readers[0].done:     # timed out: not ahead of this one any more
+            sock.readers.popleft()
         if sock.readers or not self.try_stream_recv(sock, call):
             if timeout is not None and timeout <= 0 or flags & ksock.MSG_DONTWAIT:
                 raise _err(errno.EAGAIN)
@@ -227,10 +229,19 @@ class StreamSockets:
 
     def try_stream_recv(self, sock: "Sock", call: "Pending") -> bool:
         """Read what is there (tcp_recvmsg): never across the urgent mark, the
-        urgent byte skipped unless SO_OOBINLINE; MSG_WAITALL gathers in ``call.got``."""
+        urgent byte skipped unless SO_OOBINLINE; MSG_WAITALL gathers in ``call.got``.
+        A read that may wait waits for SO_RCVLOWAT bytes (CPython's timeout then
+        ends it with TimeoutError: its poll never saw the socket readable)."""
         bufsize, flags = call.fields[2], call.fields[3]
         got = call.got
         ended = sock.eof or sock.shut_rd or sock.st == "closed" or bool(sock.err)
+        timeout = call.fields[4]
+        # with a timeout CPython polls first, and poll says readable at SO_RCVLOWAT bytes whatever
+        # the read's size; a blocking read waits for min(SO_RCVLOWAT, size), as tcp_recvmsg
+        need = sock.rcvlowat if timeout is not None else min(sock.rcvlowat, bufsize)
+        if (need > 1 and got is None and not ended and 0 < len(sock.rbuf) < need and not sock.urg
+                and timeout != 0 and not flags & ksock.MSG_DONTWAIT):
+            return False
         want = bufsize - (len(got) if got is not None else 0)
         data, at_mark = b"", False
         if sock.rbuf and want > 0:

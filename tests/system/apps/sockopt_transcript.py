@@ -6,9 +6,11 @@ server at HOST:PORT: TCP_INFO (size, state, options, counters), TCP_MAXSEG,
 TCP_CONGESTION switched while connected. Run on mkstack and on the kernel,
 the transcripts must match.
 """
+import select
 import socket
 import struct
 import sys
+import time
 
 from transcript import dump, err, note
 
@@ -84,6 +86,40 @@ got = 0
 while got < 1000:
     got += len(s.recv(65536))
 note("still echoes", got)
+
+# SO_RCVLOWAT: a read (and readiness) waits for that many bytes; a short read when time is up
+for v in (0, 100000, 10):              # (a larger one is capped at half the largest receive buffer)
+    note(f"set SO_RCVLOWAT {v}", err(lambda: s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, v)))
+    note("  -> SO_RCVLOWAT", s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT))
+s.sendall(b"abc")
+time.sleep(0.3)
+note("3 of 10 bytes: readable", bool(select.select([s], [], [], 0.2)[0]))
+s.setblocking(False)
+note("non-blocking read takes them", s.recv(100))
+s.settimeout(0.5)
+s.sendall(b"abcd")
+t0 = time.monotonic()
+note("read with a timeout, 4 of 10 bytes", "")
+try:
+    note("  got", s.recv(100))
+except TimeoutError:
+    note("  got", f"TimeoutError after {time.monotonic() - t0 > 0.4}")
+s.setblocking(False)
+note("  then non-blocking", s.recv(100))
+s.settimeout(5)
+s.sendall(b"0123456789AB")
+note("12 of 10 bytes: readable", bool(select.select([s], [], [], 2)[0]))
+note("read", s.recv(100))
+s.sendall(b"xyz")
+s.settimeout(0.5)
+note("recv(2) with a timeout, 3 of 10 bytes", "")
+try:
+    note("  got", s.recv(2))
+except TimeoutError:
+    note("  got", "TimeoutError")
+s.settimeout(None)
+note("blocking recv(2) waits for min(lowat, 2)", s.recv(2))
+note("then", s.recv(1))
 s.close()
 note("closed TCP_INFO state", err(lambda: s.getsockopt(T, socket.TCP_INFO)))
 dump()
