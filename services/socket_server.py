@@ -40,7 +40,7 @@ from shared.bytequeue import ByteQueue
 from shared.ipc import endpoints
 from shared.ipc.codec import BadMessage, decode, encode
 from shared.ipc.zflags import EVENTS, NOBLOCK, RCVMORE, SNDMORE
-from shared.ipc.messages import (BIND_RESTORE, BIND_REUSEADDR, SYS_ACCEPT, SYS_BIND, SYS_CLOSE, SYS_CONNECT,
+from shared.ipc.messages import (BIND_RESTORE, SYS_ACCEPT, SYS_BIND, SYS_CLOSE, SYS_CONNECT,
                                  SYS_GETPEERNAME, SYS_GETSOCKNAME, SYS_GETSOCKOPT, SYS_HELLO, SYS_LISTEN,
                                  SYS_NETSTAT, SYS_RECVFROM, SYS_SENDTO, SYS_SETSOCKOPT, SYS_SHUTDOWN,
                                  SYS_SOCKET, SYS_DUP, SYS_IOCTL, SYS_LAST, SYS_SENDTO_NOWAIT, SYS_WATCH,
@@ -167,6 +167,7 @@ class Sock:
     hdrincl: bool = False          # SOCK_RAW: IP_HDRINCL
     tcpopts: dict = field(default_factory=dict)   # TCP- and IP-level options set (shared/proto/sockopt.py)
     rcvlowat: int = 1              # SO_RCVLOWAT: a stream read waits for this many bytes (or its end)
+    reuseport: bool = False        # SO_REUSEPORT: binds into a group that shares the port (shared/proto/udp.py)
     refs: int = 1                  # fds naming it (dup, passed) and passings in flight
     holders: list = field(default_factory=list)   # (client, fd) holding it besides (client, fd)
     # AF_UNIX
@@ -699,7 +700,7 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         req = self.new_req()
         self.pending_binds[req] = sock
         sock.binding = not restore
-        flags = (BIND_REUSEADDR if sock.reuseaddr else 0) | (BIND_RESTORE if restore else 0)
+        flags = sockopt.bind_flags(sock.reuseaddr, sock.reuseport) | (BIND_RESTORE if restore else 0)
         self.udp_msg(encode(UDP_BIND, req, sock.id, addr, port, flags))
 
     def autobind(self, sock: Sock, call: Pending) -> bool:
@@ -933,6 +934,8 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
             sock.linger = value             # the client library sends seconds, or -1 for off
         elif name == ksock.SO_REUSEADDR:
             sock.reuseaddr = bool(value)
+        elif name == ksock.SO_REUSEPORT:
+            sock.reuseport = bool(value)
         elif name == ksock.SO_BROADCAST:
             sock.broadcast = bool(value)
         elif name == ksock.SO_OOBINLINE:
@@ -981,7 +984,8 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
             return sock.linger
         if name == ksock.SO_ERROR:
             return self.take_error(sock).errno if sock.err else 0
-        values = {ksock.SO_REUSEADDR: int(sock.reuseaddr), ksock.SO_BROADCAST: int(sock.broadcast),
+        values = {ksock.SO_REUSEADDR: int(sock.reuseaddr), ksock.SO_REUSEPORT: int(sock.reuseport),
+                  ksock.SO_BROADCAST: int(sock.broadcast),
                   ksock.SO_OOBINLINE: int(sock.oobinline),
                   ksock.SO_RCVBUF: sock.rcvbuf, ksock.SO_SNDBUF: sock.sndbuf, ksock.SO_TYPE: sock.type,
                   ksock.SO_PROTOCOL: sock.proto, ksock.SO_DOMAIN: sock.family, ksock.SO_RCVLOWAT: sock.rcvlowat}

@@ -48,7 +48,8 @@ CALLS_KEPT = 256                 # calling threads remembered per client
 SOCK_FIELDS = ("id", "fd", "family", "type", "proto", "rcvbuf", "sndbuf", "laddr", "lport", "raddr", "rport",
                "bound", "binding", "reuseaddr", "broadcast", "err", "shut_rd", "shut_wr", "ready_ver", "st",
                "conn", "eof", "snd_sent", "nodelay", "keepalive", "linger", "backlog", "rcv_total", "oobinline",
-               "urg", "urg_off", "oob", "hdrincl", "refs", "watched", "tcpopts", "rcvlowat")
+               "urg", "urg_off", "oob", "hdrincl", "refs", "watched", "tcpopts", "rcvlowat",
+               "reuseport")
 PENDING, REPLIED, REPLIED_RX, REPLIED_LOST = 0, 1, 2, 3      # a kept call's state
 _sock_values = operator.attrgetter(*SOCK_FIELDS)
 

@@ -17,10 +17,11 @@ import time
 from typing import TYPE_CHECKING
 
 from shared.ipc.codec import encode
-from shared.ipc.messages import (BIND_REUSEADDR, CLOSE_ABORT, CLOSE_FORGET, CLOSE_SHUT_WR, SYS_ACCEPT,
+from shared.ipc.messages import (CLOSE_ABORT, CLOSE_FORGET, CLOSE_SHUT_WR, SYS_ACCEPT,
                                  SYS_BIND, SYS_CLOSE, SYS_CONNECT, SYS_GETPEERNAME, SYS_LISTEN, SYS_RECVFROM,
                                  SYS_SENDTO, SYS_SHUTDOWN, TCP_ACCEPTED, TCP_BIND, TCP_CLOSE, TCP_CONNECT,
                                  TCP_LISTEN, TCP_RCVD, TCP_SEND, TCP_SEND_URG, TCP_SETOPT)
+from shared.proto import sockopt
 from shared.proto.tcp.info import STATE_CLOSE, idle_info
 
 if TYPE_CHECKING:
@@ -105,7 +106,7 @@ class StreamSockets:
             raise _err(errno.EADDRNOTAVAIL)
         sock.binding = True
         self.tcp_request(sock, call, "bind", TCP_BIND, a, self.check_port(port),
-                         BIND_REUSEADDR if sock.reuseaddr else 0)
+                         sockopt.bind_flags(sock.reuseaddr, sock.reuseport))
 
     def stream_listen(self, sock: "Sock", call: "Pending", backlog: int) -> None:
         if sock.st not in ("new", "listening"):

@@ -24,15 +24,15 @@ from services.base import Service, main
 from services.routes import fib_from_config, local_addrs
 from services.tcp_state import TcpState
 from shared.ipc.codec import encode
-from shared.ipc.messages import (BIND_REUSEADDR, CLOSE_ABORT, CLOSE_SHUT_WR, IP_OUTPUT, IP_REGISTER, L4_ERR, L4_RCV,
-                                 LOWER_UP, PMTUDISC_DO, RMEM_MAX, TCP_ACCEPTED, TCP_BIND, TCP_CLOSE, TCP_CONNECT,
-                                 TCP_EVENTS, TCP_LISTEN, TCP_RCVD, TCP_RESYNC, TCP_SEND, TCP_SEND_URG, TCP_SETOPT,
-                                 TCP_GETINFO)
+from shared.ipc.messages import (BIND_REUSEADDR, BIND_REUSEPORT, CLOSE_ABORT, CLOSE_SHUT_WR, IP_OUTPUT,
+                                 IP_REGISTER, L4_ERR, L4_RCV, LOWER_UP, PMTUDISC_DO, RMEM_MAX, TCP_ACCEPTED,
+                                 TCP_BIND, TCP_CLOSE, TCP_CONNECT, TCP_EVENTS, TCP_GETINFO, TCP_LISTEN, TCP_RCVD,
+                                 TCP_RESYNC, TCP_SEND, TCP_SEND_URG, TCP_SETOPT)
 from shared.proto.tcp import seq as S
 from shared.proto.tcp import syncookie
 from shared.proto.tcp.info import tcp_info
 from shared.proto.tcp.tcb import Segment, State, Tcb, TcpConfig, reset_for, with_opts
-from shared.proto.udp import PortTable
+from shared.proto.udp import PortTable, flow_hash
 from shared.skb import CSUM_PARTIAL, CSUM_VALID, NoBuffers, Skb
 from shared.wire import WireError
 from shared.wire.icmp import ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_PORT_UNREACH
@@ -233,7 +233,7 @@ class Tcp(Service):
             # the socket layer binds a socket once: this is its request again, after our restart
             self.result(req, sock, 0, *self.bound[sock])
             return
-        err, a, p = self.ports.bind(sock, addr, port, bool(flags & BIND_REUSEADDR))
+        err, a, p = self.ports.bind(sock, addr, port, bool(flags & BIND_REUSEADDR), bool(flags & BIND_REUSEPORT))
         if err == 0:
             self.bound[sock] = (a, p)
             self.state.table_dirty = True
@@ -248,14 +248,17 @@ class Tcp(Service):
             self.bound[sock] = (a, p)
         self.state.table_dirty = True
         addr, port = self.bound[sock]
-        for (la, lp), other in self.listeners.items():
-            if lp == port and other.sock != sock and (la == 0 or addr == 0 or la == addr):
+        grouped = self.reuseport(sock)
+        for other in self.listener_of.values():
+            la = other.laddr
+            if other.lport == port and other.sock != sock and (la == 0 or addr == 0 or la == addr) and \
+                    not (grouped and la == addr and self.reuseport(other.sock)):
                 self.result(req, sock, errno.EADDRINUSE)
                 return
         lst = self.listener_of.get(sock)
         if lst is None:
             lst = Listener(sock, addr, port, 0, rcvbuf)
-            self.listeners[(addr, port)] = lst
+            self.listeners.setdefault((addr, port), lst)     # the first of an SO_REUSEPORT group stands for it
             self.listener_of[sock] = lst
         lst.backlog = max(1, min(backlog, SOMAXCONN))
         lst.rcvbuf = rcvbuf
@@ -296,6 +299,16 @@ class Tcp(Service):
         self.counters["TcpActiveOpens"] += 1
         self.touch(c)
 
+    def reuseport(self, sock: int) -> bool:
+        b = self.ports.socks.get(sock)
+        return b is not None and b.reuseport
+
+    def group_of(self, lst: Listener) -> list[Listener]:
+        """The other listeners of ``lst``'s SO_REUSEPORT group, in the order they bound."""
+        others = [o for o in self.listener_of.values()
+                  if o is not lst and (o.laddr, o.lport) == (lst.laddr, lst.lport) and self.reuseport(o.sock)]
+        return sorted(others, key=lambda o: self.ports.socks[o.sock].order)
+
     def setopts(self, tcb: Tcb, opts: dict) -> None:
         """Options the socket layer set on a connection (it checked them as the kernel does)."""
         for name, value in opts.items():
@@ -314,7 +327,12 @@ class Tcp(Service):
         lst = self.listener_of.pop(conn, None)
         if lst is not None:
             self.state.table_dirty = True
-            self.listeners.pop((lst.laddr, lst.lport), None)
+            if self.listeners.get((lst.laddr, lst.lport)) is lst:
+                rest = self.group_of(lst)
+                if rest:
+                    self.listeners[(lst.laddr, lst.lport)] = rest[0]
+                else:
+                    del self.listeners[(lst.laddr, lst.lport)]
             for cid in list(lst.embryonic):            # handshakes in progress die with it
                 c = self.by_id.get(cid)
                 if c is not None:
@@ -360,6 +378,9 @@ class Tcp(Service):
             self.touch(c)
             return
         lst = self.listeners.get((daddr, hdr.dport)) or self.listeners.get((0, hdr.dport))
+        if lst is not None and self.reuseport(lst.sock):
+            group = [lst, *self.group_of(lst)]
+            lst = group[flow_hash(saddr, hdr.sport, daddr, hdr.dport) % len(group)]
         if lst is not None and seg.flags & SYN and not seg.flags & (ACK | RST):
             self.syn_rcv(lst, seg, saddr, hdr.sport, daddr)
             return
@@ -651,12 +672,12 @@ class Tcp(Service):
         """Take up what the previous incarnation saved: ports, listeners, connections."""
         reserved, bound, listeners = self.state.load_table()
         self.next_passive = max(self.next_passive, reserved)
-        for sock, a, p, reuse in bound:
-            if self.ports.bind(sock, a, p, reuse)[0] == 0:
+        for sock, a, p, reuse, *more in bound:
+            if self.ports.bind(sock, a, p, reuse, bool(more and more[0]))[0] == 0:
                 self.bound[sock] = (a, p)
         for sock, a, p, backlog, rcvbuf, pending in listeners:
             lst = Listener(sock, a, p, backlog, rcvbuf, pending)
-            self.listeners[(a, p)] = lst
+            self.listeners.setdefault((a, p), lst)
             self.listener_of[sock] = lst
         conns, bad = self.state.load_conns(self.tcfg)
         self.counters["TcpRestoreErrors"] += bad
@@ -741,7 +762,7 @@ class Tcp(Service):
             def ip(a: int) -> str:
                 return ".".join(str(b) for b in a.to_bytes(4, "big"))
             rows = [{"state": "LISTEN", "local": f"{ip(lst.laddr)}:{lst.lport}", "remote": "*:*", "conn": lst.sock,
-                     "recv_q": lst.pending, "send_q": lst.backlog} for lst in self.listeners.values()]
+                     "recv_q": lst.pending, "send_q": lst.backlog} for lst in self.listener_of.values()]
             for c in self.by_id.values():
                 t = c.tcb
                 rows.append({"state": t.state.value, "local": f"{ip(c.laddr)}:{c.lport}",

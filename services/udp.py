@@ -20,9 +20,9 @@ import zmq
 from services.base import Service, main
 from services.routes import local_addrs
 from shared.ipc.codec import encode
-from shared.ipc.messages import (BIND_RESTORE, BIND_REUSEADDR, IP_ICMP_ERROR, IP_OUTPUT, IP_REGISTER, L4_ERR, L4_RCV,
-                                 LOWER_UP, PMTUDISC_WANT, UDP_BIND, UDP_BOUND, UDP_CONNECT, UDP_DELIVER, UDP_RESYNC,
-                                 UDP_SEND, UDP_SOCK_ERR, UDP_UNBIND)
+from shared.ipc.messages import (BIND_RESTORE, BIND_REUSEADDR, BIND_REUSEPORT, IP_ICMP_ERROR, IP_OUTPUT,
+                                 IP_REGISTER, L4_ERR, L4_RCV, LOWER_UP, PMTUDISC_WANT, UDP_BIND, UDP_BOUND,
+                                 UDP_CONNECT, UDP_DELIVER, UDP_RESYNC, UDP_SEND, UDP_SOCK_ERR, UDP_UNBIND)
 from shared.proto.udp import PortTable
 from shared.skb import CSUM_PARTIAL, CSUM_VALID, NoBuffers, Skb
 from shared.wire import WireError
@@ -77,11 +77,12 @@ class Udp(Service):
             self.udp_send(fields[0])
         elif code == UDP_BIND:
             req, sock, addr, port, flags = fields
+            reuse, reuseport = bool(flags & BIND_REUSEADDR), bool(flags & BIND_REUSEPORT)
             if flags & BIND_RESTORE:     # a re-announced binding after our restart
-                e = self.table.restore(sock, addr, port, bool(flags & BIND_REUSEADDR))
+                e = self.table.restore(sock, addr, port, reuse, reuseport=reuseport)
                 got = (addr, port)
             else:
-                e, *got = self.table.bind(sock, addr, port, bool(flags & BIND_REUSEADDR))
+                e, *got = self.table.bind(sock, addr, port, reuse, reuseport)
             self.ss_send(encode(UDP_BOUND, req, sock, e, *got))
         elif code == UDP_CONNECT:
             sock, laddr, raddr, rport = fields

@@ -1139,11 +1139,11 @@ def create_server(address: tuple[str, int], *, family: int = AF_INET, backlog: i
                   reuse_port: bool = False, dualstack_ipv6: bool = False) -> socket:
     if family != AF_INET or dualstack_ipv6:
         raise ValueError("mkstack has IPv4 only")
-    if reuse_port:
-        raise ValueError("SO_REUSEPORT not supported on this platform")
     s = socket(AF_INET, SOCK_STREAM)
     try:
         s.setsockopt(SOL_SOCKET, SO_REUSEADDR, 1)     # as the stdlib does on POSIX
+        if reuse_port:
+            s.setsockopt(SOL_SOCKET, _k.SO_REUSEPORT, 1)
         s.bind(address)
         s.listen(backlog) if backlog is not None else s.listen()
         return s

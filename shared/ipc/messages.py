@@ -99,7 +99,8 @@ UDP_SOCK_ERR = _msg(0x407, "UDP_SOCK_ERR", "udp -> socket_server: asynchronous e
                     sock=int, err=int)
 UDP_RESYNC = _msg(0x408, "UDP_RESYNC", "udp -> socket_server: I restarted; re-announce every binding")
 
-BIND_REUSEADDR, BIND_RESTORE = 1, 2   # UDP_BIND / TCP_BIND flags (RESTORE: re-announced after a restart)
+BIND_REUSEADDR, BIND_RESTORE, BIND_REUSEPORT = 1, 2, 4   # UDP_BIND / TCP_BIND flags (RESTORE: re-announced
+#                                                          after a restart)
 
 # -- application calls (client library -> socket_server) ---------------------
 # Every call is [code, req, ...]; the reply is [req, errno, result, readiness]

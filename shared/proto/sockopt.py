@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import socket as ksock
 
+from shared.ipc.messages import BIND_REUSEADDR, BIND_REUSEPORT
 from shared.proto.tcp.cc import ALGORITHMS
 from shared.wire.ipv4 import DEFAULT_TTL
 
@@ -74,3 +75,8 @@ def current(opts: dict, level: int, name: int, default_cc: str) -> int | str | N
     if key[0] == "cc":
         return opts.get("cc") or default_cc
     return opts.get(key[0], key[1])
+
+
+def bind_flags(reuseaddr: bool, reuseport: bool) -> int:
+    """UDP_BIND / TCP_BIND flags of a socket's SO_REUSEADDR and SO_REUSEPORT."""
+    return (BIND_REUSEADDR if reuseaddr else 0) | (BIND_REUSEPORT if reuseport else 0)

@@ -1,8 +1,11 @@
 """The UDP port table (RFC 768, RFC 1122 4.1): binding rules and demux.
 
 Binding follows Linux: two sockets may share a port only if their local
-addresses cannot overlap (both specific and different) or both set
-SO_REUSEADDR. Port 0 takes a free port of the ephemeral range, searched from a
+addresses cannot overlap (both specific and different), or both set
+SO_REUSEADDR, or both set SO_REUSEPORT (a group: each datagram, or for TCP
+each connection, goes to one of them by a hash of its addresses and ports,
+as reuseport_select_sock; mkstack has one user, so the group is not split
+by uid). Port 0 takes a free port of the ephemeral range, searched from a
 random point (RFC 6056 algorithm 1), so the next port is not guessable.
 Delivery follows Linux's compute_score: a socket whose local address,
 remote address and remote port match more specifically wins; among equals,
@@ -28,6 +31,12 @@ class UdpSock:
     order: int
     raddr: int = 0
     rport: int = 0
+    reuseport: bool = False
+
+
+def flow_hash(saddr: int, sport: int, daddr: int, dport: int) -> int:
+    """The same for every packet of a flow (ints hash to themselves: stable across runs)."""
+    return hash((saddr, sport, daddr, dport)) & 0xFFFFFFFF
 
 
 class PortTable:
@@ -41,14 +50,15 @@ class PortTable:
         self._order = 0
         self._rng = rng or random.SystemRandom()
 
-    def _conflicts(self, addr: int, port: int, reuse: bool) -> bool:
+    def _conflicts(self, addr: int, port: int, reuse: bool, reuseport: bool = False) -> bool:
         for s in self.by_port.get(port, ()):
             overlap = s.laddr == 0 or addr == 0 or s.laddr == addr
-            if overlap and not (reuse and s.reuse):
+            if overlap and not (reuse and s.reuse) and not (reuseport and s.reuseport):
                 return True
         return False
 
-    def bind(self, sock: int, addr: int, port: int, reuse: bool = False) -> tuple[int, int, int]:
+    def bind(self, sock: int, addr: int, port: int, reuse: bool = False,
+             reuseport: bool = False) -> tuple[int, int, int]:
         """Returns (errno, addr, port); errno 0 on success."""
         if sock in self.socks:
             return errno.EINVAL, 0, 0
@@ -66,17 +76,18 @@ class PortTable:
                     break
             else:
                 return errno.EADDRINUSE, 0, 0
-        elif self._conflicts(addr, port, reuse):
+        elif self._conflicts(addr, port, reuse, reuseport):
             return errno.EADDRINUSE, 0, 0
         self._order += 1
-        s = UdpSock(sock, addr, port, reuse, self._order)
+        s = UdpSock(sock, addr, port, reuse, self._order, reuseport=reuseport)
         self.socks[sock] = s
         self.by_port.setdefault(port, []).append(s)
         return 0, addr, port
 
-    def restore(self, sock: int, addr: int, port: int, reuse: bool, raddr: int = 0, rport: int = 0) -> int:
+    def restore(self, sock: int, addr: int, port: int, reuse: bool, raddr: int = 0, rport: int = 0,
+                reuseport: bool = False) -> int:
         """Re-enter a binding the socket layer already holds (after a restart of udp)."""
-        e, _, _ = self.bind(sock, addr, port, reuse)
+        e, _, _ = self.bind(sock, addr, port, reuse, reuseport)
         if e == 0:
             self.connect(sock, addr, raddr, rport)
         return e
@@ -125,7 +136,17 @@ class PortTable:
             sc = self._score(s, saddr, sport, daddr)
             if sc > best_score or (sc == best_score and sc >= 0 and best is not None and s.order > best.order):
                 best, best_score = s, sc
-        return [best.sock] if best is not None and best_score >= 0 else []
+        if best is None or best_score < 0:
+            return []
+        if best.reuseport:
+            group = self.group(best, [s for s in cands if self._score(s, saddr, sport, daddr) == best_score])
+            best = group[flow_hash(saddr, sport, daddr, dport) % len(group)]
+        return [best.sock]
+
+    @staticmethod
+    def group(s: UdpSock, among: "list[UdpSock] | tuple") -> list[UdpSock]:
+        """``s``'s SO_REUSEPORT group among ``among``: same address, all with the option, in bind order."""
+        return sorted((o for o in among if o.reuseport and o.laddr == s.laddr), key=lambda o: o.order)
 
     def find_sender(self, laddr: int, lport: int, raddr: int, rport: int) -> UdpSock | None:
         """The connected socket that sent a datagram quoted in an ICMP error."""

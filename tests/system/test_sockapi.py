@@ -236,3 +236,14 @@ def test_ip_ttl_and_tos_reach_the_wire(stack):
     counts = {("udp" if "udp dpt" in line else "tcp"): int(line.split()[0]) for line in rules.splitlines()
               if "TTL match TTL == 33" in line}
     assert counts.get("udp", 0) == 5 and counts.get("tcp", 0) >= 3, rules
+
+
+def test_so_reuseport_spreads_connections_and_datagrams_as_the_kernel(stack):
+    """Two TCP listeners and two UDP sockets share a port; 40 connections and 40
+    datagrams are spread over each pair by flow, and a socket without the option is
+    refused the port, as on the kernel."""
+    script = os.path.join(APPS, "reuseport_transcript.py")
+    kernel = stack.peer("python3", script).stdout
+    ours = run_on_mkstack(stack, script).stdout
+    assert ours.splitlines() == kernel.splitlines()
+    assert "both listeners got some: True" in ours and "a flow stays with its socket: True" in ours

@@ -89,3 +89,15 @@ def test_find_sender_for_icmp_errors_and_restore():
     fresh = table()
     assert fresh.restore(1, A, 5000, False, PEER, 9) == 0
     assert fresh.lookup(PEER, 9, A, 5000) == [1]
+
+
+def test_reuseport_group_shares_a_port_and_splits_flows():
+    t = PortTable(local={10})
+    assert t.bind(1, 10, 5000, reuseport=True)[0] == 0
+    assert t.bind(2, 10, 5000, reuseport=True)[0] == 0
+    assert t.bind(3, 10, 5000)[0] == errno.EADDRINUSE            # not in the group
+    picks = {t.lookup(99, sport, 10, 5000)[0] for sport in range(1000, 1064)}
+    assert picks == {1, 2}                                      # both get flows
+    assert all(t.lookup(99, 1234, 10, 5000) == t.lookup(99, 1234, 10, 5000) for _ in range(5))
+    t.unbind(1)
+    assert {t.lookup(99, sport, 10, 5000)[0] for sport in range(1000, 1064)} == {2}
