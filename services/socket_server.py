@@ -58,6 +58,7 @@ from shared.wire.ipv4 import DEFAULT_TTL
 MAX_UDP_PAYLOAD = 65507
 ASKED = object()                  # getsockopt: answered when tcp tells
 MAX_FDS = 1024                    # descriptors per client when its RLIMIT_NOFILE cannot be read
+NOFILE_NEAR = 16                  # this close to it, a new descriptor reads the limit and /proc again
 POLLIN, POLLOUT, POLLERR, POLLHUP = 0x1, 0x4, 0x8, 0x10
 CLIENT_CHECK = 1.0                # seconds between checks that client processes live
 OUTBOX_RETRY = 0.02               # seconds between attempts to reach a restarting udp
@@ -230,7 +231,8 @@ class Client:
     events: bytes | None = None
     pidfd: int = -1                # readable when the process exits
     fd_hint: int = 3               # no free descriptor below this one
-    nofile: int = 0                # its RLIMIT_NOFILE (soft) as last read; read again when reached
+    nofile: int = 0                # its RLIMIT_NOFILE (soft) as last read; read again when near
+    own_fds: int = 0               # kernel descriptors it holds for itself (procfs.program_fds), as last read
     # each calling thread's (DEALER's) last call: a call repeated after our restart is answered once
     calls: collections.OrderedDict = field(default_factory=collections.OrderedDict)
 
@@ -676,10 +678,13 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         return [fd, sock.id, *sock.readiness(), sock.family, sock.type, sock.proto]
 
     def new_fd(self, client: Client) -> int:
-        """The lowest free descriptor number, as the kernel allocates them."""
-        if len(client.fds) >= client.nofile:
-            client.nofile = _nofile(client.pid)        # read again: it may have raised its limit
-            if len(client.fds) >= client.nofile:
+        """The lowest free descriptor number, as the kernel allocates them; EMFILE when the
+        process's descriptors, its mkstack sockets and its own kernel ones, would pass its
+        RLIMIT_NOFILE (both read again only near it)."""
+        if len(client.fds) + client.own_fds >= client.nofile - NOFILE_NEAR:
+            client.nofile = _nofile(client.pid)        # it may have raised its limit
+            client.own_fds = procfs.program_fds(client.pid)
+            if len(client.fds) + client.own_fds >= client.nofile:
                 raise OSError(errno.EMFILE, "Too many open files")
         fd = client.fd_hint
         while fd in client.fds:
