@@ -1,9 +1,10 @@
 """A sink: digest_sink.py PORT; answers each connection, at its end, with the sha256
 (first 16 hex digits) of all it got. Prints "ready" once it listens."""
 import hashlib
-import socket
 import sys
 import threading
+
+from transcript import listener
 
 
 def serve(c):
@@ -14,10 +15,6 @@ def serve(c):
     c.close()
 
 
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", int(sys.argv[1])))
-s.listen(16)
-print("ready", flush=True)
+s = listener(int(sys.argv[1]))
 while True:
     threading.Thread(target=serve, args=(s.accept()[0],), daemon=True).start()

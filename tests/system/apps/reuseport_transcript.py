@@ -58,27 +58,27 @@ note("second UDP bind with the option", err(lambda: u2.bind((ADDR, uport))))
 senders = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(40)]
 for s in senders:
     s.sendto(b"x", (ADDR, uport))
-counts = {"u1": 0, "u2": 0}
-while sum(counts.values()) < 40:
-    ready, _, _ = select.select([u1, u2], [], [], 2)
-    if not ready:
-        break
-    for r in ready:
-        r.recv(10)
-        counts["u1" if r is u1 else "u2"] += 1
+
+
+def received(n):
+    """How many of ``n`` datagrams each of u1 and u2 got."""
+    got = {"u1": 0, "u2": 0}
+    while sum(got.values()) < n:
+        ready, _, _ = select.select([u1, u2], [], [], 2)
+        if not ready:
+            break
+        for r in ready:
+            r.recv(10)
+            got["u1" if r is u1 else "u2"] += 1
+    return got
+
+
+counts = received(40)
 note("datagrams received", sum(counts.values()))
 note("both sockets got some", all(counts.values()))
 for s in senders:
     s.sendto(b"y", (ADDR, uport))      # the same flows again: each to the same socket as before
-again = {"u1": 0, "u2": 0}
-while sum(again.values()) < 40:
-    ready, _, _ = select.select([u1, u2], [], [], 2)
-    if not ready:
-        break
-    for r in ready:
-        r.recv(10)
-        again["u1" if r is u1 else "u2"] += 1
-note("a flow stays with its socket", again == counts)
+note("a flow stays with its socket", received(40) == counts)
 u3 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 note("UDP bind without the option", err(lambda: u3.bind((ADDR, uport))))
 s = socket.create_server((ADDR, 0), reuse_port=True)

@@ -1,5 +1,6 @@
 """Helpers of the transcript apps: note what happened, print it all at the end."""
 import errno
+import socket
 
 log = []
 
@@ -19,3 +20,13 @@ def err(fn):
 def dump():
     for line in log:
         print(line)
+
+
+def listener(port):
+    """A TCP listener on every address, announced with "ready" on stdout."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port))
+    s.listen(16)
+    print("ready", flush=True)
+    return s
