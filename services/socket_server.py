@@ -59,6 +59,7 @@ MAX_UDP_PAYLOAD = 65507
 ASKED = object()                  # getsockopt: answered when tcp tells
 MAX_FDS = 1024                    # descriptors per client when its RLIMIT_NOFILE cannot be read
 NOFILE_NEAR = 16                  # this close to it, a new descriptor reads the limit and /proc again
+SYSCALL_FRAME_MAX = 4 << 20       # bytes of one frame a client may send (ZMQ_MAXMSGSIZE)
 POLLIN, POLLOUT, POLLERR, POLLHUP = 0x1, 0x4, 0x8, 0x10
 CLIENT_CHECK = 1.0                # seconds between checks that client processes live
 OUTBOX_RETRY = 0.02               # seconds between attempts to reach a restarting udp
@@ -262,6 +263,9 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         self.sys = self.ctx.socket(zmq.ROUTER)
         self.sys.setsockopt(zmq.LINGER, 0)
         self.sys.setsockopt(zmq.ROUTER_MANDATORY, 1)   # a vanished client is an error, not a silent drop
+        # a frame past this is never buffered whole: ZeroMQ drops the sender's connection while reading
+        # it (its DEALER reconnects); one past MAX_MESSAGE but within this is answered with EMSGSIZE
+        self.sys.setsockopt(zmq.MAXMSGSIZE, SYSCALL_FRAME_MAX)
         self.sys.bind(endpoints.syscalls(self.rundir))
         self.watch_socket(self.sys, self.serve_sys)
         self.clients: dict[bytes, Client] = {}

@@ -150,6 +150,18 @@ def test_socket_server_survives_garbage_and_keeps_clients_apart(stack, echo_serv
     big = msgpack.packb([SYS_BIND, 10, 3, "x" * (2 << 20), 0])
     s.send(big)
     assert msgpack.unpackb(s.recv(), raw=False)[:2] == [10, errno.EMSGSIZE]  # oversized
+    # far past the limit: never buffered whole (ZMQ_MAXMSGSIZE drops the connection), the client's DEALER
+    # reconnects, the server lives on and answers the next call
+    pid = next(x["pid"] for x in stack.status()["services"] if x["name"] == "socket_server")
+
+    def rss_kb():
+        with open(f"/proc/{pid}/status") as f:
+            return int(next(line for line in f if line.startswith("VmRSS")).split()[1])
+    before = rss_kb()
+    s.send(msgpack.packb([SYS_BIND, 16, 3, "x" * (64 << 20), 0]))
+    assert _call(s, SYS_SOCKET, 17, 2, 2, 0)[1] == 0
+    assert next(x["pid"] for x in stack.status()["services"] if x["name"] == "socket_server") == pid
+    assert rss_kb() - before < 16 << 10, (before, rss_kb())       # the 64 MiB frame was not taken in
     fd = _call(s, SYS_SOCKET, 11, 2, 2, 0)[2]
     assert _call(s, SYS_BIND, 12, fd, "10.66.0.2", 5555)[1] == 0
     assert _call(s, SYS_BIND, 13, fd + 100, "10.66.0.2", 5556)[1] == errno.EBADF
