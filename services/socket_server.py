@@ -184,6 +184,13 @@ class Sock:
     def stream(self) -> bool:
         return self.type == ksock.SOCK_STREAM
 
+    def readers_waiting(self) -> bool:
+        """Reads still suspended on the socket, which a new one queues behind; a timed-out
+        one at the head no longer counts (it stays there until the next wake otherwise)."""
+        while self.readers and self.readers[0].done:
+            self.readers.popleft()
+        return bool(self.readers)
+
     def readiness(self) -> list[int]:
         """[version, mask] after bringing the version up to date."""
         m = self.mask()
@@ -822,9 +829,7 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         bufsize, flags, timeout = call.fields[2], call.fields[3], call.fields[4]
         if bufsize < 0:
             raise OSError(errno.EINVAL, "negative buffersize in recvfrom")
-        while sock.readers and sock.readers[0].done:     # timed out: not ahead of this one any more
-            sock.readers.popleft()
-        if sock.readers or not self.try_recv(sock, call):
+        if sock.readers_waiting() or not self.try_recv(sock, call):
             if timeout is not None and timeout <= 0 or flags & ksock.MSG_DONTWAIT:
                 raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
             self.park(sock, sock.readers, call, timeout)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import os
 import socket as ksock
-import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -22,7 +21,7 @@ from shared.ipc.messages import (CLOSE_ABORT, CLOSE_FORGET, CLOSE_SHUT_WR, SYS_A
                                  SYS_SENDTO, SYS_SHUTDOWN, TCP_ACCEPTED, TCP_BIND, TCP_CLOSE, TCP_CONNECT,
                                  TCP_LISTEN, TCP_RCVD, TCP_SEND, TCP_SEND_URG, TCP_SETOPT)
 from shared.proto import sockopt
-from shared.proto.tcp.info import STATE_CLOSE, idle_info
+from shared.proto.tcp.info import STATE_CLOSE, idle_info, snd_mss
 
 if TYPE_CHECKING:
     from services.socket_server import Pending, Sock
@@ -209,9 +208,7 @@ class StreamSockets:
             return
         if timeout is None and flags & ksock.MSG_WAITALL and not flags & (ksock.MSG_PEEK | ksock.MSG_DONTWAIT):
             call.got = bytearray()   # only a blocking socket waits for all (CPython polls otherwise)
-        while sock.readers and sock.readers[0].done:     # timed out: not ahead of this one any more
-            sock.readers.popleft()
-        if sock.readers or not self.try_stream_recv(sock, call):
+        if sock.readers_waiting() or not self.try_stream_recv(sock, call):
             if timeout is not None and timeout <= 0 or flags & ksock.MSG_DONTWAIT:
                 raise _err(errno.EAGAIN)
             self.park(sock, sock.readers, call, timeout)
@@ -414,7 +411,7 @@ class StreamSockets:
         if not info:                         # tcp no longer has the connection: closed meanwhile
             info = idle_info(STATE_CLOSE)
         if what == "maxseg":
-            self.answer(call, int.from_bytes(info[16:20], sys.byteorder), sock)     # tcpi_snd_mss
+            self.answer(call, snd_mss(info), sock)
         else:
             self.answer(call, info, sock)
 

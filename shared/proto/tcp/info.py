@@ -31,6 +31,11 @@ _LAYOUT = struct.Struct("=8B24I4Q6I4Q2I2Q6I2HI")
 _US = 1_000_000
 
 
+def snd_mss(info: bytes) -> int:
+    """tcpi_snd_mss of a TCP_INFO (what getsockopt(TCP_MAXSEG) gives for a connection)."""
+    return _LAYOUT.unpack_from(info)[_NAMES.index("snd_mss")]
+
+
 def idle_info(state: int, mss: int = TCP_MSS_DEFAULT) -> bytes:
     """TCP_INFO of a socket without a connection (new, closed or listening); its
     delivery_rate_app_limited bit is set, as tcp_init_sock leaves it."""
