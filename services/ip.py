@@ -34,6 +34,7 @@ from shared.ipc.messages import (ANNOUNCE_ACK, CTL_ADDR, CTL_FILTER, CTL_ROUTE, 
                                  IP_OUTPUT, IP_RAW_OUTPUT, IP_RCV, IP_REGISTER, L4_ERR, L4_RCV, LOWER_UP, NETDEV_UP,
                                  PMTUDISC_DO, PMTUDISC_DONT, PMTUDISC_WANT, RAW_DELIVER)
 from shared.proto.fib import FibRoute
+from shared.proto.ipid import IpIdents
 from shared.proto.neigh import NeighTable, Overflow, Solicit, Unresolved
 from shared.proto.reassembly import Complete, Discard, Reassembler
 from shared.skb import CSUM_PARTIAL, CSUM_VALID, NoBuffers, Skb
@@ -113,7 +114,7 @@ class Ip(NetfilterHooks, Service):
         self.icmp_limit = TokenBucket(1000.0, 50.0)
         self.offload = self.cfg.offload   # the TAPs finish checksums and cut TSO segments
         self.filter_init()
-        self.ident = int(time.time() * 1000) & 0xFFFF
+        self.idents = IpIdents()
         self.txbatch: dict[int, list[Skb]] = {}
         self.now = time.monotonic()
         self.peer("netdev")
@@ -552,8 +553,7 @@ class Ip(NetfilterHooks, Service):
             if data[12:16] == b"\0\0\0\0":
                 data[12:16] = route.src
             if data[4:6] == b"\0\0":
-                self.ident = (self.ident + 1) & 0xFFFF
-                struct.pack_into("!H", data, 4, self.ident)
+                struct.pack_into("!H", data, 4, self.idents.reserve(bytes(data[12:16]), dst, data[9]))
             struct.pack_into("!H", data, 2, len(data))
             data[10:12] = b"\0\0"
             struct.pack_into("!H", data, 10, ~ones_sum(data[:hlen]) & 0xFFFF)
@@ -602,8 +602,9 @@ class Ip(NetfilterHooks, Service):
                 self.finish_l4_csum(skb, src, dst, proto)
         if not header_room:
             skb.push(IPV4_HLEN)
-        self.ident = (self.ident + 1) & 0xFFFF
-        hdr = Ipv4Header(src=src, dst=dst, proto=proto, total_len=len(skb), ttl=ttl, tos=tos, ident=self.ident,
+        # a TSO segment becomes len/gso_size datagrams numbered on from its ID (over-reserving costs nothing)
+        ident = self.idents.reserve(src, dst, proto, len(skb) // skb.gso_size + 1 if skb.gso_size else 1)
+        hdr = Ipv4Header(src=src, dst=dst, proto=proto, total_len=len(skb), ttl=ttl, tos=tos, ident=ident,
                          df=df == PMTUDISC_DO or (df == PMTUDISC_WANT and len(skb) <= mtu) or bool(skb.gso_size))
         emit_ipv4(hdr, skb.data)
         self.counters["IpOutRequests"] += 1

@@ -47,6 +47,11 @@ COOKIE_KEY_FILE = "tcp.cookie-key"   # in the run directory: the SYN-cookie secr
 DEFAULT_MTU, LOOPBACK_MTU = 1500, 65536
 
 
+# a connection's event counts (Tcb.stats) -> the stack's counters (TcpExt* as in /proc/net/netstat)
+STAT_MIBS = (("fin_wait2_timeouts", "TcpExtFinWait2Timeouts"), ("ooo_dropped", "TcpExtTCPOFODrop"),
+             ("challenge_acks", "TcpExtTCPChallengeACK"), ("acks_skipped", "TcpExtTCPACKSkipped"))
+
+
 @dataclass(eq=False)
 class Conn:
     id: int
@@ -373,14 +378,27 @@ class Tcp(Service):
         saddr, daddr = int.from_bytes(src, "big"), int.from_bytes(dst, "big")
         seg = Segment(hdr.seq, hdr.ack, hdr.flags, hdr.wnd, bytes(payload), hdr.opts, hdr.urg)
         c = self.conns.get((daddr, hdr.dport, saddr, hdr.sport))
+        lst = None
         if c is not None:
-            c.tcb.receive(seg, self.now)
-            self.touch(c)
+            if not (c.tcb.state is State.TIME_WAIT and c.tcb.new_syn_ends_time_wait(seg)):
+                c.tcb.receive(seg, self.now)
+                self.touch(c)
+                return
+            lst = self.listener_for(daddr, hdr.dport, saddr, hdr.sport)
+            if lst is None:
+                c.tcb.receive(seg, self.now)
+                self.touch(c)
+                return
+            # RFC 6191: a new incarnation of the 4-tuple; its ISN is beyond anything the old one
+            # sent (Linux: snd_nxt + 65537), so old duplicates still in flight fall outside it
+            iss = S.add(c.tcb.snd_nxt, 65537)
+            c.tcb.end_time_wait()
+            self.touched.pop(c.id, None)
+            self.service(c)
+            self.counters["TcpExtTWRecycled"] += 1
+            self.syn_rcv(lst, seg, saddr, hdr.sport, daddr, iss)
             return
-        lst = self.listeners.get((daddr, hdr.dport)) or self.listeners.get((0, hdr.dport))
-        if lst is not None and self.reuseport(lst.sock):
-            group = [lst, *self.group_of(lst)]
-            lst = group[flow_hash(saddr, hdr.sport, daddr, hdr.dport) % len(group)]
+        lst = self.listener_for(daddr, hdr.dport, saddr, hdr.sport)
         if lst is not None and seg.flags & SYN and not seg.flags & (ACK | RST):
             self.syn_rcv(lst, seg, saddr, hdr.sport, daddr)
             return
@@ -392,7 +410,17 @@ class Tcp(Service):
             self.counters["TcpOutRsts"] += 1
             self.xmit(daddr, hdr.dport, saddr, hdr.sport, rst)
 
-    def syn_rcv(self, lst: Listener, syn: Segment, raddr: int, rport: int, laddr: int) -> None:
+    def listener_for(self, laddr: int, lport: int, raddr: int, rport: int) -> Listener | None:
+        """The listener a new connection to laddr:lport from raddr:rport goes to (a
+        SO_REUSEPORT group's member is picked by the flow's hash)."""
+        lst = self.listeners.get((laddr, lport)) or self.listeners.get((0, lport))
+        if lst is not None and self.reuseport(lst.sock):
+            group = [lst, *self.group_of(lst)]
+            lst = group[flow_hash(raddr, rport, laddr, lport) % len(group)]
+        return lst
+
+    def syn_rcv(self, lst: Listener, syn: Segment, raddr: int, rport: int, laddr: int,
+                iss: int | None = None) -> None:
         """A SYN for a listener: a half-open connection, or a SYN cookie when the
         listener's half-open queue is full (Linux: the SYN queue, as long as the
         backlog); dropped only while the accept queue itself is full."""
@@ -405,7 +433,7 @@ class Tcp(Service):
                 return
             self.cookie_synack(lst, syn, raddr, rport, laddr)
             return
-        tcb = Tcb.accept(self.tcfg, syn=syn, iss=self.iss(), now=self.now, ts_offset=self.iss(),
+        tcb = Tcb.accept(self.tcfg, syn=syn, iss=self.iss() if iss is None else iss, now=self.now, ts_offset=self.iss(),
                          rcv_space=lst.rcvbuf)
         self.passive_open(lst, tcb, laddr, raddr, rport)
 
@@ -551,7 +579,7 @@ class Tcp(Service):
         if retrans:
             self.counters["TcpRetransSegs"] += retrans
             t.stats["retrans"] = 0
-        for key, mib in (("fin_wait2_timeouts", "TcpExtFinWait2Timeouts"), ("ooo_dropped", "TcpExtTCPOFODrop")):
+        for key, mib in STAT_MIBS:
             if t.stats[key]:
                 self.counters[mib] += t.stats[key]
                 t.stats[key] = 0

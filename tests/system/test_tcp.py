@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.system.conftest import ROOT
+from tests.system.conftest import ROOT, start_on_mkstack
 
 APPS = os.path.join(ROOT, "tests", "system", "apps")
 SIZE = 50_000_000
@@ -273,3 +273,40 @@ def test_asyncio_writer_to_a_closed_peer_ends_as_on_the_kernel(stack):
         closer.kill()
         closer.wait()
     assert ours == kern == "ended by BrokenPipeError"
+
+
+RECONNECT = """
+import json, socket, sys, time
+took = []
+for i in range(5):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((sys.argv[1], 40123))
+    s.settimeout(3)
+    t = time.monotonic()
+    try:
+        s.connect((sys.argv[2], int(sys.argv[3])))
+        while s.recv(100):
+            pass
+        took.append(round(time.monotonic() - t, 3))
+    except OSError as e:
+        took.append(repr(e))
+    s.close()
+    time.sleep(0.05)
+print(json.dumps(took))
+"""
+
+
+def test_a_quick_reconnect_from_the_same_port_ends_time_wait(stack):
+    """RFC 6191: the server closes first (its side is in TIME-WAIT); the client at
+    once connects again from the same port. The SYN's newer timestamp opens a new
+    connection (before: a challenge ACK, the kernel's RST ignored, a 60 s stall)."""
+    server = start_on_mkstack(stack, os.path.join(APPS, "accept_close.py"), "7104")
+    try:
+        out = stack.peer("python3", "-c", RECONNECT, stack.peer_addr, stack.addr, "7104", timeout=60).stdout
+    finally:
+        server.kill()
+        server.wait()
+    took = json.loads(out)
+    assert all(isinstance(t, float) and t < 1.0 for t in took), took
+    assert stack.stats()["tcp"]["TcpExtTWRecycled"] >= 4

@@ -87,6 +87,7 @@ class TcpConfig:
     fin_timeout: float = 60.0        # an orphaned connection's FIN-WAIT-2 (net.ipv4.tcp_fin_timeout)
     rfc1337: bool = True             # RSTs leave TIME-WAIT alone (Linux's sysctl of the name; its default is 0)
     ooo_max_blocks: int = 256        # disjoint out-of-order blocks kept per connection
+    invalid_ratelimit: float = 0.5   # least gap between ACKs answering invalid segments (tcp_invalid_ratelimit)
     syn_retries: int = 6
     retries2: int = 15
     keepalive: bool = False
@@ -136,6 +137,7 @@ class Tcb:
         self.ts_recent = 0
         self.ts_offset = ts_offset
         self.last_ack_sent = 0
+        self.oow_last = -1e9               # when we last answered an invalid segment (rate limit)
         self.sacked: list[tuple[int, int]] = []   # scoreboard: peer's SACK blocks above snd_una
         self.rexmit_next = iss             # next hole to retransmit, up to lost_until
         self.lost_until = iss
@@ -169,7 +171,7 @@ class Tcb:
         self.error: int | None = None
         self.passive = False
         self.stats = {"retrans": 0, "fast_retrans": 0, "rto": 0, "dupacks": 0, "ooo": 0, "challenge_acks": 0,
-                      "segs_in": 0, "segs_out": 0, "fin_wait2_timeouts": 0, "ooo_dropped": 0}
+                      "acks_skipped": 0, "segs_in": 0, "segs_out": 0, "fin_wait2_timeouts": 0, "ooo_dropped": 0}
         self.opts: dict[str, int | str] = {}    # per-connection socket options (setopt), kept across restarts
 
     # -- opening ------------------------------------------------------------------
@@ -271,9 +273,22 @@ class Tcb:
     def send_ack(self, now: float) -> None:
         self._emit(Segment(self.snd_nxt, self.rcv_nxt, ACK, self._wnd_field(), b"", self._opts(now)))
 
-    def _challenge_ack(self, now: float) -> None:
-        self.stats["challenge_acks"] += 1
+    def _oow_ack(self, seg: Segment, now: float) -> bool:
+        """ACK an invalid segment (out of window, PAWS, RFC 5961 challenges), at most once per
+        ``invalid_ratelimit`` per connection unless it carries data (RFC 5961 7, Linux's
+        tcp_oow_rate_limited): a peer or a blind attacker cannot make us send an ACK per segment,
+        and two stacks that disagree cannot loop ACKs at line rate. Linux has dropped its
+        system-wide challenge-ACK limit as a side channel (CVE-2016-5696); so has this."""
+        if (not seg.data or seg.flags & SYN) and now - self.oow_last < self.cfg.invalid_ratelimit:
+            self.stats["acks_skipped"] += 1
+            return False
+        self.oow_last = now
         self.send_ack(now)
+        return True
+
+    def _challenge_ack(self, seg: Segment, now: float) -> None:
+        if self._oow_ack(seg, now):
+            self.stats["challenge_acks"] += 1
 
     def _arm_rto(self, now: float) -> None:
         self.rto_at = now + self.rtt.rto
@@ -340,6 +355,20 @@ class Tcb:
         grow = S.sub(self._rcv_edge(), self.rcv_adv)
         if grow >= 2 * self.snd_mss and advertised < S.sub(self._rcv_edge(), self.rcv_nxt) // 2:
             self.send_ack(now)
+
+    def new_syn_ends_time_wait(self, seg: Segment) -> bool:
+        """A SYN for this 4-tuple in TIME-WAIT opens a new connection instead of being
+        challenged (RFC 6191): if its timestamp is newer than any we saw, or without
+        timestamps, its sequence number is beyond what the old connection used
+        (RFC 1122 4.2.2.13); the caller then ends this one (end_time_wait)."""
+        if self.state is not State.TIME_WAIT or seg.flags & (SYN | ACK | RST) != SYN:
+            return False
+        if self.ts_ok and seg.opts.ts is not None:
+            return S.gt(seg.opts.ts[0], self.ts_recent)
+        return S.gt(seg.seq, self.rcv_nxt)
+
+    def end_time_wait(self) -> None:
+        self._to_closed()
 
     def _to_closed(self) -> None:
         self.state = State.CLOSED
@@ -467,7 +496,7 @@ class Tcb:
             self._rcv_rst(seg, now)
             return
         if seg.flags & SYN:
-            self._challenge_ack(now)                          # RFC 5961 4.2
+            self._challenge_ack(seg, now)                     # RFC 5961 4.2
             return
         if not seg.flags & ACK:
             return
@@ -512,7 +541,7 @@ class Tcb:
         """Sequence check (RFC 9293 3.10.7.4 first) and PAWS (RFC 7323 5)."""
         if self.ts_ok and seg.opts.ts is not None and not seg.flags & RST:
             if S.lt(seg.opts.ts[0], self.ts_recent) and self.state is not State.SYN_RCVD:
-                self.send_ack(now)
+                self._oow_ack(seg, now)
                 return False
         wnd = S.sub(self.rcv_adv, self.rcv_nxt) if S.gt(self.rcv_adv, self.rcv_nxt) else 0
         n = seg.seg_len
@@ -527,7 +556,7 @@ class Tcb:
                   or S.between(self.rcv_nxt, end, S.add(self.rcv_nxt, wnd)))
         if not ok:
             if not seg.flags & RST:
-                self.send_ack(now)
+                self._oow_ack(seg, now)
             return False
         if self.ts_ok and seg.opts.ts is not None and S.le(seg.seq, self.last_ack_sent):
             self.ts_recent = seg.opts.ts[0]
@@ -537,7 +566,7 @@ class Tcb:
         if self.state is State.TIME_WAIT and self.cfg.rfc1337:
             return             # RFC 1337: a RST must not cut TIME-WAIT short (old duplicates would follow)
         if seg.seq != self.rcv_nxt:
-            self._challenge_ack(now)                          # RFC 5961 3.2
+            self._challenge_ack(seg, now)                     # RFC 5961 3.2
             return
         if self.state is State.SYN_RCVD and self.passive:
             self._to_closed()                                 # back to LISTEN: the listener forgets it
@@ -559,10 +588,10 @@ class Tcb:
             self.snd_wnd = seg.wnd << self.snd_wscale
             self.snd_wl1, self.snd_wl2 = seg.seq, ack
         if S.gt(ack, self.snd_nxt):
-            self.send_ack(now)                                # acks something not yet sent
+            self._oow_ack(seg, now)                           # acks something not yet sent
             return False
         if S.lt(ack, S.add(self.snd_una, -max(self.max_snd_wnd, 1))) and S.lt(ack, self.snd_una):
-            self._challenge_ack(now)                          # RFC 5961 5.2
+            self._challenge_ack(seg, now)                     # RFC 5961 5.2
             return False
         if self.sack_ok and seg.opts.sack:
             self._update_scoreboard(seg.opts.sack)

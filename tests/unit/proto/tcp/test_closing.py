@@ -134,3 +134,34 @@ def test_a_reset_in_close_wait_is_epipe_as_linux_reports_it():
     take(t)
     t.receive(seg(R + 1, 0, RST), now=1.2)
     assert t.state is State.CLOSED and t.error == errno.EPIPE
+
+
+def _in_time_wait(cfg=None, **peer_opts):
+    from .helpers import PLAIN
+    t = established(cfg=cfg or PLAIN, **peer_opts)
+    t.close(now=1)
+    t.receive(seg(R, L + 1, ACK | FIN, ts=(500, 1) if peer_opts.get("ts") else None), now=1.1)
+    assert t.state is State.TIME_WAIT
+    take(t)
+    return t
+
+
+def test_a_new_syn_ends_time_wait_only_when_it_cannot_be_an_old_duplicate():
+    """RFC 6191: with timestamps, a SYN whose TSval is newer than the last one seen;
+    without (RFC 1122 4.2.2.13), a SYN beyond the old connection's sequence space."""
+    from shared.proto.tcp.tcb import TcpConfig
+    from shared.wire.tcp import SYN
+    t = _in_time_wait()
+    assert not t.new_syn_ends_time_wait(seg(R, 0, SYN))                 # not beyond RCV.NXT (R + 1)
+    assert t.new_syn_ends_time_wait(seg(R + 100_000, 0, SYN))
+    assert not t.new_syn_ends_time_wait(seg(R + 100_000, 0, SYN | ACK))
+    assert not t.new_syn_ends_time_wait(seg(R + 100_000, 0, SYN | RST))
+    ts = _in_time_wait(TcpConfig(sack=False, delayed_ack=0.04, cc="reno"), ts=(400, 0))
+    assert ts.ts_ok and ts.ts_recent == 500
+    assert ts.new_syn_ends_time_wait(seg(R - 5, 0, SYN, ts=(501, 0)))   # newer clock: yes, whatever its seq
+    assert not ts.new_syn_ends_time_wait(seg(R + 100_000, 0, SYN, ts=(500, 0)))
+    # otherwise it is challenged, and TIME-WAIT runs on
+    ts.receive(seg(R + 100_000, 0, SYN, ts=(500, 0)), now=2)
+    assert [s.flags for s in take(ts)] == [ACK] and ts.state is State.TIME_WAIT
+    ts.end_time_wait()
+    assert ts.state is State.CLOSED and ts.poll_at() is None

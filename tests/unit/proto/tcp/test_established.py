@@ -74,6 +74,29 @@ def test_syn_in_synchronized_state_gets_a_challenge_ack():
     assert [(s.flags, s.ack) for s in take(t)] == [(ACK, R)] and t.state is State.ESTABLISHED
 
 
+def test_challenge_and_out_of_window_acks_are_rate_limited_per_connection():
+    """RFC 5961 7: a flood of invalid segments gets one ACK per 0.5 s (tcp_invalid_ratelimit), counted."""
+    t = established()
+    for i in range(100):
+        t.receive(seg(R + 100 + i, 0, RST), now=1 + i * 0.001)          # in-window RSTs: challenges
+        t.receive(seg(R, 0, SYN), now=1 + i * 0.001)                    # SYNs: challenges
+        t.receive(seg(R + 10_000_000, L, ACK), now=1 + i * 0.001)       # out-of-window pure ACKs
+    assert len(take(t)) == 1 and t.stats["challenge_acks"] == 1 and t.stats["acks_skipped"] == 299
+    t.receive(seg(R, 0, SYN), now=1.6)                                  # the period has passed
+    assert [(s.flags, s.ack) for s in take(t)] == [(ACK, R)] and t.stats["challenge_acks"] == 2
+    assert t.state is State.ESTABLISHED
+
+
+def test_retransmitted_data_is_acked_every_time_despite_the_limit():
+    # Linux too: a segment with data is no ACK loop, and its ACK may be the one the peer lost
+    t = established()
+    t.receive(seg(R, L, ACK, data=b"abc"), now=1)
+    take(t)
+    for _ in range(5):
+        t.receive(seg(R, L, ACK, data=b"abc"), now=1)
+    assert [s.ack for s in take(t)] == [R + 3] * 5
+
+
 def test_ack_for_unsent_data_is_answered_and_dropped():
     t = established()
     t.receive(seg(R, L + 500, ACK, data=b"zz"), now=1)
