@@ -20,7 +20,8 @@ def test_a_tso_segment_reserves_the_ids_of_its_datagrams():
 def test_traffic_to_one_host_does_not_show_in_the_ids_seen_by_another():
     ids = IpIdents()
     # a host whose path shares no counter with B's (1 in 2048 share one, as in Linux)
-    c = next(bytes([10, 66, 1, n]) for n in range(256) if ids.bucket(A, bytes([10, 66, 1, n]), 17) != ids.bucket(A, B, 17))
+    others = (bytes([10, 66, 1, n]) for n in range(256))
+    c = next(h for h in others if ids.bucket(A, h, 17) != ids.bucket(A, B, 17))
     before = ids.reserve(A, c, 17)
     for _ in range(1000):
         ids.reserve(A, B, 17)
