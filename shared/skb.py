@@ -24,6 +24,8 @@ import os
 import struct
 from dataclasses import dataclass
 
+from shared import shmfiles
+
 MAGIC = b"MKSKB001"
 HEADROOM = 128          # room to push Ethernet + IP + TCP headers in place
 _PAGE = 4096
@@ -112,7 +114,7 @@ class SkbPool:
             if not classes:
                 raise ValueError("creating a slab needs size classes")
             self._create(path, classes)
-        fd = os.open(path, os.O_RDWR)
+        fd = shmfiles.reopen(path)
         try:
             self._mm = mmap.mmap(fd, 0)
         finally:
@@ -137,7 +139,7 @@ class SkbPool:
         if len(classes) > _CLS_MASK + 1:
             raise ValueError("too many size classes")
         _, size = _layout(classes)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = shmfiles.create(path)
         try:
             os.ftruncate(fd, size)
             hdr = bytearray(_PAGE)

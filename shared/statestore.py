@@ -29,6 +29,8 @@ import zlib
 
 import msgpack
 
+from shared import shmfiles
+
 JOURNAL = ".journal"                # the StateDir's last turn (keys never start with a dot)
 _HDR = struct.Struct("<IIQ")       # payload length, crc32 of seq + payload, sequence number
 
@@ -57,8 +59,7 @@ class StateFile:
         for size in rings:
             self.ring_at.append(off)
             off += size
-        flags = os.O_RDWR | (os.O_CREAT if create else 0)
-        fd = os.open(path, flags, 0o600)
+        fd = shmfiles.open_private(path) if create else shmfiles.reopen(path)
         try:
             if os.fstat(fd).st_size < off:
                 os.ftruncate(fd, off)       # sparse: pages appear only where written
@@ -150,7 +151,7 @@ class StateDir:
         self.path = path
         self.slot = slot
         self.rings = rings
-        os.makedirs(path, mode=0o700, exist_ok=True)
+        shmfiles.private_dir(path)
         self.open: dict[str, StateFile] = {}
         self.journal = StateFile(os.path.join(path, JOURNAL), journal, (), create=True)   # sparse
         self.staged: list[tuple[str, int, bytes | None, StateFile | None]] = []
