@@ -1213,6 +1213,7 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
                 self.restart_notices[cid] = time.monotonic() + RESTART_NOTICE_FOR
         self.notice_at = time.monotonic()
         kept = [self.restore_sock(rec) for rec in sorted(socks, key=lambda r: r[1][0])]
+        self.counters["restore_skipped"] += self.state.skipped
         for sock in kept:
             if sock is not None and sock.origin and sock.fd < 0:
                 lst = self.socks.get(sock.origin)
@@ -1240,6 +1241,16 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
                       len(self.lingering))
 
     def restore_sock(self, rec: list) -> Sock | None:
+        """A saved socket taken up; None if it belongs to no one now, is lingering, or
+        cannot be taken up (a value no socket can have: skipped and counted)."""
+        try:
+            return self._restore_sock(rec)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+            self.log.warning("socket record %s not taken up: %r", rec[1][0], exc)
+            self.state.skip(f"s{rec[1][0]}")
+            return None
+
+    def _restore_sock(self, rec: list) -> Sock | None:
         cid, values, holders, keep_len, rd_off, origin, lingering = rec[:7]
         client = self.clients.get(cid)
         if client is None:

@@ -24,12 +24,15 @@ AF_UNIX datagram go with it).
 
 from __future__ import annotations
 
+import logging
 import operator
 import socket as ksock
 from typing import TYPE_CHECKING
 
 from shared.ipc import endpoints
 from shared.statestore import RecordTooBig, StateDir, StateFile, ring_size
+
+log = logging.getLogger("socket_state")
 
 if TYPE_CHECKING:
     from services.socket_server import Client, Pending, SocketServer, Sock
@@ -52,6 +55,28 @@ SOCK_FIELDS = ("id", "fd", "family", "type", "proto", "rcvbuf", "sndbuf", "laddr
                "reuseport")
 PENDING, REPLIED, REPLIED_RX, REPLIED_LOST = 0, 1, 2, 3      # a kept call's state
 _sock_values = operator.attrgetter(*SOCK_FIELDS)
+_FIELD_TYPES = tuple(str if f == "st" else dict if f == "tcpopts" else int for f in SOCK_FIELDS)   # bool is an int
+
+
+def sock_record_ok(rec: object) -> bool:
+    """A socket record as save_sock writes it, with every field of the type it had:
+    a record of another format (or damaged) is skipped, never half taken up."""
+    if not (isinstance(rec, list) and len(rec) in (7, 11)):
+        return False
+    cid, values, holders, keep_len, rd_off, origin, lingering = rec[:7]
+    if not (isinstance(cid, bytes) and isinstance(values, list) and len(values) == len(SOCK_FIELDS)
+            and all(isinstance(v, t) for v, t in zip(values, _FIELD_TYPES))
+            and isinstance(holders, list) and all(isinstance(h, list) and len(h) == 2 and isinstance(h[0], bytes)
+                                                  and isinstance(h[1], int) for h in holders)
+            and all(isinstance(v, int) for v in (keep_len, rd_off, origin, lingering))):
+        return False
+    if len(rec) == 11:
+        uname, ukey, peer, scm = rec[7:]
+        return (isinstance(uname, (str, bytes, type(None))) and isinstance(ukey, (list, type(None)))
+                and isinstance(peer, int) and isinstance(scm, list)
+                and all(isinstance(e, list) and len(e) == 2 and isinstance(e[0], int) and isinstance(e[1], list)
+                        and all(isinstance(i, int) for i in e[1]) for e in scm))
+    return True
 
 
 class SocketState:
@@ -63,6 +88,7 @@ class SocketState:
         self.dir = StateDir(endpoints.state_dir(instance, "socket_server"), SOCK_SLOT)
         self.gone = self.dir.file(GONE, slot=64, rings=(8 * GONE_KEPT,))
         self.gone_count = 0
+        self.skipped = 0             # records restore could not take up
         self.ids_reserved = 0
         self.reqs_reserved = 0
         self.table_dirty = False
@@ -207,26 +233,30 @@ class SocketState:
                 for i in range(self.gone_count - n, self.gone_count)]
         clients, socks, calls = {}, [], []
         for key in self.dir.keys():
+            if key in (TABLE, GONE):
+                continue                    # read above ("table" is no thread's "t" record)
             if key.startswith("k"):
                 rec = self.dir.file(key, slot=CLIENT_SLOT, rings=()).get()
-                if isinstance(rec, list) and len(rec) == 4 and isinstance(rec[0], bytes):
+                if isinstance(rec, list) and len(rec) == 4 and isinstance(rec[0], bytes) \
+                        and isinstance(rec[1], int) and isinstance(rec[2], (str, int, type(None))) \
+                        and isinstance(rec[3], (bytes, type(None))):
                     clients[rec[0]] = rec + [[]]
                 else:
-                    self.dir.remove(key)
+                    self.skip(key)
             elif key.startswith("t"):
                 rec = self.dir.file(key, slot=CALL_SLOT, rings=()).get()
-                if isinstance(rec, list) and len(rec) == 6 and isinstance(rec[0], bytes):
+                if isinstance(rec, list) and len(rec) == 6 and isinstance(rec[0], bytes) \
+                        and all(isinstance(v, int) for v in rec[1:5]):
                     calls.append((key, rec))
                 else:
-                    self.dir.remove(key)
+                    self.skip(key)
             elif key.startswith("s"):
                 rec = self.dir.file(key).get()    # rings unknown yet: the record says the kind
                 self.dir.release(key)
-                if isinstance(rec, list) and len(rec) in (7, 11) and isinstance(rec[1], list) \
-                        and len(rec[1]) == len(SOCK_FIELDS):
+                if sock_record_ok(rec):
                     socks.append(rec)
                 else:
-                    self.dir.remove(key)
+                    self.skip(key)
         for key, rec in calls:
             owner = clients.get(rec[0].split(b".", 1)[0])
             if owner is not None:
@@ -234,6 +264,12 @@ class SocketState:
             else:
                 self.dir.remove(key)
         return table, list(clients.values()), socks, gone
+
+    def skip(self, key: str) -> None:
+        """A record that cannot be taken up: removed, counted and logged, and restore goes on."""
+        self.skipped += 1
+        log.warning("state record %s is not in this version's format: skipped", key)
+        self.dir.remove(key)
 
     def sock_queues(self, sock: "Sock", keep_len: int, rd_off: int) -> tuple[bytes, bytes]:
         """(sndkeep, rbuf) of a restored TCP socket from its rings."""
