@@ -35,7 +35,7 @@ from shared.ipc.messages import (ANNOUNCE_ACK, CTL_ADDR, CTL_FILTER, CTL_ROUTE, 
                                  PMTUDISC_DO, PMTUDISC_DONT, PMTUDISC_WANT, RAW_DELIVER)
 from shared.proto.fib import FibRoute
 from shared.proto.ipid import IpIdents
-from shared.proto.neigh import NeighTable, Overflow, Solicit, Unresolved
+from shared.proto.neigh import NeighTable, Overflow, Solicit, TableFull, Unresolved
 from shared.proto.reassembly import Complete, Discard, Reassembler
 from shared.skb import CSUM_PARTIAL, CSUM_VALID, NoBuffers, Skb
 from shared.wire import WireError
@@ -110,7 +110,8 @@ class Ip(NetfilterHooks, Service):
         self.reasm = Reassembler(timeout=self.cfg.ipfrag_time, high_thresh=self.cfg.ipfrag_high_thresh)
         self.l4batch: dict[tuple[str, int], list[Skb]] = {}
         n = self.cfg.neigh
-        self.neigh = NeighTable(n.reachable_time, n.retrans_time, n.mcast_solicit, n.unres_qlen, n.gc_stale_time)
+        self.neigh = NeighTable(n.reachable_time, n.retrans_time, n.mcast_solicit, n.unres_qlen, n.gc_stale_time,
+                                n.gc_thresh3, n.unres_total)
         self.icmp_limit = TokenBucket(1000.0, 50.0)
         self.offload = self.cfg.offload   # the TAPs finish checksums and cut TSO segments
         self.filter_init()
@@ -253,6 +254,9 @@ class Ip(NetfilterHooks, Service):
                     self.pool.free(skb)
             elif isinstance(a, Overflow):
                 self.counters["ArpUnresQueueDrops"] += 1
+                self.pool.free(a.item)
+            elif isinstance(a, TableFull):
+                self.counters["ArpTableFulls"] += 1        # /proc/net/stat/arp_cache's table_fulls
                 self.pool.free(a.item)
 
     # -- IPv4 receive ---------------------------------------------------------

@@ -24,6 +24,7 @@ import os
 import resource
 import socket as ksock
 import time
+import weakref
 from dataclasses import dataclass, field
 
 import msgpack
@@ -243,6 +244,7 @@ class Client:
     own_fds: int = 0               # kernel descriptors it holds for itself (procfs.program_fds), as last read
     # each calling thread's (DEALER's) last call: a call repeated after our restart is answered once
     calls: collections.OrderedDict = field(default_factory=collections.OrderedDict)
+    waiting: weakref.WeakSet = field(default_factory=weakref.WeakSet)   # its suspended calls (a bound)
 
     def free_fd(self, fd: int) -> "Sock | None":
         """Take ``fd`` out of the table (its socket, if it named one); keeps ``fd_hint`` true."""
@@ -308,6 +310,11 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         self.restore()
 
     def new_sock_id(self) -> int:
+        """The id of a socket about to be made; ENFILE at [socket] max_sockets (each
+        socket is a state file mapped in this process)."""
+        if len(self.socks) >= self.cfg.socket_limits.max_sockets:
+            self.counters["sockets_refused"] += 1
+            raise OSError(errno.ENFILE, "Too many open files in system")
         self.sock_ids_next += 1
         return self.sock_ids_next - 1
 
@@ -366,9 +373,13 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
                 self.counters["sends_nowait"] += 1
             elif code == SYS_RECVFROM_MANY:
                 call.code, call.many = SYS_RECVFROM, True
+            if len(client.waiting) >= self.cfg.socket_limits.waiting_calls and not call.nowait:
+                self.waiting_room(client)
             if not self.track(client, call):
                 return
             self.dispatch(client, call)
+            if not call.done and not call.nowait:
+                client.waiting.add(call)
         except Exception as exc:
             if not isinstance(exc, OSError):
                 # arguments of a type or shape no handler expects (an address as bytes, say):
@@ -384,6 +395,16 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
                 self.counters["nowait_send_errors"] += 1   # nobody to answer
             else:
                 self._reply(ident, req, exc.errno or errno.EINVAL, exc.strerror or str(exc), sock)
+
+    def waiting_room(self, client: Client) -> None:
+        """A client at its bound of suspended calls: those answered since leave the
+        count; if it is still full, the new call is refused (ENOBUFS), counted."""
+        for call in [c for c in client.waiting if c.done]:
+            client.waiting.discard(call)
+        if len(client.waiting) >= self.cfg.socket_limits.waiting_calls:
+            self.counters["calls_refused_waiting"] += 1
+            raise OSError(errno.ENOBUFS, f"{len(client.waiting)} calls of this process are waiting already"
+                                         " ([socket] waiting_calls)")
 
     def track(self, client: Client, call: Pending) -> bool:
         """Remember each thread's last call; a repeat of it (the client asks again
@@ -505,6 +526,13 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
             raise OSError(errno.EINVAL, f"client id must be 16 to {CID_MAX} bytes")
         c = self.clients.get(cid)
         if c is None:
+            lim = self.cfg.socket_limits
+            if len(self.clients) >= lim.max_clients:
+                self.counters["clients_refused"] += 1
+                raise OSError(errno.ENOBUFS, f"mkstack serves {lim.max_clients} clients at most ([socket] max_clients)")
+            if sum(1 for other in self.clients.values() if other.pid == pid) >= lim.clients_per_process:
+                self.counters["clients_refused"] += 1
+                raise OSError(errno.ENOBUFS, f"process {pid} holds {lim.clients_per_process} client ids already")
             start = procfs.start_time(pid)
             if start is None:
                 raise OSError(errno.ESRCH, f"no process {pid}")

@@ -19,7 +19,7 @@ from shared.ipc.codec import encode
 from shared.ipc.messages import (CLOSE_ABORT, CLOSE_FORGET, CLOSE_SHUT_WR, SYS_ACCEPT,
                                  SYS_BIND, SYS_CLOSE, SYS_CONNECT, SYS_GETPEERNAME, SYS_LISTEN, SYS_RECVFROM,
                                  SYS_SENDTO, SYS_SHUTDOWN, TCP_ACCEPTED, TCP_BIND, TCP_CLOSE, TCP_CONNECT,
-                                 TCP_LISTEN, TCP_RCVD, TCP_SEND, TCP_SEND_URG, TCP_SETOPT)
+                                 TCP_LISTEN, TCP_RCVD, TCP_SEND, TCP_SEND_URG, TCP_SETOPT, WAITALL_MAX)
 from shared.proto import sockopt
 from shared.proto.tcp.info import STATE_CLOSE, idle_info, snd_mss
 
@@ -208,6 +208,8 @@ class StreamSockets:
             return
         if timeout is None and flags & ksock.MSG_WAITALL and not flags & (ksock.MSG_PEEK | ksock.MSG_DONTWAIT):
             call.got = bytearray()   # only a blocking socket waits for all (CPython polls otherwise)
+            # gathered here until all has come: at most WAITALL_MAX (the client library asks for more in turns)
+            call.fields[2] = min(bufsize, WAITALL_MAX)
         if sock.readers_waiting() or not self.try_stream_recv(sock, call):
             if timeout is not None and timeout <= 0 or flags & ksock.MSG_DONTWAIT:
                 raise _err(errno.EAGAIN)
@@ -619,7 +621,12 @@ class StreamSockets:
         if lst is None or lst.st != "listening" or conn in self.gone_conns:
             self.tcp_msg(encode(TCP_CLOSE, conn, CLOSE_ABORT, 0))
             return
-        s = Sock(self.new_sock_id(), lst.client, -1, lst.family, lst.type, lst.proto, lst.rcvbuf, lst.sndbuf)
+        try:
+            sid = self.new_sock_id()
+        except OSError:             # no socket can be made for it (ENFILE): reset, as a full accept queue
+            self.tcp_msg(encode(TCP_CLOSE, conn, CLOSE_ABORT, 0))
+            return
+        s = Sock(sid, lst.client, -1, lst.family, lst.type, lst.proto, lst.rcvbuf, lst.sndbuf)
         s.conn, s.st, s.bound, s.origin = conn, "connected", True, lst.id
         self.state.touch(s)
         s.laddr, s.lport, s.raddr, s.rport = laddr, lport, raddr, rport

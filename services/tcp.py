@@ -109,6 +109,8 @@ class Tcp(Service):
         self.timers: list[tuple[float, int, Conn]] = []
         self.tseq = itertools.count()
         self.touched: dict[int, Conn] = {}
+        self.orphans: set[int] = set()       # closed by the application, not yet in TIME-WAIT or gone
+        self.time_wait: set[int] = set()
         self.events: list[list] = []
         self.out: list[tuple[list, Skb]] = []
         self.tcfg = TcpConfig(mss=min(d.mtu for d in self.cfg.devices) - 40,
@@ -362,6 +364,13 @@ class Tcp(Service):
         if how != CLOSE_SHUT_WR:
             c.orphan = True          # the socket is gone: tcp finishes the close alone
             c.tcb.orphan(self.now)
+            if c.tcb.state not in (State.CLOSED, State.TIME_WAIT):
+                if len(self.orphans) >= self.tcfg.max_orphans:
+                    # as tcp_close under tcp_check_oom: no room to finish it alone, reset it
+                    c.tcb.abort(self.now)
+                    self.counters["TcpExtTCPAbortOnMemory"] += 1
+                else:
+                    self.orphans.add(c.id)
         self.touch(c)
 
     # -- receive --------------------------------------------------------------------------
@@ -617,6 +626,13 @@ class Tcp(Service):
             # socket's unacknowledged data until then, in case we restart
             self.events.append([c.id, "acked", c.acked])
             t.acked = 0
+        if t.state is State.TIME_WAIT and c.id not in self.time_wait:
+            self.orphans.discard(c.id)
+            if len(self.time_wait) >= self.tcfg.max_tw_buckets:
+                t.end_time_wait()                  # "time wait bucket table overflow": closed at once
+                self.counters["TcpExtTCPTimeWaitOverflow"] += 1
+            else:
+                self.time_wait.add(c.id)
         if t.state is State.CLOSED:
             if t.error is not None and not c.orphan:
                 self.events.append([c.id, "err", t.error])
@@ -648,6 +664,8 @@ class Tcp(Service):
     def remove(self, c: Conn) -> None:
         self.conns.pop(c.key, None)
         self.by_id.pop(c.id, None)
+        self.orphans.discard(c.id)
+        self.time_wait.discard(c.id)
         self.state.drop(c.id)
         if c.id in self.bound and c.id < PASSIVE_BASE:
             self.ports.unbind(c.id)
@@ -715,6 +733,8 @@ class Tcp(Service):
             c = Conn(cid, tcb, laddr, lport, raddr, rport, listener, origin, orphan, announced, eof_sent,
                      snd_total, consumed, fin_at=fin_at)
             self.add_conn(c)
+            if orphan and tcb.state is not State.TIME_WAIT:
+                self.orphans.add(cid)
             if b is not None and self.ports.bind(cid, b[0], b[1], True)[0] == 0:
                 self.bound[cid] = (b[0], b[1])
             lst = self.listener_of.get(listener) if listener is not None else None

@@ -48,6 +48,8 @@ class Neigh:
     mcast_solicit: int
     unres_qlen: int
     gc_stale_time: float
+    gc_thresh3: int = 1024
+    unres_total: int = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,16 @@ class Supervisor:
     backoff_max: float
     backoff_reset: float
     standby: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SocketLimits:
+    """What the socket server holds for its clients at most (the kernel's are
+    fs.file-max, RLIMIT_NOFILE and memory; one process here serves everyone)."""
+    max_sockets: int = 16384           # sockets of all clients (ENFILE), well below vm.max_map_count
+    max_clients: int = 1024            # client libraries attached at once
+    clients_per_process: int = 16      # client ids one process may hold (a library per process)
+    waiting_calls: int = 1024          # calls of one client suspended at once (blocked threads)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +87,7 @@ class Config:
     udp_port_range: tuple[int, int]
     socket_rcvbuf: int
     socket_sndbuf: int
+    socket_limits: SocketLimits
     tcp: dict
     forwarding: bool = False                  # net.ipv4.ip_forward
     tcp_rmem: int = 4194304                   # SO_RCVBUF of TCP sockets that do not set one
@@ -195,6 +208,8 @@ def _tcp(sec: _Section) -> dict:
         "syncookies": sec.get("syncookies", bool, True),
         "rfc1337": sec.get("rfc1337", bool, True),
         "ooo_max_blocks": int(sec.num("ooo_max_blocks", 1, 1 << 16, 256, integer=True)),
+        "max_orphans": int(sec.num("max_orphans", 0, 1 << 20, 4096, integer=True)),
+        "max_tw_buckets": int(sec.num("max_tw_buckets", 0, 1 << 20, 16384, integer=True)),
     }
 
 
@@ -289,7 +304,9 @@ def load(path: str) -> Config:
                     retrans_time=nb.num("retrans_time", 0.01, 60, 1.0),
                     mcast_solicit=int(nb.num("mcast_solicit", 1, 100, 3, integer=True)),
                     unres_qlen=int(nb.num("unres_qlen", 1, 10000, 101, integer=True)),
-                    gc_stale_time=nb.num("gc_stale_time", 1, 86400, 60.0)),
+                    gc_stale_time=nb.num("gc_stale_time", 1, 86400, 60.0),
+                    gc_thresh3=int(nb.num("gc_thresh3", 1, 1 << 20, 1024, integer=True)),
+                    unres_total=int(nb.num("unres_total", 1, 1 << 20, 512, integer=True))),
         supervisor=Supervisor(heartbeat_interval=sup.num("heartbeat_interval", 0.05, 60, 0.5),
                               heartbeat_timeout=sup.num("heartbeat_timeout", 0.2, 600, 3.0),
                               backoff_initial=sup.num("backoff_initial", 0.0, 60, 0.05),
@@ -302,6 +319,11 @@ def load(path: str) -> Config:
         udp_port_range=_port_range(ipsec),
         socket_rcvbuf=int(sock.num("rmem_default", 2304, 1 << 26, 212992, integer=True)),
         socket_sndbuf=int(sock.num("wmem_default", 4608, 1 << 26, 212992, integer=True)),
+        socket_limits=SocketLimits(
+            max_sockets=int(sock.num("max_sockets", 1, 60000, 16384, integer=True)),
+            max_clients=int(sock.num("max_clients", 1, 1 << 16, 1024, integer=True)),
+            clients_per_process=int(sock.num("clients_per_process", 1, 1 << 16, 16, integer=True)),
+            waiting_calls=int(sock.num("waiting_calls", 1, 1 << 20, 1024, integer=True))),
         tcp=_tcp(root.table("tcp")),
         forwarding=bool(ipsec.get("forwarding", bool, False)),
         driver_offload=bool(root.table("driver").get("offload", bool, True)),

@@ -42,7 +42,7 @@ from shared.ipc.messages import (SYS_ACCEPT, SYS_BIND, SYS_CLOSE, SYS_CONNECT,  
                                  SYS_DUP, SYS_GETPEERNAME, SYS_GETSOCKNAME, SYS_GETSOCKOPT, SYS_HELLO, SYS_LISTEN,
                                  SYS_IOCTL, SYS_RECVFROM, SYS_RECVMSG, SYS_SENDMSG, SYS_SENDTO, SYS_SETSOCKOPT,
                                  SYS_SHUTDOWN, SYS_SOCKET, SYS_SOCKETPAIR, SYS_SENDTO_NOWAIT, SYS_WATCH,
-                                 SYS_RECVFROM_MANY, SIOCATMARK, SIOCINQ, SIOCOUTQ)
+                                 SYS_RECVFROM_MANY, SIOCATMARK, SIOCINQ, SIOCOUTQ, WAITALL_MAX)
 
 # -- the module's public face: constants and helpers as the stdlib has them -----
 for _name in dir(_k):
@@ -912,6 +912,8 @@ class socket:
         if bufsize < 0:
             raise ValueError("negative buffersize in recvfrom")
         if not (self._family == AF_INET and self._type == SOCK_DGRAM):
+            if bufsize > WAITALL_MAX and flags & _k.MSG_WAITALL and self._type & SOCK_STREAM:
+                return self._recv_waitall(int(bufsize), int(flags))
             data, host, port, truelen = self._call(SYS_RECVFROM, int(bufsize), int(flags),  # type: ignore[misc]
                                                    self._timeout)
             return data, self._peer(host, port), truelen
@@ -930,6 +932,21 @@ class socket:
         if more:
             conn.hold(self._notifier.sid, more)
         return data, self._peer(host, port), truelen
+
+    def _recv_waitall(self, bufsize: int, flags: int) -> tuple[bytes, object, int]:
+        """A MSG_WAITALL read larger than the socket server gathers for one call: in
+        turns of WAITALL_MAX, into this process's memory (as the kernel fills the
+        caller's buffer); a short turn (end of stream, a signal, a timeout) ends it."""
+        parts, got = [], 0
+        while got < bufsize:
+            n = min(WAITALL_MAX, bufsize - got)
+            data = self._call(SYS_RECVFROM, n, flags, self._timeout)[0]  # type: ignore[index]
+            parts.append(data)
+            got += len(data)
+            if len(data) < n:
+                break
+        data = b"".join(parts)
+        return data, None, len(data)
 
     def _peer(self, host: object, port: int) -> object:
         if host is None:

@@ -154,6 +154,7 @@ SYS_RECVFROM_MANY = _msg(0x517, "SYS_RECVFROM_MANY", "recvfrom on a UDP socket t
                          flags=int, timeout=_TMO)
 SYS_LAST = SYS_RECVFROM_MANY
 SIOCINQ, SIOCOUTQ, SIOCATMARK = 0x541B, 0x5411, 0x8905   # SYS_IOCTL requests (FIONREAD is SIOCINQ)
+WAITALL_MAX = 4 << 20    # bytes one MSG_WAITALL read gathers in the socket server; the library reads more in turns
 
 # -- tcp <-> socket_server -----------------------------------------------------
 # A connection is named by a conn id: the socket's id for active opens, one

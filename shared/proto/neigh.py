@@ -54,35 +54,44 @@ class Overflow:
     item: Any
 
 
-Action = Solicit | Unresolved | Overflow
+@dataclass(frozen=True, slots=True)
+class TableFull:
+    """No entry could be made for ``item``'s next hop (gc_thresh3 entries, none to collect)."""
+    item: Any
+
+
+Action = Solicit | Unresolved | Overflow | TableFull
 
 
 class NeighTable:
     def __init__(self, reachable_time: float = 30.0, retrans_time: float = 1.0,
                  mcast_solicit: int = 3, unres_qlen: int = 101,
-                 gc_stale_time: float = 60.0) -> None:
+                 gc_stale_time: float = 60.0, gc_thresh3: int = 1024, unres_total: int = 512) -> None:
         self.reachable_time = reachable_time
         self.retrans_time = retrans_time
         self.mcast_solicit = mcast_solicit
         self.unres_qlen = unres_qlen
         self.gc_stale_time = gc_stale_time
+        self.gc_thresh3 = gc_thresh3      # entries at most (Linux's hard limit of the name)
+        # packets queued for resolution over all entries: they hold slots of a fixed slab (the
+        # kernel's come from memory at large), so hosts that never answer cannot pin it all
+        self.unres_total = unres_total
+        self.queued = 0
         self.entries: dict[tuple[int, bytes], NeighEntry] = {}
 
     def resolve(self, ifindex: int, ip: bytes, item: Any, now: float) -> tuple[bytes | None, list[Action]]:
         """The MAC to send ``item`` to, or None with ``item`` queued until resolved."""
         e = self.entries.get((ifindex, ip))
         if e is None:
+            if len(self.entries) >= self.gc_thresh3 and not self._forced_gc():
+                return None, [TableFull(item)]
             e = NeighEntry(ifindex, ip, NudState.INCOMPLETE, probes=1, next_probe=now + self.retrans_time)
             self.entries[(ifindex, ip)] = e
-            e.queue.append(item)
             e.used = now
-            return None, [Solicit(ifindex, ip, None)]
+            return None, [Solicit(ifindex, ip, None), *self._enqueue(e, item)]
         e.used = now
         if e.state is NudState.INCOMPLETE:
-            e.queue.append(item)
-            if len(e.queue) > self.unres_qlen:
-                return None, [Overflow(e.queue.pop(0))]
-            return None, []
+            return None, self._enqueue(e, item)
         actions: list[Action] = []
         if e.state is NudState.REACHABLE and now - e.confirmed > self.reachable_time:
             e.state = NudState.STALE
@@ -93,6 +102,30 @@ class NeighTable:
             e.next_probe = now + self.retrans_time
             actions.append(Solicit(ifindex, ip, e.mac))
         return e.mac, actions
+
+    def _enqueue(self, e: NeighEntry, item: Any) -> list[Action]:
+        if self.queued >= self.unres_total:
+            return [Overflow(item)]
+        e.queue.append(item)
+        if len(e.queue) > self.unres_qlen:
+            return [Overflow(e.queue.pop(0))]
+        self.queued += 1
+        return []
+
+    def _take_queue(self, e: NeighEntry) -> list[Any]:
+        items, e.queue = e.queue, []
+        self.queued -= len(items)
+        return items
+
+    def _forced_gc(self) -> bool:
+        """Room for one more entry (as neigh_forced_gc): the least recently used entry
+        that is neither resolving nor holding packets goes. False: none can."""
+        idle = [(max(e.used, e.confirmed), key) for key, e in self.entries.items()
+                if e.state in (NudState.STALE, NudState.REACHABLE) and not e.queue]
+        if not idle:
+            return False
+        del self.entries[min(idle)[1]]
+        return True
 
     def update(self, ifindex: int, ip: bytes, mac: bytes, now: float, create: bool) -> list[Any]:
         """An ARP packet from ``ip`` says it is at ``mac`` (RFC 826 merge step).
@@ -110,8 +143,7 @@ class NeighTable:
         e.state = NudState.REACHABLE
         e.confirmed = now
         e.probes = 0
-        ready, e.queue = e.queue, []
-        return ready
+        return self._take_queue(e)
 
     def poll(self, now: float) -> list[Action]:
         """Retransmit solicitations, fail unanswered ones, collect stale entries."""
@@ -123,7 +155,7 @@ class NeighTable:
                 if e.probes >= self.mcast_solicit:
                     del self.entries[key]
                     if e.queue or e.state is NudState.INCOMPLETE:
-                        actions.append(Unresolved(e.ifindex, e.ip, e.queue))
+                        actions.append(Unresolved(e.ifindex, e.ip, self._take_queue(e)))
                     continue
                 e.probes += 1
                 e.next_probe = now + self.retrans_time
@@ -146,6 +178,6 @@ class NeighTable:
         items: list[Any] = []
         for key, e in list(self.entries.items()):
             if ifindex is None or e.ifindex == ifindex:
-                items.extend(e.queue)
+                items.extend(self._take_queue(e))
                 del self.entries[key]
         return items

@@ -88,6 +88,8 @@ class TcpConfig:
     rfc1337: bool = True             # RSTs leave TIME-WAIT alone (Linux's sysctl of the name; its default is 0)
     ooo_max_blocks: int = 256        # disjoint out-of-order blocks kept per connection
     invalid_ratelimit: float = 0.5   # least gap between ACKs answering invalid segments (tcp_invalid_ratelimit)
+    max_orphans: int = 4096          # the tcp service's: closed connections finishing alone (tcp_max_orphans)
+    max_tw_buckets: int = 16384      # the tcp service's: connections in TIME-WAIT (tcp_max_tw_buckets)
     syn_retries: int = 6
     retries2: int = 15
     keepalive: bool = False

@@ -74,3 +74,36 @@ def test_flush_returns_queued_items():
     t.resolve(3, IP, "b", now=0)
     assert t.flush(2) == ["a"]
     assert list(t.entries) == [(3, IP)]
+
+
+def test_hosts_that_never_answer_cannot_pin_more_than_unres_total_packets():
+    """60 absent hosts x 101 queued packets would hold 6,060 slab slots; all of them together hold 20."""
+    t = table(unres_total=20)
+    dropped = []
+    for n in range(60):
+        for k in range(5):
+            _, acts = t.resolve(2, bytes([10, 0, 1, n]), (n, k), now=0)
+            dropped += [a.item for a in acts if isinstance(a, Overflow)]
+    held = sum(len(e.queue) for e in t.entries.values())
+    assert held == t.queued == 20 and len(dropped) == 300 - 20      # each dropped and freed by the caller
+    # answers and failures give the room back
+    assert len(t.update(2, bytes([10, 0, 1, 0]), MAC, now=0.1, create=False)) == 3
+    for now in (1, 2, 3):
+        t.poll(now)
+    assert t.queued == 0 and t.resolve(2, bytes([10, 0, 2, 1]), "new", now=4)[1] == [Solicit(2, bytes([10, 0, 2, 1]),
+                                                                                              None)]
+
+
+def test_the_table_holds_gc_thresh3_entries_collecting_idle_ones_first():
+    from shared.proto.neigh import TableFull
+    t = table(gc_thresh3=4)
+    for n in range(2):                         # two resolved, idle
+        t.resolve(2, bytes([10, 0, 1, n]), "p", now=n)
+        t.update(2, bytes([10, 0, 1, n]), MAC, now=n, create=False)
+    for n in range(2, 4):                      # two resolving
+        t.resolve(2, bytes([10, 0, 1, n]), "p", now=5)
+    _, acts = t.resolve(2, bytes([10, 0, 1, 9]), "q", now=6)     # the least recently used idle one goes
+    assert (2, bytes([10, 0, 1, 0])) not in t.entries and len(t.entries) == 4
+    t.resolve(2, bytes([10, 0, 1, 10]), "r", now=6)              # the other idle one
+    _, acts = t.resolve(2, bytes([10, 0, 1, 11]), "s", now=6)    # all resolving: refused
+    assert acts == [TableFull("s")] and len(t.entries) == 4
