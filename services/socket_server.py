@@ -304,6 +304,7 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         self.peer("tcp")
         self.raw_init()
         self.unix_names: dict[object, Sock] = {}
+        self.gc_running = False            # unix_gc at work (releases inside it must not start another)
         self.frames: list[list[bytes]] = []     # replies and events of this turn, sent after the save
         self.restart_notices: dict[bytes, float] = {}   # client id -> give up telling it at
         self.state = SocketState(self.instance, *self.cfg.stream_bufs_max(2 * RMEM_MAX))
@@ -704,6 +705,8 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         sock.refs -= 1
         if sock.refs <= 0:
             self.close_sock(sock)
+        else:
+            self.unix_gc()           # it may be left only in flight, inside a cycle of passings
 
     def give_fd(self, client: Client, sock: Sock) -> list:
         """Install a passed socket in ``client``'s table (the passing's reference moves to the fd)."""

@@ -15,6 +15,7 @@ which closes it), as the BSD design of access rights has it.
 
 from __future__ import annotations
 
+import collections
 import errno
 import os
 import socket as ksock
@@ -231,8 +232,9 @@ class UnixSockets:
             return False
         data = call.fields[2]
         n = min(len(data), room)
-        if call.fds:
+        if call.fds and n:
             peer.scm.append((peer.rcv_total, self.take_passed(call)))
+        call.fds = None          # with no byte to ride on, nothing is passed (unix_stream_sendmsg of 0 bytes)
         self.state.rx_write(peer, peer.rcv_total, data[:n])
         self.state.touch(peer)
         peer.rbuf += data[:n]
@@ -331,6 +333,51 @@ class UnixSockets:
                     pass                          # EMFILE: dropped, as the kernel does (MSG_CTRUNC)
             self.release(s)
         return out
+
+    def unix_gc(self) -> None:
+        """Free sockets that only passings in flight refer to, inside queues nobody can read
+        (as Linux's unix_gc): a datagram socket sent over itself and closed, or two sockets
+        each in the other's queue. A candidate is a socket whose every reference is such a
+        passing; it lives if a queue of a live socket holds it, directly or through other
+        candidates' queues; the rest is garbage, closed with what its queues hold."""
+        if self.gc_running:
+            return
+        queues: dict = {}                      # socket -> the sockets in flight in its queues
+        inflight: collections.Counter = collections.Counter()
+        for s in self.socks.values():
+            if s.family != ksock.AF_UNIX or not (s.rcvq or s.scm):
+                continue
+            held = [p for *_, passed in s.rcvq if passed for p in passed] + [p for _, ps in s.scm for p in ps]
+            if held:
+                queues[s] = held
+                inflight.update(held)
+        candidates = {p for p, n in inflight.items() if p.refs == n}
+        if not candidates:
+            return
+        live, todo = set(), [p for s, held in queues.items() if s not in candidates for p in held if p in candidates]
+        while todo:
+            p = todo.pop()
+            if p not in live:
+                live.add(p)
+                todo.extend(q for q in queues.get(p, ()) if q in candidates)
+        garbage = candidates - live
+        if not garbage:
+            return
+        self.gc_running = True
+        try:
+            self.counters["unix_gc_collected"] += len(garbage)
+            for s in garbage:                  # cut the cycles; what else they carried is let go
+                s.rcvq = collections.deque((skb, a, port, None) for skb, a, port, _ in s.rcvq)
+                s.scm = []
+                for p in queues.get(s, ()):
+                    if p not in garbage:
+                        self.release(p)
+            for s in garbage:
+                s.refs = 0
+                if s.id in self.socks:
+                    self.close_sock(s)
+        finally:
+            self.gc_running = False
 
     # -- after a restart ----------------------------------------------------------------
     def unix_relink(self) -> None:
