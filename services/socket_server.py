@@ -57,6 +57,7 @@ from shared.skb import NoBuffers, Skb
 from shared.wire.ipv4 import DEFAULT_TTL
 
 MAX_UDP_PAYLOAD = 65507
+DGRAM_RMEM_MIN = 4096             # net.ipv4.udp_rmem_min: a socket's queue may hold this much whatever the total
 ASKED = object()                  # getsockopt: answered when tcp tells
 MAX_FDS = 1024                    # descriptors per client when its RLIMIT_NOFILE cannot be read
 NOFILE_NEAR = 16                  # this close to it, a new descriptor reads the limit and /proc again
@@ -305,6 +306,7 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         self.raw_init()
         self.unix_names: dict[object, Sock] = {}
         self.gc_running = False            # unix_gc at work (releases inside it must not start another)
+        self.dgram_mem = 0                 # slot bytes of every datagram queue (as udp_mem counts)
         self.frames: list[list[bytes]] = []     # replies and events of this turn, sent after the save
         self.restart_notices: dict[bytes, float] = {}   # client id -> give up telling it at
         self.state = SocketState(self.instance, *self.cfg.stream_bufs_max(2 * RMEM_MAX))
@@ -884,8 +886,7 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
             data = bytes(skb.data[:bufsize])
             truelen = len(skb)
             if not flags & ksock.MSG_PEEK:
-                sock.rcvq.popleft()
-                sock.rcvq_mem -= skb.end
+                self.dgram_pop(sock)
                 self.pool.free(skb)
                 fds = self.deliver_passed(sock.client if call.want_fds else None, passed)
                 self.dgram_room(sock)
@@ -914,8 +915,7 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         out: list = []
         size = 0
         while sock.rcvq and len(out) < RECV_AHEAD_N and size < RECV_AHEAD_BYTES:
-            skb, saddr, sport, _ = sock.rcvq.popleft()
-            sock.rcvq_mem -= skb.end
+            skb, saddr, sport, _ = self.dgram_pop(sock)
             out.append([bytes(skb.data), ntoa(saddr), sport])
             size += len(skb)
             self.pool.free(skb)
@@ -1072,7 +1072,7 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         sock.readers.clear()
         sock.after_bind = []
         while sock.rcvq:
-            skb, _, _, passed = sock.rcvq.popleft()
+            skb, _, _, passed = self.dgram_pop(sock)
             self.pool.free(skb)
             self.deliver_passed(None, passed)
         if sock.type == ksock.SOCK_RAW:
@@ -1150,16 +1150,46 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
             self.queue_datagram(sock, skb, saddr, sport)
 
     def queue_datagram(self, sock: Sock, skb: Skb, saddr: object, sport: int, passed: list | None = None) -> None:
-        if sock.shut_rd or sock.rcvq_mem + skb.end > sock.rcvbuf:
-            self.counters["RcvbufErrors"] += 1   # sk_rmem_alloc over sk_rcvbuf: dropped
+        # past the total, as past udp_mem's hard limit: only a socket holding less than
+        # udp_rmem_min still gets its datagram, so hoarders cannot silence everyone else
+        over_mem = (self.dgram_mem + skb.end > self.cfg.socket_limits.dgram_mem
+                    and sock.rcvq_mem >= DGRAM_RMEM_MIN)
+        if sock.shut_rd or sock.rcvq_mem + skb.end > sock.rcvbuf or over_mem:
+            self.counters["RcvbufErrors"] += 1   # sk_rmem_alloc over sk_rcvbuf (or udp_mem): dropped
+            if over_mem:
+                self.counters["dgram_mem_drops"] += 1
             self.pool.free(skb)
             self.deliver_passed(None, passed)
             return
         sock.rcvq.append((skb, saddr, sport, passed))
         sock.rcvq_mem += skb.end
+        self.dgram_mem += skb.end
         self.counters["datagrams_received"] += 1
         self.wake_readers(sock)
+        if sock.rcvq and sock.rcvq[-1][0] is skb and not self.pool.owns(skb):
+            self.dgram_adopt(sock)
         self.notify(sock)
+
+    def dgram_adopt(self, sock: Sock) -> None:
+        """A datagram left waiting in a queue moves into a slot of our own partition: in
+        the one it came in (the driver's, udp's) it would keep that service from receiving,
+        and unread queues of many sockets could hold all of it."""
+        skb, saddr, sport, passed = sock.rcvq[-1]
+        try:
+            mine = self.pool.copy(skb)
+        except NoBuffers:
+            return                           # ours is full: it stays where it is
+        sock.rcvq[-1] = (mine, saddr, sport, passed)
+        sock.rcvq_mem += mine.end - skb.end
+        self.dgram_mem += mine.end - skb.end
+        self.pool.free(skb)
+        self.counters["datagrams_adopted"] += 1
+
+    def dgram_pop(self, sock: Sock) -> tuple:
+        entry = sock.rcvq.popleft()
+        sock.rcvq_mem -= entry[0].end
+        self.dgram_mem -= entry[0].end
+        return entry
 
     def resync_udp(self) -> None:
         """udp restarted with an empty port table: announce every binding again."""

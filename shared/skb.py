@@ -202,6 +202,10 @@ class SkbPool:
         new.dev, new.protocol = skb.dev, skb.protocol
         return new
 
+    def owns(self, skb: "Skb") -> bool:
+        """Whether ``skb``'s slot is in our partition (freeing it gives our room back)."""
+        return skb.slot in self._partition(skb.cls)
+
     def free(self, skb: "Skb") -> None:
         c, slot = skb.cls, skb.slot
         c.meta[slot * _NF + STATE] = FREE

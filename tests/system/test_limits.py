@@ -17,7 +17,8 @@ from shared.ipc import messages as m
 from tests.system.conftest import DEFAULT_CONFIG, ROOT, _running, start_on_mkstack
 from tests.system.test_udp import _call, _raw_client
 
-LIMITS = {"max_sockets": 40, "clients_per_process": 3, "waiting_calls": 8, "max_tw_buckets": 2, "max_orphans": 1}
+LIMITS = {"max_sockets": 40, "clients_per_process": 3, "waiting_calls": 8, "max_tw_buckets": 2, "max_orphans": 1,
+          "dgram_mem": 262144}
 
 
 @pytest.fixture(scope="module")
@@ -319,3 +320,70 @@ def test_the_syscall_endpoint_answers_every_well_formed_call_under_fuzz(stack):
     assert stack.stats()["socket_server"]["calls"] > 1000
     for s in every:
         s.close()
+
+
+HOARD = """
+import socket, sys, time
+socks = []
+for port in range(7500, 7560):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)     # the most it may have: 425,984
+    s.bind(("0.0.0.0", port))
+    socks.append(s)
+print("ready", flush=True)
+time.sleep(120)
+"""
+
+FLOOD = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(250):
+    for port in range(7500, 7560):
+        s.sendto(b"u" * 1000, (sys.argv[1], port))
+"""
+
+
+def test_unread_datagram_queues_cannot_stop_receive(stack):
+    """60 UDP sockets with the largest SO_RCVBUF that never read, 250 datagrams to each:
+    queued where they came in, they held all of the driver's ~5,460 slots and nothing
+    more was received (before: ping 100% lost). Now a datagram left in a queue moves
+    to a slot of the socket server's, and all queues together hold at most [socket]
+    dgram_mem: ping and a UDP echo still work."""
+    hoarder = start_on_mkstack(stack, "-c", HOARD)
+    echo = start_on_mkstack(stack, os.path.join(os.path.dirname(__file__), "apps", "udp_echo.py"), "0.0.0.0", "7499")
+    try:
+        stack.peer("python3", "-c", FLOOD, stack.addr, timeout=60)
+        time.sleep(1.0)
+        ping = stack.peer("ping", "-c", "5", "-i", "0.2", "-W", "1", stack.addr, check=False)
+        reply = stack.peer("python3", "-c", "import socket, sys; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM);"
+                           " s.settimeout(2); s.sendto(b'still', (sys.argv[1], 7499)); print(s.recv(100))",
+                           stack.addr, check=False).stdout.strip()
+    finally:
+        for p in (hoarder, echo):
+            p.kill()
+            p.wait()
+    ss = stack.stats()["socket_server"]
+    assert " 0% packet loss" in ping.stdout, ping.stdout
+    assert reply == "b'still'"
+    assert ss["datagrams_adopted"] > 1000, ss
+
+
+def test_datagram_queues_together_hold_at_most_dgram_mem(limited):
+    """dgram_mem = 256 kB: 30 hoarding sockets fill it and the rest is dropped, counted;
+    a socket holding less than udp_rmem_min still gets its datagrams (Linux's rule)."""
+    hoarder = start_on_mkstack(limited, "-c", HOARD.replace("7560", "7530"))
+    echo = start_on_mkstack(limited, os.path.join(os.path.dirname(__file__), "apps", "udp_echo.py"), "0.0.0.0",
+                            "7499")
+    try:
+        limited.peer("python3", "-c", FLOOD.replace("7560", "7530"), limited.addr, timeout=60)
+        time.sleep(0.5)
+        reply = limited.peer("python3", "-c", "import socket, sys; s = socket.socket(socket.AF_INET, "
+                             "socket.SOCK_DGRAM); s.settimeout(2); s.sendto(b'still', (sys.argv[1], 7499));"
+                             " print(s.recv(100))", limited.addr, check=False).stdout.strip()
+    finally:
+        for p in (hoarder, echo):
+            p.kill()
+            p.wait()
+    assert reply == "b'still'"
+    ss = limited.stats()["socket_server"]
+    assert ss["dgram_mem_drops"] > 0 and ss["datagrams_received"] <= 256 * 1024 // 2048 + 40, ss
