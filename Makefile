@@ -3,7 +3,7 @@ PY      := .venv/bin/python
 DEBS    := iproute2 iputils-ping iptables curl iperf3 tcpdump netcat-openbsd tshark
 STAMP   := .venv/.installed
 
-.PHONY: venv run test test-unit test-system bench clean soak
+.PHONY: venv run test test-unit test-system bench clean soak synflood
 venv: $(STAMP)
 
 $(STAMP): requirements.txt
@@ -32,6 +32,9 @@ bench: venv
 
 soak: venv
 	$(PY) -m tests.bench.soak --minutes 5 --interval 1 --json tests/bench/results/soak.json --readme README.md
+
+synflood: venv
+	$(PY) -m tests.bench.synflood --seconds 120 --json tests/bench/results/synflood.json
 
 clean:
 	rm -rf .venv .pytest_cache
