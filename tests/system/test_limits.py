@@ -1,6 +1,7 @@
 """What a local program can make the socket server hold is bounded, and a fuzzed syscall endpoint answers everything."""
 
 import errno
+import json
 import os
 import random
 import re
@@ -18,7 +19,7 @@ from tests.system.conftest import DEFAULT_CONFIG, ROOT, _running, start_on_mksta
 from tests.system.test_udp import _call, _raw_client
 
 LIMITS = {"max_sockets": 40, "clients_per_process": 3, "waiting_calls": 8, "max_tw_buckets": 2, "max_orphans": 1,
-          "dgram_mem": 262144}
+          "dgram_mem": 262144, "gc_thresh3": 8, "unres_total": 16}
 
 
 @pytest.fixture(scope="module")
@@ -387,3 +388,26 @@ def test_datagram_queues_together_hold_at_most_dgram_mem(limited):
     assert reply == "b'still'"
     ss = limited.stats()["socket_server"]
     assert ss["dgram_mem_drops"] > 0 and ss["datagrams_received"] <= 256 * 1024 // 2048 + 40, ss
+
+
+SCATTER = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for host in range(100, 140):             # on-link addresses nobody has: each needs ARP, none answers
+    for _ in range(4):
+        s.sendto(b"?", (f"10.66.0.{host}", 9))
+print("sent")
+"""
+
+
+def test_absent_neighbours_are_bounded_by_table_and_queue_limits(limited):
+    """gc_thresh3 = 8, unres_total = 16: datagrams to 40 on-link addresses nobody holds
+    make at most 8 entries and hold at most 16 packets; the rest is refused and counted,
+    and the peer that does answer ARP is still reached (ping)."""
+    limited.launcher("run", "--", "python", "-c", SCATTER)
+    neigh = json.loads(limited.launcher("show", "neigh").stdout)
+    ip = limited.stats()["ip"]
+    ping = limited.peer("ping", "-c", "3", "-i", "0.2", "-W", "1", limited.addr, check=False)
+    assert len(neigh) <= 8 and sum(e["queued"] for e in neigh) <= 16, neigh
+    assert ip["ArpTableFulls"] > 0 and ip["ArpUnresQueueDrops"] > 0, ip
+    assert " 0% packet loss" in ping.stdout, ping.stdout

@@ -15,7 +15,7 @@ from tests.system.conftest import ROOT, reply_times, start_on_mkstack
 APPS = os.path.join(ROOT, "tests", "system", "apps")
 XFER = os.path.join(APPS, "tcp_xfer.py")
 VICTIMS = ("driver", "netdev", "ip", "udp", "tcp", "socket_server")
-KILLS_EACH = 5
+KILLS_EACH = 4
 BULK = 200_000_000
 
 
