@@ -35,7 +35,7 @@ from shared.ipc.messages import (ANNOUNCE_ACK, CTL_ADDR, CTL_FILTER, CTL_ROUTE, 
                                  PMTUDISC_DO, PMTUDISC_DONT, PMTUDISC_WANT, RAW_DELIVER)
 from shared.proto.fib import FibRoute
 from shared.proto.ipid import IpIdents
-from shared.proto.neigh import NeighTable, Overflow, Solicit, TableFull, Unresolved
+from shared.proto.neigh import Evicted, NeighTable, Overflow, Solicit, Unresolved
 from shared.proto.reassembly import Complete, Discard, Reassembler
 from shared.skb import CSUM_PARTIAL, CSUM_VALID, NoBuffers, Skb
 from shared.wire import WireError
@@ -198,6 +198,9 @@ class Ip(NetfilterHooks, Service):
         if arp.spa != b"\0\0\0\0" and not martian_source(arp.spa) and arp.spa != ifc.addr:
             for waiting in self.neigh.update(ifc.ifindex, arp.spa, arp.sha, self.now, create=for_us):
                 self.neigh_output(ifc, waiting, arp.sha)
+            if self.neigh.evicted:
+                self.neigh_actions(self.neigh.evicted)
+                self.neigh.evicted = []
         if not (for_us and arp.op == ARPOP_REQUEST):
             self.pool.free(skb)
             return
@@ -255,9 +258,11 @@ class Ip(NetfilterHooks, Service):
             elif isinstance(a, Overflow):
                 self.counters["ArpUnresQueueDrops"] += 1
                 self.pool.free(a.item)
-            elif isinstance(a, TableFull):
-                self.counters["ArpTableFulls"] += 1        # /proc/net/stat/arp_cache's table_fulls
-                self.pool.free(a.item)
+            elif isinstance(a, Evicted):
+                self.counters["ArpForcedGcRuns"] += 1      # /proc/net/stat/arp_cache's forced_gc_runs
+                self.counters["ArpUnresQueueDrops"] += len(a.items)
+                for skb in a.items:
+                    self.pool.free(skb)
 
     # -- IPv4 receive ---------------------------------------------------------
     def ip_rcv(self, ifc: Iface, skb: Skb) -> None:

@@ -55,12 +55,15 @@ class Overflow:
 
 
 @dataclass(frozen=True, slots=True)
-class TableFull:
-    """No entry could be made for ``item``'s next hop (gc_thresh3 entries, none to collect)."""
-    item: Any
+class Evicted:
+    """The table was full (gc_thresh3): the least recently used entry went to make room,
+    and ``items`` queued for it are dropped (Linux's forced GC takes unresolved ones too,
+    so hosts that never answer cannot keep a real neighbour out)."""
+    ip: bytes
+    items: list[Any]
 
 
-Action = Solicit | Unresolved | Overflow | TableFull
+Action = Solicit | Unresolved | Overflow | Evicted
 
 
 class NeighTable:
@@ -77,18 +80,18 @@ class NeighTable:
         # kernel's come from memory at large), so hosts that never answer cannot pin it all
         self.unres_total = unres_total
         self.queued = 0
+        self.evicted: list[Action] = []   # made room for a neighbour that announced itself (update)
         self.entries: dict[tuple[int, bytes], NeighEntry] = {}
 
     def resolve(self, ifindex: int, ip: bytes, item: Any, now: float) -> tuple[bytes | None, list[Action]]:
         """The MAC to send ``item`` to, or None with ``item`` queued until resolved."""
         e = self.entries.get((ifindex, ip))
         if e is None:
-            if len(self.entries) >= self.gc_thresh3 and not self._forced_gc():
-                return None, [TableFull(item)]
+            room = self._forced_gc()
             e = NeighEntry(ifindex, ip, NudState.INCOMPLETE, probes=1, next_probe=now + self.retrans_time)
             self.entries[(ifindex, ip)] = e
             e.used = now
-            return None, [Solicit(ifindex, ip, None), *self._enqueue(e, item)]
+            return None, [*room, Solicit(ifindex, ip, None), *self._enqueue(e, item)]
         e.used = now
         if e.state is NudState.INCOMPLETE:
             return None, self._enqueue(e, item)
@@ -117,15 +120,14 @@ class NeighTable:
         self.queued -= len(items)
         return items
 
-    def _forced_gc(self) -> bool:
-        """Room for one more entry (as neigh_forced_gc): the least recently used entry
-        that is neither resolving nor holding packets goes. False: none can."""
-        idle = [(max(e.used, e.confirmed), key) for key, e in self.entries.items()
-                if e.state in (NudState.STALE, NudState.REACHABLE) and not e.queue]
-        if not idle:
-            return False
-        del self.entries[min(idle)[1]]
-        return True
+    def _forced_gc(self) -> list[Action]:
+        """Room for one more entry when the table holds gc_thresh3: the least recently
+        used one goes, whatever its state (neigh_forced_gc)."""
+        if len(self.entries) < self.gc_thresh3:
+            return []
+        key = min(self.entries, key=lambda k: max(self.entries[k].used, self.entries[k].confirmed))
+        e = self.entries.pop(key)
+        return [Evicted(e.ip, self._take_queue(e))]
 
     def update(self, ifindex: int, ip: bytes, mac: bytes, now: float, create: bool) -> list[Any]:
         """An ARP packet from ``ip`` says it is at ``mac`` (RFC 826 merge step).
@@ -137,6 +139,7 @@ class NeighTable:
         if e is None:
             if not create:
                 return []
+            self.evicted += self._forced_gc()
             e = NeighEntry(ifindex, ip, NudState.REACHABLE)
             self.entries[(ifindex, ip)] = e
         e.mac = mac

@@ -94,16 +94,17 @@ def test_hosts_that_never_answer_cannot_pin_more_than_unres_total_packets():
                                                                                               None)]
 
 
-def test_the_table_holds_gc_thresh3_entries_collecting_idle_ones_first():
-    from shared.proto.neigh import TableFull
+def test_the_table_holds_gc_thresh3_entries_evicting_the_least_recently_used():
+    """As Linux's forced GC: entries still resolving go too (with what they queued), so
+    hosts that never answer cannot keep a real neighbour from being resolved."""
+    from shared.proto.neigh import Evicted
     t = table(gc_thresh3=4)
-    for n in range(2):                         # two resolved, idle
-        t.resolve(2, bytes([10, 0, 1, n]), "p", now=n)
-        t.update(2, bytes([10, 0, 1, n]), MAC, now=n, create=False)
-    for n in range(2, 4):                      # two resolving
-        t.resolve(2, bytes([10, 0, 1, n]), "p", now=5)
-    _, acts = t.resolve(2, bytes([10, 0, 1, 9]), "q", now=6)     # the least recently used idle one goes
-    assert (2, bytes([10, 0, 1, 0])) not in t.entries and len(t.entries) == 4
-    t.resolve(2, bytes([10, 0, 1, 10]), "r", now=6)              # the other idle one
-    _, acts = t.resolve(2, bytes([10, 0, 1, 11]), "s", now=6)    # all resolving: refused
-    assert acts == [TableFull("s")] and len(t.entries) == 4
+    for n in range(4):                                           # four that never answer
+        t.resolve(2, bytes([10, 0, 1, n]), f"p{n}", now=n)
+    _, acts = t.resolve(2, bytes([10, 0, 2, 1]), "q", now=5)     # the oldest goes, its packet dropped
+    assert acts[0] == Evicted(bytes([10, 0, 1, 0]), ["p0"]) and len(t.entries) == 4
+    assert t.update(2, bytes([10, 0, 2, 1]), MAC, now=5.1, create=False) == ["q"]
+    assert t.queued == 3
+    t.update(2, bytes([10, 0, 3, 3]), MAC, now=6, create=True)   # a neighbour that asks for us: room made
+    assert t.evicted == [Evicted(bytes([10, 0, 1, 1]), ["p1"])] and (2, bytes([10, 0, 3, 3])) in t.entries
+    assert len(t.entries) == 4 and t.queued == 2
