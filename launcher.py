@@ -76,6 +76,9 @@ def cmd_up(cfg: Config, instance: str, args: argparse.Namespace) -> int:
     os.makedirs(cfg.run_dir, mode=0o755, exist_ok=True)
     os.makedirs(rundir, mode=0o700)
     os.chmod(rundir, 0o700)
+    public = endpoints.public_dir(rundir)           # the syscall endpoint and hello socket: every user's
+    os.makedirs(public, mode=0o755)
+    os.chmod(public, 0o755)
     for dev in cfg.devices:
         host.setup_device(dev, instance)
     start_supervisor(cfg, instance)
@@ -270,7 +273,12 @@ def cmd_run(cfg: Config, instance: str, args: argparse.Namespace) -> int:
     if not cmd:
         print("launcher.py run: give a command after --", file=sys.stderr)
         return 2
-    _require(cfg, instance)
+    if os.geteuid() == 0:
+        _require(cfg, instance)
+    elif not os.path.exists(endpoints.hello(endpoints.run_dir(cfg.run_dir, instance))):
+        # the control plane is root's; any user can see whether the public endpoints are there
+        print(f"mkstack instance {instance!r} is not running", file=sys.stderr)
+        return 1
     env = dict(os.environ)
     site = os.path.join(ROOT, "shared", "client", "site")
     # the client library needs pyzmq and msgpack: the venv's python first on PATH,
@@ -654,6 +662,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"launcher.py: config: {exc}", file=sys.stderr)
         return 2
+    if os.geteuid() != 0 and args.fn is not cmd_run:
+        # the control plane (supervisor, services, namespaces, shared memory) is root's alone;
+        # every user may run programs on the stack
+        print(f"launcher.py {args.command}: permission denied: only root controls mkstack "
+              f"(any user may 'launcher.py run')", file=sys.stderr)
+        return 1
     return args.fn(cfg, instance, args)
 
 

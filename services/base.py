@@ -116,6 +116,7 @@ class Service:
         ap.add_argument("--epoch", type=int, default=0, help="incarnation number (from the supervisor)")
         args = ap.parse_args(argv)
         tune_malloc()
+        os.umask(0o077)         # endpoints, state and logs: root's alone (the public ones are opened on purpose)
         self.name: str = args.name
         self.instance = check_instance(args.instance)
         self.cfg: Config = load(args.config)

@@ -23,6 +23,7 @@ import itertools
 import os
 import resource
 import socket as ksock
+import struct
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -69,7 +70,6 @@ OUTBOX_MAX = 65536
 RESTART_NOTICE_FOR = 10.0         # seconds to keep trying to tell a client we restarted
 RESTART_NOTICE_RETRY = 0.004      # seconds between tries (its event channel reconnects every 5 ms)
 # calls that change nothing: a repeat after a restart may simply do them again
-CID_MAX = 64                       # bytes of a client id (the library's: 24)
 IDENT_MAX = 120                    # bytes of a DEALER identity: the client id, a dot, the thread's part
 MAX_TIMEOUT = 9.2e9                # seconds: CPython's own bound (int64 nanoseconds); NaN fails the test too
 RECV_AHEAD_N, RECV_AHEAD_BYTES = 64, 256 * 1024   # datagrams a SYS_RECVFROM_MANY reply takes along, at most
@@ -276,8 +276,13 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         # a frame past this is never buffered whole: ZeroMQ drops the sender's connection while reading
         # it (its DEALER reconnects); one past MAX_MESSAGE but within this is answered with EMSGSIZE
         self.sys.setsockopt(zmq.MAXMSGSIZE, SYSCALL_FRAME_MAX)
+        public = endpoints.public_dir(self.rundir)
+        os.makedirs(public, exist_ok=True)
+        os.chmod(public, 0o755)             # `up` made it; here too, so the endpoints always have a home
         self.sys.bind(endpoints.syscalls(self.rundir))
+        os.chmod(endpoints.syscalls(self.rundir).removeprefix("ipc://"), 0o666)   # every local user's
         self.watch_socket(self.sys, self.serve_sys)
+        self.open_hello()
         self.clients: dict[bytes, Client] = {}
         self.socks: dict[int, Sock] = {}
         self.sock_ids_next = 1
@@ -522,27 +527,76 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
                 self.frames.append([client.events, msgpack.packb([0, fd, ver, m, sock.id])])
 
     # -- calls ----------------------------------------------------------------------
+    # -- who a client is --------------------------------------------------------------
+    def open_hello(self) -> None:
+        """The kernel AF_UNIX socket where a process gets its client id. Who it is comes
+        from the kernel (SO_PEERCRED's pid, then that pid's start time), never from what
+        it says; the id, unguessable, is what its later calls are known by."""
+        path = endpoints.hello(self.rundir)
+        try:
+            os.unlink(path)                 # the previous incarnation's
+        except FileNotFoundError:
+            pass
+        s = ksock.socket(ksock.AF_UNIX, ksock.SOCK_STREAM)
+        s.bind(path)
+        os.chmod(path, 0o666)               # every local user may ask
+        s.listen(128)
+        s.setblocking(False)
+        self.hello_sock = s
+        self.hello_replies: list[tuple[ksock.socket, bytes]] = []
+        self.watch_fd(s.fileno(), self.serve_hello)
+
+    def serve_hello(self) -> None:
+        for _ in range(64):
+            try:
+                conn, _ = self.hello_sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self.counters["hello_errors"] += 1
+                return
+            conn.setblocking(False)
+            try:
+                pid, _, _ = struct.unpack("3i", conn.getsockopt(ksock.SOL_SOCKET, ksock.SO_PEERCRED, 12))
+                c = self.new_client(os.urandom(12).hex().encode(), pid)
+                reply = b"0 " + c.cid
+            except OSError as exc:
+                reply = f"{exc.errno} {exc.strerror}".encode()
+            self.hello_replies.append((conn, reply + b"\n"))     # sent once the state holds the client
+
+    def send_hello_replies(self) -> None:
+        for conn, reply in self.hello_replies:
+            try:
+                conn.send(reply)
+            except OSError:
+                pass                        # it went away: its id is dropped with the process
+            conn.close()
+        self.hello_replies = []
+
+    def new_client(self, cid: bytes, pid: int) -> Client:
+        lim = self.cfg.socket_limits
+        if len(self.clients) >= lim.max_clients:
+            self.counters["clients_refused"] += 1
+            raise OSError(errno.ENOBUFS, f"mkstack serves {lim.max_clients} clients at most ([socket] max_clients)")
+        if sum(1 for other in self.clients.values() if other.pid == pid) >= lim.clients_per_process:
+            self.counters["clients_refused"] += 1
+            raise OSError(errno.ENOBUFS, f"process {pid} holds {lim.clients_per_process} client ids already")
+        start = procfs.start_time(pid)
+        if start is None:
+            raise OSError(errno.ESRCH, f"no process {pid}")
+        c = self.clients[cid] = Client(cid, pid, start)
+        self.counters["clients"] += 1
+        self.watch_client(c)
+        self.state.touch_client(c)
+        return c
+
     def hello(self, ident: bytes, pid: int, events: bool) -> dict:
-        cid = ident.split(b".", 1)[0]
-        if not 16 <= len(cid) <= CID_MAX:
-            # short: guessable; long: it names the client's state file, which must fit a file name
-            raise OSError(errno.EINVAL, f"client id must be 16 to {CID_MAX} bytes")
-        c = self.clients.get(cid)
+        """A thread's (or the event channel's) first call: the id must be one we issued,
+        to the process that says it is calling."""
+        c = self.clients.get(ident.split(b".", 1)[0])
         if c is None:
-            lim = self.cfg.socket_limits
-            if len(self.clients) >= lim.max_clients:
-                self.counters["clients_refused"] += 1
-                raise OSError(errno.ENOBUFS, f"mkstack serves {lim.max_clients} clients at most ([socket] max_clients)")
-            if sum(1 for other in self.clients.values() if other.pid == pid) >= lim.clients_per_process:
-                self.counters["clients_refused"] += 1
-                raise OSError(errno.ENOBUFS, f"process {pid} holds {lim.clients_per_process} client ids already")
-            start = procfs.start_time(pid)
-            if start is None:
-                raise OSError(errno.ESRCH, f"no process {pid}")
-            c = self.clients[cid] = Client(cid, pid, start)
-            self.counters["clients"] += 1
-            self.watch_client(c)
-        elif c.pid != pid:
+            raise OSError(errno.EPERM, "not a client id of this stack (a process gets one from its hello socket)")
+        if c.pid != pid:
             raise OSError(errno.EPERM, "client id belongs to another process")
         if events:
             c.events = ident
@@ -1111,6 +1165,8 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         # write-ahead: what leaves below, the saved state already holds
         self.state.commit(self)
         self.send_frames()
+        if self.hello_replies:
+            self.send_hello_replies()
         if self.outbox_retry is None and (self.outbox["udp"] or self.outbox["tcp"]):
             self._flush_outbox()
         self._flush_udp()

@@ -110,6 +110,7 @@ def remove_instance_files(cfg: Config, instance: str) -> None:
         except FileNotFoundError:
             pass
     shutil.rmtree(endpoints.run_dir(cfg.run_dir, instance), ignore_errors=True)
+    shutil.rmtree(endpoints.public_dir(endpoints.run_dir(cfg.run_dir, instance)), ignore_errors=True)
 
 
 def leftovers(cfg: Config, instance: str) -> list[str]:
@@ -117,7 +118,6 @@ def leftovers(cfg: Config, instance: str) -> list[str]:
     out = [f"process {p}" for p in instance_pids(instance)]
     out += instance_shm(cfg, instance)
     rd = endpoints.run_dir(cfg.run_dir, instance)
-    if os.path.exists(rd):
-        out.append(rd)
+    out += [d for d in (rd, endpoints.public_dir(rd)) if os.path.exists(d)]
     out += [f"netns {d.netns(instance)}" for d in cfg.devices if netns_exists(d.netns(instance))]
     return out

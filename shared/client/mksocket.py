@@ -29,6 +29,7 @@ import signal
 import struct
 import sys
 import threading
+import time
 import weakref
 
 import msgpack
@@ -74,6 +75,7 @@ _default_timeout: float | None = None
 ENDPOINT_ENV = "MKSTACK_ENDPOINT"
 IFACES_ENV = "MKSTACK_IFACES"       # "1:lo,2:tap0": mkstack's interfaces, as `launcher.py run` names them
 SENDFILE_BLOCK = 256 * 1024         # bytes read from the file per send
+HELLO_WAIT_S = 10.0         # how long a new process waits for a (restarting) socket server to issue its id
 FIRST_WAIT_MS = 10          # a call waits this long for its answer before it also listens for restarts
 RESTART_CHECK_MS = 100      # and then looks at least this often whether the socket server restarted
 _POLLIN, _POLLOUT, _POLLERR, _POLLHUP = 0x1, 0x4, 0x8, 0x10
@@ -219,7 +221,7 @@ class _Connection:
     def __init__(self, endpoint: str) -> None:
         self.endpoint = endpoint
         self.pid = os.getpid()
-        self.cid = os.urandom(12).hex().encode()
+        self.cid = _client_id(endpoint)
         self.ctx = zmq.Context()
         self.local = threading.local()
         self.flush_at_exit = False
@@ -447,6 +449,35 @@ class _Connection:
                 self.held.pop(n.sid, None)      # the last descriptor: what it held goes with it
                 self.buffered.discard(n.sid)
         n.close()
+
+
+def _client_id(endpoint: str) -> bytes:
+    """This process's client id, issued by the socket server over a kernel AF_UNIX socket
+    (it learns our pid from the kernel); asked again while the server restarts."""
+    path = endpoints.hello_of(endpoint)
+    deadline = time.monotonic() + HELLO_WAIT_S
+    while True:
+        s = _k.socket(AF_UNIX, SOCK_STREAM)          # the kernel's
+        try:
+            s.settimeout(max(0.1, deadline - time.monotonic()))
+            s.connect(path)
+            line = b""
+            while not line.endswith(b"\n"):
+                part = s.recv(256)
+                if not part:
+                    raise ConnectionResetError
+                line += part
+            break
+        except (FileNotFoundError, ConnectionError, TimeoutError):
+            if time.monotonic() >= deadline:
+                raise _os_error(_errno.ENETDOWN, f"mkstack: no answer from {path} (is the instance up?)") from None
+            time.sleep(0.02)
+        finally:
+            s.close()
+    err, _, rest = line.strip().partition(b" ")
+    if err != b"0":
+        raise _os_error(int(err), rest.decode(errors="replace"))
+    return rest
 
 
 _conn: _Connection | None = None

@@ -32,9 +32,26 @@ def control(rundir: str, service: str) -> str:
     return f"ipc://{rundir}/{service}.ctl"
 
 
+def public_dir(rundir: str) -> str:
+    """Beside the root-only run directory, the one every local user may enter: it
+    holds only the syscall endpoint and the hello socket (instance names have no dot)."""
+    return f"{rundir}.public"
+
+
 def syscalls(rundir: str) -> str:
     """ROUTER endpoint where applications' client libraries make socket calls."""
-    return f"ipc://{rundir}/syscall"
+    return f"ipc://{public_dir(rundir)}/syscall"
+
+
+def hello(rundir: str) -> str:
+    """Kernel AF_UNIX socket where a client process gets its client id; the socket
+    server learns who it is from the kernel (SO_PEERCRED), not from what it says."""
+    return f"{public_dir(rundir)}/hello"
+
+
+def hello_of(syscall_endpoint: str) -> str:
+    """The hello socket beside a syscall endpoint (what a client is given)."""
+    return os.path.join(os.path.dirname(syscall_endpoint.removeprefix("ipc://")), "hello")
 
 
 def capture(rundir: str) -> str:

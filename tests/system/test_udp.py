@@ -121,11 +121,25 @@ def test_bad_udp_datagrams_are_counted_and_dropped(stack):
     assert sum(stack.restarts().values()) == 0
 
 
+def client_id(stack):
+    """A client id from the stack's hello socket, for this process (the kernel tells who we are)."""
+    import socket
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect(endpoints.hello(endpoints.run_dir(stack.cfg.run_dir, stack.instance)))
+    err, _, cid = s.recv(256).strip().partition(b" ")
+    s.close()
+    if err != b"0":
+        raise OSError(int(err), cid.decode())
+    return cid
+
+
 def _raw_client(stack, ident=None):
+    """A DEALER to the syscall endpoint: as ``ident``, or as the first thread of a new client."""
     ctx = zmq.Context.instance()
     s = ctx.socket(zmq.DEALER)
     s.setsockopt(zmq.LINGER, 0)
-    s.setsockopt(zmq.IDENTITY, ident or os.urandom(12).hex().encode() + b".1")
+    s.setsockopt(zmq.IDENTITY, ident or client_id(stack) + b".1")
     s.setsockopt(zmq.RCVTIMEO, 3000)
     s.connect(endpoints.syscalls(endpoints.run_dir(stack.cfg.run_dir, stack.instance)))
     return s
@@ -167,10 +181,12 @@ def test_socket_server_survives_garbage_and_keeps_clients_apart(stack, echo_serv
     assert _call(s, SYS_BIND, 13, fd + 100, "10.66.0.2", 5556)[1] == errno.EBADF
     assert _call(s, SYS_RECVFROM, 14, fd, -1, 0, 0)[1] == errno.EINVAL
     assert _call(s, SYS_RECVFROM, 15, fd, 10, 0, 0)[1] == errno.EAGAIN
-    # another client cannot touch the first one's fd
+    # an id the stack never issued is nobody; another client cannot touch the first one's fd
+    stranger = _raw_client(stack, os.urandom(12).hex().encode() + b".1")
+    assert _call(stranger, SYS_HELLO, 1, os.getpid(), False)[1] == errno.EPERM
+    assert _call(stranger, SYS_CLOSE, 2, fd)[1] == errno.EPERM
     other = _raw_client(stack)
-    assert _call(other, SYS_CLOSE, 1, fd)[1] == errno.EPERM            # no hello yet
-    _call(other, SYS_HELLO, 2, os.getpid(), False)
+    assert _call(other, SYS_HELLO, 2, os.getpid(), False)[1] == 0
     assert _call(other, SYS_CLOSE, 3, fd)[1] == errno.EBADF
     # a NaN or endless timeout would sit at the top of the timer heap: refused
     assert _call(s, SYS_RECVFROM, 151, fd, 10, 0, float("nan"))[1] == errno.EINVAL
