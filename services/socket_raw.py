@@ -16,6 +16,7 @@ import os
 import socket as ksock
 from typing import TYPE_CHECKING
 
+from services.credentials import CAP_NET_RAW, creds_of
 from shared.ipc.messages import (IP_OUTPUT, IP_RAW_OUTPUT, IP_REGISTER, PMTUDISC_WANT, SYS_BIND, SYS_CLOSE,
                                  SYS_CONNECT, SYS_GETPEERNAME, SYS_GETSOCKNAME, SYS_RECVFROM, SYS_SENDTO,
                                  SYS_SHUTDOWN)
@@ -23,23 +24,13 @@ from shared.skb import NoBuffers, Skb
 from shared.wire.ipv4 import DEFAULT_TTL
 
 if TYPE_CHECKING:
-    from services.socket_server import Pending, Sock
+    from services.socket_server import Client, Pending, Sock
 
-CAP_NET_RAW = 13
 MAX_RAW_PAYLOAD = 0xFFFF
 
 
 def _err(code: int) -> OSError:
     return OSError(code, os.strerror(code))
-
-
-def has_cap_net_raw(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            caps = next(line for line in f if line.startswith("CapEff:"))
-        return bool(int(caps.split()[1], 16) >> CAP_NET_RAW & 1)
-    except (OSError, StopIteration, ValueError, IndexError):
-        return False
 
 
 class RawSockets:
@@ -51,10 +42,10 @@ class RawSockets:
         self.ip_sends: list[tuple[list, Skb]] = []
         self.ip_raw_sends: list[tuple[list, Skb]] = []
 
-    def raw_socket_check(self, pid: int, proto: int) -> None:
+    def raw_socket_check(self, client: "Client", proto: int) -> None:
         if not 0 < proto < 256:
             raise _err(errno.EPROTONOSUPPORT)
-        if not has_cap_net_raw(pid):
+        if not creds_of(client.pid, client.start).capable(CAP_NET_RAW):
             raise _err(errno.EPERM)
 
     def raw_opened(self, sock: "Sock") -> None:

@@ -34,6 +34,7 @@ import zmq
 from services.base import Service, main
 from services.routes import fib_from_config, local_addrs
 from services.socket_raw import RawSockets
+from services import credentials
 from services.socket_state import CALLS_KEPT, PENDING, REPLIED, REPLIED_RX, SOCK_FIELDS, SocketState
 from services.socket_stream import StreamSockets
 from services.socket_unix import UNIX_CALLS, UnixSockets
@@ -664,6 +665,10 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
             self.drop_fd(client, f[1])
             self.answer(call, 0)
             return
+        if code == SYS_BIND and sock.family == ksock.AF_INET and sock.type != ksock.SOCK_RAW \
+                and type(f[3]) is int and 0 < f[3] < credentials.unprivileged_port_start() \
+                and not credentials.creds_of(client.pid, client.start).capable(credentials.CAP_NET_BIND_SERVICE):
+            raise OSError(errno.EACCES, "Permission denied")     # inet_bind: a privileged port
         if sock.family == ksock.AF_UNIX and code in UNIX_CALLS:
             self.unix_call(sock, call)
             return
@@ -716,7 +721,7 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
             if proto not in (0, ksock.IPPROTO_TCP):
                 raise OSError(errno.EPROTONOSUPPORT, "Protocol not supported")
         elif family == ksock.AF_INET and stype == ksock.SOCK_RAW:
-            self.raw_socket_check(client.pid, proto)
+            self.raw_socket_check(client, proto)
         elif family == ksock.AF_UNIX:
             self.unix_socket_check(stype, proto)
         elif family == ksock.AF_INET:

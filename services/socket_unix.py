@@ -22,9 +22,9 @@ import socket as ksock
 import stat
 from typing import TYPE_CHECKING
 
+from services.credentials import acting_as, creds_of
 from shared.ipc.messages import (SYS_ACCEPT, SYS_BIND, SYS_CLOSE, SYS_CONNECT, SYS_GETPEERNAME,
                                  SYS_GETSOCKNAME, SYS_LISTEN, SYS_RECVFROM, SYS_SENDTO, SYS_SHUTDOWN)
-
 from shared.skb import NoBuffers
 
 if TYPE_CHECKING:
@@ -39,12 +39,6 @@ UNIX_CALLS = (SYS_BIND, SYS_CONNECT, SYS_LISTEN, SYS_ACCEPT, SYS_SENDTO, SYS_REC
 
 def _err(code: int) -> OSError:
     return OSError(code, os.strerror(code))
-
-
-def _proc_ids(pid: int) -> tuple[int, int]:
-    with open(f"/proc/{pid}/status") as f:
-        fields = dict(line.split(":", 1) for line in f if ":" in line)
-    return int(fields["Uid"].split()[1]), int(fields["Gid"].split()[1])
 
 
 class UnixSockets:
@@ -69,8 +63,11 @@ class UnixSockets:
         """The name table key of an existing name; OSError as connect(2) reports it."""
         if isinstance(name, bytes) and name[:1] == b"\0":
             return ("abstract", name)
+        path = self._path(client, name)
         try:
-            st = os.stat(self._path(client, name))
+            with acting_as(creds_of(client.pid, client.start)):     # the caller's search and write rights
+                st = os.stat(path)
+                writable = os.access(path, os.W_OK, effective_ids=True)
         except FileNotFoundError:
             raise _err(errno.ENOENT) from None
         except PermissionError:
@@ -79,6 +76,8 @@ class UnixSockets:
             raise _err(errno.ENOTDIR) from None
         if not stat.S_ISSOCK(st.st_mode):
             raise _err(errno.ECONNREFUSED)
+        if not writable:
+            raise _err(errno.EACCES)          # unix_find_bsd: connecting needs write permission on the inode
         return ("path", st.st_dev, st.st_ino)
 
     def _lookup(self, client: "Client", name: str | bytes) -> "Sock":
@@ -99,10 +98,10 @@ class UnixSockets:
         else:
             path = self._path(sock.client, name)
             try:
-                os.mknod(path, stat.S_IFSOCK | 0o755)
-                uid, gid = _proc_ids(sock.client.pid)
-                os.chown(path, uid, gid)
-                st = os.stat(path)
+                # made by the caller, as the kernel makes it: its rights, its umask, its file
+                with acting_as(creds_of(sock.client.pid, sock.client.start)):
+                    os.mknod(path, stat.S_IFSOCK | 0o777)
+                    st = os.stat(path)
             except FileExistsError:
                 raise _err(errno.EADDRINUSE) from None
             except OSError as exc:

@@ -477,7 +477,8 @@ class Supervisor:
 def start_supervisor(cfg: Config, instance: str, *flags: str) -> subprocess.Popen:
     """A supervisor (``--adopt``: one taking over running services) or its watchdog
     (``--watchdog``), in a session of its own, logging to the run directory."""
-    with open(os.path.join(endpoints.run_dir(cfg.run_dir, instance), "launcher.log"), "ab") as log:
+    path = os.path.join(endpoints.run_dir(cfg.run_dir, instance), "launcher.log")
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab") as log:
         return subprocess.Popen([sys.executable, "-m", "services.supervisor", "--config", cfg.path, "--instance",
                                  instance, *flags], cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 start_new_session=True)
@@ -523,6 +524,7 @@ def main() -> int:
     ap.add_argument("--adopt", action="store_true", help="take over the services a dead supervisor left")
     ap.add_argument("--watchdog", action="store_true", help="run as the supervisor's watchdog")
     args = ap.parse_args()
+    os.umask(0o077)         # the control plane's files are root's alone
     try:
         cfg, instance = load(args.config), check_instance(args.instance)
     except ConfigError as exc:
