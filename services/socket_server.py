@@ -1088,6 +1088,8 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
             return sock.linger
         if name == ksock.SO_ERROR:
             return self.take_error(sock).errno if sock.err else 0
+        if name == ksock.SO_PEERCRED:
+            return self.peercred(sock)
         values = {ksock.SO_REUSEADDR: int(sock.reuseaddr), ksock.SO_REUSEPORT: int(sock.reuseport),
                   ksock.SO_BROADCAST: int(sock.broadcast),
                   ksock.SO_OOBINLINE: int(sock.oobinline),
@@ -1096,6 +1098,21 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         if name not in values:
             raise OSError(errno.ENOPROTOOPT, "Protocol not available")
         return values[name]
+
+    @staticmethod
+    def peercred(sock: Sock) -> bytes:
+        """struct ucred of the process at the other end of an AF_UNIX socket (a listener's
+        own), as the kernel knows it now (Linux keeps what it was at connect time); none:
+        pid 0 and ids -1, as Linux answers unconnected and INET sockets."""
+        who = sock.peer.client if sock.family == ksock.AF_UNIX and sock.peer is not None else \
+            sock.client if sock.family == ksock.AF_UNIX and sock.st == "listening" else None
+        if who is None:
+            return struct.pack("3i", 0, -1, -1)
+        try:
+            c = credentials.creds_of(who.pid, who.start)
+        except OSError:
+            return struct.pack("3i", 0, -1, -1)         # that process has gone
+        return struct.pack("3i", who.pid, c.uid, c.gid)
 
     def ioctl(self, sock: Sock, request: int) -> int:
         """The socket ioctls an application may read through fcntl.ioctl."""

@@ -2,6 +2,7 @@
 the kernel (DIR a fresh directory each time); the transcripts must be equal."""
 import os
 import socket
+import struct
 import sys
 import threading
 
@@ -96,4 +97,13 @@ u1.sendall(b"through the passed socket")
 note("SCM_RIGHTS", (msg, len(fds), got.recv(100), got.family, got.type))
 socket.send_fds(m1, [b"again"], [u1.fileno()])
 note("recv without room for fds", m2.recvmsg(100)[:3])
+
+# SO_PEERCRED: who is at the other end, as the kernel knows it
+me = (os.getpid(), os.getuid(), os.getgid())
+cred = struct.unpack("3i", m1.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+unbound = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+inet = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+note("SO_PEERCRED", (cred == me, m1.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED) == os.getpid(),
+                     struct.unpack("3i", unbound.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)),
+                     struct.unpack("3i", inet.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))))
 dump()
