@@ -117,13 +117,16 @@ def test_sockets_of_all_programs_are_bounded_with_enfile(limited):
     assert limited.stats()["socket_server"]["sockets_refused"] >= 2
 
 
-HOLD_OPEN = """
-import socket, sys, time
+LISTEN = """
+import hashlib, os, socket, sys
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind((sys.argv[1], int(sys.argv[2])))
 s.listen(16)
 print("ready", flush=True)
+"""
+
+HOLD_OPEN = LISTEN + """
 held = []
 while True:
     held.append(s.accept()[0])
@@ -165,13 +168,7 @@ def test_orphans_and_time_wait_are_bounded(limited):
     assert states.count("TIME-WAIT") <= 2, states
 
 
-WAITALL_SENDER = """
-import hashlib, os, socket, sys
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], int(sys.argv[2])))
-s.listen(1)
-print("ready", flush=True)
+WAITALL_SENDER = LISTEN + """
 c, _ = s.accept()
 data = os.urandom(int(sys.argv[3]))
 print(hashlib.sha256(data).hexdigest(), flush=True)

@@ -84,10 +84,10 @@ def urllib_download(stack, name="big"):
 
 def test_curl_and_urllib_50mb_byte_exact(stack, servers, tmp_path):
     _, digest = servers
-    code, mbps = curl_download(stack, tmp_path / "got", "mid")
+    code, mbps = curl_download(stack, tmp_path / "got")
     assert code == "200" and sha(tmp_path / "got") == digest
-    n, got, up = urllib_download(stack, "mid")
-    assert n == MID and got == digest
+    n, got, up = urllib_download(stack)
+    assert n == SIZE and got == digest
     print(f"\n50 MB: mkstack -> kernel (curl) {mbps:.1f} MB/s; kernel -> mkstack (urllib) {up:.1f} MB/s")
     info = stack.peer("ss", "-tin", "state", "established", f"dst {stack.addr}").stdout
     rows = json.loads(stack.launcher("show", "tcp").stdout)
