@@ -666,9 +666,8 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
             self.answer(call, 0)
             return
         if code == SYS_BIND and sock.family == ksock.AF_INET and sock.type != ksock.SOCK_RAW \
-                and type(f[3]) is int and 0 < f[3] < credentials.unprivileged_port_start() \
-                and not credentials.creds_of(client.pid, client.start).capable(credentials.CAP_NET_BIND_SERVICE):
-            raise OSError(errno.EACCES, "Permission denied")     # inet_bind: a privileged port
+                and type(f[3]) is int and 0 < f[3] <= 0xFFFF:
+            self.bind_permitted(client, sock, f[2], f[3])
         if sock.family == ksock.AF_UNIX and code in UNIX_CALLS:
             self.unix_call(sock, call)
             return
@@ -794,6 +793,31 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
             fd += 1
         client.fd_hint = fd + 1
         return fd
+
+    def bind_permitted(self, client: Client, sock: Sock, addr: object, port: int) -> None:
+        """The caller's right to the port, as inet_bind judges it: a privileged port needs
+        CAP_NET_BIND_SERVICE (EACCES); a SO_REUSEPORT group takes members of its owner's
+        uid only (EADDRINUSE), so another user cannot take a share of a service's traffic."""
+        creds = None
+        if port < credentials.unprivileged_port_start():
+            creds = credentials.creds_of(client.pid, client.start)
+            if not creds.capable(credentials.CAP_NET_BIND_SERVICE):
+                raise OSError(errno.EACCES, "Permission denied")
+        if not sock.reuseport:
+            return
+        a = aton(addr) if isinstance(addr, str) else 0
+        for other in self.socks.values():
+            if other is sock or not other.reuseport or other.lport != port or other.type != sock.type \
+                    or other.family != sock.family or not (other.bound or other.binding) \
+                    or (a and other.laddr and a != other.laddr):
+                continue
+            creds = creds or credentials.creds_of(client.pid, client.start)
+            try:
+                theirs = credentials.creds_of(other.client.pid, other.client.start).uid
+            except OSError:
+                continue                    # its creator has gone: the port table decides
+            if theirs != creds.uid:
+                raise OSError(errno.EADDRINUSE, "Address already in use")
 
     # bind: the port table lives in udp, so the answer comes back as UDP_BOUND
     def sys_bind(self, sock: Sock, call: Pending, addr: int, port: int) -> None:

@@ -14,7 +14,7 @@ import pytest
 import zmq
 
 from shared.ipc import messages as m
-from tests.system.conftest import ROOT
+from tests.system.conftest import ROOT, start_on_mkstack
 from tests.system.test_udp import _call, _raw_client, client_id
 
 NOBODY = 65534
@@ -84,6 +84,30 @@ def dirs(tmp_path_factory):
     shutil.rmtree(top, ignore_errors=True)
 
 
+def _reuseport_group(mod, stype, port):
+    s = mod.socket(mod.AF_INET, stype)
+    s.setsockopt(mod.SOL_SOCKET, mod.SO_REUSEPORT, 1)
+    s.bind(("0.0.0.0", port))
+    if stype == mod.SOCK_STREAM:
+        s.listen(1)
+    return s
+
+
+HOLD_GROUPS = """
+import socket, time
+held = []
+for stype, port in ((socket.SOCK_DGRAM, 8097), (socket.SOCK_STREAM, 8098)):   # root's groups, on mkstack
+    s = socket.socket(socket.AF_INET, stype)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    s.bind(("0.0.0.0", port))
+    if stype == socket.SOCK_STREAM:
+        s.listen(1)
+    held.append(s)
+print("ready", flush=True)
+time.sleep(120)
+"""
+
+
 def test_nobody_uses_the_stack_under_the_kernels_rules(stack, tree, dirs):
     """As nobody: a TCP server on mkstack serves curl from the peer; port 80 EACCES, a raw
     socket EPERM, an AF_UNIX bind where it may not write EACCES with nothing made, a connect
@@ -91,8 +115,13 @@ def test_nobody_uses_the_stack_under_the_kernels_rules(stack, tree, dirs):
     its own with its umask. The same program as nobody on the kernel answers the same."""
     python, launcher, app, env = tree
     args = [dirs["root"], dirs["shut"], dirs["own"]]
+    held = [_reuseport_group(socket, stype, port) for stype, port in ((socket.SOCK_DGRAM, 8097),
+                                                                      (socket.SOCK_STREAM, 8098))]
     kernel = subprocess.run([*AS_NOBODY, python, app, *args], capture_output=True, text=True, timeout=60,
                             env={**os.environ, **env})
+    for s in held:
+        s.close()
+    holder = start_on_mkstack(stack, "-c", HOLD_GROUPS)
     for d in (dirs["root"], dirs["own"]):                  # what the kernel run made (its own file)
         if os.path.lexists(os.path.join(d, "mine.sock")):
             os.unlink(os.path.join(d, "mine.sock"))
@@ -108,12 +137,15 @@ def test_nobody_uses_the_stack_under_the_kernels_rules(stack, tree, dirs):
     finally:
         if ours.poll() is None:
             ours.wait(timeout=10)
+        holder.kill()
+        holder.wait()
     assert got == "served by nobody\n"
     theirs = json.loads(kernel.stdout)
     assert json.loads(first) == theirs, (first, kernel.stdout, kernel.stderr)
     assert theirs["uid"] == NOBODY and theirs["tcp bind port 80"] == "EACCES" and theirs["raw socket"] == "EPERM"
     assert theirs["unix bind in a root 0755 dir"] == "EACCES" and theirs["file made there"] is False
     assert theirs["unix connect into a root-only dir"] == "EACCES"
+    assert theirs["udp SO_REUSEPORT group of root's"] == theirs["tcp SO_REUSEPORT group of root's"] == "EADDRINUSE"
     assert theirs["its file"] == [True, True, "0o750"]
 
 

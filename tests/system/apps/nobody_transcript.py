@@ -1,7 +1,8 @@
 """What an unprivileged user may do with sockets: nobody_transcript.py ROOT_DIR SHUT_DIR OWN_DIR [SERVE_PORT]
 
 Run as nobody, on the kernel and on mkstack, the answers must be the same:
-privileged ports, raw sockets, AF_UNIX names where the user may not write or
+privileged ports, SO_REUSEPORT groups of root's (ports 8097 UDP and 8098 TCP,
+held by the caller of this), raw sockets, AF_UNIX names where the user may not write or
 search, and where it may (the file is then the user's, with its umask). With
 SERVE_PORT it then serves one HTTP request on that port.
 """
@@ -31,6 +32,15 @@ def bind(kind, addr):
         s.close()
 
 
+def join_group(stype, port):
+    s = socket.socket(socket.AF_INET, stype)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        s.bind(("0.0.0.0", port))
+    finally:
+        s.close()
+
+
 def connect_unix(path):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -45,6 +55,8 @@ out = {
     "tcp bind port 80": outcome(lambda: bind((socket.AF_INET, socket.SOCK_STREAM), ("0.0.0.0", 80))),
     "udp bind port 53": outcome(lambda: bind((socket.AF_INET, socket.SOCK_DGRAM), ("0.0.0.0", 53))),
     "tcp bind port 8089": outcome(lambda: bind((socket.AF_INET, socket.SOCK_STREAM), ("0.0.0.0", 8089))),
+    "udp SO_REUSEPORT group of root's": outcome(lambda: join_group(socket.SOCK_DGRAM, 8097)),
+    "tcp SO_REUSEPORT group of root's": outcome(lambda: join_group(socket.SOCK_STREAM, 8098)),
     "raw socket": outcome(lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP).close()),
     "unix bind in a root 0755 dir": outcome(lambda: bind((socket.AF_UNIX, socket.SOCK_STREAM),
                                                          os.path.join(root_dir, "mine.sock"))),
