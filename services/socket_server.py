@@ -238,6 +238,7 @@ class Client:
     cid: bytes
     pid: int
     start: str
+    uid: int = -1                  # as the kernel said at its hello (-1: not known)
     fds: dict[int, Sock] = field(default_factory=dict)
     events: bytes | None = None
     pidfd: int = -1                # readable when the process exits
@@ -558,8 +559,8 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
                 return
             conn.setblocking(False)
             try:
-                pid, _, _ = struct.unpack("3i", conn.getsockopt(ksock.SOL_SOCKET, ksock.SO_PEERCRED, 12))
-                c = self.new_client(os.urandom(12).hex().encode(), pid)
+                pid, uid, _ = struct.unpack("3i", conn.getsockopt(ksock.SOL_SOCKET, ksock.SO_PEERCRED, 12))
+                c = self.new_client(os.urandom(12).hex().encode(), pid, uid)
                 reply = b"0 " + c.cid
             except OSError as exc:
                 reply = f"{exc.errno} {exc.strerror}".encode()
@@ -574,18 +575,23 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
             conn.close()
         self.hello_replies = []
 
-    def new_client(self, cid: bytes, pid: int) -> Client:
+    def new_client(self, cid: bytes, pid: int, uid: int) -> Client:
         lim = self.cfg.socket_limits
         if len(self.clients) >= lim.max_clients:
             self.counters["clients_refused"] += 1
             raise OSError(errno.ENOBUFS, f"mkstack serves {lim.max_clients} clients at most ([socket] max_clients)")
+        if uid != 0 and sum(1 for other in self.clients.values() if other.uid == uid) >= lim.clients_per_user:
+            # one user cannot take every client slot from the others (root is not held to it)
+            self.counters["clients_refused_user"] += 1
+            raise OSError(errno.ENOBUFS, f"user {uid} holds {lim.clients_per_user} client ids already "
+                                         "([socket] clients_per_user)")
         if sum(1 for other in self.clients.values() if other.pid == pid) >= lim.clients_per_process:
             self.counters["clients_refused"] += 1
             raise OSError(errno.ENOBUFS, f"process {pid} holds {lim.clients_per_process} client ids already")
         start = procfs.start_time(pid)
         if start is None:
             raise OSError(errno.ESRCH, f"no process {pid}")
-        c = self.clients[cid] = Client(cid, pid, start)
+        c = self.clients[cid] = Client(cid, pid, start, uid)
         self.counters["clients"] += 1
         self.watch_client(c)
         self.state.touch_client(c)
@@ -1366,6 +1372,10 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
                 self.state.remove_client(cid, [call[0] for call in calls])
                 continue
             c = self.clients[cid] = Client(cid, pid, start, events=events)
+            try:
+                c.uid = credentials.creds_of(pid, start).uid
+            except OSError:
+                pass
             self.watch_client(c)
             for ident, req, code, fd, how, payload in calls:
                 call = Pending(ident, req, code, [req, fd], None, restored=True, done=how != PENDING)

@@ -69,6 +69,7 @@ class SocketLimits:
     max_sockets: int = 16384           # sockets of all clients (ENFILE), well below vm.max_map_count
     max_clients: int = 1024            # client libraries attached at once
     clients_per_process: int = 16      # client ids one process may hold (a library per process)
+    clients_per_user: int = 512        # client ids the processes of one uid may hold (root: max_clients)
     waiting_calls: int = 1024          # calls of one client suspended at once (blocked threads)
     dgram_mem: int = 8 << 20           # slot bytes of all datagram queues together (net.ipv4.udp_mem)
 
@@ -324,6 +325,7 @@ def load(path: str) -> Config:
             max_sockets=int(sock.num("max_sockets", 1, 60000, 16384, integer=True)),
             max_clients=int(sock.num("max_clients", 1, 1 << 16, 1024, integer=True)),
             clients_per_process=int(sock.num("clients_per_process", 1, 1 << 16, 16, integer=True)),
+            clients_per_user=int(sock.num("clients_per_user", 1, 1 << 16, 512, integer=True)),
             waiting_calls=int(sock.num("waiting_calls", 1, 1 << 20, 1024, integer=True)),
             dgram_mem=int(sock.num("dgram_mem", 1 << 16, 1 << 30, 8 << 20, integer=True))),
         tcp=_tcp(root.table("tcp")),

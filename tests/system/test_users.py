@@ -188,3 +188,51 @@ def test_a_client_cannot_claim_another_identity(stack):
     other = _raw_client(stack, client_id(stack) + b".1")
     assert _call(other, m.SYS_CLOSE, 1, fd)[1] == errno.EBADF
     assert _call(mine, m.SYS_CLOSE, 4, fd)[1] == 0
+
+
+FORKS = """
+import errno, os, socket, time
+answers = []
+for _ in range(3):                      # three processes of one user, each a client of its own
+    r, w = os.pipe()
+    if os.fork() == 0:
+        try:
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            os.write(w, b"made")
+        except OSError as e:
+            os.write(w, errno.errorcode[e.errno].encode())
+        time.sleep(3)
+        os._exit(0)
+    answers.append(os.read(r, 100).decode())
+print(answers, flush=True)
+"""
+
+
+@pytest.fixture
+def two_per_user():
+    import re
+    from tests.system.conftest import DEFAULT_CONFIG, _running
+    text, n = re.subn(r"^clients_per_user = \d+", "clients_per_user = 2", open(DEFAULT_CONFIG).read(), flags=re.M)
+    assert n == 1
+    top = tempfile.mkdtemp(prefix="mkstack-cfg-")        # where nobody can read it too
+    os.chmod(top, 0o755)
+    path = os.path.join(top, "cfg.toml")
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o644)
+    try:
+        yield from _running(path)
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def test_one_user_cannot_take_every_client_slot(two_per_user, tree):
+    """clients_per_user = 2: nobody's third process gets ENOBUFS; root's programs go on."""
+    stack = two_per_user
+    python, launcher, _, env = tree
+    r = subprocess.run([*AS_NOBODY, python, launcher, "--instance", stack.instance, "-c", stack.config, "run", "--",
+                        "python3", "-c", FORKS], capture_output=True, text=True, timeout=60, env={**os.environ, **env})
+    assert r.stdout.strip() == "['made', 'made', 'ENOBUFS']", r.stdout + r.stderr
+    made = stack.launcher("run", "--", "python", "-c", "import socket; socket.socket(); print('made')").stdout
+    assert made.strip() == "made"
+    assert stack.stats()["socket_server"]["clients_refused_user"] == 1
