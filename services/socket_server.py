@@ -38,6 +38,7 @@ from services import credentials
 from services.socket_state import CALLS_KEPT, PENDING, REPLIED, REPLIED_RX, SOCK_FIELDS, SocketState
 from services.socket_stream import StreamSockets
 from services.socket_unix import UNIX_CALLS, UnixSockets
+from services.user_ledger import UserLedger
 from shared import procfs
 from shared.bytequeue import ByteQueue
 from shared.ipc import endpoints
@@ -117,6 +118,7 @@ class Pending:
     restored: bool = False         # known from the saved state only
     nowait: bool = False           # SYS_SENDTO_NOWAIT: nobody waits for the answer
     many: bool = False             # SYS_RECVFROM_MANY: the reply takes queued datagrams along
+    uid: int | None = None         # suspended: charged to this user's waiting calls until done
 
 
 @dataclass(eq=False)
@@ -182,6 +184,8 @@ class Sock:
     scm: list = field(default_factory=list)       # stream: (offset, [socks]) passed with the bytes there
     origin: int = 0                # accepted connection: the listener whose queue it waits in
     saved: list | None = None      # the record last saved (socket_state)
+    uid: int = -1                  # whose it is (sk_uid: its maker's), charged in the user ledger
+    sent_charged: int = 0          # stream bytes sent, not yet acknowledged, charged to the user (mem)
 
     @property
     def stream(self) -> bool:
@@ -314,17 +318,23 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         self.unix_names: dict[object, Sock] = {}
         self.gc_running = False            # unix_gc at work (releases inside it must not start another)
         self.dgram_mem = 0                 # slot bytes of every datagram queue (as udp_mem counts)
+        self.users = UserLedger(self.cfg.socket_limits, self.counters)
+        self.mem_waiters: dict[int, set[Sock]] = {}   # uid -> stream sockets whose sends wait for its memory
         self.frames: list[list[bytes]] = []     # replies and events of this turn, sent after the save
         self.restart_notices: dict[bytes, float] = {}   # client id -> give up telling it at
         self.state = SocketState(self.instance, *self.cfg.stream_bufs_max(2 * RMEM_MAX))
         self.restore()
 
-    def new_sock_id(self) -> int:
-        """The id of a socket about to be made; ENFILE at [socket] max_sockets (each
-        socket is a state file mapped in this process)."""
+    def new_sock_id(self, uid: int) -> int:
+        """The id of a socket about to be made for user ``uid``; ENFILE at [socket]
+        max_sockets (each socket is a state file mapped in this process), EMFILE at the
+        user's sockets_per_user (as inotify's per-user bound answers)."""
         if len(self.socks) >= self.cfg.socket_limits.max_sockets:
             self.counters["sockets_refused"] += 1
             raise OSError(errno.ENFILE, "Too many open files in system")
+        if not self.users.room("sockets", uid):
+            raise OSError(errno.EMFILE, f"user {uid} holds {self.cfg.socket_limits.sockets_per_user} sockets"
+                                        " ([socket] sockets_per_user)")
         self.sock_ids_next += 1
         return self.sock_ids_next - 1
 
@@ -389,7 +399,7 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
                 return
             self.dispatch(client, call)
             if not call.done and not call.nowait:
-                client.waiting.add(call)
+                self.suspended(client, call)
         except Exception as exc:
             if not isinstance(exc, OSError):
                 # arguments of a type or shape no handler expects (an address as bytes, say):
@@ -415,6 +425,17 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
             self.counters["calls_refused_waiting"] += 1
             raise OSError(errno.ENOBUFS, f"{len(client.waiting)} calls of this process are waiting already"
                                          " ([socket] waiting_calls)")
+
+    def suspended(self, client: Client, call: Pending) -> None:
+        """``call`` waits: it counts against its process's and its user's bounds. Past the
+        user's (waiting_calls_per_user), it is answered ENOBUFS at once instead."""
+        if not self.users.room("calls", client.uid):
+            self.fail(call, errno.ENOBUFS, f"{self.cfg.socket_limits.waiting_calls_per_user} calls of user "
+                                           f"{client.uid} are waiting already ([socket] waiting_calls_per_user)")
+            return
+        client.waiting.add(call)
+        call.uid = client.uid
+        self.users.take("calls", client.uid)
 
     def track(self, client: Client, call: Pending) -> bool:
         """Remember each thread's last call; a repeat of it (the client asks again
@@ -472,6 +493,9 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         if call.done:
             return
         call.done = True
+        if call.uid is not None:
+            self.users.give("calls", call.uid)
+            call.uid = None
         if call.nowait:
             return                       # nobody waits for it
         call.reply = self._reply(call.ident, call.req, 0, result, sock)
@@ -491,6 +515,9 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
             return
         if not call.done:
             call.done = True
+            if call.uid is not None:
+                self.users.give("calls", call.uid)
+                call.uid = None
             call.rx = None
             call.reply = self._reply(call.ident, call.req, err, text, sock)
             self.call_done(call)
@@ -705,7 +732,7 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
                 raise OSError(errno.ENOTCONN, "Transport endpoint is not connected")
             self.answer(call, [ntoa(sock.raddr), sock.rport], sock)
         elif code == SYS_SETSOCKOPT:
-            self.setsockopt(sock, f[2], f[3], f[4])
+            self.setsockopt(sock, f[2], f[3], f[4], client)
             self.answer(call, 0, sock)
         elif code == SYS_GETSOCKOPT:
             value = self.getsockopt(sock, f[2], f[3], call)
@@ -742,13 +769,19 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         tcp = family == ksock.AF_INET and stype == ksock.SOCK_STREAM
         rcvbuf, sndbuf = (self.cfg.tcp_rmem, self.cfg.tcp_wmem) if tcp else (self.cfg.socket_rcvbuf,
                                                                              self.cfg.socket_sndbuf)
-        s = Sock(self.new_sock_id(), client, fd, family, stype, proto, rcvbuf, sndbuf)
+        s = Sock(self.new_sock_id(client.uid), client, fd, family, stype, proto, rcvbuf, sndbuf)
         s.conn = s.id
+        self.owned(s, client.uid)
         client.fds[fd] = s
         self.socks[s.id] = s
         if stype == ksock.SOCK_RAW:
             self.raw_opened(s)
         return s
+
+    def owned(self, sock: Sock, uid: int) -> None:
+        """``sock`` is ``uid``'s from now until it is closed (as sk_uid: its maker's)."""
+        sock.uid = uid
+        self.users.take("sockets", uid)
 
     def drop_fd(self, client: Client, fd: int) -> None:
         """One descriptor naming the socket goes; the socket goes with the last reference."""
@@ -1044,12 +1077,14 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         self.wake_readers(sock)
         self.notify(sock)
 
-    def setsockopt(self, sock: Sock, level: int, name: int, value: int | str) -> None:
+    def setsockopt(self, sock: Sock, level: int, name: int, value: int | str, client: Client) -> None:
         if level == ksock.IPPROTO_TCP and sock.stream and name == ksock.TCP_NODELAY:
             self.set_stream_opt(sock, "nodelay", int(value))
             return
         if (level, name) in sockopt.KEYS and sock.family == ksock.AF_INET and sock.type != ksock.SOCK_RAW:
             key, kept = sockopt.check(level, name, value, sock.stream, sock.tcpopts.get("tos", 0))
+            if key == "tos" and kept != sock.tcpopts.get("tos", 0):
+                sock.tcpopts["priority"] = sockopt.tos_priority(kept)
             sock.tcpopts[key] = kept
             self.state.touch(sock)
             if sock.stream and sock.st in ("connecting", "connected") and sock.conn:
@@ -1078,6 +1113,15 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
             sock.rcvbuf = max(2304, min(max(value, 0), RMEM_MAX) * 2)
         elif name == ksock.SO_SNDBUF:
             sock.sndbuf = max(4608, min(max(value, 0), RMEM_MAX) * 2)
+        elif name == ksock.SO_PRIORITY:     # 0..6 for anyone, the rest with CAP_NET_RAW or CAP_NET_ADMIN
+            if not 0 <= value <= sockopt.PRIO_MAX_UNPRIVILEGED and not self.net_admin(client):
+                raise OSError(errno.EPERM, "Operation not permitted")
+            sock.tcpopts["priority"] = value
+            self.state.touch(sock)
+        elif name == ksock.SO_MARK:         # the kernel's check first, then: no rule or route matches marks
+            if not self.net_admin(client):
+                raise OSError(errno.EPERM, "Operation not permitted")
+            raise OSError(errno.ENOPROTOOPT, "SO_MARK is not supported by mkstack (nothing matches on marks)")
         elif name == ksock.SO_RCVLOWAT:     # sock_setsockopt: negative is INT_MAX, 0 is 1
             value = value if value >= 0 else 2 ** 31 - 1
             if sock.stream:                 # tcp_set_rcvlowat: at most half the largest receive buffer
@@ -1124,10 +1168,17 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
                   ksock.SO_BROADCAST: int(sock.broadcast),
                   ksock.SO_OOBINLINE: int(sock.oobinline),
                   ksock.SO_RCVBUF: sock.rcvbuf, ksock.SO_SNDBUF: sock.sndbuf, ksock.SO_TYPE: sock.type,
-                  ksock.SO_PROTOCOL: sock.proto, ksock.SO_DOMAIN: sock.family, ksock.SO_RCVLOWAT: sock.rcvlowat}
+                  ksock.SO_PROTOCOL: sock.proto, ksock.SO_DOMAIN: sock.family, ksock.SO_RCVLOWAT: sock.rcvlowat,
+                  ksock.SO_PRIORITY: sock.tcpopts.get("priority", 0)}
         if name not in values:
             raise OSError(errno.ENOPROTOOPT, "Protocol not available")
         return values[name]
+
+    @staticmethod
+    def net_admin(client: Client) -> bool:
+        """sockopt_ns_capable(CAP_NET_RAW) || ...(CAP_NET_ADMIN), of the calling process."""
+        creds = credentials.creds_of(client.pid, client.start)
+        return creds.capable(credentials.CAP_NET_RAW) or creds.capable(credentials.CAP_NET_ADMIN)
 
     @staticmethod
     def peercred(sock: Sock) -> bytes:
@@ -1168,7 +1219,8 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         self.state.touch(sock)
         if sock.client.fds.get(sock.fd) is sock:
             sock.client.free_fd(sock.fd)
-        self.socks.pop(sock.id, None)
+        if self.socks.pop(sock.id, None) is not None:
+            self.users.give("sockets", sock.uid)
         if sock.family == ksock.AF_UNIX:
             self.unix_close(sock)
         elif sock.stream:
@@ -1262,7 +1314,9 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         # udp_rmem_min still gets its datagram, so hoarders cannot silence everyone else
         over_mem = (self.dgram_mem + skb.end > self.cfg.socket_limits.dgram_mem
                     and sock.rcvq_mem >= DGRAM_RMEM_MIN)
-        if sock.shut_rd or sock.rcvq_mem + skb.end > sock.rcvbuf or over_mem:
+        users = self.users
+        if sock.shut_rd or sock.rcvq_mem + skb.end > sock.rcvbuf or over_mem or not (
+                users.room("skbs", sock.uid) and users.room("mem", sock.uid, skb.end)):
             self.counters["RcvbufErrors"] += 1   # sk_rmem_alloc over sk_rcvbuf (or udp_mem): dropped
             if over_mem:
                 self.counters["dgram_mem_drops"] += 1
@@ -1272,6 +1326,8 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         sock.rcvq.append((skb, saddr, sport, passed))
         sock.rcvq_mem += skb.end
         self.dgram_mem += skb.end
+        users.take("skbs", sock.uid)
+        users.take("mem", sock.uid, skb.end)
         self.counters["datagrams_received"] += 1
         self.wake_readers(sock)
         if sock.rcvq and sock.rcvq[-1][0] is skb and not self.pool.owns(skb):
@@ -1290,6 +1346,7 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         sock.rcvq[-1] = (mine, saddr, sport, passed)
         sock.rcvq_mem += mine.end - skb.end
         self.dgram_mem += mine.end - skb.end
+        self.users.take("mem", sock.uid, mine.end - skb.end)
         self.pool.free(skb)
         self.counters["datagrams_adopted"] += 1
 
@@ -1297,6 +1354,10 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         entry = sock.rcvq.popleft()
         sock.rcvq_mem -= entry[0].end
         self.dgram_mem -= entry[0].end
+        self.users.give("skbs", sock.uid)
+        self.users.give("mem", sock.uid, entry[0].end)
+        if self.mem_waiters:
+            self.mem_freed(sock.uid)
         return entry
 
     def resync_udp(self) -> None:
@@ -1449,6 +1510,9 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
             if sock.ukey is not None and sock.uname is not None:
                 self.unix_names[sock.ukey] = sock
         self.socks[sock.id] = sock
+        self.owned(sock, client.uid)
+        if sock.stream and sock.family == ksock.AF_INET:
+            self.charge_sent(sock, len(sock.sndkeep))
         for c, fd in [(sock.client, sock.fd), *sock.holders]:
             if fd >= 0:
                 c.fds[fd] = sock
@@ -1493,6 +1557,7 @@ class SocketServer(StreamSockets, RawSockets, UnixSockets, Service):
         out["clients_now"] = len(self.clients)
         out["outbox"] = {name: len(box) for name, box in self.outbox.items()}
         out["sockets_now"] = len(self.socks)
+        out["users"] = {kind: {str(uid): n for uid, n in held.items()} for kind, held in self.users.summary().items()}
         return out
 
 

@@ -154,7 +154,7 @@ class StreamSockets:
         sock.raddr, sock.rport = raddr, rport
         sock.st = "connecting"
         self.tcp_request(sock, None, "connect", TCP_CONNECT, raddr, rport, sock.rcvbuf, sock.nodelay,
-                         sock.keepalive, sock.tcpopts)
+                         sock.keepalive, sockopt.for_tcp(sock.tcpopts))
         if timeout is not None and timeout <= 0:
             raise _err(errno.EINPROGRESS)
         sock.connect_call = call
@@ -183,8 +183,15 @@ class StreamSockets:
         room = sock.sndbuf - sock.snd_pending
         if room <= 0:
             return False
+        left = self.users.left("mem", sock.uid)
+        if left <= 0:
+            # the user's programs hold mem_per_user already: wait as under tcp_mem pressure
+            # (sk_stream_wait_memory) until some of it is acknowledged or read
+            self.counters["user_mem_full"] += 1
+            self.mem_waiters.setdefault(sock.uid, set()).add(sock)
+            return False
         data, flags = call.fields[2], call.fields[3]
-        n = min(len(data), room, TCP_SEND_MAX)
+        n = min(len(data), room, TCP_SEND_MAX, left)
         # MSG_OOB: the last byte this call queues is urgent (tcp_push -> tcp_mark_urg)
         code = TCP_SEND_URG if flags & ksock.MSG_OOB else TCP_SEND
         chunk = data[:n] if n < len(data) else data
@@ -193,8 +200,30 @@ class StreamSockets:
         sock.snd_sent += n
         sock.sndkeep += chunk
         sock.snd_pending = len(sock.sndkeep)
+        self.charge_sent(sock, n)
         self.answer(call, n, sock)
         return True
+
+    def charge_sent(self, sock: "Sock", n: int) -> None:
+        """``n`` more bytes of ``sock``'s are kept until acknowledged: its user's memory."""
+        sock.sent_charged += n
+        self.users.take("mem", sock.uid, n)
+
+    def uncharge_sent(self, sock: "Sock", n: int) -> None:
+        n = min(n, sock.sent_charged)
+        if n > 0:
+            sock.sent_charged -= n
+            self.users.give("mem", sock.uid, n)
+            self.mem_freed(sock.uid)
+
+    def mem_freed(self, uid: int) -> None:
+        """Some of ``uid``'s memory came back: its sends waiting for it try again."""
+        waiting = self.mem_waiters.get(uid)
+        if waiting and self.users.left("mem", uid) > 0:
+            del self.mem_waiters[uid]
+            for sock in waiting:
+                if sock.id in self.socks:
+                    self.wake_stream(sock)
 
     def stream_recv(self, sock: "Sock", call: "Pending") -> None:
         bufsize, flags, timeout = call.fields[2], call.fields[3], call.fields[4]
@@ -386,6 +415,8 @@ class StreamSockets:
             abort = bool(sock.rbuf) or sock.linger == 0 or sock.st == "connecting"
             if sock.sndkeep and not abort and len(self.lingering) < LINGERING_MAX:
                 self.lingering[sock.conn] = sock     # its unacknowledged data, until tcp is done with it
+        if self.lingering.get(sock.conn) is not sock:
+            self.uncharge_sent(sock, sock.sent_charged)   # kept (and charged to its user) only while lingering
             self.tcp_msg(encode(TCP_CLOSE, sock.conn, CLOSE_ABORT if abort else CLOSE_FORGET, sock.snd_sent))
         else:
             self.tcp_msg(encode(TCP_CLOSE, sock.conn, CLOSE_FORGET, sock.snd_sent))
@@ -551,13 +582,16 @@ class StreamSockets:
             self.tcp_resend(sock, item[2])
         if kind in ("closed", "err") or not sock.sndkeep:
             self.lingering.pop(sock.conn, None)
+            self.uncharge_sent(sock, sock.sent_charged)
 
     def trim_acked(self, sock: "Sock", off: int) -> None:
         """The peer acknowledged the stream up to ``off``: free send-buffer space."""
         acked = sock.snd_sent - len(sock.sndkeep)
         if off > acked:
-            del sock.sndkeep[:off - acked]
+            n = min(off - acked, len(sock.sndkeep))
+            del sock.sndkeep[:n]
             sock.snd_pending = len(sock.sndkeep)
+            self.uncharge_sent(sock, n)
 
     def tcp_resend(self, sock: "Sock", off: int) -> None:
         """Stream data from ``off`` to tcp again (messages a restart of tcp lost)."""
@@ -610,7 +644,7 @@ class StreamSockets:
         for name, on in (("nodelay", sock.nodelay), ("keepalive", sock.keepalive)):
             if on:
                 self.tcp_msg(encode(TCP_SETOPT, sock.conn, name, 1))
-        for name, value in sock.tcpopts.items():
+        for name, value in sockopt.for_tcp(sock.tcpopts).items():
             self.tcp_msg(encode(TCP_SETOPT, sock.conn, name, value))
 
     def on_accepted(self, conn: int, listener: int, raddr: int, rport: int, laddr: int, lport: int) -> None:
@@ -622,12 +656,13 @@ class StreamSockets:
             self.tcp_msg(encode(TCP_CLOSE, conn, CLOSE_ABORT, 0))
             return
         try:
-            sid = self.new_sock_id()
+            sid = self.new_sock_id(lst.uid)
         except OSError:             # no socket can be made for it (ENFILE): reset, as a full accept queue
             self.tcp_msg(encode(TCP_CLOSE, conn, CLOSE_ABORT, 0))
             return
         s = Sock(sid, lst.client, -1, lst.family, lst.type, lst.proto, lst.rcvbuf, lst.sndbuf)
         s.conn, s.st, s.bound, s.origin = conn, "connected", True, lst.id
+        self.owned(s, lst.uid)
         self.state.touch(s)
         s.laddr, s.lport, s.raddr, s.rport = laddr, lport, raddr, rport
         s.nodelay, s.keepalive, s.tcpopts = lst.nodelay, lst.keepalive, dict(lst.tcpopts)   # inherited, as Linux

@@ -180,10 +180,11 @@ class UnixSockets:
         if len(target.acceptq) >= target.backlog:
             raise _err(errno.EAGAIN)              # unix_stream_connect: the listener's queue is full
         from services.socket_server import Sock   # the dataclass lives with the server
-        new = Sock(self.new_sock_id(), target.client, -1, sock.family, sock.type, sock.proto, target.rcvbuf,
-                   target.sndbuf)
+        new = Sock(self.new_sock_id(target.uid), target.client, -1, sock.family, sock.type, sock.proto,
+                   target.rcvbuf, target.sndbuf)
         new.st, new.bound, new.uname, new.peer, new.origin = "connected", True, target.uname, sock, target.id
         self.socks[new.id] = new
+        self.owned(new, target.uid)
         sock.st, sock.peer = "connected", new
         target.acceptq.append(new)
         self.wake_stream(target)

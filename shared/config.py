@@ -72,6 +72,11 @@ class SocketLimits:
     clients_per_user: int = 512        # client ids the processes of one uid may hold (root: max_clients)
     waiting_calls: int = 1024          # calls of one client suspended at once (blocked threads)
     dgram_mem: int = 8 << 20           # slot bytes of all datagram queues together (net.ipv4.udp_mem)
+    # what the programs of one uid may hold together (root aside): services/user_ledger.py
+    sockets_per_user: int = 8192
+    waiting_calls_per_user: int = 4096
+    mem_per_user: int = 64 << 20       # bytes: datagrams queued to its sockets, stream bytes sent not yet acked
+    skbs_per_user: int = 2048          # skb slots: datagrams queued to its sockets
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,7 +332,11 @@ def load(path: str) -> Config:
             clients_per_process=int(sock.num("clients_per_process", 1, 1 << 16, 16, integer=True)),
             clients_per_user=int(sock.num("clients_per_user", 1, 1 << 16, 512, integer=True)),
             waiting_calls=int(sock.num("waiting_calls", 1, 1 << 20, 1024, integer=True)),
-            dgram_mem=int(sock.num("dgram_mem", 1 << 16, 1 << 30, 8 << 20, integer=True))),
+            dgram_mem=int(sock.num("dgram_mem", 1 << 16, 1 << 30, 8 << 20, integer=True)),
+            sockets_per_user=int(sock.num("sockets_per_user", 1, 60000, 8192, integer=True)),
+            waiting_calls_per_user=int(sock.num("waiting_calls_per_user", 1, 1 << 20, 4096, integer=True)),
+            mem_per_user=int(sock.num("mem_per_user", 1 << 16, 1 << 34, 64 << 20, integer=True)),
+            skbs_per_user=int(sock.num("skbs_per_user", 1, 1 << 20, 2048, integer=True))),
         tcp=_tcp(root.table("tcp")),
         forwarding=bool(ipsec.get("forwarding", bool, False)),
         driver_offload=bool(root.table("driver").get("offload", bool, True)),

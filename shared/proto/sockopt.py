@@ -29,6 +29,22 @@ KEYS = {
     (ksock.IPPROTO_TCP, ksock.TCP_CONGESTION): ("cc", ""),
 }
 TCP_ONLY = {"keepidle", "keepintvl", "keepcnt", "maxseg", "cc"}
+# kept in tcpopts with the others but of no use to tcp: SO_PRIORITY (sk_priority; mkstack has no
+# queueing disciplines to order by it, and neither does a Linux interface without one)
+SOCKET_ONLY = {"priority"}
+PRIO_MAX_UNPRIVILEGED = 6
+# rt_tos2priority: the priority an IP_TOS implies (ip_tos2prio, by the TOS bits >> 1)
+_TOS2PRIO = (0, 0, 0, 0, 2, 2, 2, 2, 6, 6, 6, 6, 4, 4, 4, 4)
+
+
+def for_tcp(opts: dict) -> dict:
+    """The options of a socket's tcpopts that tcp's connection takes."""
+    return {k: v for k, v in opts.items() if k not in SOCKET_ONLY}
+
+
+def tos_priority(tos: int) -> int:
+    """SO_PRIORITY after setting IP_TOS (__ip_sock_set_tos sets both)."""
+    return _TOS2PRIO[(tos & 0x1E) >> 1]
 
 
 def _einval() -> OSError:

@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
 import zmq
@@ -147,6 +148,8 @@ def test_nobody_uses_the_stack_under_the_kernels_rules(stack, tree, dirs):
     assert theirs["unix connect into a root-only dir"] == "EACCES"
     assert theirs["udp SO_REUSEPORT group of root's"] == theirs["tcp SO_REUSEPORT group of root's"] == "EADDRINUSE"
     assert theirs["its file"] == [True, True, "0o750"]
+    assert theirs["SO_PRIORITY 7"] == ["EPERM", 0] and theirs["SO_PRIORITY 6"] == ["ok", 6]
+    assert theirs["IP_TOS lowdelay"] == ["ok", 6] and theirs["SO_MARK"] == "EPERM"
 
 
 def test_only_root_controls_the_stack(stack, tree):
@@ -208,12 +211,19 @@ print(answers, flush=True)
 """
 
 
-@pytest.fixture
-def two_per_user():
+TIGHT = {"clients_per_user": 2, "sockets_per_user": 20, "waiting_calls_per_user": 8, "skbs_per_user": 100,
+         "mem_per_user": 1 << 20}
+
+
+@pytest.fixture(scope="module")
+def tight():
+    """A stack whose [socket] bounds per user are small enough to hit (TIGHT)."""
     import re
     from tests.system.conftest import DEFAULT_CONFIG, _running
-    text, n = re.subn(r"^clients_per_user = \d+", "clients_per_user = 2", open(DEFAULT_CONFIG).read(), flags=re.M)
-    assert n == 1
+    text = open(DEFAULT_CONFIG).read()
+    for key, value in TIGHT.items():
+        text, n = re.subn(rf"^{key} = \d+", f"{key} = {value}", text, flags=re.M)
+        assert n == 1, key
     top = tempfile.mkdtemp(prefix="mkstack-cfg-")        # where nobody can read it too
     os.chmod(top, 0o755)
     path = os.path.join(top, "cfg.toml")
@@ -226,13 +236,216 @@ def two_per_user():
         shutil.rmtree(top, ignore_errors=True)
 
 
-def test_one_user_cannot_take_every_client_slot(two_per_user, tree):
-    """clients_per_user = 2: nobody's third process gets ENOBUFS; root's programs go on."""
-    stack = two_per_user
+def as_nobody(stack, tree, code, *args):
+    """``code`` run on mkstack as nobody (``launcher.py run``), output piped."""
     python, launcher, _, env = tree
-    r = subprocess.run([*AS_NOBODY, python, launcher, "--instance", stack.instance, "-c", stack.config, "run", "--",
-                        "python3", "-c", FORKS], capture_output=True, text=True, timeout=60, env={**os.environ, **env})
-    assert r.stdout.strip() == "['made', 'made', 'ENOBUFS']", r.stdout + r.stderr
-    made = stack.launcher("run", "--", "python", "-c", "import socket; socket.socket(); print('made')").stdout
+    return subprocess.Popen([*AS_NOBODY, python, launcher, "--instance", stack.instance, "-c", stack.config, "run",
+                             "--", "python3", "-c", code, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, **env})
+
+
+def as_root(stack, code, *args):
+    return subprocess.Popen([sys.executable, os.path.join(ROOT, "launcher.py"), "--instance", stack.instance, "-c",
+                             stack.config, "run", "--", "python", "-c", code, *args], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _held(stack, kind, uid):
+    return stack.stats()["socket_server"]["users"][kind].get(str(uid), 0)
+
+
+def test_one_user_cannot_take_every_client_slot(tight, tree):
+    """clients_per_user = 2: nobody's third process gets ENOBUFS; root's programs go on."""
+    before = tight.stats()["socket_server"].get("clients_refused_user", 0)
+    out = as_nobody(tight, tree, FORKS).communicate(timeout=60)[0]
+    assert out.strip() == "['made', 'made', 'ENOBUFS']", out
+    made = tight.launcher("run", "--", "python", "-c", "import socket; socket.socket(); print('made')").stdout
     assert made.strip() == "made"
-    assert stack.stats()["socket_server"]["clients_refused_user"] == 1
+    assert tight.stats()["socket_server"]["clients_refused_user"] == before + 1
+
+
+SOCKETS = """
+import errno, socket, sys
+held = []
+try:
+    while len(held) < 60:
+        held.append(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+    print(len(held), "made", flush=True)
+except OSError as e:
+    print(len(held), errno.errorcode[e.errno], flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_one_user_cannot_take_every_socket(tight, tree):
+    """sockets_per_user = 20: nobody's 21st socket is EMFILE (counted); root makes 60
+    while nobody's program holds its 20."""
+    before = tight.stats()["socket_server"].get("user_sockets_full", 0)
+    theirs = as_nobody(tight, tree, SOCKETS)
+    try:
+        assert theirs.stdout.readline().strip() == "20 EMFILE"
+        assert as_root(tight, SOCKETS).communicate("\n", timeout=60)[0].strip() == "60 made"
+        assert _held(tight, "sockets", NOBODY) == 20
+        theirs.communicate("\n", timeout=30)
+    finally:
+        theirs.kill()
+    assert tight.stats()["socket_server"]["user_sockets_full"] == before + 1
+    assert _held(tight, "sockets", NOBODY) == 0             # given back when the program ended
+
+
+WAITERS = """
+import errno, os, socket, threading, time
+def bound(n):
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+        s.settimeout(3)
+    return socks
+def wait(s, out):
+    try:
+        s.recv(10)
+        out.append("data")
+    except TimeoutError:
+        out.append("waited")
+    except OSError as e:
+        out.append(errno.errorcode[e.errno])
+def many(socks):
+    out = []
+    threads = [threading.Thread(target=wait, args=(s, out)) for s in socks]
+    for t in threads:
+        t.start()
+        time.sleep(0.05)
+    for t in threads:
+        t.join()
+    return sorted(out)
+pid = os.fork()                   # two processes of one user, six waiting reads each
+if pid == 0:
+    print("child", many(bound(6)), flush=True)
+    os._exit(0)
+mine = bound(6)                   # (a bind waits for udp's answer too: done before the child's reads wait)
+time.sleep(0.6)
+print("parent", many(mine), flush=True)
+os.waitpid(pid, 0)
+"""
+
+
+def test_one_user_cannot_suspend_every_call(tight, tree):
+    """waiting_calls_per_user = 8 over two processes of nobody's: 8 reads wait, the rest
+    ENOBUFS at once (counted); root's 12 all wait."""
+    before = tight.stats()["socket_server"].get("user_calls_full", 0)
+    out = as_nobody(tight, tree, WAITERS).communicate(timeout=60)[0]
+    lines = dict(line.split(" ", 1) for line in out.strip().splitlines())
+    assert lines["child"] == str(["waited"] * 6), out
+    assert lines["parent"] == str(["ENOBUFS"] * 4 + ["waited"] * 2), out
+    root = dict(line.split(" ", 1) for line in as_root(tight, WAITERS).communicate(timeout=60)[0].strip().splitlines())
+    assert root == {"child": str(["waited"] * 6), "parent": str(["waited"] * 6)}
+    assert tight.stats()["socket_server"]["user_calls_full"] == before + 4
+
+
+RECEIVER = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+print("ready", flush=True)
+sys.stdin.readline()
+s.setblocking(False)
+n = 0
+try:
+    while True:
+        s.recv(100)
+        n += 1
+except BlockingIOError:
+    print(n, flush=True)
+"""
+FLOOD = """
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(150):          # 150 x 2 KiB slots: within root's SO_RCVBUF (425,984)
+    for port in sys.argv[2:]:
+        s.sendto(b"x" * 32, (sys.argv[1], int(port)))
+    time.sleep(0.002)
+"""
+
+
+def test_one_user_cannot_take_every_skb(tight, tree):
+    """skbs_per_user = 100: 150 datagrams from the peer to a socket of nobody's leave 100
+    queued (50 dropped, counted), while root's socket beside it takes all 150."""
+    before = tight.stats()["socket_server"].get("user_skbs_full", 0)
+    theirs, ours = as_nobody(tight, tree, RECEIVER, "9100"), as_root(tight, RECEIVER, "9101")
+    try:
+        for p in (theirs, ours):
+            assert p.stdout.readline().startswith("ready")
+        tight.peer("python3", "-c", FLOOD, tight.addr, "9100", "9101")
+        time.sleep(0.3)
+        assert _held(tight, "skbs", NOBODY) == 100 and _held(tight, "skbs", 0) == 150
+        got = [p.communicate("go\n", timeout=30)[0].strip() for p in (theirs, ours)]
+    finally:
+        for p in (theirs, ours):
+            p.kill()
+    assert got == ["100", "150"]
+    assert tight.stats()["socket_server"]["user_skbs_full"] == before + 50
+    assert _held(tight, "skbs", NOBODY) == 0
+
+
+SINK = """
+import json, socket, sys, threading, time
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("0.0.0.0", 9200))
+srv.listen(4)
+print("ready", flush=True)
+conns = [srv.accept()[0] for _ in range(2)]
+time.sleep(4)                    # nothing read meanwhile: the senders' bytes wait on mkstack, unacknowledged
+counts = [0, 0]
+def drain(i):
+    while True:
+        b = conns[i].recv(1 << 20)
+        if not b:
+            return
+        counts[i] += len(b)
+threads = [threading.Thread(target=drain, args=(i,)) for i in range(2)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(json.dumps(counts), flush=True)
+"""
+SENDER = """
+import socket, sys
+s = socket.create_connection((sys.argv[1], 9200))
+print("ready", flush=True)
+s.sendall(b"x" * (3 << 20))
+print("sent", flush=True)
+sys.stdin.readline()
+s.close()
+"""
+
+
+def test_one_user_cannot_take_every_buffered_byte(tight, tree):
+    """mem_per_user = 1 MiB: while the peer reads nothing, nobody's send of 3 MiB holds at
+    most 1 MiB on mkstack (the send waits, counted) while root's beside it has all of its
+    3 MiB taken; once the peer reads, nobody's completes too, every byte there."""
+    before = tight.stats()["socket_server"].get("user_mem_full", 0)
+    sink = tight.peer_popen("python3", "-c", SINK)
+    senders = []
+    try:
+        assert sink.stdout.readline().startswith("ready")
+        senders = theirs, ours = [as_nobody(tight, tree, SENDER, tight.peer_addr),
+                                  as_root(tight, SENDER, tight.peer_addr)]
+        for p in senders:
+            assert p.stdout.readline().startswith("ready")
+        assert ours.stdout.readline().startswith("sent")      # root's send is not held back
+        time.sleep(1)
+        held = _held(tight, "mem", NOBODY), _held(tight, "mem", 0)
+        assert theirs.poll() is None and 512 << 10 < held[0] <= 1 << 20 < held[1], held
+        assert theirs.stdout.readline().startswith("sent")    # once the peer reads
+        for p in senders:
+            p.communicate("close\n", timeout=30)
+        counts = json.loads(sink.communicate(timeout=60)[0].strip().splitlines()[-1])
+    finally:
+        for p in [sink, *senders]:
+            p.kill()
+    assert counts == [3 << 20, 3 << 20]
+    assert tight.stats()["socket_server"]["user_mem_full"] > before
+    assert _held(tight, "mem", NOBODY) == 0

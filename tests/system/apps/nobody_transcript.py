@@ -1,7 +1,7 @@
 """What an unprivileged user may do with sockets: nobody_transcript.py ROOT_DIR SHUT_DIR OWN_DIR [SERVE_PORT]
 
 Run as nobody, on the kernel and on mkstack, the answers must be the same:
-privileged ports, SO_REUSEPORT groups of root's (ports 8097 UDP and 8098 TCP,
+privileged ports, SO_PRIORITY above 6 and SO_MARK, SO_REUSEPORT groups of root's (ports 8097 UDP and 8098 TCP,
 held by the caller of this), raw sockets, AF_UNIX names where the user may not write or
 search, and where it may (the file is then the user's, with its umask). With
 SERVE_PORT it then serves one HTTP request on that port.
@@ -49,6 +49,16 @@ def connect_unix(path):
         s.close()
 
 
+def option(level, name, value, then=None):
+    """setsockopt's outcome, and what getsockopt(then) reads after it."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        got = outcome(lambda: s.setsockopt(level, name, value))
+        return [got, s.getsockopt(*then)] if then else got
+    finally:
+        s.close()
+
+
 os.umask(0o027)
 out = {
     "uid": os.getuid(),
@@ -63,6 +73,10 @@ out = {
     "file made there": os.path.exists(os.path.join(root_dir, "mine.sock")),
     "unix connect into a root-only dir": outcome(lambda: connect_unix(os.path.join(shut_dir, "s.sock"))),
     "unix connect to a root 0755 socket": outcome(lambda: connect_unix(os.path.join(root_dir, "ro.sock"))),
+    "SO_PRIORITY 6": option(socket.SOL_SOCKET, socket.SO_PRIORITY, 6, (socket.SOL_SOCKET, socket.SO_PRIORITY)),
+    "SO_PRIORITY 7": option(socket.SOL_SOCKET, socket.SO_PRIORITY, 7, (socket.SOL_SOCKET, socket.SO_PRIORITY)),
+    "IP_TOS lowdelay": option(socket.IPPROTO_IP, socket.IP_TOS, 0x10, (socket.SOL_SOCKET, socket.SO_PRIORITY)),
+    "SO_MARK": option(socket.SOL_SOCKET, socket.SO_MARK, 1),
 }
 mine = os.path.join(own_dir, "mine.sock")
 out["unix bind in its own dir"] = outcome(lambda: bind((socket.AF_UNIX, socket.SOCK_STREAM), mine))
