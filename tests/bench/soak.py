@@ -132,13 +132,16 @@ def soak(minutes: float, interval: float, seed: int) -> dict:
                "tcp": sorted(times_in(logs["get"]) + times_in(logs["put"]))}
     per: dict[str, list[float]] = {}
     unrecovered = []
+    slowest = []                   # (recovery, victim, kill time, the stream that came back last)
     for victim, at in kills:
         firsts = {name: first_after(ts, at) for name, ts in streams.items()}
         missing = [name for name, t in firsts.items() if t is None]
         if missing:
             unrecovered.append(f"{victim} at {at:.3f}: no {', '.join(missing)} after it")
             continue
-        per.setdefault(victim, []).append(max(firsts.values()) - at)
+        last = max(firsts, key=firsts.get)
+        per.setdefault(victim, []).append(firsts[last] - at)
+        slowest.append((round(firsts[last] - at, 3), victim, round(at, 3), last))
     failures = [f"{d}: exit {rc}: {out.strip()[-300:]} {err.strip()[-700:]}" for d in runs
                 for rc, out, err in runs[d] if rc != 0]
     lines = [json.loads(x) for x in served.splitlines() if x.startswith('{"dir"')]
@@ -146,7 +149,7 @@ def soak(minutes: float, interval: float, seed: int) -> dict:
             + bytes_lost(runs["get"], {r["sha256"] for r in lines if r["dir"] == "served"}))
     moved = sum(BULK for rc, _, _ in runs["put"] + runs["get"] if rc == 0)
     return {"minutes": minutes, "interval": interval, "seed": seed, "kills": len(kills), "unrecovered": unrecovered,
-            "chaos_report": report,
+            "chaos_report": report, "slowest": sorted(slowest, reverse=True)[:15],
             "restarts": restarts, "transfers": {d: len(r) for d, r in runs.items()}, "bytes_moved": moved,
             "bytes_lost": lost, "skb_used_after": skb_used, "failures": failures, "logs": tmp,
             "streams": {name: [round(ts[0], 3), round(ts[-1], 3), len(ts)] if ts else []
@@ -173,6 +176,8 @@ def main() -> int:
     print(f"{'service':<14}{'kills':>6}{'p50 s':>9}{'p99 s':>9}{'max s':>9}")
     for v, s in r["recovery_s"].items():
         print(f"{v:<14}{s['n']:>6}{s['p50']:>9.3f}{s['p99']:>9.3f}{s['max']:>9.3f}")
+    print("slowest recoveries (s, service, kill time, the traffic that came back last):",
+          "; ".join(f"{t} {v} @{at} {last}" for t, v, at, last in r["slowest"][:8]))
     for line in r["unrecovered"]:
         print(f"unrecovered: {line}")
     for line in r["failures"]:
