@@ -15,12 +15,12 @@ from tests.system.conftest import ROOT, reply_times, start_on_mkstack
 APPS = os.path.join(ROOT, "tests", "system", "apps")
 XFER = os.path.join(APPS, "tcp_xfer.py")
 VICTIMS = ("driver", "netdev", "ip", "udp", "tcp", "socket_server")
-KILLS_EACH = 4
-BULK = 200_000_000
+KILLS_EACH = 3
+BULK = 100_000_000
 
 
 def transfers(stack, direction: str, stop: threading.Event, results: list) -> None:
-    """200 MB transfers one after the other, from a program on mkstack, until ``stop``."""
+    """BULK-byte transfers one after the other, from a program on mkstack, until ``stop``."""
     while not stop.is_set():
         p = subprocess.run([sys.executable, os.path.join(ROOT, "launcher.py"), "--instance", stack.instance,
                             "-c", stack.config, "run", "--", "python", XFER, direction, stack.peer_addr, "5001",
