@@ -415,11 +415,11 @@ class StreamSockets:
             abort = bool(sock.rbuf) or sock.linger == 0 or sock.st == "connecting"
             if sock.sndkeep and not abort and len(self.lingering) < LINGERING_MAX:
                 self.lingering[sock.conn] = sock     # its unacknowledged data, until tcp is done with it
-        if self.lingering.get(sock.conn) is not sock:
-            self.uncharge_sent(sock, sock.sent_charged)   # kept (and charged to its user) only while lingering
             self.tcp_msg(encode(TCP_CLOSE, sock.conn, CLOSE_ABORT if abort else CLOSE_FORGET, sock.snd_sent))
         else:
             self.tcp_msg(encode(TCP_CLOSE, sock.conn, CLOSE_FORGET, sock.snd_sent))
+        if self.lingering.get(sock.conn) is not sock:
+            self.uncharge_sent(sock, sock.sent_charged)   # kept (and charged to its user) only while lingering
         for call in list(sock.writers) + ([sock.connect_call] if sock.connect_call else []):
             self.fail(call, errno.EBADF, "Bad file descriptor")
         sock.writers.clear()

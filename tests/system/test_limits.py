@@ -411,3 +411,25 @@ def test_absent_neighbours_are_bounded_by_table_and_queue_limits(limited):
     assert len(neigh) <= 8 and sum(e["queued"] for e in neigh) <= 16, neigh
     assert ip["ArpForcedGcRuns"] > 0 and ip["ArpUnresQueueDrops"] > 0, ip
     assert " 0% packet loss" in ping.stdout, ping.stdout
+
+
+CLOSES = """
+import socket
+for listen in (True, False):         # a listener, and a socket only bound, each closed and its port taken again
+    for _ in range(2):
+        s = socket.socket()
+        s.bind(("0.0.0.0", 7600))
+        if listen:
+            s.listen(1)
+        s.close()
+socket.socket().close()              # never bound
+print("closed", flush=True)
+"""
+
+
+def test_closing_stream_sockets_that_never_connected_is_clean(stack):
+    """close() of a listener, a bound and an unbound TCP socket frees the port and
+    raises nothing inside the socket server (no fault counted)."""
+    assert stack.launcher("run", "--", "python", "-c", CLOSES).stdout.strip() == "closed"
+    stats = stack.stats()["socket_server"]
+    assert stats.get("err_call", 0) == 0 and stats["users"]["sockets"] == {}
