@@ -4,6 +4,10 @@
 ``up`` prepares the host side (peer namespace, persistent TAP), starts the
 supervisor (services/supervisor.py) as a daemon and waits until every service
 answers; the other commands talk to the supervisor and the services.
+
+Why one file: it is the CLI only, one short function per command (17 of them) and
+their parser; the supervisor is services/supervisor.py, the demo's programs are in
+shared/demo/.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
+DEMO = os.path.join(ROOT, "shared", "demo")      # the programs the demo runs
 sys.path.insert(0, ROOT)
 
 import msgpack  # noqa: E402
@@ -35,12 +40,16 @@ DEFAULT_CONFIG = os.path.join(ROOT, "configs", "default.toml")
 
 
 # -- CLI ----------------------------------------------------------------------
+def _rundir(cfg: Config, instance: str) -> str:
+    return endpoints.run_dir(cfg.run_dir, instance)
+
+
 def _sup(cfg: Config, instance: str) -> str:
-    return endpoints.control(endpoints.run_dir(cfg.run_dir, instance), "launcher")
+    return endpoints.control(_rundir(cfg, instance), "launcher")
 
 
 def _status(cfg: Config, instance: str, timeout: float = 2.0) -> dict | None:
-    if not os.path.exists(endpoints.run_dir(cfg.run_dir, instance)):
+    if not os.path.exists(_rundir(cfg, instance)):
         return None
     try:
         return call(_sup(cfg, instance), SUP_STATUS, timeout=timeout)  # type: ignore[return-value]
@@ -72,7 +81,7 @@ def cmd_up(cfg: Config, instance: str, args: argparse.Namespace) -> int:
     # a previous run that died uncleanly: clear it before starting over
     host.kill_instance(instance)
     host.remove_instance_files(cfg, instance)
-    rundir = endpoints.run_dir(cfg.run_dir, instance)
+    rundir = _rundir(cfg, instance)
     os.makedirs(cfg.run_dir, mode=0o755, exist_ok=True)
     os.makedirs(rundir, mode=0o700)
     os.chmod(rundir, 0o700)
@@ -95,7 +104,7 @@ def cmd_up(cfg: Config, instance: str, args: argparse.Namespace) -> int:
 
 
 def cmd_down(cfg: Config, instance: str, args: argparse.Namespace) -> int:
-    rundir = endpoints.run_dir(cfg.run_dir, instance)
+    rundir = _rundir(cfg, instance)
     if os.path.isdir(rundir):        # no watchdog starts a supervisor while we take it all down
         open(os.path.join(rundir, SHUTDOWN_MARK), "w").close()
     if _status(cfg, instance, timeout=1.0) is not None:
@@ -222,7 +231,7 @@ def _recovered(cfg: Config, instance: str, victim: str, pid: int, out: dict[str,
         svc = next(x for x in st["services"] if x["name"] == victim)  # type: ignore[index]
         if svc["pid"] in (None, pid):
             return                       # not back yet: counted as a kill without a figure
-        ctl = endpoints.control(endpoints.run_dir(cfg.run_dir, instance), victim)
+        ctl = endpoints.control(_rundir(cfg, instance), victim)
         phases = call(ctl, CTL_STATS, timeout=1.0)["start_phases"]  # type: ignore[index]
     except (OSError, KeyError, StopIteration, TypeError):
         return
@@ -240,7 +249,7 @@ def cmd_restart(cfg: Config, instance: str, args: argparse.Namespace) -> int:
 
 
 def cmd_logs(cfg: Config, instance: str, args: argparse.Namespace) -> int:
-    rundir = endpoints.run_dir(cfg.run_dir, instance)
+    rundir = _rundir(cfg, instance)
     name = args.name
     path = os.path.join(rundir, "launcher.log" if name == "launcher" else f"logs/{name}.log")
     try:
@@ -275,7 +284,7 @@ def cmd_run(cfg: Config, instance: str, args: argparse.Namespace) -> int:
         return 2
     if os.geteuid() == 0:
         _require(cfg, instance)
-    elif not os.path.exists(endpoints.hello(endpoints.run_dir(cfg.run_dir, instance))):
+    elif not os.path.exists(endpoints.hello(_rundir(cfg, instance))):
         # the control plane is root's; any user can see whether the public endpoints are there
         print(f"mkstack instance {instance!r} is not running", file=sys.stderr)
         return 1
@@ -286,7 +295,7 @@ def cmd_run(cfg: Config, instance: str, args: argparse.Namespace) -> int:
     packages = os.path.dirname(os.path.dirname(zmq.__file__))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (site, ROOT, packages, env.get("PYTHONPATH")) if p)
     env["PATH"] = os.pathsep.join((os.path.dirname(sys.executable), env.get("PATH", "/usr/bin:/bin")))
-    env["MKSTACK_ENDPOINT"] = endpoints.syscalls(endpoints.run_dir(cfg.run_dir, instance))
+    env["MKSTACK_ENDPOINT"] = endpoints.syscalls(_rundir(cfg, instance))
     env["MKSTACK_IFACES"] = ",".join(["1:lo", *(f"{d.ifindex}:{d.name}" for d in cfg.devices)])
     try:
         os.execvpe(cmd[0], cmd, env)
@@ -298,7 +307,7 @@ def cmd_run(cfg: Config, instance: str, args: argparse.Namespace) -> int:
 
 def cmd_netstat(cfg: Config, instance: str, args: argparse.Namespace) -> int:
     _require(cfg, instance)
-    rows = call(endpoints.control(endpoints.run_dir(cfg.run_dir, instance), "socket_server"), CTL_SHOW, "sockets")
+    rows = call(endpoints.control(_rundir(cfg, instance), "socket_server"), CTL_SHOW, "sockets")
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -316,16 +325,17 @@ def cmd_impair(cfg: Config, instance: str, args: argparse.Namespace) -> int:
         if not 0 <= v < 1:
             print(f"launcher.py impair: {name}: {v} must be in [0, 1)", file=sys.stderr)
             return 2
-    r = call(endpoints.control(endpoints.run_dir(cfg.run_dir, instance), "netdev"), CTL_IMPAIR, args.dev,
+    r = call(endpoints.control(_rundir(cfg, instance), "netdev"), CTL_IMPAIR, args.dev,
              float(args.rx_loss), float(args.tx_loss), int(args.seed))
-    print(f"{r['dev']}: dropping {r['rx_loss']:.1%} of received and {r['tx_loss']:.1%} of sent frames")  # type: ignore[index]
+    print(f"{r['dev']}: dropping {r['rx_loss']:.1%} of received and "  # type: ignore[index]
+          f"{r['tx_loss']:.1%} of sent frames")  # type: ignore[index]
     return 0
 
 
 def cmd_route(cfg: Config, instance: str, args: argparse.Namespace) -> int:
     """route [show] | route add DST [via GW] [dev DEV] | route del DST [dev DEV] (as `ip route`)."""
     _require(cfg, instance)
-    rundir = endpoints.run_dir(cfg.run_dir, instance)
+    rundir = _rundir(cfg, instance)
     words = args.words or ["show"]
     if words[0] == "show":
         _print_routes(call(endpoints.control(rundir, "ip"), CTL_SHOW, "routes"))  # type: ignore[arg-type]
@@ -357,7 +367,7 @@ def _print_routes(rows: list[dict]) -> None:
 def cmd_addr(cfg: Config, instance: str, args: argparse.Namespace) -> int:
     """addr [show] | addr add|del ADDR/PLEN dev DEV (as `ip addr`)."""
     _require(cfg, instance)
-    rundir = endpoints.run_dir(cfg.run_dir, instance)
+    rundir = _rundir(cfg, instance)
     words = args.words or ["show"]
     if words[0] != "show":
         if words[0] not in ("add", "del") or len(words) != 4 or words[2] != "dev":
@@ -381,7 +391,7 @@ def cmd_addr(cfg: Config, instance: str, args: argparse.Namespace) -> int:
 def cmd_filter(cfg: Config, instance: str, args: argparse.Namespace) -> int:
     """filter add CHAIN [match ...] -j VERDICT | del CHAIN N | list [--json] | flush."""
     _require(cfg, instance)
-    ctl = endpoints.control(endpoints.run_dir(cfg.run_dir, instance), "ip")
+    ctl = endpoints.control(_rundir(cfg, instance), "ip")
     words = list(args.words)
     as_json = "--json" in words
     if as_json:
@@ -406,7 +416,7 @@ CAPTURE_LEASE = 3.0     # seconds netdev keeps tapping a device unless the captu
 def cmd_capture(cfg: Config, instance: str, args: argparse.Namespace) -> int:
     """Tap a device in netdev: one line per frame, or a pcap file with -w."""
     _require(cfg, instance)
-    rundir = endpoints.run_dir(cfg.run_dir, instance)
+    rundir = _rundir(cfg, instance)
     ctl = endpoints.control(rundir, "netdev")
     sub = zmq.Context.instance().socket(zmq.SUB)
     sub.setsockopt(zmq.LINGER, 0)
@@ -462,7 +472,7 @@ SHOW_FROM = {"devices": "netdev", "neigh": "ip", "routes": "ip", "addrs": "ip", 
 
 def cmd_show(cfg: Config, instance: str, args: argparse.Namespace) -> int:
     _require(cfg, instance)
-    rundir = endpoints.run_dir(cfg.run_dir, instance)
+    rundir = _rundir(cfg, instance)
     svc = SHOW_FROM[args.what]
     rows = call(endpoints.control(rundir, svc), CTL_SHOW, args.what)
     print(json.dumps(rows, indent=2))
@@ -473,7 +483,7 @@ def cmd_stats(cfg: Config, instance: str, args: argparse.Namespace) -> int:
     """The stack's counters: one nstat-style MIB table (non-zero rows; --all for every
     one), per-service detail with --services; --json gives both."""
     st = _require(cfg, instance)
-    rundir = endpoints.run_dir(cfg.run_dir, instance)
+    rundir = _rundir(cfg, instance)
     out = {}
     for s in st["services"]:
         try:
@@ -519,7 +529,8 @@ def cmd_demo(cfg: Config, instance: str, args: argparse.Namespace) -> int:
             ("the kernel's ARP entry for mkstack", ["peer", "--", "ip", "neigh", "show", "dev", dev.name]),
             ("status after the fault", ["status"]),
         ]
-        echo = subprocess.Popen([*ns_args, "run", "--", "python", "-c", DEMO_ECHO], stdout=subprocess.PIPE, text=True)
+        echo = subprocess.Popen([*ns_args, "run", "--", "python", os.path.join(DEMO, "udp_echo_server.py")],
+                                stdout=subprocess.PIPE, text=True)
         web = subprocess.Popen([*ns_args, "run", "--", "python", "-u", "-m", "http.server", "8080", "--directory",
                                 os.path.join(ROOT, "configs")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True)
@@ -529,13 +540,13 @@ def cmd_demo(cfg: Config, instance: str, args: argparse.Namespace) -> int:
               "HTTP %{http_code}, %{size_download} bytes in %{time_total} s\n",
               f"http://{dev.addr.ip}:8080/default.toml"]),
             ("an unmodified UDP echo server runs on mkstack ('launcher.py run'); a Linux client talks to it",
-             ["peer", "--", "python3", "-c", DEMO_CLIENT.format(addr=dev.addr.ip)]),
+             ["peer", "--", "python3", os.path.join(DEMO, "udp_echo_client.py"), str(dev.addr.ip)]),
             ("the stack's sockets", ["netstat"]),
         ]
         for title, step in steps:
             if title:
                 print(f"\n== {title}")
-            shown = " ".join(a if len(a) < 40 else "'<script>'" for a in step)
+            shown = " ".join(os.path.relpath(a, ROOT) if a.startswith(ROOT) else a for a in step)
             print(f"$ launcher.py {shown}", flush=True)
             if step[0] == "kill":
                 time.sleep(0.2)
@@ -555,28 +566,6 @@ def cmd_demo(cfg: Config, instance: str, args: argparse.Namespace) -> int:
     finally:
         print("\n$ launcher.py down", flush=True)
         subprocess.call([*ns_args, "down"])
-
-
-DEMO_ECHO = """
-import socket
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("0.0.0.0", 9999))
-print("echo server bound to", s.getsockname(), "with", type(s).__module__, flush=True)
-while True:
-    data, addr = s.recvfrom(65535)
-    s.sendto(data, addr)
-"""
-DEMO_CLIENT = """
-import os, socket, time
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.settimeout(2)
-for n in (5, 1472, 8000, 65507):
-    data = os.urandom(n)
-    t = time.monotonic()
-    s.sendto(data, ("{addr}", 9999))
-    echo, peer = s.recvfrom(65535)
-    print(f"{{n:6}} bytes echoed by {{peer}} in {{(time.monotonic() - t) * 1000:.2f}} ms, byte-exact: {{echo == data}}")
-"""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -154,6 +154,12 @@ class Service:
         self._errors_logged = 0
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
+        # a signal wakes the poll at once (pyzmq resumes an interrupted poll for its whole
+        # timeout, so a stop would otherwise wait for the next timer, up to a second)
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        self._poll_items.append((wake_r, POLLIN))
+        self._handlers[wake_r] = lambda: _drain(wake_r)
 
     # -- plumbing -----------------------------------------------------------
     def _bind(self, kind: int, ep: str) -> zmq.Socket:
@@ -521,6 +527,13 @@ class Service:
     def close(self) -> None:
         for s in [*(what for what, _ in self._poll_items if isinstance(what, zmq.Socket)), *self._out.values()]:
             s.close(0)
+
+
+def _drain(fd: int) -> None:
+    try:
+        os.read(fd, 512)
+    except BlockingIOError:
+        pass
 
 
 PROFILE_ENV = "MKSTACK_PROFILE"   # a directory: each service writes <name>.pstats there when it stops

@@ -11,6 +11,11 @@ lookup, the transport's checksum finished (CHECKSUM_PARTIAL), fragmentation
 to the device MTU, neighbour resolution (packets wait in the neighbour's queue
 while ARP resolves), Ethernet header pushed in place, one batch per device per
 loop turn to netdev.
+
+Why one file: it is the loop around the engines that already stand apart (header
+codecs in shared/wire, FIB, neighbour table, reassembly and netfilter in shared/proto,
+routes and devices in services/routes.py, the hooks in ip_filter.py); what is left is
+ip_rcv/ip_output's order of steps, which reads best in one place, as in Linux's ip_input.c.
 """
 
 from __future__ import annotations
@@ -20,15 +25,14 @@ import ipaddress
 import os
 import struct
 import time
-from dataclasses import dataclass
 
 import msgpack
 import zmq
 
 from services.base import Service, main
 from services.ip_filter import NetfilterHooks
-from services.routes import (LOOPBACK_ADDR, LOOPBACK_IFINDEX, LOOPBACK_MTU, add_connected, check_addr, drop_connected,
-                             extra_addrs, fib_from_config, save_addrs, save_routes)
+from services.routes import (LOOPBACK_ADDR, LOOPBACK_IFINDEX, LOOPBACK_MTU, Iface, add_connected, check_addr,
+                             drop_connected, extra_addrs, fib_from_config, save_addrs, save_routes)
 from shared.ipc.codec import encode
 from shared.ipc.messages import (ANNOUNCE_ACK, CTL_ADDR, CTL_FILTER, CTL_ROUTE, DEV_QUEUE_XMIT, IP_ICMP_ERROR,
                                  IP_OUTPUT, IP_RAW_OUTPUT, IP_RCV, IP_REGISTER, L4_ERR, L4_RCV, LOWER_UP, NETDEV_UP,
@@ -51,20 +55,6 @@ LIMITED_BROADCAST = b"\xff\xff\xff\xff"
 ICMP_QUOTE_MAX = 576 - IPV4_HLEN - ICMP_HLEN   # RFC 1812 4.3.2.3: fill up to 576 bytes
 ICMP_EXC_FRAGTIME = 1
 PROTOCOLS_FILE = "ip.protocols"   # in the run directory: registrations outlive an ip restart
-
-
-@dataclass(frozen=True, slots=True)
-class Iface:
-    ifindex: int
-    name: str
-    mac: bytes
-    addr: bytes
-    net: ipaddress.IPv4Network
-    mtu: int
-
-    @property
-    def broadcast(self) -> bytes:
-        return self.net.broadcast_address.packed
 
 
 class TokenBucket:

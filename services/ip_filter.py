@@ -13,11 +13,11 @@ import os
 import struct
 from typing import TYPE_CHECKING
 
+from services.routes import Iface
 from shared.proto.netfilter import Packet, RuleError, Table, parse_rule
 from shared.wire.icmp import ICMP_DEST_UNREACH, ICMP_PORT_UNREACH, IcmpHeader
 
 if TYPE_CHECKING:
-    from services.ip import Iface
     from shared.skb import Skb
 
 FILTER_FILE = "ip.filter"
@@ -46,7 +46,7 @@ class NetfilterHooks:
             json.dump(self.nf.texts(), f)
         os.replace(path + ".tmp", path)
 
-    def nf_hook(self, chain: str, skb: "Skb", in_dev: "Iface | None", out_dev: "Iface | None") -> bool:
+    def nf_hook(self, chain: str, skb: "Skb", in_dev: Iface | None, out_dev: Iface | None) -> bool:
         """Run ``chain`` on the datagram at skb.data; False if it was dropped or
         rejected (the skb is then freed here)."""
         if not self.nf.chains[chain]:        # no rules (the usual case): not even a call to ask

@@ -12,6 +12,7 @@ import errno
 import ipaddress
 import json
 import os
+from dataclasses import dataclass
 
 from shared.config import Config, Device
 from shared.proto.fib import Fib, FibRoute
@@ -23,6 +24,21 @@ LOOPBACK_MTU = 65536
 
 ROUTES_FILE = "routes.json"   # in the run directory: the routes as changed at run time
 ADDRS_FILE = "addrs.json"     # and the addresses added at run time
+
+
+@dataclass(frozen=True, slots=True)
+class Iface:
+    """A device as ip routes over it: its index, name, MAC, address and network, MTU."""
+    ifindex: int
+    name: str
+    mac: bytes
+    addr: bytes
+    net: ipaddress.IPv4Network
+    mtu: int
+
+    @property
+    def broadcast(self) -> bytes:
+        return self.net.broadcast_address.packed
 
 
 def extra_addrs(cfg: Config, rundir: str | None) -> list[tuple[ipaddress.IPv4Interface, str]]:

@@ -6,6 +6,11 @@ the engines emit is built into skbs (the checksum left to ip, CSUM_PARTIAL)
 and handed to ip in one batch per loop turn. Segments for no connection are
 answered with RST as RFC 9293 says. Stream data goes to and comes from the
 socket server as bytes in bulk, with send-buffer and window credits.
+
+Why one file: the engine (shared/proto/tcp/tcb.py), the connection types
+(tcp_conn.py) and the restart store (tcp_store.py) stand apart; what is left is
+tcp_v4_rcv's demux, the output batch, the timer heap and the socket layer's
+requests, which all work on the same connection tables within one loop turn.
 """
 
 from __future__ import annotations
@@ -16,13 +21,13 @@ import heapq
 import itertools
 import os
 import time
-from dataclasses import dataclass, field
 
 import zmq
 
 from services.base import Service, main
 from services.routes import fib_from_config, local_addrs
-from services.tcp_state import TcpState
+from services.tcp_conn import Conn, Listener
+from services.tcp_store import TcpStore
 from shared.ipc.codec import encode
 from shared.ipc.messages import (BIND_REUSEADDR, BIND_REUSEPORT, CLOSE_ABORT, CLOSE_SHUT_WR, IP_OUTPUT,
                                  IP_REGISTER, L4_ERR, L4_RCV, LOWER_UP, PMTUDISC_DO, RMEM_MAX, TCP_ACCEPTED,
@@ -50,46 +55,6 @@ DEFAULT_MTU, LOOPBACK_MTU = 1500, 65536
 # a connection's event counts (Tcb.stats) -> the stack's counters (TcpExt* as in /proc/net/netstat)
 STAT_MIBS = (("fin_wait2_timeouts", "TcpExtFinWait2Timeouts"), ("ooo_dropped", "TcpExtTCPOFODrop"),
              ("challenge_acks", "TcpExtTCPChallengeACK"), ("acks_skipped", "TcpExtTCPACKSkipped"))
-
-
-@dataclass(eq=False)
-class Conn:
-    id: int
-    tcb: Tcb
-    laddr: int
-    lport: int
-    raddr: int
-    rport: int
-    listener: int | None = None       # the listening socket, until announced to the socket layer
-    origin: int | None = None         # the listening socket it came from (kept)
-    orphan: bool = False               # the application closed it; tcp finishes alone
-    announced: bool = False
-    eof_sent: bool = False
-    snd_total: int = 0                 # stream bytes taken from the socket layer, ever
-    consumed: int = 0                  # stream bytes the application has read (TCP_RCVD)
-    resend_asked: int = -1             # the offset a gap in TCP_SEND made us ask for again
-    fin_at: int | None = None          # a close waiting for the stream up to here (resent after a restart)
-    timer: float | None = None         # when its one live entry in the timer heap is due
-
-    @property
-    def acked(self) -> int:
-        """Stream offset the peer has acknowledged up to (the send queue starts there)."""
-        return self.snd_total - len(self.tcb.sndq)
-
-    @property
-    def key(self) -> tuple[int, int, int, int]:
-        return self.laddr, self.lport, self.raddr, self.rport
-
-
-@dataclass(eq=False)
-class Listener:
-    sock: int
-    laddr: int
-    lport: int
-    backlog: int
-    rcvbuf: int
-    pending: int = 0                  # handshakes done, not yet accepted
-    embryonic: set = field(default_factory=set)
 
 
 class Tcp(Service):
@@ -120,7 +85,7 @@ class Tcp(Service):
         self.peer("ip")
         self.announce("ip", IP_REGISTER).set(self.name, [IPPROTO_TCP], [])   # inet_add_protocol
         self.peer("socket_server")
-        self.state = TcpState(self.instance, *self.cfg.stream_bufs_max(2 * RMEM_MAX))
+        self.state = TcpStore(self.instance, *self.cfg.stream_bufs_max(2 * RMEM_MAX))
         self.restore()
         self.resync_at: float | None = self.now      # tell the socket layer what we hold (after a restart)
 

@@ -72,7 +72,7 @@ class SocketLimits:
     clients_per_user: int = 512        # client ids the processes of one uid may hold (root: max_clients)
     waiting_calls: int = 1024          # calls of one client suspended at once (blocked threads)
     dgram_mem: int = 8 << 20           # slot bytes of all datagram queues together (net.ipv4.udp_mem)
-    # what the programs of one uid may hold together (root aside): services/user_ledger.py
+    # what the programs of one uid may hold together (root aside): services/socket/ledger.py
     sockets_per_user: int = 8192
     waiting_calls_per_user: int = 4096
     mem_per_user: int = 64 << 20       # bytes: datagrams queued to its sockets, stream bytes sent not yet acked

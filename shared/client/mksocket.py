@@ -14,6 +14,11 @@ each client on the event channel; a call still waiting for its reply is sent
 again with the same request id, and the server answers it exactly once.
 
 What mkstack does not do yet is refused with a clear OSError, never faked.
+
+Why one file: it replaces the stdlib module, whose surface is one socket class with
+every method the stdlib's has plus the module-level functions (getaddrinfo, socketpair,
+create_connection, fromfd...); the transport under it (threads' channels, the event
+channel, restart handling) is what a split would take out next.
 """
 
 from __future__ import annotations

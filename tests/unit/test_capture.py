@@ -5,7 +5,7 @@ import random
 import struct
 
 from shared.capture import LINKTYPE_ETHERNET, PCAP_MAGIC, PcapWriter, summary
-from tests.unit.wire.test_frames import GOLDEN_ARP, GOLDEN_PING_FRAME
+from tests.unit.wire.golden import GOLDEN_ARP, GOLDEN_PING_FRAME
 
 
 def test_pcap_file_header_and_records():

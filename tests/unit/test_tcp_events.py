@@ -46,7 +46,7 @@ def test_icmp_errors_count_only_if_they_quote_a_segment_in_flight():
     import errno
     import struct
 
-    from services.tcp import Conn
+    from services.tcp_conn import Conn
     from shared.proto.tcp.tcb import State, Tcb, TcpConfig
     from shared.wire.icmp import ICMP_DEST_UNREACH, ICMP_PORT_UNREACH
 

@@ -15,6 +15,10 @@ Karn), fast retransmit and NewReno recovery (RFC 5681, 6582), pluggable
 congestion control, Nagle, delayed ACK, zero-window probes, keepalive,
 TIME_WAIT, and urgent data (RFC 6093: BSD pointer semantics; ``urgent`` lists
 the stream offsets of urgent bytes the peer announced, for the socket layer).
+
+Why one file: it is one state machine, and RFC 9293's segment-arrival steps (3.10.7)
+must be read in their order; the parts that stand alone already do (sequence
+arithmetic, options, congestion control, SACK scoreboard, TCP_INFO, persistence).
 """
 
 from __future__ import annotations

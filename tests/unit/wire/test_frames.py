@@ -10,15 +10,8 @@ from shared.wire.ethernet import ETH_P_ARP, EthHeader, emit_eth, mac_aton, mac_n
 from shared.wire.icmp import ICMP_ECHO, ICMP_ECHOREPLY, IcmpHeader, emit_icmp, parse_icmp
 from shared.wire.ipv4 import IPPROTO_ICMP, Ipv4Header, emit_ipv4, ip_aton, ip_ntoa, parse_ipv4
 
-# Captured on tap0 with tcpdump: the Linux kernel (10.66.0.1) ARPs for mkstack
-# (10.66.0.2) and pings it with `ping -c 1 -s 8 -p 0001020304050607`.
-GOLDEN_ARP = bytes.fromhex(
-    "ffffffffffff" "e2a95b91d81d" "0806"
-    "0001" "0800" "06" "04" "0001" "e2a95b91d81d" "0a420001" "000000000000" "0a420002")
-GOLDEN_PING_FRAME = bytes.fromhex(
-    "026d6b000002" "e2a95b91d81d" "0800"
-    "45000024" "27544000" "4001" "fefe" "0a420001" "0a420002"
-    "0800" "ddc1" "0e2d0001" "0001020304050607")
+from tests.unit.wire.golden import GOLDEN_ARP, GOLDEN_PING_FRAME
+
 GOLDEN_PING = GOLDEN_PING_FRAME[14:]
 # mkstack's echo reply to it, which the kernel accepted.
 GOLDEN_REPLY = bytes.fromhex(

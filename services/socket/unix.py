@@ -20,29 +20,23 @@ import errno
 import os
 import socket as ksock
 import stat
-from typing import TYPE_CHECKING
 
-from services.credentials import acting_as, creds_of
+from services.socket.credentials import acting_as, creds_of
+from services.socket.types import Client, Pending, Sock, err
 from shared.ipc.messages import (SYS_ACCEPT, SYS_BIND, SYS_CLOSE, SYS_CONNECT, SYS_GETPEERNAME,
                                  SYS_GETSOCKNAME, SYS_LISTEN, SYS_RECVFROM, SYS_SENDTO, SYS_SHUTDOWN)
 from shared.skb import NoBuffers
 
-if TYPE_CHECKING:
-    from services.socket_server import Client, Pending, Sock
 
 UNIX_PATH_MAX = 108
 MAX_UNIX_DGRAM = 65000          # what one skb holds here (Linux: up to SO_SNDBUF)
 MAX_PASSED = 253                # SCM_MAX_FD
-UNIX_CALLS = (SYS_BIND, SYS_CONNECT, SYS_LISTEN, SYS_ACCEPT, SYS_SENDTO, SYS_RECVFROM, SYS_GETSOCKNAME,
-              SYS_GETPEERNAME, SYS_SHUTDOWN, SYS_CLOSE)
-
-
-def _err(code: int) -> OSError:
-    return OSError(code, os.strerror(code))
+UNIX_CALLS = frozenset((SYS_BIND, SYS_CONNECT, SYS_LISTEN, SYS_ACCEPT, SYS_SENDTO, SYS_RECVFROM, SYS_GETSOCKNAME,
+              SYS_GETPEERNAME, SYS_SHUTDOWN, SYS_CLOSE))
 
 
 class UnixSockets:
-    """Mixed into SocketServer; uses its answer/fail/notify/park and stream machinery."""
+    """Mixed into SocketCore; uses its answer/fail/notify/park and stream machinery."""
 
     @staticmethod
     def unix_socket_check(stype: int, proto: int) -> None:
@@ -50,16 +44,16 @@ class UnixSockets:
             raise OSError(errno.ESOCKTNOSUPPORT, "Socket type not supported (mkstack has AF_UNIX stream and "
                           "datagram sockets)")
         if proto not in (0, ksock.AF_UNIX):
-            raise _err(errno.EPROTONOSUPPORT)
+            raise err(errno.EPROTONOSUPPORT)
 
     # -- names -------------------------------------------------------------------------
-    def _path(self, client: "Client", name: str | bytes) -> str:
+    def _path(self, client: Client, name: str | bytes) -> str:
         path = os.fsdecode(name)
         if not path or len(os.fsencode(path)) >= UNIX_PATH_MAX or "\0" in path:
-            raise _err(errno.EINVAL)
+            raise err(errno.EINVAL)
         return path if os.path.isabs(path) else os.path.join(f"/proc/{client.pid}/cwd", path)
 
-    def _key(self, client: "Client", name: str | bytes) -> tuple:
+    def _key(self, client: Client, name: str | bytes) -> tuple:
         """The name table key of an existing name; OSError as connect(2) reports it."""
         if isinstance(name, bytes) and name[:1] == b"\0":
             return ("abstract", name)
@@ -69,32 +63,32 @@ class UnixSockets:
                 st = os.stat(path)
                 writable = os.access(path, os.W_OK, effective_ids=True)
         except FileNotFoundError:
-            raise _err(errno.ENOENT) from None
+            raise err(errno.ENOENT) from None
         except PermissionError:
-            raise _err(errno.EACCES) from None
+            raise err(errno.EACCES) from None
         except NotADirectoryError:
-            raise _err(errno.ENOTDIR) from None
+            raise err(errno.ENOTDIR) from None
         if not stat.S_ISSOCK(st.st_mode):
-            raise _err(errno.ECONNREFUSED)
+            raise err(errno.ECONNREFUSED)
         if not writable:
-            raise _err(errno.EACCES)          # unix_find_bsd: connecting needs write permission on the inode
+            raise err(errno.EACCES)          # unix_find_bsd: connecting needs write permission on the inode
         return ("path", st.st_dev, st.st_ino)
 
-    def _lookup(self, client: "Client", name: str | bytes) -> "Sock":
+    def _lookup(self, client: Client, name: str | bytes) -> Sock:
         target = self.unix_names.get(self._key(client, name))
         if target is None:
-            raise _err(errno.ECONNREFUSED)
+            raise err(errno.ECONNREFUSED)
         return target
 
-    def unix_bind(self, sock: "Sock", name: str | bytes) -> None:
+    def unix_bind(self, sock: Sock, name: str | bytes) -> None:
         if sock.uname is not None:
-            raise _err(errno.EINVAL)
+            raise err(errno.EINVAL)
         if isinstance(name, bytes) and name[:1] == b"\0":
             if len(name) > UNIX_PATH_MAX - 1:
-                raise _err(errno.EINVAL)
+                raise err(errno.EINVAL)
             key: tuple = ("abstract", name)
             if key in self.unix_names:
-                raise _err(errno.EADDRINUSE)
+                raise err(errno.EADDRINUSE)
         else:
             path = self._path(sock.client, name)
             try:
@@ -103,16 +97,16 @@ class UnixSockets:
                     os.mknod(path, stat.S_IFSOCK | 0o777)
                     st = os.stat(path)
             except FileExistsError:
-                raise _err(errno.EADDRINUSE) from None
+                raise err(errno.EADDRINUSE) from None
             except OSError as exc:
-                raise _err(exc.errno or errno.EINVAL) from None
+                raise err(exc.errno or errno.EINVAL) from None
             key = ("path", st.st_dev, st.st_ino)
             name = os.fsdecode(name)
         self.unix_names[key] = sock
         sock.uname, sock.ukey, sock.bound = name, key, True
 
     # -- calls -------------------------------------------------------------------------
-    def unix_call(self, sock: "Sock", call: "Pending") -> None:
+    def unix_call(self, sock: Sock, call: Pending) -> None:
         code, f = call.code, call.fields
         if code == SYS_BIND:
             self.unix_bind(sock, f[2])
@@ -122,20 +116,20 @@ class UnixSockets:
             self.answer(call, 0, sock)
         elif code == SYS_LISTEN:
             if not sock.stream:
-                raise _err(errno.EOPNOTSUPP)
+                raise err(errno.EOPNOTSUPP)
             if sock.uname is None or sock.st not in ("new", "listening"):
-                raise _err(errno.EINVAL)
+                raise err(errno.EINVAL)
             sock.st, sock.backlog = "listening", max(1, min(f[2], 4096))
             self.answer(call, 0, sock)
         elif code == SYS_ACCEPT:
             if not sock.stream:
-                raise _err(errno.EOPNOTSUPP)
+                raise err(errno.EOPNOTSUPP)
             self.stream_accept(sock, call)
         elif code == SYS_SENDTO:
             if call.fields[3] & ksock.MSG_OOB:
-                raise _err(errno.EOPNOTSUPP)
+                raise err(errno.EOPNOTSUPP)
             if sock.stream and sock.peer is None and sock.st == "new":
-                raise _err(errno.ENOTCONN)
+                raise err(errno.ENOTCONN)
             if sock.stream:
                 self.stream_send(sock, call)
             else:
@@ -149,7 +143,7 @@ class UnixSockets:
             self.answer(call, [sock.uname or "", 0], sock)
         elif code == SYS_GETPEERNAME:
             if sock.peer is None or (sock.stream and sock.st != "connected"):
-                raise _err(errno.ENOTCONN)
+                raise err(errno.ENOTCONN)
             self.answer(call, self.peer_name(sock), sock)
         elif code == SYS_SHUTDOWN:
             self.unix_shutdown(sock, f[2])
@@ -158,28 +152,27 @@ class UnixSockets:
             self.close_sock(sock)
             self.answer(call, 0)
 
-    def unix_connect(self, sock: "Sock", name: str | bytes) -> None:
+    def unix_connect(self, sock: Sock, name: str | bytes) -> None:
         if not sock.stream:
             if name in ("", b""):                 # AF_UNSPEC: dissolve the association
                 sock.peer = None
                 return
             target = self._lookup(sock.client, name)
             if target.type != sock.type:
-                raise _err(errno.EPROTOTYPE)
+                raise err(errno.EPROTOTYPE)
             sock.peer = target
             return
         if sock.st == "connected":
-            raise _err(errno.EISCONN)
+            raise err(errno.EISCONN)
         if sock.st != "new":
-            raise _err(errno.EINVAL)
+            raise err(errno.EINVAL)
         target = self._lookup(sock.client, name)
         if target.type != sock.type:
-            raise _err(errno.EPROTOTYPE)
+            raise err(errno.EPROTOTYPE)
         if target.st != "listening":
-            raise _err(errno.ECONNREFUSED)
+            raise err(errno.ECONNREFUSED)
         if len(target.acceptq) >= target.backlog:
-            raise _err(errno.EAGAIN)              # unix_stream_connect: the listener's queue is full
-        from services.socket_server import Sock   # the dataclass lives with the server
+            raise err(errno.EAGAIN)              # unix_stream_connect: the listener's queue is full
         new = Sock(self.new_sock_id(target.uid), target.client, -1, sock.family, sock.type, sock.proto,
                    target.rcvbuf, target.sndbuf)
         new.st, new.bound, new.uname, new.peer, new.origin = "connected", True, target.uname, sock, target.id
@@ -189,9 +182,9 @@ class UnixSockets:
         target.acceptq.append(new)
         self.wake_stream(target)
 
-    def unix_socketpair(self, client: "Client", family: int, stype: int, proto: int) -> list:
+    def unix_socketpair(self, client: Client, family: int, stype: int, proto: int) -> list:
         if family != ksock.AF_UNIX:
-            raise _err(errno.EOPNOTSUPP)
+            raise err(errno.EOPNOTSUPP)
         stype &= 0xF
         self.unix_socket_check(stype, proto)
         a = self.new_sock(client, family, stype, 0)
@@ -205,11 +198,11 @@ class UnixSockets:
             a.st = b.st = "connected"
         return [[s.fd, s.id, *s.readiness()] for s in (a, b)]
 
-    def unix_shutdown(self, sock: "Sock", how: int) -> None:
+    def unix_shutdown(self, sock: Sock, how: int) -> None:
         if how not in (ksock.SHUT_RD, ksock.SHUT_WR, ksock.SHUT_RDWR):
-            raise _err(errno.EINVAL)
+            raise err(errno.EINVAL)
         if sock.peer is None or (sock.stream and sock.st != "connected"):
-            raise _err(errno.ENOTCONN)
+            raise err(errno.ENOTCONN)
         if how in (ksock.SHUT_RD, ksock.SHUT_RDWR):
             sock.shut_rd = True
         if how in (ksock.SHUT_WR, ksock.SHUT_RDWR):
@@ -221,7 +214,7 @@ class UnixSockets:
         self.notify(sock)
 
     # -- data --------------------------------------------------------------------------
-    def unix_try_send(self, sock: "Sock", call: "Pending") -> bool:
+    def unix_try_send(self, sock: Sock, call: Pending) -> bool:
         """Stream send: straight into the peer's receive buffer, within SO_SNDBUF."""
         peer = sock.peer
         if peer is None or peer.shut_rd or peer.st == "closed":
@@ -244,55 +237,55 @@ class UnixSockets:
         self.wake_stream(peer)
         return True
 
-    def unix_consumed(self, sock: "Sock") -> None:
+    def unix_consumed(self, sock: Sock) -> None:
         """The reader made room: the writer may go on."""
         peer = sock.peer
         if peer is not None and peer.peer is sock:
             peer.snd_pending = len(sock.rbuf)
             self.wake_stream(peer)
 
-    def unix_dgram_send(self, sock: "Sock", call: "Pending") -> None:
+    def unix_dgram_send(self, sock: Sock, call: Pending) -> None:
         _, _, data, flags, addr, _port, timeout = call.fields
         if flags & ksock.MSG_OOB:
-            raise _err(errno.EOPNOTSUPP)
+            raise err(errno.EOPNOTSUPP)
         if sock.shut_wr:
-            raise _err(errno.EPIPE)
+            raise err(errno.EPIPE)
         target = self._lookup(sock.client, addr) if addr not in (None, "", b"") else sock.peer
         if target is None:
-            raise _err(errno.ENOTCONN)
+            raise err(errno.ENOTCONN)
         if target.id not in self.socks:
-            raise _err(errno.ECONNREFUSED)
+            raise err(errno.ECONNREFUSED)
         if target.type != sock.type:
-            raise _err(errno.EPROTOTYPE)
+            raise err(errno.EPROTOTYPE)
         if target.peer is not None and target.peer is not sock:
-            raise _err(errno.EPERM)               # unix_may_send: it is connected to another
+            raise err(errno.EPERM)               # unix_may_send: it is connected to another
         if len(data) > MAX_UNIX_DGRAM:
-            raise _err(errno.EMSGSIZE)
+            raise err(errno.EMSGSIZE)
         if self._queue_full(target, len(data)):
             if timeout is not None and timeout <= 0 or flags & ksock.MSG_DONTWAIT:
-                raise _err(errno.EAGAIN)
+                raise err(errno.EAGAIN)
             call.sender = sock
             self.park(target, target.writers, call, timeout)   # until the receiver reads
             return
         self.unix_deliver(sock, target, call)
 
     @staticmethod
-    def _queue_full(target: "Sock", n: int) -> bool:
+    def _queue_full(target: Sock, n: int) -> bool:
         """No room for an n-byte datagram (an empty queue takes one whatever its size)."""
         return bool(target.rcvq) and target.rcvq_mem + n + 64 > target.rcvbuf
 
-    def unix_deliver(self, sock: "Sock", target: "Sock", call: "Pending") -> None:
+    def unix_deliver(self, sock: Sock, target: Sock, call: Pending) -> None:
         data = call.fields[2]
         try:
             skb = self.pool.alloc(len(data))
         except NoBuffers:
-            raise _err(errno.ENOBUFS) from None
+            raise err(errno.ENOBUFS) from None
         skb.put(len(data))[:] = data
         passed = self.take_passed(call) if call.fds else None
         self.queue_datagram(target, skb, sock.uname, 0, passed)
         self.answer(call, len(data), sock)
 
-    def dgram_room(self, sock: "Sock") -> None:
+    def dgram_room(self, sock: Sock) -> None:
         """A datagram was read: senders waiting for room in ``sock``'s queue retry."""
         while sock.family == ksock.AF_UNIX and sock.writers:
             call = sock.writers[0]
@@ -312,7 +305,7 @@ class UnixSockets:
                 self.fail(call, exc.errno or errno.EIO, exc.strerror or str(exc), sender)
 
     # -- passing sockets (SCM_RIGHTS) ---------------------------------------------------
-    def take_passed(self, call: "Pending") -> list:
+    def take_passed(self, call: Pending) -> list:
         """The sockets a sendmsg passes: each holds a reference while in flight."""
         socks = list(call.fds or [])[:MAX_PASSED]
         for s in socks:
@@ -320,7 +313,7 @@ class UnixSockets:
         call.fds = None
         return socks
 
-    def deliver_passed(self, client: "Client | None", passed: list | None) -> list:
+    def deliver_passed(self, client: Client | None, passed: list | None) -> list:
         """Passed sockets reach ``client`` as new descriptors, or (no client: the
         reader took no descriptors, or the message was dropped) are released."""
         out = []
@@ -406,7 +399,7 @@ class UnixSockets:
                 self.close_sock(sock)
 
     # -- closing -----------------------------------------------------------------------
-    def unix_close(self, sock: "Sock") -> None:
+    def unix_close(self, sock: Sock) -> None:
         if sock.ukey is not None and self.unix_names.get(sock.ukey) is sock:
             del self.unix_names[sock.ukey]      # a path stays in the filesystem, as on Linux
         while sock.acceptq:                      # connections never accepted are reset

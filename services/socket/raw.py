@@ -12,29 +12,24 @@ own header (IP_RAW_OUTPUT). Opening one needs CAP_NET_RAW, as with the kernel.
 from __future__ import annotations
 
 import errno
-import os
 import socket as ksock
-from typing import TYPE_CHECKING
 
-from services.credentials import CAP_NET_RAW, creds_of
+from services.socket.credentials import CAP_NET_RAW, creds_of
+from services.socket.types import Client, Pending, Sock, aton, err, ntoa
 from shared.ipc.messages import (IP_OUTPUT, IP_RAW_OUTPUT, IP_REGISTER, PMTUDISC_WANT, SYS_BIND, SYS_CLOSE,
                                  SYS_CONNECT, SYS_GETPEERNAME, SYS_GETSOCKNAME, SYS_RECVFROM, SYS_SENDTO,
                                  SYS_SHUTDOWN)
 from shared.skb import NoBuffers, Skb
 from shared.wire.ipv4 import DEFAULT_TTL
 
-if TYPE_CHECKING:
-    from services.socket_server import Client, Pending, Sock
 
 MAX_RAW_PAYLOAD = 0xFFFF
-
-
-def _err(code: int) -> OSError:
-    return OSError(code, os.strerror(code))
+RAW_CALLS = frozenset((SYS_BIND, SYS_CONNECT, SYS_SENDTO, SYS_RECVFROM, SYS_SHUTDOWN, SYS_CLOSE, SYS_GETSOCKNAME,
+                       SYS_GETPEERNAME))
 
 
 class RawSockets:
-    """Mixed into SocketServer; uses its answer/fail/notify/park machinery."""
+    """Mixed into SocketCore; uses its answer/fail/notify/park machinery."""
 
     def raw_init(self) -> None:
         self.raw_protocols = self.announce("ip", IP_REGISTER)
@@ -42,13 +37,13 @@ class RawSockets:
         self.ip_sends: list[tuple[list, Skb]] = []
         self.ip_raw_sends: list[tuple[list, Skb]] = []
 
-    def raw_socket_check(self, client: "Client", proto: int) -> None:
+    def raw_socket_check(self, client: Client, proto: int) -> None:
         if not 0 < proto < 256:
-            raise _err(errno.EPROTONOSUPPORT)
+            raise err(errno.EPROTONOSUPPORT)
         if not creds_of(client.pid, client.start).capable(CAP_NET_RAW):
-            raise _err(errno.EPERM)
+            raise err(errno.EPERM)
 
-    def raw_opened(self, sock: "Sock") -> None:
+    def raw_opened(self, sock: Sock) -> None:
         sock.hdrincl = sock.proto == ksock.IPPROTO_RAW
         self.raw_update()
 
@@ -59,16 +54,16 @@ class RawSockets:
         self.raw_protocols.set(self.name, [], protos)
 
     # -- calls ---------------------------------------------------------------------
-    def raw_call(self, sock: "Sock", call: "Pending") -> None:
+    def raw_call(self, sock: Sock, call: Pending) -> None:
         code, f = call.code, call.fields
         if code == SYS_BIND:
-            addr = self.aton(f[2])
+            addr = aton(f[2])
             if addr and addr not in self.local and addr not in self.bcast:
-                raise _err(errno.EADDRNOTAVAIL)
+                raise err(errno.EADDRNOTAVAIL)
             sock.laddr, sock.bound = addr, True
             self.answer(call, 0, sock)
         elif code == SYS_CONNECT:
-            sock.raddr = self.aton(f[2]) if f[2] else 0
+            sock.raddr = aton(f[2]) if f[2] else 0
             if sock.raddr:
                 self.route_src(sock.raddr)
             self.answer(call, 0, sock)
@@ -77,11 +72,11 @@ class RawSockets:
         elif code == SYS_RECVFROM:
             self.sys_recvfrom(sock, call)
         elif code == SYS_GETSOCKNAME:
-            self.answer(call, [self.ntoa(sock.laddr), sock.proto], sock)
+            self.answer(call, [ntoa(sock.laddr), sock.proto], sock)
         elif code == SYS_GETPEERNAME:
             if not sock.raddr:
-                raise _err(errno.ENOTCONN)
-            self.answer(call, [self.ntoa(sock.raddr), 0], sock)
+                raise err(errno.ENOTCONN)
+            self.answer(call, [ntoa(sock.raddr), 0], sock)
         elif code == SYS_SHUTDOWN:
             self.sys_shutdown(sock, f[2])
             self.answer(call, 0, sock)
@@ -89,31 +84,31 @@ class RawSockets:
             self.close_sock(sock)
             self.answer(call, 0)
 
-    def raw_send(self, sock: "Sock", call: "Pending") -> None:
+    def raw_send(self, sock: Sock, call: Pending) -> None:
         _, _, data, flags, addr, _port, _tmo = call.fields
         if flags & ksock.MSG_OOB:
-            raise _err(errno.EOPNOTSUPP)
+            raise err(errno.EOPNOTSUPP)
         if sock.err:
             raise self.take_error(sock)
         if sock.shut_wr:
-            raise _err(errno.EPIPE)
+            raise err(errno.EPIPE)
         if len(data) > MAX_RAW_PAYLOAD:
-            raise _err(errno.EMSGSIZE)
+            raise err(errno.EMSGSIZE)
         if addr is None:
             if not sock.raddr:
-                raise _err(errno.EDESTADDRREQ)
+                raise err(errno.EDESTADDRREQ)
             daddr = sock.raddr
         else:
-            daddr = self.aton(addr)
+            daddr = aton(addr)
         if daddr in self.bcast and not sock.broadcast:
-            raise _err(errno.EACCES)
+            raise err(errno.EACCES)
         self.route_src(daddr)
         if sock.hdrincl and len(data) < 20:
-            raise _err(errno.EINVAL)
+            raise err(errno.EINVAL)
         try:
             skb = self.pool.alloc(len(data))
         except NoBuffers:
-            raise _err(errno.ENOBUFS) from None
+            raise err(errno.ENOBUFS) from None
         skb.put(len(data))[:] = data
         handle = self.pool.give(skb, self.owner_ids["ip"])
         if sock.hdrincl:
@@ -152,7 +147,7 @@ class RawSockets:
             if not takers:
                 self.pool.free(skb)
 
-    def raw_setsockopt(self, sock: "Sock", name: int, value: int) -> None:
+    def raw_setsockopt(self, sock: Sock, name: int, value: int) -> None:
         if sock.type != ksock.SOCK_RAW or name != ksock.IP_HDRINCL:
-            raise _err(errno.ENOPROTOOPT)
+            raise err(errno.ENOPROTOOPT)
         sock.hdrincl = bool(value) or sock.proto == ksock.IPPROTO_RAW

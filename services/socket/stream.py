@@ -13,36 +13,30 @@ import errno
 import os
 import socket as ksock
 import time
-from typing import TYPE_CHECKING
 
+from services.socket.types import Pending, Sock, aton, check_port, err, ntoa
 from shared.ipc.codec import encode
 from shared.ipc.messages import (CLOSE_ABORT, CLOSE_FORGET, CLOSE_SHUT_WR, SYS_ACCEPT,
                                  SYS_BIND, SYS_CLOSE, SYS_CONNECT, SYS_GETPEERNAME, SYS_LISTEN, SYS_RECVFROM,
                                  SYS_SENDTO, SYS_SHUTDOWN, TCP_ACCEPTED, TCP_BIND, TCP_CLOSE, TCP_CONNECT,
                                  TCP_LISTEN, TCP_RCVD, TCP_SEND, TCP_SEND_URG, TCP_SETOPT, WAITALL_MAX)
 from shared.proto import sockopt
-from shared.proto.tcp.info import STATE_CLOSE, idle_info, snd_mss
 
-if TYPE_CHECKING:
-    from services.socket_server import Pending, Sock
 
 TCP_SEND_MAX = 256 * 1024         # stream bytes per message to tcp
-GONE_CONNS_KEPT = 65536           # closed connections remembered for a restarted tcp
 LINGERING_MAX = 4096              # closed sockets whose unacknowledged data is kept for tcp
 RCVD_DEFER = 0.04                 # seconds a small read's window credit may wait (a delayed ACK's time)
 RCVD_BATCH = 64 * 1024            # a credit this large goes at once
 URG_NONE, URG_NOTYET, URG_VALID, URG_READ = 0, 1, 2, 3   # Sock.urg, as tcp_sock.urg_data
-
-
-def _err(code: int) -> OSError:
-    return OSError(code, os.strerror(code))
+STREAM_CALLS = frozenset((SYS_BIND, SYS_CONNECT, SYS_SENDTO, SYS_RECVFROM, SYS_SHUTDOWN, SYS_CLOSE, SYS_LISTEN,
+                          SYS_ACCEPT, SYS_GETPEERNAME))
 
 
 class StreamSockets:
-    """Mixed into SocketServer; uses its answer/fail/notify/park machinery."""
+    """Mixed into SocketCore; uses its answer/fail/notify/park machinery."""
 
     # -- calls ---------------------------------------------------------------------
-    def stream_call(self, sock: "Sock", call: "Pending") -> None:
+    def stream_call(self, sock: Sock, call: Pending) -> None:
         code, f = call.code, call.fields
         if code == SYS_BIND:
             self.stream_bind(sock, call, f[2], f[3])
@@ -61,20 +55,20 @@ class StreamSockets:
             self.answer(call, 0, sock)
         elif code == SYS_GETPEERNAME:
             if sock.st not in ("connected", "closed") or not sock.raddr:
-                raise _err(errno.ENOTCONN)
-            self.answer(call, [self.ntoa(sock.raddr), sock.rport], sock)
+                raise err(errno.ENOTCONN)
+            self.answer(call, [ntoa(sock.raddr), sock.rport], sock)
         elif code == SYS_CLOSE:
             self.close_sock(sock)
             self.answer(call, 0)
 
-    def tcp_request(self, sock: "Sock", call: "Pending | None", what: str, msg_code: int, *args: object) -> None:
+    def tcp_request(self, sock: Sock, call: Pending | None, what: str, msg_code: int, *args: object) -> None:
         req = self.new_req()
         msg = encode(msg_code, req, sock.id, *args)
         self.tcp_reqs[req] = (sock, call, what, msg)     # kept until answered: tcp may restart first
         self.state.table_dirty = True
         self.tcp_msg(msg)
 
-    def resume_stream(self, sock: "Sock", call: "Pending") -> bool:
+    def resume_stream(self, sock: Sock, call: Pending) -> bool:
         """A bind, listen or connect asked again after our restart, which found it
         pending: it waits for what it waited for before (or has its answer now)."""
         what = {SYS_BIND: "bind", SYS_LISTEN: "listen", SYS_CONNECT: "connect"}.get(call.code)
@@ -97,32 +91,32 @@ class StreamSockets:
             self.answer(call, 0, sock)
         return done
 
-    def stream_bind(self, sock: "Sock", call: "Pending", addr: str, port: int) -> None:
+    def stream_bind(self, sock: Sock, call: Pending, addr: str, port: int) -> None:
         if sock.bound or sock.binding or sock.st != "new":
-            raise _err(errno.EINVAL)
-        a = self.aton(addr)
+            raise err(errno.EINVAL)
+        a = aton(addr)
         if a and a not in self.local:
-            raise _err(errno.EADDRNOTAVAIL)
+            raise err(errno.EADDRNOTAVAIL)
         sock.binding = True
-        self.tcp_request(sock, call, "bind", TCP_BIND, a, self.check_port(port),
+        self.tcp_request(sock, call, "bind", TCP_BIND, a, check_port(port),
                          sockopt.bind_flags(sock.reuseaddr, sock.reuseport))
 
-    def stream_listen(self, sock: "Sock", call: "Pending", backlog: int) -> None:
+    def stream_listen(self, sock: Sock, call: Pending, backlog: int) -> None:
         if sock.st not in ("new", "listening"):
-            raise _err(errno.EINVAL)
+            raise err(errno.EINVAL)
         sock.backlog = max(1, min(backlog, 4096)) if backlog > 0 else 1
         self.tcp_request(sock, call, "listen", TCP_LISTEN, sock.backlog, sock.rcvbuf)
 
-    def stream_accept(self, sock: "Sock", call: "Pending") -> None:
+    def stream_accept(self, sock: Sock, call: Pending) -> None:
         if sock.st != "listening":
-            raise _err(errno.EINVAL)
+            raise err(errno.EINVAL)
         if not self.try_accept(sock, call):
             timeout = call.fields[2]
             if timeout is not None and timeout <= 0:
-                raise _err(errno.EAGAIN)
+                raise err(errno.EAGAIN)
             self.park(sock, sock.readers, call, timeout)
 
-    def try_accept(self, sock: "Sock", call: "Pending") -> bool:
+    def try_accept(self, sock: Sock, call: Pending) -> bool:
         if not sock.acceptq:
             return False
         new = sock.acceptq.popleft()
@@ -142,42 +136,42 @@ class StreamSockets:
         self.notify(sock)
         return True
 
-    def stream_connect(self, sock: "Sock", call: "Pending", addr: str, port: int, timeout: float | None) -> None:
+    def stream_connect(self, sock: Sock, call: Pending, addr: str, port: int, timeout: float | None) -> None:
         if sock.st == "connected":
-            raise _err(errno.EISCONN)
+            raise err(errno.EISCONN)
         if sock.st == "connecting":
-            raise _err(errno.EALREADY)
+            raise err(errno.EALREADY)
         if sock.st != "new":
-            raise _err(errno.EINVAL)
-        raddr, rport = self.aton(addr), self.check_port(port)
+            raise err(errno.EINVAL)
+        raddr, rport = aton(addr), check_port(port)
         self.route_src(raddr)
         sock.raddr, sock.rport = raddr, rport
         sock.st = "connecting"
         self.tcp_request(sock, None, "connect", TCP_CONNECT, raddr, rport, sock.rcvbuf, sock.nodelay,
                          sock.keepalive, sockopt.for_tcp(sock.tcpopts))
         if timeout is not None and timeout <= 0:
-            raise _err(errno.EINPROGRESS)
+            raise err(errno.EINPROGRESS)
         sock.connect_call = call
         if timeout is not None:
             self.arm(call, timeout)
 
-    def stream_send(self, sock: "Sock", call: "Pending") -> None:
+    def stream_send(self, sock: Sock, call: Pending) -> None:
         data, flags, timeout = call.fields[2], call.fields[3], call.fields[6]
         if sock.err:
             raise self.take_error(sock)
         if sock.shut_wr or sock.st in ("closed", "new", "listening"):
-            raise _err(errno.EPIPE)          # Linux: sending on an unconnected stream is EPIPE
+            raise err(errno.EPIPE)          # Linux: sending on an unconnected stream is EPIPE
         if sock.st != "connected":
-            raise _err(errno.ENOTCONN)
+            raise err(errno.ENOTCONN)
         if not data:
             self.answer(call, 0, sock)
             return
         if not self.try_send(sock, call):
             if timeout is not None and timeout <= 0 or flags & ksock.MSG_DONTWAIT:
-                raise _err(errno.EAGAIN)
+                raise err(errno.EAGAIN)
             self.park(sock, sock.writers, call, timeout)
 
-    def try_send(self, sock: "Sock", call: "Pending") -> bool:
+    def try_send(self, sock: Sock, call: Pending) -> bool:
         if sock.family == ksock.AF_UNIX:
             return self.unix_try_send(sock, call)
         room = sock.sndbuf - sock.snd_pending
@@ -204,12 +198,12 @@ class StreamSockets:
         self.answer(call, n, sock)
         return True
 
-    def charge_sent(self, sock: "Sock", n: int) -> None:
+    def charge_sent(self, sock: Sock, n: int) -> None:
         """``n`` more bytes of ``sock``'s are kept until acknowledged: its user's memory."""
         sock.sent_charged += n
         self.users.take("mem", sock.uid, n)
 
-    def uncharge_sent(self, sock: "Sock", n: int) -> None:
+    def uncharge_sent(self, sock: Sock, n: int) -> None:
         n = min(n, sock.sent_charged)
         if n > 0:
             sock.sent_charged -= n
@@ -225,12 +219,12 @@ class StreamSockets:
                 if sock.id in self.socks:
                     self.wake_stream(sock)
 
-    def stream_recv(self, sock: "Sock", call: "Pending") -> None:
+    def stream_recv(self, sock: Sock, call: Pending) -> None:
         bufsize, flags, timeout = call.fields[2], call.fields[3], call.fields[4]
         if bufsize < 0:
-            raise _err(errno.EINVAL)
+            raise err(errno.EINVAL)
         if sock.st in ("new", "listening", "connecting") and not sock.err:
-            raise _err(errno.ENOTCONN)
+            raise err(errno.ENOTCONN)
         if flags & ksock.MSG_OOB:
             self.answer(call, [self.recv_urgent(sock, bufsize, flags), None, 0, 1, *([[]] if call.want_fds else [])],
                         sock)
@@ -241,22 +235,22 @@ class StreamSockets:
             call.fields[2] = min(bufsize, WAITALL_MAX)
         if sock.readers_waiting() or not self.try_stream_recv(sock, call):
             if timeout is not None and timeout <= 0 or flags & ksock.MSG_DONTWAIT:
-                raise _err(errno.EAGAIN)
+                raise err(errno.EAGAIN)
             self.park(sock, sock.readers, call, timeout)
 
-    def recv_urgent(self, sock: "Sock", bufsize: int, flags: int) -> bytes:
+    def recv_urgent(self, sock: Sock, bufsize: int, flags: int) -> bytes:
         """recv(MSG_OOB), as tcp_recv_urg: the urgent byte once, never blocking."""
         if sock.oobinline or sock.urg in (URG_NONE, URG_READ):
-            raise _err(errno.EINVAL)
+            raise err(errno.EINVAL)
         if sock.urg == URG_VALID:
             if not flags & ksock.MSG_PEEK:
                 sock.urg = URG_READ
             return bytes([sock.oob]) if bufsize > 0 else b""
         if sock.st == "closed" or sock.eof:
             return b""
-        raise _err(errno.EAGAIN)
+        raise err(errno.EAGAIN)
 
-    def try_stream_recv(self, sock: "Sock", call: "Pending") -> bool:
+    def try_stream_recv(self, sock: Sock, call: Pending) -> bool:
         """Read what is there (tcp_recvmsg): never across the urgent mark, the
         urgent byte skipped unless SO_OOBINLINE; MSG_WAITALL gathers in ``call.got``.
         A read that may wait waits for SO_RCVLOWAT bytes (CPython's timeout then
@@ -308,7 +302,7 @@ class StreamSockets:
             return True
         return False
 
-    def stream_reply(self, sock: "Sock", call: "Pending", data: bytes) -> list:
+    def stream_reply(self, sock: Sock, call: Pending, data: bytes) -> list:
         """[data, None, 0, len] and, for recvmsg, the sockets passed with the bytes read
         (they are closed when the reader takes no descriptors, as Linux does)."""
         passed = []
@@ -320,7 +314,7 @@ class StreamSockets:
         fds = self.deliver_passed(sock.client if call.want_fds else None, passed or None)
         return reply + [fds] if call.want_fds else reply
 
-    def consume(self, sock: "Sock", n: int) -> None:
+    def consume(self, sock: Sock, n: int) -> None:
         """The application took ``n`` bytes: credit tcp's window; past the mark,
         the urgent state ends."""
         del sock.rbuf[:n]
@@ -331,7 +325,7 @@ class StreamSockets:
         if sock.urg and sock.urg_off < sock.consumed:
             sock.urg = URG_NONE
 
-    def credit(self, sock: "Sock") -> None:
+    def credit(self, sock: Sock) -> None:
         """Give tcp back the window the application's reads freed. A small credit while
         tcp still sees most of the buffer free waits up to RCVD_DEFER, gathered with
         later ones: a 1-byte read costs no message to tcp (Linux, too, announces a
@@ -347,7 +341,7 @@ class StreamSockets:
         if self.credit_due is None:
             self.credit_due = time.monotonic() + RCVD_DEFER
 
-    def credit_now(self, sock: "Sock") -> None:
+    def credit_now(self, sock: Sock) -> None:
         self.credits_owed.pop(sock.id, None)
         sock.credited = sock.consumed
         self.tcp_msg(encode(TCP_RCVD, sock.conn, sock.consumed))
@@ -359,7 +353,7 @@ class StreamSockets:
                 self.credit_now(sock)
         self.credits_owed.clear()
 
-    def on_urgent(self, sock: "Sock", off: int) -> None:
+    def on_urgent(self, sock: Sock, off: int) -> None:
         """The peer announced an urgent byte at stream offset ``off`` (tcp_check_urg)."""
         consumed = sock.consumed
         if off < consumed or (sock.urg and off <= sock.urg_off):
@@ -372,23 +366,23 @@ class StreamSockets:
         self.urgent_arrived(sock)
 
     @staticmethod
-    def urgent_arrived(sock: "Sock") -> None:
+    def urgent_arrived(sock: Sock) -> None:
         if sock.urg == URG_NOTYET and sock.urg_off < sock.rcv_total:
             sock.oob = sock.rbuf[sock.urg_off - sock.consumed]
             sock.urg = URG_VALID
 
-    def at_mark(self, sock: "Sock") -> bool:
+    def at_mark(self, sock: Sock) -> bool:
         """SIOCATMARK: the next byte to read is the urgent one."""
         return bool(sock.urg) and sock.urg_off == sock.consumed
 
-    def stream_shutdown(self, sock: "Sock", how: int) -> None:
+    def stream_shutdown(self, sock: Sock, how: int) -> None:
         if how not in (ksock.SHUT_RD, ksock.SHUT_WR, ksock.SHUT_RDWR):
-            raise _err(errno.EINVAL)
+            raise err(errno.EINVAL)
         if sock.st not in ("connected", "connecting"):
             if sock.st == "listening" and how != ksock.SHUT_WR:
                 self.stop_listening(sock)
                 return
-            raise _err(errno.ENOTCONN)
+            raise err(errno.ENOTCONN)
         if how in (ksock.SHUT_RD, ksock.SHUT_RDWR):
             sock.shut_rd = True
         if how in (ksock.SHUT_WR, ksock.SHUT_RDWR) and not sock.shut_wr:
@@ -396,7 +390,7 @@ class StreamSockets:
             self.tcp_msg(encode(TCP_CLOSE, sock.conn, CLOSE_SHUT_WR, sock.snd_sent))
         self.wake_stream(sock)
 
-    def stop_listening(self, sock: "Sock") -> None:
+    def stop_listening(self, sock: Sock) -> None:
         sock.st = "closed"
         while sock.acceptq:
             pending = sock.acceptq.popleft()
@@ -405,7 +399,7 @@ class StreamSockets:
         self.tcp_msg(encode(TCP_CLOSE, sock.id, CLOSE_FORGET, 0))
         self.wake_stream(sock)
 
-    def close_stream(self, sock: "Sock") -> None:
+    def close_stream(self, sock: Sock) -> None:
         """close(2) on a stream socket: FIN after queued data, or RST when unread
         data would be lost or SO_LINGER is 0 (as tcp_close does)."""
         self.forget_conn(sock.conn)
@@ -426,7 +420,7 @@ class StreamSockets:
         sock.connect_call = None
         sock.st = "closed"
 
-    def set_stream_opt(self, sock: "Sock", name: str, value: int) -> None:
+    def set_stream_opt(self, sock: Sock, name: str, value: int) -> None:
         if name == "nodelay":
             sock.nodelay = bool(value)
         else:
@@ -434,245 +428,7 @@ class StreamSockets:
         if sock.st in ("connecting", "connected"):
             self.tcp_msg(encode(TCP_SETOPT, sock.conn, name, int(bool(value))))
 
-    # -- from tcp ---------------------------------------------------------------------
-    def on_tcp_info(self, req: int, sock_id: int, info: bytes) -> None:
-        """tcp's TCP_INFO for a getsockopt of TCP_INFO or of a connection's TCP_MAXSEG."""
-        sock, call, what, _ = self.tcp_reqs.pop(req, (None, None, "", b""))
-        if sock is None or call is None or self.socks.get(sock_id) is not sock or not isinstance(info, bytes):
-            return
-        self.state.table_dirty = True
-        if not info:                         # tcp no longer has the connection: closed meanwhile
-            info = idle_info(STATE_CLOSE)
-        if what == "maxseg":
-            self.answer(call, snd_mss(info), sock)
-        else:
-            self.answer(call, info, sock)
-
-    def on_tcp_result(self, req: int, sock_id: int, err: int, addr: int, port: int) -> None:
-        sock, call, what, _ = self.tcp_reqs.pop(req, (None, None, "", b""))
-        if sock is None or self.socks.get(sock_id) is not sock:
-            return
-        self.state.table_dirty = True
-        self.state.touch(sock)
-        if what == "bind":
-            sock.binding = False
-            if not err:
-                sock.bound, sock.laddr, sock.lport = True, addr, port
-        elif what == "listen" and not err:
-            sock.st = "listening"
-            sock.bound, sock.laddr, sock.lport = True, addr, port
-            self.notify(sock)
-        elif what == "connect":
-            if err:
-                self.connect_failed(sock, err)
-                return
-            sock.laddr, sock.lport, sock.bound = addr, port, True
-            self.conns[sock.conn] = sock
-        if call is not None:
-            if err:
-                self.fail(call, err, os.strerror(err), sock)
-            else:
-                self.answer(call, 0, sock)
-
-    def connect_failed(self, sock: "Sock", err: int) -> None:
-        sock.st = "closed" if sock.st != "new" else sock.st
-        sock.err = err
-        call, sock.connect_call = sock.connect_call, None
-        if call is not None:
-            sock.err = 0
-            self.fail(call, err, os.strerror(err), sock)
-        self.wake_stream(sock)
-
-    def forget_conn(self, conn: int) -> None:
-        """The socket of ``conn`` is gone; remember it a while, so that tcp, restarted,
-        announcing it again, gets it closed rather than a new socket."""
-        if self.conns.pop(conn, None) is not None:
-            self.gone_conns[conn] = None
-            self.state.gone_conn(conn)
-            while len(self.gone_conns) > GONE_CONNS_KEPT:
-                self.gone_conns.popitem(last=False)
-
-    def on_tcp_events(self, items: list) -> None:
-        for item in items:
-            if not (isinstance(item, list) and len(item) >= 2 and type(item[0]) is int and isinstance(item[1], str)):
-                self.counters["bad_messages"] += 1
-                continue
-            try:
-                self.on_tcp_event(item[0], item[1], item)
-            except (TypeError, ValueError, IndexError) as exc:
-                self.counters["bad_messages"] += 1
-                self.log.warning("bad tcp event %r: %s", item[:3], exc)
-
-    def on_tcp_event(self, conn: int, kind: str, item: list) -> None:
-        if kind == "result":
-            self.on_tcp_result(item[2], conn, item[3], item[4], item[5])
-            return
-        if kind == "info":
-            self.on_tcp_info(item[2], conn, item[3])
-            return
-        if kind == "acc":
-            self.on_accepted(conn, *item[2:7])
-            return
-        if kind in ("restart", "synced", "sync"):
-            self.on_tcp_restart(conn, kind, item)
-            return
-        sock = self.conns.get(conn)
-        if sock is None and kind == "est":
-            opening = self.socks.get(conn)       # its connect's result was lost to a restart
-            if opening is not None and opening.st == "connecting" and opening.conn == conn:
-                sock = self.conns[conn] = opening
-        if sock is None:
-            gone = self.lingering.get(conn)
-            if gone is not None:
-                self.state.touch(gone)
-                self.on_lingering(gone, kind, item)
-            elif kind == "data":          # for a socket already closed: keep the window open
-                self.tcp_msg(encode(TCP_RCVD, conn, item[2] + len(item[3])))
-            return
-        self.state.touch(sock)
-        if kind == "est":
-            if sock.st != "connecting":
-                return                  # told again after a restart of tcp
-            sock.st = "connected"
-            sock.laddr, sock.lport = item[2], item[3]
-            call, sock.connect_call = sock.connect_call, None
-            if call is not None:
-                self.answer(call, 0, sock)
-        elif kind == "data":
-            off, data = item[2], item[3]
-            if off != sock.rcv_total:
-                if off > sock.rcv_total or off + len(data) <= sock.rcv_total:
-                    self.counters["tcp_data_dropped" if off > sock.rcv_total else "tcp_data_repeated"] += 1
-                    return
-                data = data[sock.rcv_total - off:]     # sent again after a restart: the new part only
-            self.state.rx_write(sock, sock.rcv_total, data)
-            sock.rcv_total += len(data)
-            if sock.shut_rd:
-                self.tcp_msg(encode(TCP_RCVD, conn, sock.rcv_total))   # discarded, as Linux
-            else:
-                sock.rbuf += data
-                self.urgent_arrived(sock)
-        elif kind == "urg" and type(item[2]) is int:
-            self.on_urgent(sock, item[2])
-        elif kind == "acked":
-            self.trim_acked(sock, item[2])
-        elif kind == "resend":
-            self.tcp_resend(sock, item[2])
-            return
-        elif kind == "eof":
-            sock.eof = True
-        elif kind == "err":
-            if sock.st == "connecting":
-                self.connect_failed(sock, item[2])
-                return
-            sock.err = item[2]
-            sock.st = "closed"
-            self.forget_conn(conn)
-        elif kind == "closed":
-            sock.st = "closed"
-            self.forget_conn(conn)
-        self.wake_stream(sock)
-
-    def on_lingering(self, sock: "Sock", kind: str, item: list) -> None:
-        """Events for a socket the application closed while data was unacknowledged:
-        tcp, if it restarts, may still need some of it again."""
-        if kind == "acked":
-            self.trim_acked(sock, item[2])
-        elif kind == "resend":
-            self.tcp_resend(sock, item[2])
-        if kind in ("closed", "err") or not sock.sndkeep:
-            self.lingering.pop(sock.conn, None)
-            self.uncharge_sent(sock, sock.sent_charged)
-
-    def trim_acked(self, sock: "Sock", off: int) -> None:
-        """The peer acknowledged the stream up to ``off``: free send-buffer space."""
-        acked = sock.snd_sent - len(sock.sndkeep)
-        if off > acked:
-            n = min(off - acked, len(sock.sndkeep))
-            del sock.sndkeep[:n]
-            sock.snd_pending = len(sock.sndkeep)
-            self.uncharge_sent(sock, n)
-
-    def tcp_resend(self, sock: "Sock", off: int) -> None:
-        """Stream data from ``off`` to tcp again (messages a restart of tcp lost)."""
-        base = sock.snd_sent - len(sock.sndkeep)
-        if off < base:
-            self.counters["tcp_resend_unavailable"] += 1    # cannot be: tcp had acked it
-            off = base
-        for at in range(off - base, len(sock.sndkeep), TCP_SEND_MAX):
-            self.tcp_msg(encode(TCP_SEND, sock.conn, base + at, sock.sndkeep[at:at + TCP_SEND_MAX]))
-        self.counters["tcp_resent_bytes"] += sock.snd_sent - off
-
-    def on_tcp_restart(self, conn: int, kind: str, item: list) -> None:
-        """tcp came back and took up its state: ask again what it never answered, then
-        reconcile each connection it names; those it no longer has are lost (reset)."""
-        if kind == "restart":
-            self.counters["tcp_restarts"] += 1
-            self.tcp_unsynced = set(self.conns)
-            for _, _, _, msg in list(self.tcp_reqs.values()):
-                self.tcp_msg(msg)
-            return
-        if kind == "synced":
-            for lost in self.tcp_unsynced:
-                sock = self.conns.get(lost)
-                if sock is not None and sock.conn == lost:
-                    self.counters["tcp_conns_lost"] += 1
-                    self.on_tcp_event(lost, "err", [lost, "err", errno.ECONNRESET])
-            self.tcp_unsynced = set()
-            return
-        sock = self.conns.get(conn)
-        self.tcp_unsynced.discard(conn)
-        if sock is None:
-            gone = self.lingering.get(conn)
-            if gone is not None:                 # closed with data tcp may not have had
-                self.tcp_resend(gone, item[2])
-                self.tcp_msg(encode(TCP_CLOSE, conn, CLOSE_FORGET, gone.snd_sent))
-                return
-            opening = self.socks.get(conn)
-            if opening is None or opening.st != "connecting":     # (a connect asked again just now)
-                self.tcp_msg(encode(TCP_CLOSE, conn, CLOSE_FORGET, 0))     # closed here while tcp was away
-            return
-        self.tcp_resend(sock, item[2])
-        if sock.st == "connected" or sock.eof:
-            self.credit_now(sock)
-        if sock.shut_wr:
-            self.tcp_msg(encode(TCP_CLOSE, conn, CLOSE_SHUT_WR, sock.snd_sent))
-        self.push_opts(sock)
-
-    def push_opts(self, sock: "Sock") -> None:
-        """The options tcp's connection must have (off by default there)."""
-        for name, on in (("nodelay", sock.nodelay), ("keepalive", sock.keepalive)):
-            if on:
-                self.tcp_msg(encode(TCP_SETOPT, sock.conn, name, 1))
-        for name, value in sockopt.for_tcp(sock.tcpopts).items():
-            self.tcp_msg(encode(TCP_SETOPT, sock.conn, name, value))
-
-    def on_accepted(self, conn: int, listener: int, raddr: int, rport: int, laddr: int, lport: int) -> None:
-        from services.socket_server import Sock  # the dataclass lives with the server
-        if conn in self.conns:
-            return                      # told again after a restart of tcp
-        lst = self.socks.get(listener)
-        if lst is None or lst.st != "listening" or conn in self.gone_conns:
-            self.tcp_msg(encode(TCP_CLOSE, conn, CLOSE_ABORT, 0))
-            return
-        try:
-            sid = self.new_sock_id(lst.uid)
-        except OSError:             # no socket can be made for it (ENFILE): reset, as a full accept queue
-            self.tcp_msg(encode(TCP_CLOSE, conn, CLOSE_ABORT, 0))
-            return
-        s = Sock(sid, lst.client, -1, lst.family, lst.type, lst.proto, lst.rcvbuf, lst.sndbuf)
-        s.conn, s.st, s.bound, s.origin = conn, "connected", True, lst.id
-        self.owned(s, lst.uid)
-        self.state.touch(s)
-        s.laddr, s.lport, s.raddr, s.rport = laddr, lport, raddr, rport
-        s.nodelay, s.keepalive, s.tcpopts = lst.nodelay, lst.keepalive, dict(lst.tcpopts)   # inherited, as Linux
-        self.socks[s.id] = s
-        self.conns[conn] = s
-        self.push_opts(s)
-        lst.acceptq.append(s)
-        self.wake_stream(lst)
-
-    def wake_stream(self, sock: "Sock") -> None:
+    def wake_stream(self, sock: Sock) -> None:
         """Retry parked readers/accepters and writers, then push readiness."""
         self.state.touch(sock)
         while sock.readers:
@@ -704,19 +460,19 @@ class StreamSockets:
         if sock.fd >= 0:
             self.notify(sock)
 
-    def peer_name(self, s: "Sock") -> list:
+    def peer_name(self, s: Sock) -> list:
         """[address, port] of the other end, as getpeername and accept give it."""
         if s.family == ksock.AF_UNIX:
             return [(s.peer.uname if s.peer else None) or "", 0]
-        return [self.ntoa(s.raddr), s.rport]
+        return [ntoa(s.raddr), s.rport]
 
-    def stream_row(self, s: "Sock") -> dict:
+    def stream_row(self, s: Sock) -> dict:
         state = {"new": "CLOSE", "listening": "LISTEN", "connecting": "SYN-SENT", "connected": "ESTAB",
                  "closed": "CLOSE"}[s.st]
         if s.st == "connected" and s.eof:
             state = "CLOSE-WAIT"
-        return {"proto": "tcp", "local": f"{self.ntoa(s.laddr)}:{s.lport}" if s.bound else "*:*",
-                "remote": f"{self.ntoa(s.raddr)}:{s.rport}" if s.raddr else "*:*", "state": state,
+        return {"proto": "tcp", "local": f"{ntoa(s.laddr)}:{s.lport}" if s.bound else "*:*",
+                "remote": f"{ntoa(s.raddr)}:{s.rport}" if s.raddr else "*:*", "state": state,
                 "recv_q": len(s.rbuf) if s.st != "listening" else len(s.acceptq),
                 "send_q": s.snd_pending if s.st != "listening" else s.backlog,
                 "pid": s.client.pid, "fd": s.fd}

@@ -1,6 +1,6 @@
 """The socket server's state in tmpfs, so a restarted socket server takes up every client and socket.
 
-Write-ahead, as tcp_state: every record a loop turn touched is rewritten at
+Write-ahead, as tcp's store: every record a loop turn touched is rewritten at
 the end of the turn, before the turn's replies, readiness events and messages
 to tcp/udp leave the process; so whatever a client or tcp has seen, the
 records have too. Files in one StateDir:
@@ -27,15 +27,14 @@ from __future__ import annotations
 import logging
 import operator
 import socket as ksock
-from typing import TYPE_CHECKING
+from typing import NamedTuple, Protocol
 
+from services.socket.types import Client, Pending, Sock
 from shared.ipc import endpoints
 from shared.statestore import RecordTooBig, StateDir, StateFile, ring_size
 
-log = logging.getLogger("socket_state")
+log = logging.getLogger("socket_records")
 
-if TYPE_CHECKING:
-    from services.socket_server import Client, Pending, SocketServer, Sock
 
 TX, RX = 0, 1
 SOCK_SLOT = 1 << 16             # sparse: a socket held by many clients, or passing many, still fits
@@ -56,6 +55,59 @@ SOCK_FIELDS = ("id", "fd", "family", "type", "proto", "rcvbuf", "sndbuf", "laddr
 PENDING, REPLIED, REPLIED_RX, REPLIED_LOST = 0, 1, 2, 3      # a kept call's state
 _sock_values = operator.attrgetter(*SOCK_FIELDS)
 _FIELD_TYPES = tuple(str if f == "st" else dict if f == "tcpopts" else int for f in SOCK_FIELDS)   # bool is an int
+
+
+class TableRecord(NamedTuple):
+    ids: int                 # socket ids reserved up to here
+    reqs: int                # request ids reserved up to here
+    tcp_reqs: list           # [req, socket id, what, message] of each request tcp has not answered
+    gone_count: int          # conn ids the gone ring has seen
+
+
+class CallRecord(NamedTuple):
+    ident: bytes             # the calling thread's DEALER identity
+    req: int
+    code: int
+    fd: int
+    how: int                 # PENDING, REPLIED (payload: the reply), REPLIED_RX (payload: Pending.rx), REPLIED_LOST
+    payload: object
+
+
+class ClientRecord(NamedTuple):
+    cid: bytes
+    pid: int
+    start: object            # the process's start time, as procfs reads it
+    events: bytes | None     # its event channel's identity
+    calls: list[CallRecord]
+
+
+class SockRecord(NamedTuple):
+    cid: bytes               # the primary holder
+    fields: dict             # the plain Sock fields (SOCK_FIELDS) by name
+    holders: list            # [cid, fd] of the other holders
+    keep_len: int            # bytes of sndkeep in the TX ring
+    rd_off: int              # stream offset of the oldest received byte a call may still need
+    origin: int              # an accepted connection not yet given a descriptor: its listener
+    lingering: int           # closed, its unacknowledged data kept for tcp
+    uname: object = None     # AF_UNIX: its name
+    ukey: object = None      # AF_UNIX: its key in the name table
+    peer: int = 0            # AF_UNIX: the other end's socket id
+    scm: list = []           # AF_UNIX stream: [offset, [socket ids]] passed with the bytes there
+
+    @property
+    def sock_id(self) -> int:
+        return self.fields["id"]
+
+
+class Tables(Protocol):
+    """What a commit saves of the socket layer (SocketCore has these)."""
+    sock_ids_next: int
+    reqs_next: int
+    socks: dict[int, Sock]
+    lingering: dict[int, Sock]
+    clients: dict[bytes, Client]
+    tcp_reqs: dict
+    counters: dict
 
 
 def sock_record_ok(rec: object) -> bool:
@@ -92,14 +144,14 @@ class SocketState:
         self.ids_reserved = 0
         self.reqs_reserved = 0
         self.table_dirty = False
-        self.socks: set["Sock"] = set()
-        self.clients: set["Client"] = set()
-        self.calls: dict[bytes, tuple["Client", "Pending | None"]] = {}   # ident -> its call (None: forgotten)
+        self.socks: set[Sock] = set()
+        self.clients: set[Client] = set()
+        self.calls: dict[bytes, tuple[Client, Pending | None]] = {}   # ident -> its call (None: forgotten)
 
-    def _sock_rings(self, sock: "Sock") -> tuple[int, ...]:
+    def _sock_rings(self, sock: Sock) -> tuple[int, ...]:
         return (self.tx_size, self.rx_size) if sock.stream else ()
 
-    def _sock_file(self, sock: "Sock") -> StateFile:
+    def _sock_file(self, sock: Sock) -> StateFile:
         return self.dir.file(f"s{sock.id}", rings=self._sock_rings(sock))
 
     @staticmethod
@@ -111,16 +163,16 @@ class SocketState:
         return "t" + ident.hex()       # the DEALER identity: the client id, a dot, the thread's own part
 
     # -- marking --------------------------------------------------------------------
-    def touch(self, sock: "Sock") -> None:
+    def touch(self, sock: Sock) -> None:
         self.socks.add(sock)
 
-    def touch_client(self, client: "Client") -> None:
+    def touch_client(self, client: Client) -> None:
         self.clients.add(client)
 
-    def touch_call(self, client: "Client", call: "Pending") -> None:
+    def touch_call(self, client: Client, call: Pending) -> None:
         self.calls[call.ident] = (client, call)
 
-    def forget_call(self, client: "Client", ident: bytes) -> None:
+    def forget_call(self, client: Client, ident: bytes) -> None:
         """A thread no longer remembered (the oldest of too many)."""
         self.calls[ident] = (client, None)
 
@@ -129,23 +181,23 @@ class SocketState:
         self.gone_count += 1
         self.table_dirty = True
 
-    def tx_write(self, sock: "Sock", off: int, data: bytes) -> None:
+    def tx_write(self, sock: Sock, off: int, data: bytes) -> None:
         self._sock_file(sock).ring_write(TX, off, data)
 
-    def rx_write(self, sock: "Sock", off: int, data: bytes) -> None:
+    def rx_write(self, sock: Sock, off: int, data: bytes) -> None:
         self._sock_file(sock).ring_write(RX, off, data)
 
-    def rx_holds(self, sock: "Sock", off: int) -> bool:
+    def rx_holds(self, sock: Sock, off: int) -> bool:
         """The RX ring still has the received byte at stream offset ``off``."""
         return off >= sock.rcv_total - self.rx_size
 
-    def rx_read(self, sock: "Sock", off: int, n: int) -> bytes | None:
+    def rx_read(self, sock: Sock, off: int, n: int) -> bytes | None:
         if not self.rx_holds(sock, off) or n > self.rx_size:
             return None
         return self._sock_file(sock).ring_read(RX, off, n)
 
     # -- the write-ahead ------------------------------------------------------------
-    def commit(self, ss: "SocketServer") -> None:
+    def commit(self, ss: Tables) -> None:
         """Save what this turn touched (before anything of it leaves the process), as one
         turn: a socket's read offset and the call that moved it are never saved apart."""
         if ss.sock_ids_next >= self.ids_reserved or ss.reqs_next >= self.reqs_reserved:
@@ -177,7 +229,7 @@ class SocketState:
         self.clients.clear()
         self.dir.write_turn()
 
-    def save_table(self, ss: "SocketServer") -> None:
+    def save_table(self, ss: Tables) -> None:
         if ss.sock_ids_next >= self.ids_reserved:
             self.ids_reserved = ss.sock_ids_next + ID_BLOCK
         if ss.reqs_next >= self.reqs_reserved:
@@ -187,7 +239,7 @@ class SocketState:
                        slot=TABLE_SLOT, rings=())
         self.table_dirty = False
 
-    def save_sock(self, ss: "SocketServer", sock: "Sock") -> None:
+    def save_sock(self, ss: Tables, sock: Sock) -> None:
         # the oldest received byte a call may still need: a MSG_WAITALL read in progress holds
         # what it took so far, and is asked again from there
         rd_off = sock.consumed - sum(len(c.got) for c in sock.readers if c.got is not None and not c.done)
@@ -204,10 +256,10 @@ class SocketState:
                 return
             sock.saved = rec
 
-    def save_call(self, ss: "SocketServer", call: "Pending") -> None:
+    def save_call(self, ss: Tables, call: Pending) -> None:
         self.dir.stage(self._call_key(call.ident), self._call_entry(ss, call), slot=CALL_SLOT, rings=())
 
-    def _call_entry(self, ss: "SocketServer", call: "Pending") -> list:
+    def _call_entry(self, ss: Tables, call: Pending) -> list:
         fd = call.fields[1] if len(call.fields) > 1 and type(call.fields[1]) is int else -1
         head = [call.ident, call.req, call.code, fd]
         if not call.done:
@@ -221,7 +273,7 @@ class SocketState:
         return head + [REPLIED_LOST, None]
 
     # -- reading back ---------------------------------------------------------------
-    def load(self) -> tuple[list, list, list, list[int]]:
+    def load(self) -> tuple[TableRecord, list[ClientRecord], list[SockRecord], list[int]]:
         """(table, client records, socket records, gone conn ids) as saved."""
         self.dir.replay()
         table = self.dir.file(TABLE, slot=TABLE_SLOT, rings=()).get()
@@ -254,16 +306,16 @@ class SocketState:
                 rec = self.dir.file(key).get()    # rings unknown yet: the record says the kind
                 self.dir.release(key)
                 if sock_record_ok(rec):
-                    socks.append(rec)
+                    socks.append(SockRecord(rec[0], dict(zip(SOCK_FIELDS, rec[1])), *rec[2:]))
                 else:
                     self.skip(key)
         for key, rec in calls:
             owner = clients.get(rec[0].split(b".", 1)[0])
             if owner is not None:
-                owner[4].append(rec)
+                owner[4].append(CallRecord(*rec))
             else:
                 self.dir.remove(key)
-        return table, list(clients.values()), socks, gone
+        return TableRecord(*table), [ClientRecord(*c) for c in clients.values()], socks, gone
 
     def skip(self, key: str) -> None:
         """A record that cannot be taken up: removed, counted and logged, and restore goes on."""
@@ -271,7 +323,7 @@ class SocketState:
         log.warning("state record %s is not in this version's format: skipped", key)
         self.dir.remove(key)
 
-    def sock_queues(self, sock: "Sock", keep_len: int, rd_off: int) -> tuple[bytes, bytes]:
+    def sock_queues(self, sock: Sock, keep_len: int, rd_off: int) -> tuple[bytes, bytes]:
         """(sndkeep, rbuf) of a restored TCP socket from its rings."""
         f = self._sock_file(sock)
         keep = f.ring_read(TX, sock.snd_sent - keep_len, keep_len) if 0 < keep_len <= self.tx_size else b""

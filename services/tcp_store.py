@@ -14,15 +14,14 @@ file holds the bound ports and listeners.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from services.tcp_conn import Conn
 from shared.ipc import endpoints
 from shared.proto.tcp import persist
 from shared.proto.tcp import seq as S
 from shared.statestore import RecordTooBig, StateDir, ring_size
 
-if TYPE_CHECKING:
-    from services.tcp import Conn, Tcp
 
 TX, RX = 0, 1
 RECORD_SLOT = 4096
@@ -32,7 +31,16 @@ ID_BLOCK = 1 << 16          # passive conn ids reserved per table write
 HEAD = 14                   # Conn fields before the Tcb snapshot in a record
 
 
-class TcpState:
+class PortTables(Protocol):
+    """What save_table writes of tcp (Tcp has these)."""
+    bound: dict
+    by_id: dict
+    listener_of: dict
+    next_passive: int
+    ports: object
+
+
+class TcpStore:
     def __init__(self, instance: str, sndbuf_max: int, rcvbuf_max: int) -> None:
         # the send queue never holds more than SO_SNDBUF; the receive side spans
         # unread data plus the window beyond it, at most twice SO_RCVBUF
@@ -48,16 +56,16 @@ class TcpState:
         return f"c{cid}"
 
     # -- writing ----------------------------------------------------------------------------
-    def tx_append(self, c: "Conn", data: bytes) -> None:
+    def tx_append(self, c: Conn, data: bytes) -> None:
         t = c.tcb
         end = S.add(t.sndq_seq, len(t.sndq))
         self.dir.file(self.key(c.id)).ring_write(TX, S.add(end, -len(data)), data)
 
-    def rx_delivered(self, c: "Conn", data: bytes | bytearray) -> None:
+    def rx_delivered(self, c: Conn, data: bytes | bytearray) -> None:
         t = c.tcb
         self.dir.file(self.key(c.id)).ring_write(RX, t.irs + 1 + t.rcv_total - len(data), data)
 
-    def save(self, c: "Conn", bound: list | None) -> None:
+    def save(self, c: Conn, bound: list | None) -> None:
         """``bound``: [addr, port, reuse] of the port an active open holds."""
         key = self.key(c.id)
         f = self.dir.file(key)
@@ -89,7 +97,7 @@ class TcpState:
         """The records this turn staged, together (a listener's table and its new child)."""
         self.dir.write_turn()
 
-    def save_table(self, tcp: "Tcp") -> None:
+    def save_table(self, tcp: PortTables) -> None:
         next_id = tcp.next_passive
         if next_id >= self.ids_reserved:
             self.ids_reserved = next_id + ID_BLOCK
@@ -133,7 +141,7 @@ class TcpState:
             out.append((head, t))
         return out, bad
 
-    def undelivered(self, c: "Conn") -> bytes:
+    def undelivered(self, c: Conn) -> bytes:
         """Data delivered to the socket layer and not yet read there (to deliver again).
         Not this turn's ``t.delivered``: it is in no ring yet, and goes out after."""
         t = c.tcb

@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from services.tcp import Conn
-from services.tcp_state import TcpState
+from services.tcp_conn import Conn
+from services.tcp_store import TcpStore
 from shared.wire.tcp import ACK
 from tests.unit.proto.tcp.helpers import IRS, ISS, PLAIN, established, seg
 
@@ -16,7 +16,7 @@ R, L = IRS + 1, ISS + 1
 
 @pytest.fixture
 def state():
-    st = TcpState(INSTANCE, 1 << 16, 1 << 16)
+    st = TcpStore(INSTANCE, 1 << 16, 1 << 16)
     yield st
     st.dir.destroy()
 
@@ -30,7 +30,7 @@ def test_out_of_order_data_grown_from_the_same_sequence_is_saved_whole(state):
     c.tcb.receive(seg(R + 1000, L, ACK, data=b"a" * 500 + b"b" * 700), now=1)
     state.save(c, None)
     state.write_turn()
-    [(head, t)], bad = TcpState(INSTANCE, 1 << 16, 1 << 16).load_conns(PLAIN)
+    [(head, t)], bad = TcpStore(INSTANCE, 1 << 16, 1 << 16).load_conns(PLAIN)
     assert bad == 0 and t.ooo == {R + 1000: b"a" * 500 + b"b" * 700}
 
 
@@ -43,7 +43,7 @@ def test_out_of_order_blocks_grown_and_merged_come_back_whole(state):
         state.save(c, None)
         state.write_turn()
     assert list(c.tcb.ooo) == [R + 100]
-    [(head, t)], bad = TcpState(INSTANCE, 1 << 16, 1 << 16).load_conns(PLAIN)
+    [(head, t)], bad = TcpStore(INSTANCE, 1 << 16, 1 << 16).load_conns(PLAIN)
     assert bad == 0 and t.ooo == {R + 100: b"c" * 300 + b"d" * 200 + b"e" * 300 + b"f" * 100}
 
 

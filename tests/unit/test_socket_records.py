@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from services.socket_state import CLIENT_SLOT, GONE_KEPT, ID_BLOCK, PENDING, REPLIED, TABLE, SocketState
+from services.socket.records import CLIENT_SLOT, GONE_KEPT, ID_BLOCK, PENDING, REPLIED, TABLE, SocketState
 
 
 INSTANCE = f"unit{os.getpid()}"
@@ -84,8 +84,8 @@ def test_each_thread_keeps_its_own_last_call_and_a_forgotten_one_is_removed(stat
     state.commit(ss)
     assert len(state.dir.keys()) == files - 1
     _, clients, _, _ = SocketState(INSTANCE, 4096, 4096).load()
-    assert [c[:4] for c in clients] == [[cid, 42, 7, cid + b".ev"]]
-    assert sorted((e[0], e[1], e[4], e[5]) for e in clients[0][4]) == [
+    assert [tuple(c[:4]) for c in clients] == [(cid, 42, 7, cid + b".ev")]
+    assert sorted((e.ident, e.req, e.how, e.payload) for e in clients[0].calls) == [
         (cid + b".0", 200, PENDING, None), (cid + b".1", 101, PENDING, None)]
     assert state.dir.file("t" + (cid + b".0").hex()).get()[1] == 200
     # the client goes: its record and every thread's with it
@@ -116,13 +116,13 @@ def test_a_kept_reply_comes_back_with_its_call(state):
     state.touch_call(client, call)
     state.commit(ss)
     _, clients, _, _ = SocketState(INSTANCE, 4096, 4096).load()
-    assert clients[0][4] == [[cid + b".0", 5, 9, 3, REPLIED, b"frame"]]
+    assert clients[0].calls == [(cid + b".0", 5, 9, 3, REPLIED, b"frame")]
 
 
 def test_records_of_another_format_are_skipped_and_counted(state):
     """A record whose fields have other types (an older or damaged format) is never
     half taken up: skipped, removed, counted; the good ones beside it load."""
-    from services.socket_state import SOCK_FIELDS
+    from services.socket.records import SOCK_FIELDS
     good = [b"c1", [1] * len(SOCK_FIELDS), [], 0, 0, 0, False]
     good[1][SOCK_FIELDS.index("st")] = "connected"
     good[1][SOCK_FIELDS.index("tcpopts")] = {}
@@ -134,7 +134,7 @@ def test_records_of_another_format_are_skipped_and_counted(state):
         state.dir.file(key).put(rec)
     state.dir.file("k" + b"c1".hex(), slot=CLIENT_SLOT, rings=()).put([b"c1", "not a pid", "123", None])
     _, clients, socks, _ = state.load()
-    assert socks == [good] and clients == []
+    assert [(r.cid, list(r.fields.values()), r.holders, *r[3:7]) for r in socks] == [tuple(good)] and clients == []
     assert state.skipped == 4 and sorted(k for k in state.dir.keys() if k[0] in "sk") == ["s1"]
 
 

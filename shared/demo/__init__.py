@@ -1,0 +1,1 @@
+"""Programs `launcher.py demo` runs: plain stdlib code, unaware of mkstack."""
