@@ -24,7 +24,6 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 DEMO = os.path.join(ROOT, "shared", "demo")      # the programs the demo runs
 sys.path.insert(0, ROOT)
 
-import msgpack  # noqa: E402
 import zmq  # noqa: E402
 
 from services.supervisor import SHUTDOWN_MARK, start_supervisor  # noqa: E402
@@ -32,6 +31,7 @@ from shared import host, mib  # noqa: E402
 from shared.capture import RX, PcapWriter, summary  # noqa: E402
 from shared.config import Config, ConfigError, check_instance, load  # noqa: E402
 from shared.ipc import endpoints  # noqa: E402
+from shared.ipc.codec import decode_capture  # noqa: E402
 from shared.ipc.control import call  # noqa: E402
 from shared.ipc.messages import (CTL_ADDR, CTL_CAPTURE, CTL_FILTER, CTL_IMPAIR, CTL_ROUTE,  # noqa: E402
                                  CTL_SHOW, CTL_STATS, SUP_KILL, SUP_RESTART, SUP_SHUTDOWN, SUP_STATUS)
@@ -437,7 +437,7 @@ def cmd_capture(cfg: Config, instance: str, args: argparse.Namespace) -> int:
     try:
         while not stop and not (args.count and n >= args.count) and not (deadline and now >= deadline):
             if sub.poll(100):
-                ifx, direction, ts, frame = msgpack.unpackb(sub.recv())
+                ifx, direction, ts, frame = decode_capture(sub.recv())
                 if ifx == ifindex:
                     n += 1
                     if writer:

@@ -128,10 +128,10 @@ class Service:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                             format=f"%(asctime)s {self.name}[%(process)d] %(levelname)s %(message)s")
         self.log = logging.getLogger(self.name)
-        self.sid = self.cfg.service_id(self.name)
+        self.service_id = self.cfg.service_id(self.name)
         self.owner_ids = {n: self.cfg.service_id(n) for n in self.cfg.services}   # skb owner ids, looked up per packet
         self.epoch = args.epoch
-        self.pool = SkbPool(endpoints.slab_path(self.instance), owner=self.sid,
+        self.pool = SkbPool(endpoints.slab_path(self.instance), owner=self.service_id,
                             n_owners=len(self.cfg.services), epoch=self.epoch)
         self.counters: collections.Counter[str] = collections.Counter()
         self.cpu = place(self.cfg, self.name)   # before the context: its I/O thread inherits the CPU

@@ -88,10 +88,10 @@ class Ip(NetfilterHooks, Service):
                         LOOPBACK_MTU)
         self.ifaces[LOOPBACK_IFINDEX] = self.lo
         self.fib = fib_from_config(self.cfg, self.rundir)
-        self.local = {i.addr: i for i in self.ifaces.values()}
+        self.local_ifaces = {i.addr: i for i in self.ifaces.values()}
         self.extra = extra_addrs(self.cfg, self.rundir)          # added with `launcher.py addr add`
         for iface, dev in self.extra:
-            self.local[iface.ip.packed] = self.ifaces[self.cfg.device(dev).ifindex]
+            self.local_ifaces[iface.ip.packed] = self.ifaces[self.cfg.device(dev).ifindex]
         self.registrations: dict[str, tuple[list[int], list[int]]] = self.load_registrations()
         self.protocols: dict[int, str] = {}      # protocol number -> the service handling it
         self.raw: dict[int, list[str]] = {}      # protocol number -> services with raw sockets for it
@@ -184,7 +184,7 @@ class Ip(NetfilterHooks, Service):
             self.pool.free(skb)
             return
         self.counters["ArpInRequests" if arp.op == ARPOP_REQUEST else "ArpInReplies"] += 1
-        for_us = arp.tpa == ifc.addr or self.local.get(arp.tpa) is ifc
+        for_us = arp.tpa == ifc.addr or self.local_ifaces.get(arp.tpa) is ifc
         if arp.spa != b"\0\0\0\0" and not martian_source(arp.spa) and arp.spa != ifc.addr:
             for waiting in self.neigh.update(ifc.ifindex, arp.spa, arp.sha, self.now, create=for_us):
                 self.neigh_output(ifc, waiting, arp.sha)
@@ -225,7 +225,7 @@ class Ip(NetfilterHooks, Service):
         if ifc is None:
             self.counters["unexpected_messages"] += 1
             return
-        for addr in [a for a, i in self.local.items() if i is ifc]:
+        for addr in [a for a, i in self.local_ifaces.items() if i is ifc]:
             self.arp_request(ifc, addr, addr, BROADCAST)
             self.counters["ArpOutGratuitous"] += 1
         self.lower_up()
@@ -266,11 +266,11 @@ class Ip(NetfilterHooks, Service):
         skb.trim(hdr.total_len)  # drop Ethernet padding
         if not self.nf_hook("PREROUTING", skb, ifc, None):
             return
-        if martian_source(hdr.src) or hdr.src in self.local or hdr.src == ifc.broadcast:
+        if martian_source(hdr.src) or hdr.src in self.local_ifaces or hdr.src == ifc.broadcast:
             self.counters["IpInAddrErrors"] += 1
             self.pool.free(skb)
             return
-        if hdr.dst in self.local or hdr.dst in (ifc.broadcast, LIMITED_BROADCAST):
+        if hdr.dst in self.local_ifaces or hdr.dst in (ifc.broadcast, LIMITED_BROADCAST):
             self.ip_local_deliver(ifc, skb, hdr)
             return
         self.ip_forward(ifc, skb, hdr)
@@ -335,7 +335,7 @@ class Ip(NetfilterHooks, Service):
             self.counters["IpInDelivers"] += 1   # a raw socket took it: no error (ip_local_deliver_finish)
         else:
             self.counters["IpInUnknownProtos"] += 1
-            if hdr.dst in self.local:
+            if hdr.dst in self.local_ifaces:
                 self.icmp_send(skb, ICMP_DEST_UNREACH, ICMP_PROT_UNREACH, ifc=ifc)
         self.pool.free(skb)
 
@@ -448,7 +448,7 @@ class Ip(NetfilterHooks, Service):
             return
         if icmp.type == ICMP_ECHO:
             self.counters["IcmpInEchos"] += 1
-            if hdr.dst not in self.local:   # icmp_echo_ignore_broadcasts = 1
+            if hdr.dst not in self.local_ifaces:   # icmp_echo_ignore_broadcasts = 1
                 self.pool.free(skb)
                 return
             self.icmp_echo_reply(skb, hdr, icmp)
@@ -467,7 +467,7 @@ class Ip(NetfilterHooks, Service):
             return
         hlen = (quoted[0] & 0xF) * 4
         svc = self.protocols.get(quoted[9])
-        if svc is None or len(quoted) < hlen + 8 or quoted[12:16] not in self.local:
+        if svc is None or len(quoted) < hlen + 8 or quoted[12:16] not in self.local_ifaces:
             return
         try:
             self.peer(svc).send(encode(L4_ERR, [[icmp.type, icmp.code, icmp.rest, quoted[:hlen + 8]]]),
@@ -508,7 +508,7 @@ class Ip(NetfilterHooks, Service):
         except WireError:
             return
         if hdr.frag_off or hdr.dst[0] >= 224 or (ifc and hdr.dst == ifc.broadcast) or \
-                (martian_source(hdr.src) and hdr.src not in self.local):   # 127.0.0.1 on lo is ours
+                (martian_source(hdr.src) and hdr.src not in self.local_ifaces):   # 127.0.0.1 on lo is ours
             return
         if hdr.proto == IPPROTO_ICMP and (len(payload) < 1 or payload[0] in ICMP_ERRORS):
             return
@@ -524,7 +524,7 @@ class Ip(NetfilterHooks, Service):
         skb.put(IPV4_HLEN + ICMP_HLEN)
         skb.put(quote)[:] = data[:quote]
         emit_icmp(IcmpHeader(type_, code, rest), skb.data, IPV4_HLEN, quote)
-        src = hdr.dst if hdr.dst in self.local else (ifc.addr if ifc else None)
+        src = hdr.dst if hdr.dst in self.local_ifaces else (ifc.addr if ifc else None)
         if src is None:
             self.pool.free(skb)
             return
@@ -590,7 +590,7 @@ class Ip(NetfilterHooks, Service):
         src = src or route.src
         mtu = self.ifaces[route.ifindex].mtu
         if skb.flags & CSUM_PARTIAL:
-            local = dst in self.local or route.ifindex == LOOPBACK_IFINDEX
+            local = dst in self.local_ifaces or route.ifindex == LOOPBACK_IFINDEX
             fits = len(skb) + (0 if header_room else IPV4_HLEN) <= mtu or skb.gso_size
             if local or (self.offload and fits):
                 # the device (or, on lo, nobody) finishes it: leave the pseudo-header sum (CHECKSUM_PARTIAL)
@@ -613,7 +613,7 @@ class Ip(NetfilterHooks, Service):
         """A datagram of ours, header written: the OUTPUT chain, then a device or lo."""
         if not self.nf_hook("OUTPUT", skb, None, self.ifaces[route.ifindex]):
             return
-        if dst in self.local or route.ifindex == LOOPBACK_IFINDEX:
+        if dst in self.local_ifaces or route.ifindex == LOOPBACK_IFINDEX:
             # to ourselves (all of 127/8 is lo's): loop back without touching a device
             skb.network_header = skb.data_off
             self.ip_local_deliver(self.lo, skb, hdr)
@@ -709,9 +709,9 @@ class Ip(NetfilterHooks, Service):
         iface, d = check_addr(self.cfg, text, dev)
         ifc, packed = self.ifaces[d.ifindex], iface.ip.packed
         if op == "add":
-            if packed in self.local:
+            if packed in self.local_ifaces:
                 raise OSError(errno.EEXIST, f"{iface.ip} is already an address of mkstack")
-            self.local[packed] = ifc
+            self.local_ifaces[packed] = ifc
             self.extra.append((iface, dev))
             add_connected(self.fib, iface, d)
         elif op == "del":
@@ -720,7 +720,7 @@ class Ip(NetfilterHooks, Service):
                     raise OSError(errno.EPERM, f"{iface} is {dev}'s configured address; change it in the config")
                 raise OSError(errno.EADDRNOTAVAIL, f"{iface} is not an address of {dev}")
             self.extra.remove((iface, dev))
-            del self.local[packed]
+            del self.local_ifaces[packed]
             drop_connected(self.fib, iface, d)
         else:
             raise OSError(errno.EINVAL, f"unknown addr operation {op!r}")

@@ -64,7 +64,7 @@ class NetfilterHooks:
             return True
         self.counters[f"Nf{chain.title()}{verdict.title()}s"] += 1
         if verdict == "REJECT":
-            if bytes(data[12:16]) in self.local:
+            if bytes(data[12:16]) in self.local_ifaces:
                 # our own datagram: the sender hears of it as of an ICMP error
                 self.icmp_error_up(IcmpHeader(ICMP_DEST_UNREACH, ICMP_PORT_UNREACH, 0), bytes(data[:hlen + 8]))
             else:

@@ -16,13 +16,12 @@ import random
 import time
 from dataclasses import dataclass, field
 
-import msgpack
 import zmq
 
 from services.base import Service, main
 from shared.capture import RX, TX
 from shared.ipc import endpoints
-from shared.ipc.codec import encode
+from shared.ipc.codec import capture_frame, encode
 from shared.ipc.messages import (ANNOUNCE_ACK, CTL_CAPTURE, CTL_IMPAIR, DEV_CARRIER, DEV_QUEUE_XMIT, DEV_XMIT, IP_RCV,
                                  NETDEV_UP, NETIF_RX)
 from shared.skb import Skb
@@ -81,7 +80,7 @@ class Netdev(Service):
         now = time.time()
         for skb in skbs:
             try:
-                self.pub.send(msgpack.packb([dev.ifindex, direction, now, bytes(skb.data)]), zmq.NOBLOCK)
+                self.pub.send(capture_frame(dev.ifindex, direction, now, bytes(skb.data)), zmq.NOBLOCK)
                 dev.stats["tapped"] += 1
             except zmq.Again:
                 dev.stats["tap_dropped"] += 1

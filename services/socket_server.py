@@ -17,7 +17,6 @@ import socket as ksock
 import struct
 import time
 
-import msgpack
 import zmq
 
 from services.base import Service, main
@@ -28,7 +27,7 @@ from services.socket.types import Client, Pending, Sock
 from shared import procfs
 from shared.bytequeue import ByteQueue
 from shared.ipc import endpoints
-from shared.ipc.codec import encode
+from shared.ipc.codec import encode, ready_event, restart_event
 from shared.ipc.messages import RMEM_MAX, TCP_RESYNC, UDP_SEND, UDP_UNBIND
 from shared.ipc.zflags import EVENTS, NOBLOCK, RCVMORE, SNDMORE
 
@@ -292,12 +291,12 @@ class SocketServer(SocketCore, Service):
                 self.restart_notices.pop(cid, None)
                 continue
             try:
-                self.sys.send_multipart([c.events, msgpack.packb([1, os.getpid()])], zmq.NOBLOCK)
+                self.sys.send_multipart([c.events, restart_event(os.getpid())], zmq.NOBLOCK)
             except zmq.ZMQError:
                 continue                 # not reconnected yet (ROUTER_MANDATORY)
             del self.restart_notices[cid]
             for fd, sock in c.fds.items():
-                self.frames.append([c.events, msgpack.packb([0, fd, *sock.readiness(), sock.id])])
+                self.frames.append([c.events, ready_event(fd, *sock.readiness(), sock.id)])
         self.notice_at = now + RESTART_NOTICE_RETRY
 
     def stats(self) -> dict:

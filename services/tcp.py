@@ -64,7 +64,7 @@ class Tcp(Service):
         super().__init__()
         self.local = {int.from_bytes(a, "big") for a in local_addrs(self.cfg, self.rundir)}
         self.fib = fib_from_config(self.cfg, self.rundir)
-        self.ports = PortTable(self.cfg.udp_port_range, self.local)
+        self.ports = PortTable(self.cfg.local_port_range, self.local)
         self.bound: dict[int, tuple[int, int]] = {}          # sock -> (addr, port)
         self.conns: dict[tuple[int, int, int, int], Conn] = {}
         self.by_id: dict[int, Conn] = {}

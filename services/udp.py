@@ -45,7 +45,7 @@ class Udp(Service):
         super().__init__()
         bcast = {int.from_bytes(d.addr.network.broadcast_address.packed, "big") for d in self.cfg.devices}
         self.local = {int.from_bytes(a, "big") for a in local_addrs(self.cfg, self.rundir)}
-        self.table = PortTable(self.cfg.udp_port_range, self.local, bcast)
+        self.table = PortTable(self.cfg.local_port_range, self.local, bcast)
         self.peer("ip")
         self.announce("ip", IP_REGISTER).set(self.name, [IPPROTO_UDP], [])   # inet_add_protocol
         self.peer("socket_server")

@@ -91,7 +91,7 @@ class Config:
     driver_budget: int
     ipfrag_time: float
     ipfrag_high_thresh: int
-    udp_port_range: tuple[int, int]
+    local_port_range: tuple[int, int]
     socket_rcvbuf: int
     socket_sndbuf: int
     socket_limits: SocketLimits
@@ -323,7 +323,7 @@ def load(path: str) -> Config:
         driver_budget=int(root.table("driver").num("budget", 1, 4096, 64, integer=True)),
         ipfrag_time=ipsec.num("ipfrag_time", 1, 3600, 30.0),
         ipfrag_high_thresh=int(ipsec.num("ipfrag_high_thresh", 65536, 1 << 30, 4 << 20, integer=True)),
-        udp_port_range=_port_range(ipsec),
+        local_port_range=_port_range(ipsec),
         socket_rcvbuf=int(sock.num("rmem_default", 2304, 1 << 26, 212992, integer=True)),
         socket_sndbuf=int(sock.num("wmem_default", 4608, 1 << 26, 212992, integer=True)),
         socket_limits=SocketLimits(

@@ -11,8 +11,10 @@ The core does no I/O of its own: replies and readiness events collect in
 (services/socket_server.py) sends them at the end of the turn, after the state
 is saved. Each family (inet stream and datagram, raw, unix) takes the calls of
 its sockets through one table keyed by (family, type); the calls every family
-shares are answered here. Errors are OSError inside; they become errno values
-in exactly one place, ``_reply``.
+shares are answered here. The errno is chosen where the kernel chooses it (each
+check raises OSError in Linux's order); ``syscall`` catches it for the whole call
+and ``_reply`` is the one place it becomes the client's errno (a suspended call
+failing later passes through ``fail`` to the same place).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from services.socket.tcp_events import TcpEvents
 from services.socket.types import POLLERR, Client, Pending, Sock, aton, ntoa
 from services.socket.unix import UNIX_CALLS, UnixSockets
 from shared import procfs
-from shared.ipc.codec import BadMessage, decode, encode
+from shared.ipc.codec import BadMessage, decode, encode, ready_event, sys_reply
 from shared.ipc.messages import (RAW_DELIVER, SYS_ACCEPT, SYS_BIND, SYS_CLOSE, SYS_DUP, SYS_GETPEERNAME,
                                  SYS_GETSOCKNAME, SYS_GETSOCKOPT, SYS_HELLO, SYS_IOCTL, SYS_LAST, SYS_LISTEN,
                                  SYS_NETSTAT, SYS_RECVFROM, SYS_RECVFROM_MANY, SYS_RECVMSG, SYS_SENDMSG,
@@ -240,7 +242,7 @@ class SocketCore(ClientTable, SocketOptions, DgramSockets, StreamSockets, TcpEve
         if sock is not None:
             ready = [sock.fd, *sock.readiness(), sock.id]
             self.state.touch(sock)
-        return msgpack.packb([req, err, result, ready], use_bin_type=True)
+        return sys_reply(req, err, result, ready)
 
     def _reply(self, ident: bytes, req: int, err: int, result: object, sock: Sock | None = None) -> bytes:
         """Queue a reply; it leaves at the end of the turn, after the state is saved."""
@@ -302,7 +304,7 @@ class SocketCore(ClientTable, SocketOptions, DgramSockets, StreamSockets, TcpEve
         sock.err_shown = err
         for client, fd in [(sock.client, sock.fd), *sock.holders]:
             if client.events is not None:
-                self.frames.append([client.events, msgpack.packb([0, fd, ver, m, sock.id])])
+                self.frames.append([client.events, ready_event(fd, ver, m, sock.id)])
 
     def dispatch(self, client: Client, call: Pending) -> None:
         code, f = call.code, call.fields

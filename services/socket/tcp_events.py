@@ -16,7 +16,7 @@ import os
 
 from services.socket.stream import TCP_SEND_MAX
 from services.socket.types import Sock
-from shared.ipc.codec import encode
+from shared.ipc.codec import TCP_EVENT, decode_tcp_event, encode
 from shared.ipc.messages import (CLOSE_ABORT, CLOSE_FORGET, CLOSE_SHUT_WR, TCP_CLOSE, TCP_RCVD, TCP_SEND,
                                  TCP_SETOPT)
 from shared.proto import sockopt
@@ -87,27 +87,31 @@ class TcpEvents:
 
     def on_tcp_events(self, items: list) -> None:
         for item in items:
-            if not (isinstance(item, list) and len(item) >= 2 and type(item[0]) is int and isinstance(item[1], str)):
+            ev = decode_tcp_event(item)
+            if ev is None:
                 self.counters["bad_messages"] += 1
+                self.log.warning("bad tcp event %r", item[:3] if isinstance(item, list) else item)
                 continue
             try:
-                self.on_tcp_event(item[0], item[1], item)
-            except (TypeError, ValueError, IndexError) as exc:
+                self.on_tcp_event(ev)
+            except (TypeError, ValueError, IndexError) as exc:    # a value no event can have: the rest go on
                 self.counters["bad_messages"] += 1
                 self.log.warning("bad tcp event %r: %s", item[:3], exc)
 
-    def on_tcp_event(self, conn: int, kind: str, item: list) -> None:
+    def on_tcp_event(self, ev: tuple) -> None:
+        """One of tcp's events (shared/ipc/messages.py TCP_EVENT_FIELDS names its fields)."""
+        conn, kind = ev.conn, ev.kind
         if kind == "result":
-            self.on_tcp_result(item[2], conn, item[3], item[4], item[5])
+            self.on_tcp_result(ev.req, conn, ev.err, ev.addr, ev.port)
             return
         if kind == "info":
-            self.on_tcp_info(item[2], conn, item[3])
+            self.on_tcp_info(ev.req, conn, ev.info)
             return
         if kind == "acc":
-            self.on_accepted(conn, *item[2:7])
+            self.on_accepted(conn, ev.listener, ev.raddr, ev.rport, ev.laddr, ev.lport)
             return
         if kind in ("restart", "synced", "sync"):
-            self.on_tcp_restart(conn, kind, item)
+            self.on_tcp_restart(ev)
             return
         sock = self.conns.get(conn)
         if sock is None and kind == "est":
@@ -118,21 +122,21 @@ class TcpEvents:
             gone = self.lingering.get(conn)
             if gone is not None:
                 self.state.touch(gone)
-                self.on_lingering(gone, kind, item)
+                self.on_lingering(gone, ev)
             elif kind == "data":          # for a socket already closed: keep the window open
-                self.tcp_msg(encode(TCP_RCVD, conn, item[2] + len(item[3])))
+                self.tcp_msg(encode(TCP_RCVD, conn, ev.off + len(ev.data)))
             return
         self.state.touch(sock)
         if kind == "est":
             if sock.st != "connecting":
                 return                  # told again after a restart of tcp
             sock.st = "connected"
-            sock.laddr, sock.lport = item[2], item[3]
+            sock.laddr, sock.lport = ev.laddr, ev.lport
             call, sock.connect_call = sock.connect_call, None
             if call is not None:
                 self.answer(call, 0, sock)
         elif kind == "data":
-            off, data = item[2], item[3]
+            off, data = ev.off, ev.data
             if off != sock.rcv_total:
                 if off > sock.rcv_total or off + len(data) <= sock.rcv_total:
                     self.counters["tcp_data_dropped" if off > sock.rcv_total else "tcp_data_repeated"] += 1
@@ -145,20 +149,20 @@ class TcpEvents:
             else:
                 sock.rbuf += data
                 self.urgent_arrived(sock)
-        elif kind == "urg" and type(item[2]) is int:
-            self.on_urgent(sock, item[2])
+        elif kind == "urg":
+            self.on_urgent(sock, ev.off)
         elif kind == "acked":
-            self.trim_acked(sock, item[2])
+            self.trim_acked(sock, ev.off)
         elif kind == "resend":
-            self.tcp_resend(sock, item[2])
+            self.tcp_resend(sock, ev.off)
             return
         elif kind == "eof":
             sock.eof = True
         elif kind == "err":
             if sock.st == "connecting":
-                self.connect_failed(sock, item[2])
+                self.connect_failed(sock, ev.errno)
                 return
-            sock.err = item[2]
+            sock.err = ev.errno
             sock.st = "closed"
             self.forget_conn(conn)
         elif kind == "closed":
@@ -166,14 +170,14 @@ class TcpEvents:
             self.forget_conn(conn)
         self.wake_stream(sock)
 
-    def on_lingering(self, sock: Sock, kind: str, item: list) -> None:
+    def on_lingering(self, sock: Sock, ev: tuple) -> None:
         """Events for a socket the application closed while data was unacknowledged:
         tcp, if it restarts, may still need some of it again."""
-        if kind == "acked":
-            self.trim_acked(sock, item[2])
-        elif kind == "resend":
-            self.tcp_resend(sock, item[2])
-        if kind in ("closed", "err") or not sock.sndkeep:
+        if ev.kind == "acked":
+            self.trim_acked(sock, ev.off)
+        elif ev.kind == "resend":
+            self.tcp_resend(sock, ev.off)
+        if ev.kind in ("closed", "err") or not sock.sndkeep:
             self.lingering.pop(sock.conn, None)
             self.uncharge_sent(sock, sock.sent_charged)
 
@@ -196,9 +200,10 @@ class TcpEvents:
             self.tcp_msg(encode(TCP_SEND, sock.conn, base + at, sock.sndkeep[at:at + TCP_SEND_MAX]))
         self.counters["tcp_resent_bytes"] += sock.snd_sent - off
 
-    def on_tcp_restart(self, conn: int, kind: str, item: list) -> None:
+    def on_tcp_restart(self, ev: tuple) -> None:
         """tcp came back and took up its state: ask again what it never answered, then
         reconcile each connection it names; those it no longer has are lost (reset)."""
+        conn, kind = ev.conn, ev.kind
         if kind == "restart":
             self.counters["tcp_restarts"] += 1
             self.tcp_unsynced = set(self.conns)
@@ -210,7 +215,7 @@ class TcpEvents:
                 sock = self.conns.get(lost)
                 if sock is not None and sock.conn == lost:
                     self.counters["tcp_conns_lost"] += 1
-                    self.on_tcp_event(lost, "err", [lost, "err", errno.ECONNRESET])
+                    self.on_tcp_event(TCP_EVENT["err"](lost, "err", errno.ECONNRESET))
             self.tcp_unsynced = set()
             return
         sock = self.conns.get(conn)
@@ -218,14 +223,14 @@ class TcpEvents:
         if sock is None:
             gone = self.lingering.get(conn)
             if gone is not None:                 # closed with data tcp may not have had
-                self.tcp_resend(gone, item[2])
+                self.tcp_resend(gone, ev.off)
                 self.tcp_msg(encode(TCP_CLOSE, conn, CLOSE_FORGET, gone.snd_sent))
                 return
             opening = self.socks.get(conn)
             if opening is None or opening.st != "connecting":     # (a connect asked again just now)
                 self.tcp_msg(encode(TCP_CLOSE, conn, CLOSE_FORGET, 0))     # closed here while tcp was away
             return
-        self.tcp_resend(sock, item[2])
+        self.tcp_resend(sock, ev.off)
         if sock.st == "connected" or sock.eof:
             self.credit_now(sock)
         if sock.shut_wr:

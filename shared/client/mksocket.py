@@ -130,10 +130,10 @@ class _Notifier:
     mkstack sockets, so ten thousand connections fit in its RLIMIT_NOFILE.
     """
 
-    __slots__ = ("app", "lib", "made", "closed", "sid", "srv_fd", "ver", "mask", "readable", "writable", "lock")
+    __slots__ = ("app", "lib", "made", "closed", "sock_id", "srv_fd", "ver", "mask", "readable", "writable", "lock")
 
-    def __init__(self, sid: int) -> None:
-        self.sid = sid                     # the server's id of the socket: events name it
+    def __init__(self, sock_id: int) -> None:
+        self.sock_id = sock_id                     # the server's id of the socket: events name it
         self.srv_fd = -1                   # the socket server's fd for it, to ask for its events
         self.mask = 0                      # the last readiness mask known
         self.app = self.lib = None
@@ -190,7 +190,7 @@ class _Notifier:
             if ver <= self.ver or self.closed:
                 return
             self.ver, self.mask = ver, mask
-            want_r = self._readable(bool(_conn and (_conn.held.get(self.sid) or self.sid in _conn.buffered)))
+            want_r = self._readable(bool(_conn and (_conn.held.get(self.sock_id) or self.sock_id in _conn.buffered)))
             want_w = bool(mask & (_POLLOUT | _POLLERR | _POLLHUP))
             if self.made >= 0:
                 self._show(want_r, want_w, self.readable, self.writable)
@@ -371,8 +371,8 @@ class _Connection:
                 for bell in bells:
                     bell.ring()
 
-    def apply(self, fd: int, ver: int, mask: int, sid: int) -> None:
-        targets = self.by_sid.get(sid)
+    def apply(self, fd: int, ver: int, mask: int, sock_id: int) -> None:
+        targets = self.by_sid.get(sock_id)
         if targets:
             for n in list(targets):
                 n.apply(ver, mask)
@@ -380,9 +380,9 @@ class _Connection:
         with self.lock:
             if len(self.early) > 4096:
                 self.early.clear()
-            old = self.early.get(sid)
+            old = self.early.get(sock_id)
             if old is None or old[0] < ver:
-                self.early[sid] = (ver, mask)
+                self.early[sock_id] = (ver, mask)
 
     def socket_of(self, fileno: int) -> int | None:
         """The mkstack fd whose notifier is the descriptor ``fileno``."""
@@ -391,16 +391,16 @@ class _Connection:
                 return fd
         return None
 
-    def register(self, fd: int, sid: int, ver: int, mask: int, n: "_Notifier | None" = None) -> _Notifier:
-        n = n or _Notifier(sid)
+    def register(self, fd: int, sock_id: int, ver: int, mask: int, n: "_Notifier | None" = None) -> _Notifier:
+        n = n or _Notifier(sock_id)
         n.srv_fd = fd
         n.apply(ver, mask)
         self.notifiers[fd] = n
         with self.lock:
-            peers = self.by_sid.setdefault(sid, [])
+            peers = self.by_sid.setdefault(sock_id, [])
             if n not in peers:
                 peers.append(n)
-            early = self.early.pop(sid, None)
+            early = self.early.pop(sock_id, None)
         if early is not None:
             n.apply(*early)
         return n
@@ -414,22 +414,22 @@ class _Connection:
             raise _os_error(_errno.EOPNOTSUPP, f"fd {fileno} is not an mkstack socket; {why}")
         return sfd
 
-    def park(self, fd: int, sid: int, ver: int, mask: int, family: int, type_: int, proto: int) -> int:
+    def park(self, fd: int, sock_id: int, ver: int, mask: int, family: int, type_: int, proto: int) -> int:
         """A socket that arrived with SCM_RIGHTS: its descriptor, for socket(fileno=...)."""
-        n = self.register(fd, sid, ver, mask)
+        n = self.register(fd, sock_id, ver, mask)
         self.notifiers.pop(fd, None)
         self.detached[n.fd] = (fd, family, type_, proto, n)
         return n.fd
 
-    def hold(self, sid: int, dgrams: list) -> None:
-        q = self.held.setdefault(sid, collections.deque())
+    def hold(self, sock_id: int, dgrams: list) -> None:
+        q = self.held.setdefault(sock_id, collections.deque())
         q.extend(dgrams)
-        for n in list(self.by_sid.get(sid, ())):
+        for n in list(self.by_sid.get(sock_id, ())):
             n.recheck(True)
 
-    def take_held(self, sid: int, peek: bool) -> list | None:
-        """The next datagram held for socket ``sid`` ([data, addr, port]), or None."""
-        q = self.held.get(sid)
+    def take_held(self, sock_id: int, peek: bool) -> list | None:
+        """The next datagram held for socket ``sock_id`` ([data, addr, port]), or None."""
+        q = self.held.get(sock_id)
         if not q:
             return None
         try:
@@ -437,7 +437,7 @@ class _Connection:
         except IndexError:            # another thread took the last one
             return None
         if not q:
-            for n in list(self.by_sid.get(sid, ())):
+            for n in list(self.by_sid.get(sock_id, ())):
                 n.recheck(False)
         return d
 
@@ -446,13 +446,13 @@ class _Connection:
         if n is None:
             return
         with self.lock:
-            peers = self.by_sid.get(n.sid, [])
+            peers = self.by_sid.get(n.sock_id, [])
             if n in peers:
                 peers.remove(n)
             if not peers:
-                self.by_sid.pop(n.sid, None)
-                self.held.pop(n.sid, None)      # the last descriptor: what it held goes with it
-                self.buffered.discard(n.sid)
+                self.by_sid.pop(n.sock_id, None)
+                self.held.pop(n.sock_id, None)      # the last descriptor: what it held goes with it
+                self.buffered.discard(n.sock_id)
         n.close()
 
 
@@ -649,8 +649,8 @@ def dup(fd: int) -> int:
         return _k.dup(fd)
     sfd, family, type_, proto, _ = found
     conn = _connection()
-    newfd, sid, ver, mask = conn.call(SYS_DUP, sfd)  # type: ignore[misc]
-    return conn.park(newfd, sid, ver, mask, family, type_, proto)
+    newfd, sock_id, ver, mask = conn.call(SYS_DUP, sfd)  # type: ignore[misc]
+    return conn.park(newfd, sock_id, ver, mask, family, type_, proto)
 
 
 def hold_readable(sock: "socket", held: bool) -> None:
@@ -658,10 +658,10 @@ def hold_readable(sock: "socket", held: bool) -> None:
     fileno() reads as readable while it does, as if they were still in the socket."""
     conn, n = _connection(), sock._notifier
     if held:
-        conn.buffered.add(n.sid)
+        conn.buffered.add(n.sock_id)
     else:
-        conn.buffered.discard(n.sid)
-    n.recheck(held or bool(conn.held.get(n.sid)))
+        conn.buffered.discard(n.sock_id)
+    n.recheck(held or bool(conn.held.get(n.sock_id)))
 
 
 def take_back(sock: "socket", fileno: int) -> bool:
@@ -713,19 +713,19 @@ class socket:
         self._closed = True
         conn = _connection()
         fd = conn.call(SYS_SOCKET, int(family), int(type), int(proto))
-        _, ver, mask, sid = conn.local.last_ready
+        _, ver, mask, sock_id = conn.local.last_ready
         self._setup(fd, family, type & 0xF, proto,
-                    0.0 if type & getattr(_k, "SOCK_NONBLOCK", 0) else _default_timeout, sid, ver, mask)
+                    0.0 if type & getattr(_k, "SOCK_NONBLOCK", 0) else _default_timeout, sock_id, ver, mask)
 
     def _setup(self, fd: int, family: int, type: int, proto: int, timeout: float | None,
-               sid: int, ver: int, mask: int, notifier: _Notifier | None = None) -> None:
+               sock_id: int, ver: int, mask: int, notifier: _Notifier | None = None) -> None:
         self._fd, self._family, self._type, self._proto = fd, family, type, proto
         self._timeout = timeout
         self._io_refs = 0
         # UDP: destinations a send reached without an error; later sends to them do not wait
         self._sent_ok: set | None = set() if family == AF_INET and type == SOCK_DGRAM else None
         conn = _connection()
-        self._notifier = conn.register(fd, sid, ver, mask, notifier)
+        self._notifier = conn.register(fd, sock_id, ver, mask, notifier)
         conn.objects[fd] = self
         self._closed = False
 
@@ -738,7 +738,7 @@ class socket:
             raise _os_error(_errno.EOPNOTSUPP, f"fd {fileno} is not a detached mkstack socket; mkstack cannot "
                             "take over kernel sockets")
         fd, family, type_, proto, n = found
-        self._setup(fd, family, type_, proto, _default_timeout, n.sid, n.ver, -1, n)
+        self._setup(fd, family, type_, proto, _default_timeout, n.sock_id, n.ver, -1, n)
 
     # -- plumbing
     def _call(self, code: int, *args: object) -> object:
@@ -819,9 +819,9 @@ class socket:
 
     def dup(self) -> "socket":
         """A new socket object and descriptor for the same socket (the socket server's dup)."""
-        fd, sid, ver, mask = self._call(SYS_DUP)  # type: ignore[misc]
+        fd, sock_id, ver, mask = self._call(SYS_DUP)  # type: ignore[misc]
         new = socket.__new__(socket)
-        new._setup(fd, self._family, self._type, self._proto, None, sid, ver, mask)
+        new._setup(fd, self._family, self._type, self._proto, None, sock_id, ver, mask)
         new.settimeout(self._timeout)
         return new
 
@@ -864,10 +864,10 @@ class socket:
         self._call(SYS_LISTEN, int(backlog))
 
     def accept(self) -> tuple["socket", tuple[str, int]]:
-        fd, host, port, sid, ver, mask = self._call(SYS_ACCEPT, self._timeout)  # type: ignore[misc]
+        fd, host, port, sock_id, ver, mask = self._call(SYS_ACCEPT, self._timeout)  # type: ignore[misc]
         new = socket.__new__(socket)
         # as the stdlib: the new socket blocks unless a default timeout is set
-        new._setup(fd, self._family, self._type, self._proto, _default_timeout, sid, ver, mask)
+        new._setup(fd, self._family, self._type, self._proto, _default_timeout, sock_id, ver, mask)
         return new, self._name([host, port])  # type: ignore[return-value]
 
     def connect_ex(self, address: tuple[str, int]) -> int:
@@ -958,7 +958,7 @@ class socket:
         if self._closed:
             raise _os_error(_errno.EBADF, "Bad file descriptor")
         conn = _connection()
-        held = conn.take_held(self._notifier.sid, bool(flags & _k.MSG_PEEK))
+        held = conn.take_held(self._notifier.sock_id, bool(flags & _k.MSG_PEEK))
         if held is not None:
             data, host, port = held
             return data[:bufsize], (host, port), len(data)
@@ -966,7 +966,7 @@ class socket:
         data, host, port, truelen = res[:4]  # type: ignore[index]
         more = res[4] if len(res) > 4 else None  # type: ignore[arg-type]   # (not after a shutdown, say)
         if more:
-            conn.hold(self._notifier.sid, more)
+            conn.hold(self._notifier.sock_id, more)
         return data, self._peer(host, port), truelen
 
     def _recv_waitall(self, bufsize: int, flags: int) -> tuple[bytes, object, int]:
@@ -1212,10 +1212,10 @@ def socketpair(family: int = -1, type: int = -1, proto: int = 0) -> tuple:
     conn = _connection()
     pair = conn.call(SYS_SOCKETPAIR, int(family), int(type), int(proto))
     out = []
-    for fd, sid, ver, mask in pair:  # type: ignore[union-attr]
+    for fd, sock_id, ver, mask in pair:  # type: ignore[union-attr]
         s = socket.__new__(socket)
         s._setup(fd, family, type & 0xF, proto, 0.0 if type & getattr(_k, "SOCK_NONBLOCK", 0) else _default_timeout,
-                 sid, ver, mask)
+                 sock_id, ver, mask)
         out.append(s)
     return out[0], out[1]
 
@@ -1231,7 +1231,7 @@ def ioctl(fd: object, request: int, arg: object = 0, mutate_flag: bool = True) -
     mk = conn.socket_of(fileno) if conn is not None else None
     if mk is None or request not in (SIOCATMARK, SIOCINQ, SIOCOUTQ):
         return _kernel_ioctl(fd, request, arg, mutate_flag)  # type: ignore[misc]
-    q = conn.held.get(conn.notifiers[mk].sid) if request == SIOCINQ else None  # type: ignore[union-attr]
+    q = conn.held.get(conn.notifiers[mk].sock_id) if request == SIOCINQ else None  # type: ignore[union-attr]
     value = len(q[0][0]) if q else conn.call(SYS_IOCTL, mk, request)  # type: ignore[union-attr]
     if isinstance(arg, int):
         return 0
@@ -1322,9 +1322,9 @@ def fromfd(fd: int, family: int, type: int, proto: int = 0) -> socket:
     fileno() (or a descriptor detach() returned)."""
     conn = _connection()
     sfd = conn.server_fd(fd, "mkstack cannot take over kernel sockets")
-    newfd, sid, ver, mask = conn.call(SYS_DUP, sfd)  # type: ignore[misc]
+    newfd, sock_id, ver, mask = conn.call(SYS_DUP, sfd)  # type: ignore[misc]
     new = socket.__new__(socket)
-    new._setup(newfd, int(family), int(type), int(proto), _default_timeout, sid, ver, mask)
+    new._setup(newfd, int(family), int(type), int(proto), _default_timeout, sock_id, ver, mask)
     return new
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections import namedtuple
+
 import msgpack
 
-from shared.ipc.messages import lookup
+from shared.ipc.messages import CAPTURE_FIELDS, EV_READY, EV_RESTART, TCP_EVENT_FIELDS, lookup
 
 MAX_MESSAGE = 1 << 20     # no legitimate control or packet message is larger
 
@@ -49,3 +51,47 @@ def decode_reply(frame: bytes) -> tuple[int, object]:
     if not isinstance(obj, list) or len(obj) != 2 or type(obj[0]) is not int:
         raise BadMessage("reply is not [errno, result]")
     return obj[0], obj[1]
+
+
+# -- the syscall endpoint's replies and events (see messages.py) -------------------------
+def sys_reply(req: int, err: int, result: object, ready: list | None) -> bytes:
+    return msgpack.packb([req, err, result, ready], use_bin_type=True)
+
+
+def ready_event(fd: int, version: int, mask: int, sock_id: int) -> bytes:
+    return msgpack.packb([EV_READY, fd, version, mask, sock_id])
+
+
+def restart_event(pid: int) -> bytes:
+    return msgpack.packb([EV_RESTART, pid])
+
+
+# -- TCP_EVENTS items -----------------------------------------------------------------------
+TCP_EVENT = {kind: namedtuple(f"TcpEvent_{kind}", ["conn", "kind", *(n for n, _ in fields)])
+             for kind, fields in TCP_EVENT_FIELDS.items()}
+
+
+def decode_tcp_event(item: object) -> tuple | None:
+    """One TCP_EVENTS item as a named tuple (conn, kind, and the kind's fields), or None
+    if it is not one: an unknown kind, a missing field, a field of another type."""
+    if not (isinstance(item, list) and len(item) >= 2 and type(item[0]) is int and isinstance(item[1], str)):
+        return None
+    fields = TCP_EVENT_FIELDS.get(item[1])
+    if fields is None or len(item) != 2 + len(fields):
+        return None
+    for value, (_, want) in zip(item[2:], fields):
+        if not isinstance(value, want) or isinstance(value, bool) and want is int:
+            return None
+    return TCP_EVENT[item[1]](*item)
+
+
+# -- capture frames -------------------------------------------------------------------------
+CaptureFrame = namedtuple("CaptureFrame", CAPTURE_FIELDS)
+
+
+def capture_frame(ifindex: int, direction: int, ts: float, frame: bytes) -> bytes:
+    return msgpack.packb([ifindex, direction, ts, frame])
+
+
+def decode_capture(body: bytes) -> CaptureFrame:
+    return CaptureFrame(*msgpack.unpackb(body))

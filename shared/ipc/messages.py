@@ -103,8 +103,11 @@ BIND_REUSEADDR, BIND_RESTORE, BIND_REUSEPORT = 1, 2, 4   # UDP_BIND / TCP_BIND f
 #                                                          after a restart)
 
 # -- application calls (client library -> socket_server) ---------------------
-# Every call is [code, req, ...]; the reply is [req, errno, result, readiness]
-# where readiness is [fd, version, mask] or None. Events are [0, fd, version, mask].
+# Every call is [code, req, ...]; the reply is [req, errno, result, readiness] where readiness
+# is [fd, version, mask, socket id] or None. The event channel carries [EV_READY, fd, version,
+# mask, socket id] (a readiness change) and [EV_RESTART, pid] (the socket server restarted: ask
+# again what is still waiting). shared/ipc/codec.py packs them (sys_reply, ready_event, restart_event).
+EV_READY, EV_RESTART = 0, 1
 _ADDR = (str, bytes, type(None))    # AF_INET dotted quad; AF_UNIX path, or bytes for an abstract name
 _TMO = (int, float, type(None))
 SYS_HELLO = _msg(0x501, "SYS_HELLO", "register a client (pid) or its event channel", req=int, pid=int,
@@ -192,12 +195,36 @@ TCP_EVENTS = _msg(0x609, "TCP_EVENTS", "tcp -> socket_server: [[conn, kind, ...]
                   "TCP_GETINFO: req, bytes; conn is the socket); after a restart "
                   "'restart', then each connection's state and 'sync' (stream bytes tcp holds), then 'synced'",
                   items=list)
+# The items of TCP_EVENTS: [conn, kind, field...] with these fields per kind (decoded into
+# named tuples by shared/ipc/codec.py's decode_tcp_event)
+TCP_EVENT_FIELDS: dict[str, tuple[tuple[str, type | tuple[type, ...]], ...]] = {
+    "result": (("req", int), ("err", int), ("addr", int), ("port", int)),   # conn: the socket's id
+    "info": (("req", int), ("info", bytes)),                                  # conn: the socket's id
+    "est": (("laddr", int), ("lport", int)),
+    "acc": (("listener", int), ("raddr", int), ("rport", int), ("laddr", int), ("lport", int)),
+    "data": (("off", int), ("data", bytes)),
+    "acked": (("off", int),),
+    "urg": (("off", int),),
+    "eof": (),
+    "err": (("errno", int),),
+    "closed": (),
+    "resend": (("off", int),),
+    "restart": (),                        # conn 0: tcp restarted; each connection follows, then 'synced'
+    "sync": (("off", int),),              # the stream bytes tcp holds of the connection
+    "synced": (),
+}
+
 TCP_SEND_URG = _msg(0x60B, "TCP_SEND_URG", "socket_server -> tcp: stream data whose last byte is urgent "
                     "(send with MSG_OOB)", conn=int, off=int, data=bytes)
 TCP_RESYNC = _msg(0x60C, "TCP_RESYNC", "socket_server -> tcp: I restarted; tell me every connection again "
                   "('restart' ... 'synced', as after a restart of tcp)")
 TCP_ACCEPTED = _msg(0x60A, "TCP_ACCEPTED", "socket_server -> tcp: a connection left the accept queue",
                     listener=int)
+
+# -- the capture endpoint (netdev's PUB) ----------------------------------------
+# each frame a capturer is leased: [ifindex, direction (CAPTURE_RX, CAPTURE_TX), wall time, frame bytes];
+# codec.py's capture_frame / decode_capture
+CAPTURE_FIELDS = ("ifindex", "direction", "ts", "frame")
 
 # -- control ----------------------------------------------------------------
 CTL_PING = _msg(0x901, "CTL_PING", "heartbeat; reply [0, {'pid', 'name'}]")
