@@ -333,19 +333,19 @@ class Service:
                 self._held_skbs -= len(skbs)
 
     # -- the loop -----------------------------------------------------------
-    def on_message(self, code: int, fields: list) -> None:
+    def on_message(self, code: int, fields: tuple) -> None:
         raise NotImplementedError
 
-    def on_control(self, code: int, fields: list) -> object:
+    def on_control(self, code: int, fields: tuple) -> object:
         """Service-specific control requests; return the result or raise OSError."""
         if code == CTL_SHOW:
-            return self.show(fields[0])
+            return self.show(fields.what)
         if code == CTL_ADDR and isinstance(getattr(self, "local", None), set):
             return self.change_addr(*fields)
         if code == CTL_ROUTE and getattr(self, "fib", None) is not None:
             from services.routes import change_route   # services that route keep their own FIB copy
             r = change_route(self.fib, self.cfg, *fields)  # type: ignore[attr-defined]
-            return {"dst": fields[1], "ifindex": r.ifindex}
+            return {"dst": fields.dst, "ifindex": r.ifindex}
         raise OSError(errno.EINVAL, "unknown control request")
 
     def change_addr(self, op: str, text: str, dev: str) -> dict:
@@ -410,8 +410,8 @@ class Service:
             try:
                 if code == ANNOUNCE_ACK:
                     for a in self.announcements:
-                        if a.code == fields[0]:
-                            a.ack(fields[1], fields[2])
+                        if a.code == fields.msg:
+                            a.ack(fields.token, fields.err)
                     continue
                 self.on_message(code, fields)
             except Exception as exc:  # a service never dies on input

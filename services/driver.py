@@ -168,11 +168,11 @@ class Driver(Service):
         out["napi_mode"] = "poll" if self._more else "irq"
         return out
 
-    def on_message(self, code: int, fields: list) -> None:
+    def on_message(self, code: int, fields: tuple) -> None:
         if code != DEV_XMIT:
             self.counters["unexpected_messages"] += 1
             return
-        for skb in self.pool.take_many(fields[1]):
+        for skb in self.pool.take_many(fields.handles):
             try:
                 if self.offload:
                     os.writev(self.fd, [self.vnet_hdr(skb), skb.data])

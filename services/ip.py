@@ -115,20 +115,20 @@ class Ip(NetfilterHooks, Service):
             self.lower_up()
 
     # -- dispatch -----------------------------------------------------------
-    def on_message(self, code: int, fields: list) -> None:
+    def on_message(self, code: int, fields: tuple) -> None:
         self.now = time.monotonic()
         if code == IP_OUTPUT:
-            self.ip_output_batch(fields[0])
+            self.ip_output_batch(fields.items)
         elif code == IP_ICMP_ERROR:
-            self.icmp_error_batch(fields[0])
+            self.icmp_error_batch(fields.items)
         elif code == IP_RCV:
             self.ip_rcv_batch(*fields)
         elif code == IP_RAW_OUTPUT:
-            self.raw_output_batch(fields[0])
+            self.raw_output_batch(fields.items)
         elif code == IP_REGISTER:
             self.register(*fields)
         elif code == NETDEV_UP:
-            self.arp_notify(fields[0])
+            self.arp_notify(fields.ifindex)
         else:
             self.counters["unexpected_messages"] += 1
         self.flush()
@@ -694,9 +694,9 @@ class Ip(NetfilterHooks, Service):
         out["IpDefaultTTL"] = DEFAULT_TTL
         return out
 
-    def on_control(self, code: int, fields: list) -> object:
+    def on_control(self, code: int, fields: tuple) -> object:
         if code == CTL_FILTER:
-            return self.filter_control(fields[0], fields[1])
+            return self.filter_control(fields.op, fields.args)
         if code == CTL_ADDR:
             return self.ip_change_addr(*fields)
         result = super().on_control(code, fields)

@@ -85,7 +85,7 @@ class Netdev(Service):
             except zmq.Again:
                 dev.stats["tap_dropped"] += 1
 
-    def on_message(self, code: int, fields: list) -> None:
+    def on_message(self, code: int, fields: tuple) -> None:
         if code == DEV_CARRIER:
             self.carrier_up(*fields)
             return
@@ -202,7 +202,7 @@ class Netdev(Service):
         out["devices"] = {d.name: dict(d.stats) for d in self.devices.values()}
         return out
 
-    def on_control(self, code: int, fields: list) -> object:
+    def on_control(self, code: int, fields: tuple) -> object:
         if code == CTL_IMPAIR:
             name, rx, tx, seed = fields
             dev = next((d for d in self.devices.values() if d.name == name), None)

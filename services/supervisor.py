@@ -311,23 +311,23 @@ class Supervisor:
         u["reclaimed"] = self.reclaimed
         return u
 
-    def control(self, code: int, fields: list) -> object:
+    def control(self, code: int, fields: tuple) -> object:
         if code == SUP_STATUS:
             return self.status()
         if code == SUP_SHUTDOWN:
             open(os.path.join(self.rundir, SHUTDOWN_MARK), "w").close()   # the watchdog lets us go
             self.running = False
             return "shutting down"
-        c = self.children.get(fields[0])
+        c = self.children.get(fields.name)
         if c is None:
-            raise OSError(errno.ENOENT, f"no service named {fields[0]!r}")
+            raise OSError(errno.ENOENT, f"no service named {fields.name!r}")
         if code == SUP_KILL:
             if c.proc is None:
                 raise OSError(errno.ESRCH, f"{c.name} is not running")
             try:
-                sig = signal.Signals(fields[1])
+                sig = signal.Signals(fields.signal)
             except ValueError:
-                raise OSError(errno.EINVAL, f"bad signal {fields[1]}") from None
+                raise OSError(errno.EINVAL, f"bad signal {fields.signal}") from None
             c.proc.send_signal(sig)
             return {"name": c.name, "pid": c.proc.pid, "signal": sig.name}
         if code == SUP_RESTART:

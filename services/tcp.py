@@ -90,10 +90,10 @@ class Tcp(Service):
         self.resync_at: float | None = self.now      # tell the socket layer what we hold (after a restart)
 
     # -- dispatch ---------------------------------------------------------------------
-    def on_message(self, code: int, fields: list) -> None:
+    def on_message(self, code: int, fields: tuple) -> None:
         self.now = time.monotonic()
         if code == L4_RCV:
-            for skb in self.pool.take_many(fields[1]):
+            for skb in self.pool.take_many(fields.handles):
                 try:
                     self.tcp_rcv(skb)
                 except Exception as exc:
@@ -101,13 +101,13 @@ class Tcp(Service):
                 finally:
                     self.pool.free(skb)
         elif code in (TCP_SEND, TCP_SEND_URG):
-            c = self.by_id.get(fields[0])
+            c = self.by_id.get(fields.conn)
             if c is not None and (not c.orphan or c.fin_at is not None):
-                self.tcp_send(c, fields[1], fields[2], code == TCP_SEND_URG)
+                self.tcp_send(c, fields.off, fields.data, code == TCP_SEND_URG)
         elif code == TCP_RCVD:
-            c = self.by_id.get(fields[0])
+            c = self.by_id.get(fields.conn)
             # an absolute offset: a repeated one (after a restart) credits nothing twice
-            n = min(fields[1], c.tcb.rcv_total) - c.consumed if c is not None else 0
+            n = min(fields.off, c.tcb.rcv_total) - c.consumed if c is not None else 0
             if n > 0:
                 c.consumed += n
                 c.tcb.read_credit(n, self.now)
@@ -121,15 +121,15 @@ class Tcp(Service):
         elif code == TCP_CLOSE:
             self.tcp_close(*fields)
         elif code == TCP_SETOPT:
-            c = self.by_id.get(fields[0])
+            c = self.by_id.get(fields.conn)
             if c is not None:
-                if fields[1] == "nodelay":
-                    c.tcb.nodelay = bool(fields[2])
+                if fields.name == "nodelay":
+                    c.tcb.nodelay = bool(fields.value)
                     c.tcb.output_data(self.now)
-                elif fields[1] == "keepalive":
-                    c.tcb.set_keepalive(bool(fields[2]), self.now)
+                elif fields.name == "keepalive":
+                    c.tcb.set_keepalive(bool(fields.value), self.now)
                 else:
-                    self.setopts(c.tcb, {fields[1]: fields[2]})
+                    self.setopts(c.tcb, {fields.name: fields.value})
                 self.touch(c)
         elif code == TCP_GETINFO:
             req, sock, conn = fields
@@ -139,12 +139,12 @@ class Tcp(Service):
         elif code == TCP_RESYNC:          # the socket server restarted: tell it everything again
             self.resync_at = self.now
         elif code == TCP_ACCEPTED:
-            lst = self.listener_of.get(fields[0])
+            lst = self.listener_of.get(fields.listener)
             if lst is not None and lst.pending:
                 lst.pending -= 1
                 self.state.table_dirty = True
         elif code == L4_ERR:
-            self.tcp_err(fields[0])
+            self.tcp_err(fields.items)
         elif code == LOWER_UP:
             for c in self.by_id.values():
                 if c.tcb.resend_head(self.now):

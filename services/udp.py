@@ -65,16 +65,16 @@ class Udp(Service):
             self.counters["socket_server_unreachable"] += 1
             return False
 
-    def on_message(self, code: int, fields: list) -> None:
+    def on_message(self, code: int, fields: tuple) -> None:
         if code == L4_RCV:
-            for skb in self.pool.take_many(fields[1]):
+            for skb in self.pool.take_many(fields.handles):
                 try:
                     self.udp_rcv(skb)
                 except Exception as exc:
                     self.pool.free(skb)
                     self.fault("rcv", exc)
         elif code == UDP_SEND:
-            self.udp_send(fields[0])
+            self.udp_send(fields.items)
         elif code == UDP_BIND:
             req, sock, addr, port, flags = fields
             reuse, reuseport = bool(flags & BIND_REUSEADDR), bool(flags & BIND_REUSEPORT)
@@ -89,9 +89,9 @@ class Udp(Service):
             if sock in self.table.socks:
                 self.table.connect(sock, laddr, raddr, rport)
         elif code == UDP_UNBIND:
-            self.table.unbind(fields[0])
+            self.table.unbind(fields.sock)
         elif code == L4_ERR:
-            self.udp_err(fields[0])
+            self.udp_err(fields.items)
         elif code == LOWER_UP:
             pass                  # datagrams lost below stay lost: UDP promises nothing
         else:

@@ -48,7 +48,7 @@ from shared.ipc.messages import (RAW_DELIVER, SYS_ACCEPT, SYS_BIND, SYS_CLOSE, S
                                  SYS_NETSTAT, SYS_RECVFROM, SYS_RECVFROM_MANY, SYS_RECVMSG, SYS_SENDMSG,
                                  SYS_SENDTO, SYS_SENDTO_NOWAIT, SYS_SETSOCKOPT, SYS_SOCKET,
                                  SYS_SOCKETPAIR, SYS_WATCH, TCP_EVENTS, UDP_BOUND, UDP_DELIVER, UDP_RESYNC,
-                                 UDP_SOCK_ERR, UDP_UNBIND)
+                                 UDP_SOCK_ERR, UDP_UNBIND, lookup)
 from shared.skb import Skb
 
 CLIENT_CHECK = 1.0                # seconds between checks that client processes live
@@ -58,6 +58,7 @@ MAX_TIMEOUT = 9.2e9               # seconds: CPython's own bound (int64 nanoseco
 # calls that change nothing: a repeat after a restart may simply do them again (not SO_ERROR: it clears)
 REPEATABLE = frozenset((SYS_GETSOCKNAME, SYS_GETPEERNAME, SYS_IOCTL, SYS_NETSTAT, SYS_WATCH))
 SOCK_TYPE_MASK = 0xF              # SOCK_NONBLOCK / SOCK_CLOEXEC live above
+SENDTO_FIELDS = lookup(SYS_SENDTO).named   # a SYS_SENDMSG goes on as the sendto it carries
 NO_FAMILY = (frozenset(), None)   # a socket no family takes (a damaged restored record): the common calls only
 
 
@@ -133,16 +134,16 @@ class SocketCore(ClientTable, SocketOptions, DgramSockets, StreamSockets, TcpEve
         if len(ident) > IDENT_MAX:
             # a calling thread's identity names its state file ("t" + hex): it must fit a file name
             self.counters["bad_calls"] += 1
-            self._reply(ident, fields[0], errno.EINVAL, f"caller identity over {IDENT_MAX} bytes")
+            self._reply(ident, fields.req, errno.EINVAL, f"caller identity over {IDENT_MAX} bytes")
             return
         if code < SYS_HELLO or code > SYS_LAST:
-            self._reply(ident, fields[0], errno.EINVAL, "not a socket call")
+            self._reply(ident, fields.req, errno.EINVAL, "not a socket call")
             return
-        req = fields[0]
+        req = fields.req
         client = call = None
         try:
             if code == SYS_HELLO:
-                self._reply(ident, req, 0, self.hello(ident, fields[1], fields[2]))
+                self._reply(ident, req, 0, self.hello(ident, fields.pid, fields.events))
                 return
             client = self.clients.get(ident.split(b".", 1)[0])
             if client is None:
@@ -168,8 +169,9 @@ class SocketCore(ClientTable, SocketOptions, DgramSockets, StreamSockets, TcpEve
                 self.fault("call", exc)
                 exc = OSError(errno.EINVAL, f"bad arguments ({exc.__class__.__name__}: {exc})")
             sock = None
-            if code not in (SYS_HELLO, SYS_SOCKET, SYS_NETSTAT) and client is not None and len(fields) > 1:
-                sock = client.fds.get(fields[1]) if type(fields[1]) is int else None
+            fd = getattr(fields, "fd", None)     # the calls that name a socket
+            if client is not None and type(fd) is int:
+                sock = client.fds.get(fd)
             if call is not None:
                 self.fail(call, exc.errno or errno.EINVAL, exc.strerror or str(exc), sock)
             elif code == SYS_SENDTO_NOWAIT:
@@ -309,27 +311,27 @@ class SocketCore(ClientTable, SocketOptions, DgramSockets, StreamSockets, TcpEve
     def dispatch(self, client: Client, call: Pending) -> None:
         code, f = call.code, call.fields
         if code == SYS_SOCKET:
-            fd = self.sys_socket(client, f[1], f[2], f[3])
+            fd = self.sys_socket(client, f.family, f.type, f.proto)
             self.answer(call, fd, client.fds[fd])      # the reply carries its readiness and id
             return
         if code == SYS_NETSTAT:
             self.answer(call, self.show("sockets"))
             return
         if code == SYS_SOCKETPAIR:
-            self.answer(call, self.unix_socketpair(client, f[1], f[2], f[3]))
+            self.answer(call, self.unix_socketpair(client, f.family, f.type, f.proto))
             return
         if code == SYS_SENDMSG:     # a sendto that passes sockets along
-            call.fds = [self.sock_of(client, fd) for fd in f[7] if type(fd) is int]
-            if len(call.fds) != len(f[7]):
+            call.fds = [self.sock_of(client, fd) for fd in f.fds if type(fd) is int]
+            if len(call.fds) != len(f.fds):
                 raise OSError(errno.EBADF, "Bad file descriptor")
-            if call.fds and f[1] in client.fds and client.fds[f[1]].family != ksock.AF_UNIX:
+            if call.fds and f.fd in client.fds and client.fds[f.fd].family != ksock.AF_UNIX:
                 raise OSError(errno.EOPNOTSUPP, "Operation not supported")
-            call.code, call.fields = SYS_SENDTO, f[:7]
+            call.code, call.fields = SYS_SENDTO, SENDTO_FIELDS._make(f[:7])
             code, f = call.code, call.fields
         elif code == SYS_RECVMSG:
             call.code, call.want_fds = SYS_RECVFROM, True
             code = call.code
-        sock = self.sock_of(client, f[1])
+        sock = self.sock_of(client, f.fd)
         if (call.many or call.nowait) and not (sock.family == ksock.AF_INET and sock.type == ksock.SOCK_DGRAM):
             raise OSError(errno.EOPNOTSUPP, "Operation not supported")    # UDP only: reads ahead, sends unanswered
         if call.resumed and sock.stream and sock.family == ksock.AF_INET and self.resume_stream(sock, call):
@@ -350,12 +352,12 @@ class SocketCore(ClientTable, SocketOptions, DgramSockets, StreamSockets, TcpEve
             self.answer(call, [fd, sock.id, *sock.readiness()], sock)
             return
         if code == SYS_CLOSE and sock.refs > 1:   # another fd still names it: only this one goes
-            self.drop_fd(client, f[1])
+            self.drop_fd(client, f.fd)
             self.answer(call, 0)
             return
         if code == SYS_BIND and sock.family == ksock.AF_INET and sock.type != ksock.SOCK_RAW \
-                and type(f[3]) is int and 0 < f[3] <= 0xFFFF:
-            self.bind_permitted(client, sock, f[2], f[3])
+                and type(f.port) is int and 0 < f.port <= 0xFFFF:
+            self.bind_permitted(client, sock, f.addr, f.port)
         calls, family_call = self.families.get((sock.family, sock.type), NO_FAMILY)
         if code in calls:
             family_call(sock, call)
@@ -364,14 +366,14 @@ class SocketCore(ClientTable, SocketOptions, DgramSockets, StreamSockets, TcpEve
         elif code == SYS_GETSOCKNAME:
             self.answer(call, [ntoa(sock.laddr), sock.lport], sock)
         elif code == SYS_SETSOCKOPT:
-            self.setsockopt(sock, f[2], f[3], f[4], client)
+            self.setsockopt(sock, f.level, f.name, f.value, client)
             self.answer(call, 0, sock)
         elif code == SYS_GETSOCKOPT:
-            value = self.getsockopt(sock, f[2], f[3], call)
+            value = self.getsockopt(sock, f.level, f.name, call)
             if value is not ASKED:
                 self.answer(call, value, sock)
         elif code == SYS_IOCTL:
-            self.answer(call, self.ioctl(sock, f[2]), sock)
+            self.answer(call, self.ioctl(sock, f.request), sock)
         else:
             raise OSError(errno.EOPNOTSUPP, "Operation not supported")
 
@@ -504,23 +506,23 @@ class SocketCore(ClientTable, SocketOptions, DgramSockets, StreamSockets, TcpEve
             self.counters[f"{service}_outbox_overflow"] += 1
         box.append(msg)        # sent at the end of the turn, after the state is saved
 
-    def on_message(self, code: int, fields: list) -> None:
+    def on_message(self, code: int, fields: tuple) -> None:
         if code == UDP_DELIVER:
-            self.udp_deliver(fields[0])
+            self.udp_deliver(fields.items)
         elif code == UDP_BOUND:
             self.on_bound(*fields)
         elif code == UDP_SOCK_ERR:
-            sock = self.socks.get(fields[0])
-            if sock is not None and fields[1] > 0:
-                sock.err = fields[1]
+            sock = self.socks.get(fields.sock)
+            if sock is not None and fields.err > 0:
+                sock.err = fields.err
                 self.wake_readers(sock)
                 self.notify(sock)
         elif code == UDP_RESYNC:
             self.resync_udp()
         elif code == RAW_DELIVER:
-            self.raw_deliver(fields[1])
+            self.raw_deliver(fields.handles)
         elif code == TCP_EVENTS:
-            self.on_tcp_events(fields[0])
+            self.on_tcp_events(fields.items)
         else:
             self.counters["unexpected_messages"] += 1
 

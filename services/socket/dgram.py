@@ -36,9 +36,9 @@ class DgramSockets:
             self.close_sock(sock)
             self.answer(call, 0)
         elif code == SYS_BIND:
-            self.sys_bind(sock, call, aton(f[2]), check_port(f[3]))
+            self.sys_bind(sock, call, aton(f.addr), check_port(f.port))
         elif code == SYS_CONNECT:
-            self.sys_connect(sock, call, f[2], f[3])
+            self.sys_connect(sock, call, f.addr, f.port)
         elif code == SYS_SENDTO:
             self.sys_sendto(sock, call)
         elif code == SYS_RECVFROM:
@@ -48,7 +48,7 @@ class DgramSockets:
                 raise err(errno.ENOTCONN)
             self.answer(call, [ntoa(sock.raddr), sock.rport], sock)
         elif code == SYS_SHUTDOWN:
-            self.sys_shutdown(sock, f[2])
+            self.sys_shutdown(sock, f.how)
             self.answer(call, 0, sock)
 
     def sys_bind(self, sock: Sock, call: Pending, addr: int, port: int) -> None:
@@ -105,7 +105,7 @@ class DgramSockets:
             if call.code == SYS_SENDTO:
                 self.sys_sendto(sock, call)
             elif call.code == SYS_CONNECT:
-                self.sys_connect(sock, call, call.fields[2], call.fields[3])
+                self.sys_connect(sock, call, call.fields.addr, call.fields.port)
         except OSError as exc:
             self.fail(call, exc.errno or errno.EINVAL, exc.strerror or str(exc), sock)
 
@@ -139,7 +139,8 @@ class DgramSockets:
         self.answer(call, 0, sock)
 
     def sys_sendto(self, sock: Sock, call: Pending) -> None:
-        _, _, data, flags, addr, port, _tmo = call.fields
+        f = call.fields
+        data, flags, addr, port = f.data, f.flags, f.addr, f.port
         if flags & ksock.MSG_OOB:
             raise OSError(errno.EOPNOTSUPP, "Operation not supported")
         if sock.err:
@@ -173,7 +174,7 @@ class DgramSockets:
         self.answer(call, len(data), sock)
 
     def sys_recvfrom(self, sock: Sock, call: Pending) -> None:
-        bufsize, flags, timeout = call.fields[2], call.fields[3], call.fields[4]
+        bufsize, flags, timeout = call.fields.bufsize, call.fields.flags, call.fields.timeout
         if bufsize < 0:
             raise OSError(errno.EINVAL, "negative buffersize in recvfrom")
         if sock.readers_waiting() or not self.try_recv(sock, call):
@@ -182,7 +183,7 @@ class DgramSockets:
             self.park(sock, sock.readers, call, timeout)
 
     def try_recv(self, sock: Sock, call: Pending) -> bool:
-        bufsize, flags = call.fields[2], call.fields[3]
+        bufsize, flags = call.fields.bufsize, call.fields.flags
         if sock.rcvq:
             skb, saddr, sport, passed = sock.rcvq[0]
             data = bytes(skb.data[:bufsize])

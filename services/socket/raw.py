@@ -57,13 +57,13 @@ class RawSockets:
     def raw_call(self, sock: Sock, call: Pending) -> None:
         code, f = call.code, call.fields
         if code == SYS_BIND:
-            addr = aton(f[2])
+            addr = aton(f.addr)
             if addr and addr not in self.local and addr not in self.bcast:
                 raise err(errno.EADDRNOTAVAIL)
             sock.laddr, sock.bound = addr, True
             self.answer(call, 0, sock)
         elif code == SYS_CONNECT:
-            sock.raddr = aton(f[2]) if f[2] else 0
+            sock.raddr = aton(f.addr) if f.addr else 0
             if sock.raddr:
                 self.route_src(sock.raddr)
             self.answer(call, 0, sock)
@@ -78,14 +78,14 @@ class RawSockets:
                 raise err(errno.ENOTCONN)
             self.answer(call, [ntoa(sock.raddr), 0], sock)
         elif code == SYS_SHUTDOWN:
-            self.sys_shutdown(sock, f[2])
+            self.sys_shutdown(sock, f.how)
             self.answer(call, 0, sock)
         elif code == SYS_CLOSE:
             self.close_sock(sock)
             self.answer(call, 0)
 
     def raw_send(self, sock: Sock, call: Pending) -> None:
-        _, _, data, flags, addr, _port, _tmo = call.fields
+        data, flags, addr = call.fields.data, call.fields.flags, call.fields.addr
         if flags & ksock.MSG_OOB:
             raise err(errno.EOPNOTSUPP)
         if sock.err:

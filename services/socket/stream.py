@@ -39,19 +39,19 @@ class StreamSockets:
     def stream_call(self, sock: Sock, call: Pending) -> None:
         code, f = call.code, call.fields
         if code == SYS_BIND:
-            self.stream_bind(sock, call, f[2], f[3])
+            self.stream_bind(sock, call, f.addr, f.port)
         elif code == SYS_LISTEN:
-            self.stream_listen(sock, call, f[2])
+            self.stream_listen(sock, call, f.backlog)
         elif code == SYS_ACCEPT:
             self.stream_accept(sock, call)
         elif code == SYS_CONNECT:
-            self.stream_connect(sock, call, f[2], f[3], f[4])
+            self.stream_connect(sock, call, f.addr, f.port, f.timeout)
         elif code == SYS_SENDTO:
             self.stream_send(sock, call)
         elif code == SYS_RECVFROM:
             self.stream_recv(sock, call)
         elif code == SYS_SHUTDOWN:
-            self.stream_shutdown(sock, f[2])
+            self.stream_shutdown(sock, f.how)
             self.answer(call, 0, sock)
         elif code == SYS_GETPEERNAME:
             if sock.st not in ("connected", "closed") or not sock.raddr:
@@ -80,8 +80,8 @@ class StreamSockets:
                 return True
         if what == "connect" and sock.st == "connecting":
             sock.connect_call = call
-            if call.fields[4] is not None:
-                self.arm(call, call.fields[4])
+            if call.fields.timeout is not None:
+                self.arm(call, call.fields.timeout)
             return True
         if what == "connect" and sock.err:
             self.fail_with_error(sock, call)
@@ -111,7 +111,7 @@ class StreamSockets:
         if sock.st != "listening":
             raise err(errno.EINVAL)
         if not self.try_accept(sock, call):
-            timeout = call.fields[2]
+            timeout = call.fields.timeout
             if timeout is not None and timeout <= 0:
                 raise err(errno.EAGAIN)
             self.park(sock, sock.readers, call, timeout)
@@ -156,7 +156,7 @@ class StreamSockets:
             self.arm(call, timeout)
 
     def stream_send(self, sock: Sock, call: Pending) -> None:
-        data, flags, timeout = call.fields[2], call.fields[3], call.fields[6]
+        data, flags, timeout = call.fields.data, call.fields.flags, call.fields.timeout
         if sock.err:
             raise self.take_error(sock)
         if sock.shut_wr or sock.st in ("closed", "new", "listening"):
@@ -184,7 +184,7 @@ class StreamSockets:
             self.counters["user_mem_full"] += 1
             self.mem_waiters.setdefault(sock.uid, set()).add(sock)
             return False
-        data, flags = call.fields[2], call.fields[3]
+        data, flags = call.fields.data, call.fields.flags
         n = min(len(data), room, TCP_SEND_MAX, left)
         # MSG_OOB: the last byte this call queues is urgent (tcp_push -> tcp_mark_urg)
         code = TCP_SEND_URG if flags & ksock.MSG_OOB else TCP_SEND
@@ -220,7 +220,7 @@ class StreamSockets:
                     self.wake_stream(sock)
 
     def stream_recv(self, sock: Sock, call: Pending) -> None:
-        bufsize, flags, timeout = call.fields[2], call.fields[3], call.fields[4]
+        bufsize, flags, timeout = call.fields.bufsize, call.fields.flags, call.fields.timeout
         if bufsize < 0:
             raise err(errno.EINVAL)
         if sock.st in ("new", "listening", "connecting") and not sock.err:
@@ -232,7 +232,7 @@ class StreamSockets:
         if timeout is None and flags & ksock.MSG_WAITALL and not flags & (ksock.MSG_PEEK | ksock.MSG_DONTWAIT):
             call.got = bytearray()   # only a blocking socket waits for all (CPython polls otherwise)
             # gathered here until all has come: at most WAITALL_MAX (the client library asks for more in turns)
-            call.fields[2] = min(bufsize, WAITALL_MAX)
+            call.fields = call.fields._replace(bufsize=min(bufsize, WAITALL_MAX))
         if sock.readers_waiting() or not self.try_stream_recv(sock, call):
             if timeout is not None and timeout <= 0 or flags & ksock.MSG_DONTWAIT:
                 raise err(errno.EAGAIN)
@@ -255,10 +255,10 @@ class StreamSockets:
         urgent byte skipped unless SO_OOBINLINE; MSG_WAITALL gathers in ``call.got``.
         A read that may wait waits for SO_RCVLOWAT bytes (CPython's timeout then
         ends it with TimeoutError: its poll never saw the socket readable)."""
-        bufsize, flags = call.fields[2], call.fields[3]
+        bufsize, flags = call.fields.bufsize, call.fields.flags
         got = call.got
         ended = sock.eof or sock.shut_rd or sock.st == "closed" or bool(sock.err)
-        timeout = call.fields[4]
+        timeout = call.fields.timeout
         # with a timeout CPython polls first, and poll says readable at SO_RCVLOWAT bytes whatever
         # the read's size; a blocking read waits for min(SO_RCVLOWAT, size), as tcp_recvmsg
         need = sock.rcvlowat if timeout is not None else min(sock.rcvlowat, bufsize)

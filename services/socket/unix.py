@@ -109,24 +109,24 @@ class UnixSockets:
     def unix_call(self, sock: Sock, call: Pending) -> None:
         code, f = call.code, call.fields
         if code == SYS_BIND:
-            self.unix_bind(sock, f[2])
+            self.unix_bind(sock, f.addr)
             self.answer(call, 0, sock)
         elif code == SYS_CONNECT:
-            self.unix_connect(sock, f[2])
+            self.unix_connect(sock, f.addr)
             self.answer(call, 0, sock)
         elif code == SYS_LISTEN:
             if not sock.stream:
                 raise err(errno.EOPNOTSUPP)
             if sock.uname is None or sock.st not in ("new", "listening"):
                 raise err(errno.EINVAL)
-            sock.st, sock.backlog = "listening", max(1, min(f[2], 4096))
+            sock.st, sock.backlog = "listening", max(1, min(f.backlog, 4096))
             self.answer(call, 0, sock)
         elif code == SYS_ACCEPT:
             if not sock.stream:
                 raise err(errno.EOPNOTSUPP)
             self.stream_accept(sock, call)
         elif code == SYS_SENDTO:
-            if call.fields[3] & ksock.MSG_OOB:
+            if call.fields.flags & ksock.MSG_OOB:
                 raise err(errno.EOPNOTSUPP)
             if sock.stream and sock.peer is None and sock.st == "new":
                 raise err(errno.ENOTCONN)
@@ -146,7 +146,7 @@ class UnixSockets:
                 raise err(errno.ENOTCONN)
             self.answer(call, self.peer_name(sock), sock)
         elif code == SYS_SHUTDOWN:
-            self.unix_shutdown(sock, f[2])
+            self.unix_shutdown(sock, f.how)
             self.answer(call, 0, sock)
         elif code == SYS_CLOSE:
             self.close_sock(sock)
@@ -223,7 +223,7 @@ class UnixSockets:
         room = sock.sndbuf - len(peer.rbuf)
         if room <= 0:
             return False
-        data = call.fields[2]
+        data = call.fields.data
         n = min(len(data), room)
         if call.fds and n:
             peer.scm.append((peer.rcv_total, self.take_passed(call)))
@@ -245,7 +245,7 @@ class UnixSockets:
             self.wake_stream(peer)
 
     def unix_dgram_send(self, sock: Sock, call: Pending) -> None:
-        _, _, data, flags, addr, _port, timeout = call.fields
+        data, flags, addr, timeout = call.fields.data, call.fields.flags, call.fields.addr, call.fields.timeout
         if flags & ksock.MSG_OOB:
             raise err(errno.EOPNOTSUPP)
         if sock.shut_wr:
@@ -275,7 +275,7 @@ class UnixSockets:
         return bool(target.rcvq) and target.rcvq_mem + n + 64 > target.rcvbuf
 
     def unix_deliver(self, sock: Sock, target: Sock, call: Pending) -> None:
-        data = call.fields[2]
+        data = call.fields.data
         try:
             skb = self.pool.alloc(len(data))
         except NoBuffers:
@@ -293,7 +293,7 @@ class UnixSockets:
                 sock.writers.popleft()
                 continue
             sender = call.sender
-            if self._queue_full(sock, len(call.fields[2])):
+            if self._queue_full(sock, len(call.fields.data)):
                 return
             sock.writers.popleft()
             if sender is None or sender.id not in self.socks:

@@ -19,8 +19,9 @@ def encode(code: int, *fields: object) -> bytes:
     return msgpack.packb((code, *fields), use_bin_type=True)
 
 
-def decode(frame: bytes) -> tuple[int, list]:
-    """Decode and check a message against the schema; raises BadMessage."""
+def decode(frame: bytes) -> tuple[int, tuple]:
+    """Decode and check a message against the schema: (code, its fields as a named
+    tuple, names from messages.py); raises BadMessage."""
     if len(frame) > MAX_MESSAGE:
         raise BadMessage(f"message of {len(frame)} bytes exceeds {MAX_MESSAGE}")
     try:
@@ -39,7 +40,7 @@ def decode(frame: bytes) -> tuple[int, list]:
         if not isinstance(val, typ) or (isinstance(val, bool) and typ is not bool):
             names = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
             raise BadMessage(f"{mt.name}.{name} must be {names}")
-    return obj[0], fields
+    return obj[0], mt.named._make(fields)
 
 
 def decode_reply(frame: bytes) -> tuple[int, object]:

@@ -19,6 +19,7 @@ or ``[errno, text]`` on failure.
 
 from __future__ import annotations
 
+from collections import namedtuple
 from dataclasses import dataclass
 
 
@@ -28,6 +29,7 @@ class MsgType:
     name: str
     fields: tuple[tuple[str, type | tuple[type, ...]], ...]
     doc: str
+    named: type          # a decoded message's fields: a named tuple of them
 
 
 _REGISTRY: dict[int, MsgType] = {}
@@ -36,7 +38,7 @@ _REGISTRY: dict[int, MsgType] = {}
 def _msg(code: int, mname: str, doc: str, **fields: type | tuple[type, ...]) -> int:
     if code in _REGISTRY:
         raise RuntimeError(f"message code {code:#x} defined twice")
-    _REGISTRY[code] = MsgType(code, mname, tuple(fields.items()), doc)
+    _REGISTRY[code] = MsgType(code, mname, tuple(fields.items()), doc, namedtuple(mname, list(fields)))
     return code
 
 

@@ -8,8 +8,10 @@ from shared.ipc.messages import CTL_PING, DEV_XMIT, IP_RCV, all_types
 
 
 def test_round_trip_and_schema():
-    assert decode(encode(IP_RCV, 2, [1, 2, 3])) == (IP_RCV, [2, [1, 2, 3]])
-    assert decode(encode(CTL_PING)) == (CTL_PING, [])
+    code, fields = decode(encode(IP_RCV, 2, [1, 2, 3]))
+    assert code == IP_RCV and fields == (2, [1, 2, 3])
+    assert (fields.ifindex, fields.handles) == (2, [1, 2, 3])          # named as in messages.py
+    assert decode(encode(CTL_PING)) == (CTL_PING, ())
 
 
 @pytest.mark.parametrize("frame", [

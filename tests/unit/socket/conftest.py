@@ -91,10 +91,14 @@ class Host(SocketCore):
         for code, f in self.sent("udp"):
             if code == UDP_BIND:
                 req, sid, addr, p, _ = f
-                self.on_message(UDP_BOUND, [req, sid, err, addr or 0x0A420002, p or port])
+                self.message(UDP_BOUND, req, sid, err, addr or 0x0A420002, p or port)
 
     def tcp_events(self, *items: list) -> None:
-        self.on_message(TCP_EVENTS, [list(items)])
+        self.message(TCP_EVENTS, list(items))
+
+    def message(self, code: int, *fields: object) -> None:
+        """A message from udp, tcp or ip, through the codec as the process would get it."""
+        self.on_message(*decode(encode(code, *fields)))
 
     def close(self) -> None:
         for fd in list(self.watched):

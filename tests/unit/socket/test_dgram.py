@@ -6,7 +6,7 @@ import socket as ksock
 from shared.ipc.messages import (SYS_ACCEPT, SYS_BIND, SYS_CLOSE, SYS_CONNECT, SYS_GETPEERNAME, SYS_GETSOCKNAME,
                                  SYS_GETSOCKOPT, SYS_IOCTL, SYS_SETSOCKOPT,
                                  SYS_RECVFROM, SYS_SENDTO, SYS_SHUTDOWN, SYS_LISTEN, UDP_CONNECT, UDP_DELIVER,
-                                 UDP_SOCK_ERR, UDP_UNBIND, SIOCINQ)
+                                 UDP_BOUND, UDP_SOCK_ERR, UDP_UNBIND, SIOCINQ)
 
 PEER = "10.66.0.1"
 
@@ -15,7 +15,7 @@ def deliver(host, sock_id, data, saddr=0x0A420001, sport=5353):
     skb = host.pool.alloc(len(data))
     skb.put(len(data))[:] = data
     handle = host.pool.give(skb, host.owner_ids["socket_server"])
-    host.on_message(UDP_DELIVER, [[[sock_id, handle, saddr, sport]]])
+    host.message(UDP_DELIVER, [[sock_id, handle, saddr, sport]])
 
 
 def bound(host, app, port=40000):
@@ -31,8 +31,8 @@ def test_bind_waits_for_udp_and_answers_its_error(host, app):
     fd = app.socket(ksock.AF_INET, ksock.SOCK_DGRAM)
     req = app.send(SYS_BIND, fd, "0.0.0.0", 53)
     [(code, fields)] = host.sent("udp")
-    assert fields[2:4] == [0, 53]
-    host.on_message(0x402, [fields[0], fields[1], errno.EADDRINUSE, 0, 0])   # UDP_BOUND
+    assert (fields.addr, fields.port) == (0, 53)
+    host.message(UDP_BOUND, fields.req, fields.sock, errno.EADDRINUSE, 0, 0)
     assert app.reply(req).err == errno.EADDRINUSE
     assert app.call(SYS_BIND, fd, "10.9.9.9", 1).err == errno.EADDRNOTAVAIL
 
@@ -56,7 +56,7 @@ def test_connect_sets_the_default_destination_and_tells_udp(host, app):
     fd, sock = bound(host, app)
     assert app.call(SYS_GETPEERNAME, fd).err == errno.ENOTCONN
     app.ok(SYS_CONNECT, fd, PEER, 9, None)
-    assert (UDP_CONNECT, [sock.id, 0x0A420002, 0x0A420001, 9]) in host.sent("udp")
+    assert (UDP_CONNECT, (sock.id, 0x0A420002, 0x0A420001, 9,)) in host.sent("udp")
     assert app.ok(SYS_GETPEERNAME, fd) == [PEER, 9]
     assert app.ok(SYS_SENDTO, fd, b"hi", 0, None, 0, None) == 2
 
@@ -82,7 +82,7 @@ def test_a_datagram_past_so_rcvbuf_is_dropped_and_counted(host, app):
 
 def test_an_asynchronous_error_is_the_next_calls(host, app):
     fd, sock = bound(host, app)
-    host.on_message(UDP_SOCK_ERR, [sock.id, errno.ECONNREFUSED])
+    host.message(UDP_SOCK_ERR, sock.id, errno.ECONNREFUSED)
     assert app.call(SYS_RECVFROM, fd, 100, 0, None).err == errno.ECONNREFUSED
     assert app.call(SYS_RECVFROM, fd, 100, 0, 0).err == errno.EAGAIN        # reported once
 
@@ -107,7 +107,7 @@ def test_close_unbinds_and_fails_waiting_reads(host, app):
     deliver(host, sock.id, b"unread")
     req = app.send(SYS_CLOSE, fd)
     assert app.reply(req).err == 0
-    assert (UDP_UNBIND, [sock.id]) in host.sent("udp")
+    assert (UDP_UNBIND, (sock.id,)) in host.sent("udp")
     assert host.dgram_mem == 0 and sock.id not in host.socks
     assert app.call(SYS_RECVFROM, fd, 1, 0, None).err == errno.EBADF
 

@@ -17,7 +17,7 @@ def datagram(proto=ICMP, src=bytes([10, 66, 0, 1]), dst=bytes([10, 66, 0, 2]), p
 def deliver(host, data):
     skb = host.pool.alloc(len(data))
     skb.put(len(data))[:] = data
-    host.on_message(RAW_DELIVER, [1, [host.pool.give(skb, host.owner_ids["socket_server"])]])
+    host.message(RAW_DELIVER, 1, [host.pool.give(skb, host.owner_ids["socket_server"])])
 
 
 def test_socket_needs_cap_net_raw_and_announces_its_protocol(host, app):

@@ -39,7 +39,7 @@ def listening(host, app, port=8080):
     req = app.send(SYS_LISTEN, fd, 5)
     msgs = tcp_answer(host, TCP_LISTEN, port=port)
     assert app.reply(req).err == 0
-    assert [f[2] for c, f in msgs if c == TCP_LISTEN] == [5]
+    assert [f.backlog for c, f in msgs if c == TCP_LISTEN] == [5]
     return fd, host.clients[app.cid].fds[fd]
 
 
@@ -80,7 +80,7 @@ def test_a_refused_connect_fails_with_tcps_errno(host, app):
 def test_send_goes_to_tcp_within_the_send_buffer(host, app):
     fd, sock = connected(host, app)
     assert app.call(SYS_SENDTO, fd, b"x", 0, None, 0, None).result == 1
-    assert (TCP_SEND, [sock.conn, 0, b"x"]) in host.sent("tcp")
+    assert (TCP_SEND, (sock.conn, 0, b"x",)) in host.sent("tcp")
     assert app.ok(SYS_IOCTL, fd, SIOCOUTQ) == 1
     host.tcp_events([sock.conn, "acked", 1])
     assert app.ok(SYS_IOCTL, fd, SIOCOUTQ) == 0
@@ -98,7 +98,7 @@ def test_recv_reads_what_tcp_delivered_and_credits_the_window(host, app):
     assert app.ok(SYS_IOCTL, fd, SIOCINQ) == 7
     assert app.ok(SYS_RECVFROM, fd, 100, 0, None)[0] == b"o world"
     host.credits_due()
-    assert (TCP_RCVD, [sock.conn, 11]) in host.sent("tcp")
+    assert (TCP_RCVD, (sock.conn, 11,)) in host.sent("tcp")
     host.tcp_events([sock.conn, "eof"])
     assert app.ok(SYS_RECVFROM, fd, 100, 0, None)[0] == b""
 
@@ -107,7 +107,7 @@ def test_shutdown_write_sends_a_fin_after_the_data(host, app):
     fd, sock = connected(host, app)
     app.ok(SYS_SENDTO, fd, b"abc", 0, None, 0, None)
     app.ok(SYS_SHUTDOWN, fd, ksock.SHUT_WR)
-    assert (TCP_CLOSE, [sock.conn, CLOSE_SHUT_WR, 3]) in host.sent("tcp")
+    assert (TCP_CLOSE, (sock.conn, CLOSE_SHUT_WR, 3,)) in host.sent("tcp")
     assert app.call(SYS_SENDTO, fd, b"d", 0, None, 0, None).err == errno.EPIPE
     assert app.call(SYS_SHUTDOWN, app.socket(ksock.AF_INET, ksock.SOCK_STREAM), 1).err == errno.ENOTCONN
 
@@ -116,15 +116,15 @@ def test_close_with_unread_data_resets(host, app):
     fd, sock = connected(host, app)
     host.tcp_events([sock.conn, "data", 0, b"unread"])
     app.ok(SYS_CLOSE, fd)
-    assert (TCP_CLOSE, [sock.conn, CLOSE_ABORT, 0]) in host.sent("tcp")
+    assert (TCP_CLOSE, (sock.conn, CLOSE_ABORT, 0,)) in host.sent("tcp")
     fd2, sock2 = connected(host, app)
     app.ok(SYS_CLOSE, fd2)
-    assert (TCP_CLOSE, [sock2.conn, CLOSE_FORGET, 0]) in host.sent("tcp")
+    assert (TCP_CLOSE, (sock2.conn, CLOSE_FORGET, 0,)) in host.sent("tcp")
 
 
 def test_options_reach_tcp_for_a_connection(host, app):
     fd, sock = connected(host, app)
     app.ok(SYS_SETSOCKOPT, fd, ksock.IPPROTO_TCP, ksock.TCP_NODELAY, 1)
-    assert (TCP_SETOPT, [sock.conn, "nodelay", 1]) in host.sent("tcp")
+    assert (TCP_SETOPT, (sock.conn, "nodelay", 1,)) in host.sent("tcp")
     assert app.ok(SYS_GETSOCKOPT, fd, ksock.IPPROTO_TCP, ksock.TCP_NODELAY) == 1
     assert app.ok(SYS_GETSOCKOPT, fd, ksock.SOL_SOCKET, ksock.SO_ACCEPTCONN) == 0
