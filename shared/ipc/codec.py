@@ -75,15 +75,23 @@ TCP_EVENT = {kind: namedtuple(f"TcpEvent_{kind}", ["conn", "kind", *(n for n, _ 
 def decode_tcp_event(item: object) -> tuple | None:
     """One TCP_EVENTS item as a named tuple (conn, kind, and the kind's fields), or None
     if it is not one: an unknown kind, a missing field, a field of another type."""
-    if not (isinstance(item, list) and len(item) >= 2 and type(item[0]) is int and isinstance(item[1], str)):
+    if type(item) is not list or len(item) < 2 or type(item[0]) is not int:
         return None
-    fields = TCP_EVENT_FIELDS.get(item[1])
-    if fields is None or len(item) != 2 + len(fields):
+    shape = _EVENT_SHAPES.get(item[1]) if type(item[1]) is str else None
+    if shape is None or len(item) != shape[1]:
         return None
-    for value, (_, want) in zip(item[2:], fields):
-        if not isinstance(value, want) or isinstance(value, bool) and want is int:
-            return None
-    return TCP_EVENT[item[1]](*item)
+    values = item[2:]
+    if not all(map(isinstance, values, shape[2])) or True in map(_is_bool, values):   # no field is a bool
+        return None
+    return shape[0]._make(item)
+
+
+def _is_bool(v: object) -> bool:
+    return v is True or v is False
+
+
+_EVENT_SHAPES = {kind: (TCP_EVENT[kind], 2 + len(fields), tuple(t for _, t in fields))
+                 for kind, fields in TCP_EVENT_FIELDS.items()}
 
 
 # -- capture frames -------------------------------------------------------------------------
