@@ -34,3 +34,9 @@ def verify(data: bytes | bytearray | memoryview, initial: int = 0) -> bool:
 def pseudo_header_sum(src: bytes, dst: bytes, proto: int, length: int) -> int:
     """Partial sum of the IPv4 pseudo-header for TCP/UDP checksums (RFC 768/793)."""
     return ones_sum(src + dst + bytes((0, proto)) + length.to_bytes(2, "big"))
+
+
+def pseudo_header_sum6(src: bytes, dst: bytes, next_header: int, length: int) -> int:
+    """Partial sum of the IPv6 pseudo-header for upper-layer checksums (RFC 8200 8.1):
+    source, destination, the 32-bit upper-layer length, three zero bytes, next header."""
+    return ones_sum(bytes(src) + bytes(dst) + length.to_bytes(4, "big") + bytes((0, 0, 0, next_header)))
