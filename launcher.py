@@ -68,6 +68,8 @@ def _print_status(st: dict) -> None:
     print(f"{'DEVICE':<8}{'ADDRESS':<18}{'MAC':<19}{'PEER NETNS':<22}PEER")
     for d in st["devices"]:
         print(f"{d['name']:<8}{d['addr']:<18}{d['mac']:<19}{d['peer_netns']:<22}{d['peer_addr']}")
+        for a in d.get("addr6", []):
+            print(f"{'':<8}{a}" + (f"  (peer {d['peer_addr6']})" if a == d["addr6"][0] else ""))
     used = ", ".join(f"{c['used']}/{c['slots']} x {c['slot_size']}B" for c in st["skb"]["classes"])
     print(f"skb slots in use: {used}")
 

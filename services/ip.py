@@ -30,6 +30,7 @@ import msgpack
 import zmq
 
 from services.base import Service, main
+from services.ip6 import Ip6
 from services.ip_filter import NetfilterHooks
 from services.routes import (LOOPBACK_ADDR, LOOPBACK_IFINDEX, LOOPBACK_MTU, Iface, add_connected, check_addr,
                              drop_connected, extra_addrs, fib_from_config, save_addrs, save_routes)
@@ -45,7 +46,7 @@ from shared.skb import CSUM_PARTIAL, CSUM_VALID, NoBuffers, Skb
 from shared.wire import WireError
 from shared.wire.arp import ARP_LEN, ARPOP_REPLY, ARPOP_REQUEST, ArpPacket, emit_arp, parse_arp
 from shared.wire.checksum import ones_sum, pseudo_header_sum
-from shared.wire.ethernet import BROADCAST, ETH_HLEN, ETH_P_ARP, ETH_P_IP, EthHeader, emit_eth, mac_ntoa
+from shared.wire.ethernet import BROADCAST, ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, EthHeader, emit_eth, mac_ntoa
 from shared.wire.icmp import (ICMP_DEST_UNREACH, ICMP_ECHO, ICMP_ECHOREPLY, ICMP_ERRORS, ICMP_FRAG_NEEDED,
                               ICMP_HLEN, ICMP_HOST_UNREACH, ICMP_NET_UNREACH, ICMP_PROT_UNREACH, ICMP_TIME_EXCEEDED,
                               IcmpHeader, emit_icmp, parse_icmp)
@@ -77,7 +78,7 @@ def martian_source(src: bytes) -> bool:
     return src[0] in (0, 127) or src[0] >= 224
 
 
-class Ip(NetfilterHooks, Service):
+class Ip(NetfilterHooks, Ip6, Service):
     kind = "ip"
 
     def __init__(self) -> None:
@@ -103,6 +104,7 @@ class Ip(NetfilterHooks, Service):
         self.neigh = NeighTable(n.reachable_time, n.retrans_time, n.mcast_solicit, n.unres_qlen, n.gc_stale_time,
                                 n.gc_thresh3, n.unres_total)
         self.icmp_limit = TokenBucket(1000.0, 50.0)
+        self.ip6_init()
         self.offload = self.cfg.offload   # the TAPs finish checksums and cut TSO segments
         self.filter_init()
         self.idents = IpIdents()
@@ -145,6 +147,8 @@ class Ip(NetfilterHooks, Service):
                     self.arp_rcv(ifc, skb)
                 elif skb.protocol == ETH_P_IP:
                     self.ip_rcv(ifc, skb)
+                elif skb.protocol == ETH_P_IPV6:
+                    self.ip6_rcv(ifc, skb)
                 else:
                     self.counters["IpInUnknownEthertype"] += 1
                     self.pool.free(skb)
@@ -164,14 +168,13 @@ class Ip(NetfilterHooks, Service):
         self.txbatch.clear()
 
     def timer_at(self) -> float | None:
-        a, b = self.neigh.poll_at(), self.reasm.poll_at()
-        if a is None or b is None:
-            return b if a is None else a
-        return min(a, b)
+        due = [t for t in (self.neigh.poll_at(), self.neigh6.poll_at(), self.reasm.poll_at()) if t is not None]
+        return min(due) if due else None
 
     def on_timer(self, now: float) -> None:
         self.now = now
         self.neigh_actions(self.neigh.poll(now))
+        self.neigh6_actions(self.neigh6.poll(now))
         self.reasm_results(self.reasm.poll(now))
         self.flush()
 

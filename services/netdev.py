@@ -26,7 +26,7 @@ from shared.ipc.messages import (ANNOUNCE_ACK, CTL_CAPTURE, CTL_IMPAIR, DEV_CARR
                                  NETDEV_UP, NETIF_RX)
 from shared.skb import Skb
 from shared.wire import WireError
-from shared.wire.ethernet import ETH_P_ARP, ETH_P_IP, mac_ntoa, parse_eth
+from shared.wire.ethernet import ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, mac_ntoa, parse_eth
 
 TXQ_RETRY = 0.005       # seconds between attempts while a driver cannot take frames
 CAPTURE_HWM = 10000     # frames queued for a slow capturer before copies are dropped
@@ -138,7 +138,7 @@ class Netdev(Service):
                 st["rx_otherhost"] += 1
                 self.pool.free(skb)
                 continue
-            if eth.ethertype not in (ETH_P_IP, ETH_P_ARP):
+            if eth.ethertype not in (ETH_P_IP, ETH_P_ARP, ETH_P_IPV6):
                 st["rx_nohandler"] += 1
                 self.pool.free(skb)
                 continue

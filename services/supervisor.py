@@ -38,6 +38,7 @@ from shared.ipc import endpoints
 from shared.ipc.codec import BadMessage, decode, decode_reply, encode
 from shared.ipc.messages import CTL_PING, SUP_KILL, SUP_RESTART, SUP_SHUTDOWN, SUP_STATUS
 from shared.skb import SkbPool
+from shared.wire.ipv6 import ip6_ntoa, link_local_from_mac
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -299,7 +300,9 @@ class Supervisor:
                      "last_start": c.last_start}
                     for c in self.children.values()]
         devices = [{"name": d.name, "addr": str(d.addr), "mac": ":".join(f"{b:02x}" for b in d.mac),
-                    "mtu": d.mtu, "peer_netns": d.netns(self.instance), "peer_addr": str(d.peer_addr)}
+                    "mtu": d.mtu, "peer_netns": d.netns(self.instance), "peer_addr": str(d.peer_addr),
+                    "addr6": [] if d.addr6 is None else [str(d.addr6), f"{ip6_ntoa(link_local_from_mac(d.mac))}/64"],
+                    "peer_addr6": None if d.peer_addr6 is None else str(d.peer_addr6)}
                    for d in self.cfg.devices]
         return {"instance": self.instance, "pid": os.getpid(), "services": services, "devices": devices,
                 "skb": self.skb_usage(), "starts": self.counters}

@@ -29,6 +29,8 @@ class Device:
     peer_addr: ipaddress.IPv4Interface
     peer_netns: str          # may contain "{instance}"
     peer_routes: tuple[ipaddress.IPv4Network, ...] = ()   # routed via mkstack in the peer namespace
+    addr6: ipaddress.IPv6Interface | None = None        # mkstack's global IPv6 address (link-local: from the MAC)
+    peer_addr6: ipaddress.IPv6Interface | None = None   # the peer's; IPv6 stays off on the link without both
 
     def netns(self, instance: str) -> str:
         return self.peer_netns.format(instance=instance)
@@ -276,6 +278,13 @@ def load(path: str) -> Config:
         peer = d.parse("peer_addr", ipaddress.IPv4Interface)
         if addr.network != peer.network or addr.ip == peer.ip:
             raise ConfigError(f"{d.where}.peer_addr: {peer} must be another address in {addr.network}")
+        addr6 = d.parse("addr6", ipaddress.IPv6Interface, None)
+        peer6 = d.parse("peer_addr6", ipaddress.IPv6Interface, None)
+        if (addr6 is None) != (peer6 is None) or addr6 is not None and (
+                addr6.network != peer6.network or addr6.ip == peer6.ip or addr6.network.prefixlen != 64
+                or addr6.is_link_local or addr6.is_multicast):
+            raise ConfigError(f"{d.where}.addr6/peer_addr6: both or neither, two addresses of one /64 "
+                              "that is neither link-local nor multicast")
         name = d.get("name", str)
         if not re.match(r"^[a-z][a-z0-9]{0,14}$", name):
             raise ConfigError(f"{d.where}.name: {name!r} is not a device name")
@@ -284,7 +293,7 @@ def load(path: str) -> Config:
             mtu=int(d.num("mtu", 576, 9000, 1500, integer=True)),
             txqueuelen=int(d.num("txqueuelen", 1, 100000, 1000, integer=True)),
             peer_addr=peer, peer_netns=d.get("peer_netns", str, "mkstack-{instance}"),
-            peer_routes=_networks(d, "peer_routes")))
+            peer_routes=_networks(d, "peer_routes"), addr6=addr6, peer_addr6=peer6))
     if not devices:
         raise ConfigError("devices: at least one device is needed")
     names = [d.name for d in devices]

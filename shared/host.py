@@ -34,11 +34,17 @@ def setup_device(dev: Device, instance: str) -> None:
         ip("-n", ns, "link", "set", "lo", "up")
     if ip("-n", ns, "link", "show", dev.name, check=False).returncode != 0:
         ip("-n", ns, "tuntap", "add", "dev", dev.name, "mode", "tap")
-        # no IPv6 chatter (MLD, router solicitations) on a link that is IPv4-only
-        subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw",
-                        f"net.ipv6.conf.{dev.name}.disable_ipv6=1"], capture_output=True)
+        if dev.peer_addr6 is None:     # no IPv6 chatter (MLD, router solicitations) on an IPv4-only link
+            sysctls = ["disable_ipv6=1"]
+        else:                          # a host, not a router: no solicitations, no advertisements taken
+            sysctls = ["accept_ra=0", "router_solicitations=0", "accept_dad=0"]
+        for sysctl in sysctls:
+            subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.{dev.name}.{sysctl}"],
+                           capture_output=True)
         ip("-n", ns, "link", "set", dev.name, "mtu", str(dev.mtu))
         ip("-n", ns, "addr", "add", str(dev.peer_addr), "dev", dev.name)
+        if dev.peer_addr6 is not None:
+            ip("-n", ns, "addr", "add", str(dev.peer_addr6), "dev", dev.name, "nodad")
     ip("-n", ns, "link", "set", dev.name, "up")
     for net in dev.peer_routes:
         ip("-n", ns, "route", "replace", str(net), "via", str(dev.addr.ip), "dev", dev.name)

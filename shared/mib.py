@@ -21,7 +21,7 @@ SNMP_ORDER = (
     "TcpRetransSegs TcpInErrs TcpOutRsts TcpInCsumErrors "
     "UdpInDatagrams UdpNoPorts UdpInErrors UdpOutDatagrams UdpRcvbufErrors UdpSndbufErrors UdpInCsumErrors"
 ).split()
-_MIB_NAME = re.compile(r"^(Ip|Icmp|Tcp|Udp|Arp|Raw)[A-Z][A-Za-z]+$")
+_MIB_NAME = re.compile(r"^(Ip6?|Icmp6?|Tcp|Udp6?|Arp|Raw|Ndisc6)[A-Z][A-Za-z0-9]+$")   # snmp6 names: Icmp6InType128
 
 
 def collect(per_service: dict[str, dict]) -> dict[str, int]:

@@ -1,6 +1,7 @@
 """Sends malformed frames into a TAP from the kernel side (run inside the peer namespace).
 
-usage: garbage.py DEV DST_MAC COUNT SEED   — prints how many frames of each kind were sent.
+usage: garbage.py DEV DST_MAC COUNT SEED [v6]   — prints how many frames of each kind were sent;
+with v6, malformed IPv6, ICMPv6 and Neighbor Discovery frames to fd66::2 (configs/ipv6.toml) instead.
 """
 
 import os
@@ -19,6 +20,63 @@ def ip_header(rng, proto, payload_len, src=b"\x0a\x42\x00\x01", dst=b"\x0a\x42\x
                               64, proto, 0, src, dst))
     struct.pack_into("!H", h, 10, csum(bytes(h)))
     return bytes(h)
+
+
+def ipv6_kinds(rng, eth6):
+    """Malformed IPv6 of every layer the ip service parses, each from fd66::1 to fd66::2."""
+    src, dst = bytes.fromhex("fd66" + "00" * 13 + "01"), bytes.fromhex("fd66" + "00" * 13 + "02")
+    snm = bytes.fromhex("ff0200000000000000000001ff000002")
+
+    def v6(nxt, payload, plen=None, hops=64, s=src, d=dst):
+        return eth6 + struct.pack("!IHBB16s16s", 6 << 28, len(payload) if plen is None else plen, nxt, hops, s, d) \
+            + payload
+
+    def icmp6(t, code, body, s=src, d=dst, good=True):
+        msg = bytearray(bytes((t, code, 0, 0)) + body)
+        pseudo = s + d + len(msg).to_bytes(4, "big") + b"\0\0\0\x3a"
+        struct.pack_into("!H", msg, 2, (csum(pseudo + bytes(msg)) + (0 if good else 1)) & 0xFFFF)
+        return bytes(msg)
+
+    def random_v6_header():
+        return eth6 + bytes([0x60 | rng.randrange(16)]) + rng.randbytes(rng.randrange(0, 80))
+
+    def v6_wrong_length():
+        return v6(58, rng.randbytes(16), plen=rng.choice([17, 100, 65535]))
+
+    def bad_icmp6_checksum():
+        return v6(58, icmp6(128, 0, rng.randbytes(4 + rng.randrange(40)), good=False))
+
+    def bad_neighbor_discovery():
+        body = bytearray(dst + bytes((1, 1)) + rng.randbytes(6))
+        body[rng.randrange(len(body))] = rng.randrange(256)
+        t = rng.choice([133, 134, 135, 136])
+        # from an address of its own: a mutation that stays valid may teach mkstack its link-layer address
+        # (RFC 4861 7.2.3), which must not be the peer's that the ping afterwards needs
+        other = bytes.fromhex("fd66" + "00" * 13 + "99")
+        return v6(58, icmp6(t, rng.choice([0, 0, 1]), bytes(4) + bytes(body), s=other, d=snm),
+                  hops=rng.choice([255, 255, 64]), s=other, d=snm)
+
+    def bad_extension_chain():
+        hdrs = rng.choice([
+            (60, bytes((0, 0, 1, 4, 0, 0, 0, 0)) + bytes((17, 0, 1, 4, 0, 0, 0, 0))),      # hop-by-hop second
+            (60, bytes((17, 0, rng.choice([0x5E, 0x9E, 0xDE]), 4, 0, 0, 0, 0))),           # unknown option
+            (43, bytes((17, 0, 4, 1, 0, 0, 0, 0))),                                       # segments left
+            (0, bytes((17, rng.randrange(1, 9), 1, 4, 0, 0, 0, 0))),                      # runs past the packet
+        ])
+        return v6(hdrs[0], hdrs[1] + rng.randbytes(8))
+
+    def unknown_next_header():
+        return v6(rng.choice([6, 17, 99, 253]), rng.randbytes(rng.randrange(0, 64)))
+
+    def v6_fragment():
+        return v6(44, bytes((58, 0)) + struct.pack("!HI", rng.randrange(0, 200) << 3 | 1, rng.randrange(1 << 32))
+                  + rng.randbytes(56))
+
+    def not_ours():
+        return v6(58, icmp6(128, 0, rng.randbytes(8)), d=bytes.fromhex("fd67" + "00" * 13 + "02"))
+
+    return [random_v6_header, v6_wrong_length, bad_icmp6_checksum, bad_neighbor_discovery, bad_extension_chain,
+            unknown_next_header, v6_fragment, not_ours]
 
 
 def main() -> None:
@@ -80,6 +138,8 @@ def main() -> None:
 
     kinds = [random_bytes, truncated_eth, unknown_ethertype, bogus_arp, random_ip_header, bad_ip_checksum,
              wrong_lengths, bad_icmp, unknown_protocol, fragment, martian_source]
+    if sys.argv[5:] == ["v6"]:
+        kinds = ipv6_kinds(rng, dst_mac + src_mac + b"\x86\xdd")
     sent = dict.fromkeys((k.__name__ for k in kinds), 0)
     for i in range(count):
         k = kinds[i % len(kinds)]

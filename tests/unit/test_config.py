@@ -42,10 +42,21 @@ def test_default_config_loads():
     ('peer_netns = "mkstack-{instance}"', 'peer_netns = "mkstack-{instance}"\npeer_routes = ["10.1.0.0/33"]',
      "devices[0].peer_routes[0]"),
     ('local_port_range', 'forwarding = "yes"\nlocal_port_range', "ip.forwarding: expected bool"),
+    ('peer_addr = "10.66.0.1/24"', 'peer_addr = "10.66.0.1/24"\naddr6 = "fd66::2/64"', "devices[0].addr6/peer_addr6"),
+    ('peer_addr = "10.66.0.1/24"', 'peer_addr = "10.66.0.1/24"\naddr6 = "fd66::2/64"\npeer_addr6 = "fd67::1/64"',
+     "devices[0].addr6/peer_addr6"),
+    ('peer_addr = "10.66.0.1/24"', 'peer_addr = "10.66.0.1/24"\naddr6 = "fd66::2/129"\npeer_addr6 = "fd66::1/64"',
+     "devices[0].addr6"),
 ])
 def test_errors_name_the_key(tmp_path, old, new, key):
     with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
         load(variant(tmp_path, old, new))
+
+
+def test_ipv6_config_loads():
+    d = load(os.path.join(ROOT, "configs", "ipv6.toml")).devices[0]
+    assert (str(d.addr6), str(d.peer_addr6)) == ("fd66::2/64", "fd66::1/64")
+    assert load(DEFAULT).devices[0].addr6 is None            # IPv6 stays off on the default link for now
 
 
 def test_router_config_loads():

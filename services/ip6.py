@@ -1,0 +1,260 @@
+"""IPv6 in the ip service: ipv6_rcv, ICMPv6 and Neighbor Discovery (RFC 8200, 4443, 4861).
+
+Why in the ip process and not an ip6 one beside it: both families share the
+devices, the link to netdev and the skb batch per turn, and Linux keeps them
+in one stack too; the code stands apart here, mixed into Ip, with its own
+neighbour cache (the same NUD engine as ARP's, keyed by 16-byte addresses).
+
+What works: a device with ``addr6`` has that address and a link-local one from
+its MAC (modified EUI-64), and listens on ff02::1 and the solicited-node groups
+of both. Received packets are checked (header, extension chain with RFC 8200's
+Parameter Problems); echo requests are answered; Neighbor Solicitations for
+our addresses are answered (the sender's link-layer address learned, as RFC
+4861 7.2.3), advertisements complete our own resolutions; replies go out once
+the neighbour is resolved (solicitations to the solicited-node group, retried
+as ARP is). Not done yet, refused or counted, never faked: an upper-layer
+protocol other than ICMPv6 gets Parameter Problem "unrecognized next header"
+(TCP and UDP over IPv6 come with AF_INET6 sockets), fragments are dropped and
+counted (Ip6ReasmFails), destinations off the link are unroutable
+(Ip6OutNoRoutes), DAD and router discovery are not run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.routes import Iface
+from shared.proto.neigh import Evicted, NeighTable, Overflow, Solicit, Unresolved
+from shared.skb import NoBuffers, Skb
+from shared.wire import WireError
+from shared.wire.ethernet import ETH_HLEN, ETH_P_IPV6, EthHeader, emit_eth
+from shared.wire.icmpv6 import (ERROR_QUOTE_MAX, ICMPV6_DEST_UNREACH, ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST,
+                                ICMPV6_ERRORS, ICMPV6_PARAMPROB, ND_NEIGHBOR_ADVERT, ND_NEIGHBOR_SOLICIT,
+                                ND_ROUTER_ADVERT, ND_ROUTER_SOLICIT, UNREACH_ADDR, Icmp6Header, NdMessage,
+                                emit_icmpv6, emit_neighbor_advert, emit_neighbor_solicit, parse_icmpv6, parse_nd)
+from shared.wire.ipv6 import (DEFAULT_HOP_LIMIT, IPV6_HLEN, NEXTHDR_ICMPV6, NEXTHDR_NONE, PARAMPROB_NEXTHDR,
+                              Ipv6Header, ParameterProblem, emit_ipv6, is_link_local, is_multicast,
+                              link_local_from_mac, multicast_mac, parse_ipv6, solicited_node, walk_extensions)
+
+ALL_NODES = bytes.fromhex("ff020000000000000000000000000001")
+ND_HOP_LIMIT = 255
+
+
+@dataclass(slots=True)
+class Addr6:
+    """One of our IPv6 addresses: the device it is on and the /64 it is in."""
+    ifc: Iface
+    prefix: bytes               # the first 8 bytes
+
+
+class Ip6:
+    """Mixed into Ip."""
+
+    def ip6_init(self) -> None:
+        self.addrs6: dict[bytes, Addr6] = {}
+        self.groups6: dict[int, set[bytes]] = {}        # ifindex -> multicast groups joined
+        for d in self.cfg.devices:
+            if d.addr6 is None:
+                continue
+            ifc = self.ifaces[d.ifindex]
+            for addr in (d.addr6.ip.packed, link_local_from_mac(d.mac)):
+                self.addrs6[addr] = Addr6(ifc, addr[:8])
+                self.groups6.setdefault(d.ifindex, {ALL_NODES}).add(solicited_node(addr))
+        n = self.cfg.neigh
+        self.neigh6 = NeighTable(n.reachable_time, n.retrans_time, n.mcast_solicit, n.unres_qlen, n.gc_stale_time,
+                                 n.gc_thresh3, n.unres_total)
+
+    # -- receive ------------------------------------------------------------------
+    def ip6_rcv(self, ifc: Iface, skb: Skb) -> None:
+        c = self.counters
+        c["Ip6InReceives"] += 1
+        if ifc.ifindex not in self.groups6:              # IPv6 is off on this device
+            c["Ip6InDiscards"] += 1
+            self.pool.free(skb)
+            return
+        try:
+            hdr, payload = parse_ipv6(skb.data)
+        except WireError:
+            c["Ip6InHdrErrors"] += 1
+            self.pool.free(skb)
+            return
+        ours = self.addrs6.get(hdr.dst)
+        if (ours is None or ours.ifc is not ifc) and hdr.dst not in self.groups6[ifc.ifindex]:
+            c["Ip6InAddrErrors"] += 1                    # not for us, and we forward no IPv6
+            self.pool.free(skb)
+            return
+        if is_multicast(hdr.dst):
+            c["Ip6InMcastPkts"] += 1
+        try:
+            chain = walk_extensions(hdr, payload)
+        except ParameterProblem as pp:
+            c["Ip6InHdrErrors"] += 1
+            if not pp.silent:
+                self.icmp6_error(ifc, skb, hdr, ICMPV6_PARAMPROB, pp.code, pp.pointer)
+            self.pool.free(skb)
+            return
+        except WireError:
+            c["Ip6InHdrErrors"] += 1
+            self.pool.free(skb)
+            return
+        if chain.fragment is not None:
+            c["Ip6ReasmFails"] += 1                      # reassembly of IPv6 is not built yet
+            self.pool.free(skb)
+            return
+        if chain.upper == NEXTHDR_ICMPV6:
+            c["Ip6InDelivers"] += 1
+            self.icmp6_rcv(ifc, skb, hdr, payload[chain.upper_off:])
+        elif chain.upper == NEXTHDR_NONE:
+            self.pool.free(skb)
+        else:
+            c["Ip6InUnknownProtos"] += 1
+            self.icmp6_error(ifc, skb, hdr, ICMPV6_PARAMPROB, PARAMPROB_NEXTHDR, chain.upper_ptr)
+            self.pool.free(skb)
+
+    def icmp6_rcv(self, ifc: Iface, skb: Skb, hdr: Ipv6Header, msg: memoryview) -> None:
+        c = self.counters
+        c["Icmp6InMsgs"] += 1
+        try:
+            icmp, body = parse_icmpv6(hdr.src, hdr.dst, msg)
+        except WireError:
+            c["Icmp6InErrors"] += 1
+            self.pool.free(skb)
+            return
+        t = icmp.type
+        c[f"Icmp6InType{t}"] += 1
+        if t == ICMPV6_ECHO_REQUEST:
+            self.icmp6_echo_reply(ifc, hdr, icmp, body)
+        elif t in (ND_NEIGHBOR_SOLICIT, ND_NEIGHBOR_ADVERT, ND_ROUTER_SOLICIT, ND_ROUTER_ADVERT):
+            try:
+                nd = parse_nd(hdr, icmp, body)
+            except WireError:
+                c["Icmp6InErrors"] += 1
+                nd = None
+            if nd is not None and t == ND_NEIGHBOR_SOLICIT:
+                self.ndisc_rcv_ns(ifc, hdr, nd)
+            elif nd is not None and t == ND_NEIGHBOR_ADVERT:
+                self.ndisc_rcv_na(ifc, hdr, nd)
+            # router messages: we are not a router, and router discovery is not run yet
+        self.pool.free(skb)
+
+    def icmp6_echo_reply(self, ifc: Iface, hdr: Ipv6Header, icmp: Icmp6Header, body: memoryview) -> None:
+        src = hdr.dst if not is_multicast(hdr.dst) else self.src6_for(ifc, hdr.src)
+        msg = emit_icmpv6(src, hdr.src, Icmp6Header(ICMPV6_ECHO_REPLY, 0, icmp.rest), body)
+        self.counters["Icmp6OutMsgs"] += 1
+        self.counters["Icmp6OutType129"] += 1
+        self.ip6_send(ifc, src, hdr.src, msg)
+
+    # -- Neighbor Discovery ------------------------------------------------------------
+    def ndisc_rcv_ns(self, ifc: Iface, hdr: Ipv6Header, ns: NdMessage) -> None:
+        ours = self.addrs6.get(ns.target)
+        if ours is None or ours.ifc is not ifc:
+            return
+        if hdr.src == bytes(16):                        # someone's duplicate address detection: ours is taken
+            msg = emit_neighbor_advert(ns.target, ALL_NODES, ns.target, ifc.mac)
+            self.ip6_send(ifc, ns.target, ALL_NODES, msg, hop_limit=ND_HOP_LIMIT)
+            return
+        if ns.source_ll is not None:
+            self.neigh6_learn(ifc, hdr.src, ns.source_ll)
+        msg = emit_neighbor_advert(ns.target, hdr.src, ns.target, ifc.mac, solicited=True)
+        self.counters["Icmp6OutNeighborAdvertisements"] += 1
+        self.ip6_send(ifc, ns.target, hdr.src, msg, hop_limit=ND_HOP_LIMIT)
+
+    def ndisc_rcv_na(self, ifc: Iface, hdr: Ipv6Header, na: NdMessage) -> None:
+        if na.target_ll is not None:
+            self.neigh6_learn(ifc, na.target, na.target_ll, create=False)
+
+    def neigh6_learn(self, ifc: Iface, addr: bytes, mac: bytes, create: bool = True) -> None:
+        for waiting in self.neigh6.update(ifc.ifindex, addr, mac, self.now, create=create):
+            self.xmit6(ifc, waiting, mac)
+        if self.neigh6.evicted:
+            self.neigh6_actions(self.neigh6.evicted)
+            self.neigh6.evicted = []
+
+    def neigh6_actions(self, actions: list) -> None:
+        for a in actions:
+            if isinstance(a, Solicit):
+                ifc = self.ifaces.get(a.ifindex)
+                if ifc is not None:
+                    self.ndisc_solicit(ifc, a.ip, a.mac)
+            elif isinstance(a, Unresolved):
+                self.counters["Ndisc6ResolveFailed"] += 1
+                for skb in a.items:
+                    self.pool.free(skb)
+            elif isinstance(a, (Overflow, Evicted)):
+                self.counters["Ndisc6UnresQueueDrops"] += 1 if isinstance(a, Overflow) else len(a.items)
+                for skb in ([a.item] if isinstance(a, Overflow) else a.items):
+                    self.pool.free(skb)
+
+    def ndisc_solicit(self, ifc: Iface, target: bytes, mac: bytes | None) -> None:
+        """A Neighbor Solicitation: to the target's solicited-node group, or (re-confirming
+        a stale entry) to its known address."""
+        src = self.src6_for(ifc, target)
+        dst = solicited_node(target) if mac is None else target
+        msg = emit_neighbor_solicit(src, dst, target, ifc.mac)
+        self.counters["Icmp6OutNeighborSolicits"] += 1
+        self.ip6_send(ifc, src, dst, msg, hop_limit=ND_HOP_LIMIT, mac=mac or multicast_mac(dst))
+
+    def src6_for(self, ifc: Iface, dst: bytes) -> bytes:
+        """Our address on ``ifc`` for talking to ``dst``: in its /64 if we have one there,
+        else the link-local one (RFC 6724's scope rule, reduced to a link)."""
+        link_local = None
+        for addr, a in self.addrs6.items():
+            if a.ifc is ifc:
+                if a.prefix == dst[:8]:
+                    return addr
+                if is_link_local(addr):
+                    link_local = addr
+        return link_local or next(addr for addr, a in self.addrs6.items() if a.ifc is ifc)
+
+    # -- output -------------------------------------------------------------------------
+    def ip6_send(self, ifc: Iface, src: bytes, dst: bytes, msg: bytes, hop_limit: int = DEFAULT_HOP_LIMIT,
+                 mac: bytes | None = None) -> None:
+        """An ICMPv6 message out of ``ifc`` to a neighbour on the link (or a group)."""
+        if not (is_multicast(dst) or is_link_local(dst) or any(a.ifc is ifc and a.prefix == dst[:8]
+                                                                 for a in self.addrs6.values())):
+            self.counters["Ip6OutNoRoutes"] += 1          # off the link: no IPv6 routes yet
+            return
+        try:
+            skb = self.pool.alloc(IPV6_HLEN + len(msg))
+        except NoBuffers:
+            self.counters["Ip6OutDiscards"] += 1
+            return
+        emit_ipv6(Ipv6Header(src, dst, NEXTHDR_ICMPV6, len(msg), hop_limit), skb.put(IPV6_HLEN))
+        skb.put(len(msg))[:] = msg
+        skb.network_header = skb.data_off
+        self.counters["Ip6OutRequests"] += 1
+        if mac is None and is_multicast(dst):
+            mac = multicast_mac(dst)
+        if mac is not None:
+            self.xmit6(ifc, skb, mac)
+            return
+        mac, actions = self.neigh6.resolve(ifc.ifindex, dst, skb, self.now)
+        if mac is not None:
+            self.xmit6(ifc, skb, mac)
+        if actions:
+            self.neigh6_actions(actions)
+
+    def xmit6(self, ifc: Iface, skb: Skb, mac: bytes) -> None:
+        emit_eth(EthHeader(mac, ifc.mac, ETH_P_IPV6), skb.push(ETH_HLEN))
+        skb.mac_header = skb.data_off
+        self.txbatch.setdefault(ifc.ifindex, []).append(skb)
+
+    def icmp6_error(self, ifc: Iface, orig: Skb, hdr: Ipv6Header, type_: int, code: int, rest: int) -> None:
+        """An ICMPv6 error about ``orig`` (RFC 4443 2.4: not about an error message, nor
+        about a packet to a multicast group except Parameter Problem code 2; rate limited)."""
+        if is_multicast(hdr.dst) and not (type_ == ICMPV6_PARAMPROB and code == 2) or hdr.src == bytes(16) \
+                or is_multicast(hdr.src):
+            return
+        data = bytes(orig.data)
+        if hdr.next_header == NEXTHDR_ICMPV6 and len(data) > IPV6_HLEN and data[IPV6_HLEN] in ICMPV6_ERRORS:
+            return
+        if not self.icmp_limit.allow(self.now):
+            self.counters["Icmp6RateLimited"] += 1
+            return
+        src = hdr.dst if not is_multicast(hdr.dst) else self.src6_for(ifc, hdr.src)
+        msg = emit_icmpv6(src, hdr.src, Icmp6Header(type_, code, rest), data[:ERROR_QUOTE_MAX])
+        self.counters["Icmp6OutMsgs"] += 1
+        self.counters["Icmp6OutErrors" if type_ != ICMPV6_DEST_UNREACH or code != UNREACH_ADDR else
+                      "Icmp6OutDestUnreachs"] += 1
+        self.ip6_send(ifc, src, hdr.src, msg)
+
