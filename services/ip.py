@@ -168,7 +168,8 @@ class Ip(NetfilterHooks, Ip6, Service):
         self.txbatch.clear()
 
     def timer_at(self) -> float | None:
-        due = [t for t in (self.neigh.poll_at(), self.neigh6.poll_at(), self.reasm.poll_at()) if t is not None]
+        due = [t for t in (self.neigh.poll_at(), self.neigh6.poll_at(), self.reasm.poll_at(), self.reasm6.poll_at())
+               if t is not None]
         return min(due) if due else None
 
     def on_timer(self, now: float) -> None:
@@ -176,6 +177,7 @@ class Ip(NetfilterHooks, Ip6, Service):
         self.neigh_actions(self.neigh.poll(now))
         self.neigh6_actions(self.neigh6.poll(now))
         self.reasm_results(self.reasm.poll(now))
+        self.reasm6_results(self.reasm6.poll(now))
         self.flush()
 
     # -- ARP ----------------------------------------------------------------

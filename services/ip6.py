@@ -12,28 +12,34 @@ Parameter Problems); echo requests are answered; Neighbor Solicitations for
 our addresses are answered (the sender's link-layer address learned, as RFC
 4861 7.2.3), advertisements complete our own resolutions; replies go out once
 the neighbour is resolved (solicitations to the solicited-node group, retried
-as ARP is). Not done yet, refused or counted, never faked: an upper-layer
-protocol other than ICMPv6 gets Parameter Problem "unrecognized next header"
-(TCP and UDP over IPv6 come with AF_INET6 sockets), fragments are dropped and
-counted (Ip6ReasmFails), destinations off the link are unroutable
+as ARP is). Fragments are reassembled with IPv4's limits (the same Reassembler,
+up to 65,535 bytes of payload; headers before the fragment header are not kept
+in the whole packet) and what we send is fragmented to the device's MTU. Not
+done yet, refused or counted, never faked: an upper-layer protocol other than
+ICMPv6 gets Parameter Problem "unrecognized next header" (TCP and UDP over
+IPv6 come with AF_INET6 sockets), destinations off the link are unroutable
 (Ip6OutNoRoutes), DAD and router discovery are not run.
 """
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 from services.routes import Iface
 from shared.proto.neigh import Evicted, NeighTable, Overflow, Solicit, Unresolved
+from shared.proto.reassembly import Complete, Reassembler
 from shared.skb import NoBuffers, Skb
 from shared.wire import WireError
 from shared.wire.ethernet import ETH_HLEN, ETH_P_IPV6, EthHeader, emit_eth
 from shared.wire.icmpv6 import (ERROR_QUOTE_MAX, ICMPV6_DEST_UNREACH, ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST,
-                                ICMPV6_ERRORS, ICMPV6_PARAMPROB, ND_NEIGHBOR_ADVERT, ND_NEIGHBOR_SOLICIT,
-                                ND_ROUTER_ADVERT, ND_ROUTER_SOLICIT, UNREACH_ADDR, Icmp6Header, NdMessage,
-                                emit_icmpv6, emit_neighbor_advert, emit_neighbor_solicit, parse_icmpv6, parse_nd)
-from shared.wire.ipv6 import (DEFAULT_HOP_LIMIT, IPV6_HLEN, NEXTHDR_ICMPV6, NEXTHDR_NONE, PARAMPROB_NEXTHDR,
-                              Ipv6Header, ParameterProblem, emit_ipv6, is_link_local, is_multicast,
+                                ICMPV6_ERRORS, ICMPV6_PARAMPROB, ICMPV6_TIME_EXCEED, ND_NEIGHBOR_ADVERT,
+                                ND_NEIGHBOR_SOLICIT, ND_ROUTER_ADVERT, ND_ROUTER_SOLICIT, UNREACH_ADDR, Icmp6Header,
+                                NdMessage, emit_icmpv6, emit_neighbor_advert, emit_neighbor_solicit, parse_icmpv6,
+                                parse_nd)
+from shared.wire.ipv6 import (DEFAULT_HOP_LIMIT, IPV6_HLEN, NEXTHDR_FRAGMENT, NEXTHDR_ICMPV6, NEXTHDR_NONE,
+                              PARAMPROB_HEADER, PARAMPROB_NEXTHDR, ExtChain, FragmentHeader, Ipv6Header,
+                              ParameterProblem, emit_fragment_header, emit_ipv6, is_link_local, is_multicast,
                               link_local_from_mac, multicast_mac, parse_ipv6, solicited_node, walk_extensions)
 
 ALL_NODES = bytes.fromhex("ff020000000000000000000000000001")
@@ -63,6 +69,10 @@ class Ip6:
         n = self.cfg.neigh
         self.neigh6 = NeighTable(n.reachable_time, n.retrans_time, n.mcast_solicit, n.unres_qlen, n.gc_stale_time,
                                  n.gc_thresh3, n.unres_total)
+        # the same limits as IPv4's (net.ipv6.ip6frag_* default to them), a payload of up to 65,535 bytes
+        self.reasm6 = Reassembler(timeout=self.cfg.ipfrag_time, high_thresh=self.cfg.ipfrag_high_thresh,
+                                  max_payload=0xFFFF)
+        self.frag_ids6 = random.getrandbits(32)
 
     # -- receive ------------------------------------------------------------------
     def ip6_rcv(self, ifc: Iface, skb: Skb) -> None:
@@ -98,8 +108,7 @@ class Ip6:
             self.pool.free(skb)
             return
         if chain.fragment is not None:
-            c["Ip6ReasmFails"] += 1                      # reassembly of IPv6 is not built yet
-            self.pool.free(skb)
+            self.ip6_defrag(ifc, skb, hdr, payload, chain)
             return
         if chain.upper == NEXTHDR_ICMPV6:
             c["Ip6InDelivers"] += 1
@@ -110,6 +119,77 @@ class Ip6:
             c["Ip6InUnknownProtos"] += 1
             self.icmp6_error(ifc, skb, hdr, ICMPV6_PARAMPROB, PARAMPROB_NEXTHDR, chain.upper_ptr)
             self.pool.free(skb)
+
+    # -- fragments (RFC 8200 4.5) ------------------------------------------------------
+    def ip6_defrag(self, ifc: Iface, skb: Skb, hdr: Ipv6Header, payload: memoryview, chain: ExtChain) -> None:
+        """Queue a fragment; a complete datagram is rebuilt as one packet (the IPv6
+        header, then what followed the fragment header) and received again."""
+        c = self.counters
+        c["Ip6ReasmReqds"] += 1
+        frag = chain.fragment
+        start = chain.fragment_off + 8                   # the fragmentable part, in the payload
+        length = len(payload) - start
+        if frag.more and (length % 8 or length == 0):
+            c["Ip6InHdrErrors"] += 1                     # 4.5: payload length not a multiple of 8
+            self.icmp6_error(ifc, skb, hdr, ICMPV6_PARAMPROB, PARAMPROB_HEADER, 4)
+            self.pool.free(skb)
+            return
+        if frag.offset + length > 0xFFFF:
+            c["Ip6InHdrErrors"] += 1                     # 4.5: it would end past 65,535 bytes
+            self.icmp6_error(ifc, skb, hdr, ICMPV6_PARAMPROB, PARAMPROB_HEADER, IPV6_HLEN + chain.fragment_off + 2)
+            self.pool.free(skb)
+            return
+        key = ("ip6", hdr.src, hdr.dst, frag.ident)
+        skb.dev = ifc.ifindex
+        item = (skb, IPV6_HLEN + start, frag.next_header)
+        self.reasm6_results(self.reasm6.add(key, frag.offset, length, frag.more, item, self.now, cost=skb.end))
+
+    def reasm6_results(self, results: list) -> None:
+        for r in results:
+            if isinstance(r, Complete):
+                self.reasm6_complete(r)
+                continue
+            if r.reason == "duplicate":
+                self.counters["Ip6ReasmDuplicates"] += 1
+            else:
+                self.counters["Ip6ReasmFails"] += 1
+                self.counters["Ip6ReasmTimeout" if r.reason == "timeout" else "Ip6ReasmDropped"] += 1
+            if r.reason == "timeout" and r.first is not None:     # 4.5: only if the first one came
+                first = r.first[0]
+                ifc = self.ifaces.get(first.dev)
+                try:
+                    fhdr, _ = parse_ipv6(first.data)
+                except WireError:
+                    fhdr = None
+                if ifc is not None and fhdr is not None:
+                    self.icmp6_error(ifc, first, fhdr, ICMPV6_TIME_EXCEED, 1, 0)
+            for skb, _, _ in r.items:
+                self.pool.free(skb)
+
+    def reasm6_complete(self, done: Complete) -> None:
+        first, _, nxt = done.frags[0][1]
+        hdr, _ = parse_ipv6(first.data)
+        ifc = self.ifaces.get(first.dev)
+        try:
+            skb = self.pool.alloc(IPV6_HLEN + done.total)
+        except NoBuffers:
+            skb = None
+        if skb is not None and ifc is not None:
+            out = skb.put(IPV6_HLEN + done.total)
+            emit_ipv6(Ipv6Header(hdr.src, hdr.dst, nxt, done.total, hdr.hop_limit, hdr.tclass, hdr.flow), out)
+            for offset, (frag, start, _) in done.frags:
+                data = frag.data[start:]
+                out[IPV6_HLEN + offset:IPV6_HLEN + offset + len(data)] = data
+        for _, (frag, _, _) in done.frags:
+            self.pool.free(frag)
+        if skb is None or ifc is None:
+            self.counters["Ip6ReasmFails"] += 1
+            if skb is not None:
+                self.pool.free(skb)
+            return
+        self.counters["Ip6ReasmOKs"] += 1
+        self.counters["Ip6InReceives"] -= 1              # the whole one is counted again as it goes in
+        self.ip6_rcv(ifc, skb)
 
     def icmp6_rcv(self, ifc: Iface, skb: Skb, hdr: Ipv6Header, msg: memoryview) -> None:
         c = self.counters
@@ -209,30 +289,53 @@ class Ip6:
     # -- output -------------------------------------------------------------------------
     def ip6_send(self, ifc: Iface, src: bytes, dst: bytes, msg: bytes, hop_limit: int = DEFAULT_HOP_LIMIT,
                  mac: bytes | None = None) -> None:
-        """An ICMPv6 message out of ``ifc`` to a neighbour on the link (or a group)."""
+        """An ICMPv6 message out of ``ifc`` to a neighbour on the link (or a group),
+        in fragments if it does not fit the device's MTU (RFC 8200 4.5)."""
         if not (is_multicast(dst) or is_link_local(dst) or any(a.ifc is ifc and a.prefix == dst[:8]
                                                                  for a in self.addrs6.values())):
             self.counters["Ip6OutNoRoutes"] += 1          # off the link: no IPv6 routes yet
             return
-        try:
-            skb = self.pool.alloc(IPV6_HLEN + len(msg))
-        except NoBuffers:
-            self.counters["Ip6OutDiscards"] += 1
-            return
-        emit_ipv6(Ipv6Header(src, dst, NEXTHDR_ICMPV6, len(msg), hop_limit), skb.put(IPV6_HLEN))
-        skb.put(len(msg))[:] = msg
-        skb.network_header = skb.data_off
+        if IPV6_HLEN + len(msg) <= ifc.mtu:
+            packets = [(Ipv6Header(src, dst, NEXTHDR_ICMPV6, len(msg), hop_limit), None, msg)]
+        else:
+            packets = self.ip6_fragments(src, dst, msg, hop_limit, ifc.mtu)
         self.counters["Ip6OutRequests"] += 1
         if mac is None and is_multicast(dst):
             mac = multicast_mac(dst)
-        if mac is not None:
-            self.xmit6(ifc, skb, mac)
-            return
-        mac, actions = self.neigh6.resolve(ifc.ifindex, dst, skb, self.now)
-        if mac is not None:
-            self.xmit6(ifc, skb, mac)
-        if actions:
-            self.neigh6_actions(actions)
+        for hdr, frag, data in packets:
+            extra = 8 if frag is not None else 0
+            try:
+                skb = self.pool.alloc(IPV6_HLEN + extra + len(data))
+            except NoBuffers:
+                self.counters["Ip6OutDiscards"] += 1
+                return
+            emit_ipv6(hdr, skb.put(IPV6_HLEN))
+            if frag is not None:
+                emit_fragment_header(frag, skb.put(8))
+            skb.put(len(data))[:] = data
+            skb.network_header = skb.data_off
+            if mac is not None:
+                self.xmit6(ifc, skb, mac)
+                continue
+            known, actions = self.neigh6.resolve(ifc.ifindex, dst, skb, self.now)
+            if known is not None:
+                self.xmit6(ifc, skb, known)
+            if actions:
+                self.neigh6_actions(actions)
+
+    def ip6_fragments(self, src: bytes, dst: bytes, msg: bytes, hop_limit: int, mtu: int) -> list:
+        """(header, fragment header, data) of each fragment: 8-byte multiples of what fits."""
+        self.frag_ids6 = (self.frag_ids6 + 1) & 0xFFFFFFFF
+        size = (mtu - IPV6_HLEN - 8) & ~7
+        out = []
+        for off in range(0, len(msg), size):
+            data = msg[off:off + size]
+            more = off + size < len(msg)
+            out.append((Ipv6Header(src, dst, NEXTHDR_FRAGMENT, 8 + len(data), hop_limit),
+                        FragmentHeader(NEXTHDR_ICMPV6, off, more, self.frag_ids6), data))
+        self.counters["Ip6FragOKs"] += 1
+        self.counters["Ip6FragCreates"] += len(out)
+        return out
 
     def xmit6(self, ifc: Iface, skb: Skb, mac: bytes) -> None:
         emit_eth(EthHeader(mac, ifc.mac, ETH_P_IPV6), skb.push(ETH_HLEN))

@@ -1,6 +1,6 @@
-"""IPv4 fragment reassembly (RFC 791, hole bookkeeping after RFC 815).
+"""IP fragment reassembly (RFC 791, RFC 8200 4.5; hole bookkeeping after RFC 815).
 
-Fragments are kept per (src, dst, proto, id) until the holes are filled.
+Fragments are kept per key (IPv4: src, dst, proto, id; IPv6: src, dst, id) until the holes are filled.
 An exact duplicate is ignored; a partial overlap discards the whole datagram
 (as Linux has done since 2018: overlaps are how evasion attacks are built).
 Queues expire after ``timeout`` and the bytes held are capped at
@@ -56,8 +56,10 @@ class Discard:
 
 
 class Reassembler:
-    def __init__(self, timeout: float = 30.0, high_thresh: int = 4 << 20, max_queues: int = 1024) -> None:
+    def __init__(self, timeout: float = 30.0, high_thresh: int = 4 << 20, max_queues: int = 1024,
+                 max_payload: int = MAX_DATAGRAM - 20) -> None:
         self.timeout = timeout
+        self.max_payload = max_payload      # IPv4: 65535 less the header; IPv6: the payload length field's 65535
         self.high_thresh = high_thresh
         self.max_queues = max_queues
         self.queues: collections.OrderedDict[tuple, FragQueue] = collections.OrderedDict()
@@ -74,7 +76,7 @@ class Reassembler:
             q = FragQueue(key, now)
             self.queues[key] = q
         bad = None
-        if end > MAX_DATAGRAM - 20 or (more and length % 8) or length == 0 and more:
+        if end > self.max_payload or (more and length % 8) or length == 0 and more:
             bad = "bad fragment length"
         elif not more and (q.total is not None and q.total != end or any(e > end for _, e, _ in q.frags)):
             bad = "conflicting last fragment"

@@ -90,3 +90,11 @@ def test_never_grows_without_bound_under_garbage():
         r.add(("k", rng.randrange(500)), rng.randrange(0, 8000, 8), rng.choice([8, 800, 1480]),
               rng.random() < 0.8, i, now=i / 1000, cost=2048)
         assert r.mem <= (1 << 20) and len(r.queues) <= 64
+
+
+def test_ipv6_payloads_reach_65535_bytes_where_ipv4_stops_20_short():
+    v4, v6 = Reassembler(), Reassembler(max_payload=0xFFFF)
+    for r, ok in ((v4, False), (v6, True)):
+        assert r.add(K, 0, 65512, True, "a", 0.0) == []
+        out = r.add(K, 65512, 23, False, "b", 0.0)           # ends at 65,535
+        assert isinstance(out[0], Complete if ok else Discard), out
