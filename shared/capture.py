@@ -40,6 +40,8 @@ def summary(frame: bytes) -> str:
     ethertype = struct.unpack_from("!H", frame, 12)[0]
     if ethertype == 0x0806:
         return _arp(frame[14:])
+    if ethertype == 0x86DD:
+        return _ipv6(frame[14:])
     if ethertype != 0x0800:
         return f"ethertype {ethertype:#06x}, length {len(frame)}"
     return _ipv4(frame[14:])
@@ -80,3 +82,36 @@ def _ipv4(p: bytes) -> str:
         what = kind.get(body[0], f"type {body[0]}")
         return f"IP {src} > {dst}: ICMP {what}, code {body[1]}, ttl {ttl}, length {len(body)}"
     return f"IP {src} > {dst}: proto {proto}, length {len(body)}"
+
+
+_ICMP6 = {1: "destination unreachable", 2: "packet too big", 3: "time exceeded", 4: "parameter problem",
+          128: "echo request", 129: "echo reply", 133: "router solicitation", 134: "router advertisement",
+          135: "neighbor solicitation", 136: "neighbor advertisement", 143: "multicast listener report v2"}
+
+
+def _ipv6(p: bytes) -> str:
+    if len(p) < 40 or p[0] >> 4 != 6:
+        return f"IP6, bad header, length {len(p)}"
+    src, dst = socket.inet_ntop(socket.AF_INET6, p[8:24]), socket.inet_ntop(socket.AF_INET6, p[24:40])
+    nxt, body = p[6], p[40:40 + struct.unpack_from("!H", p, 4)[0]]
+    ext = []
+    while nxt in (0, 43, 44, 60) and len(body) >= 8:     # hop-by-hop, routing, fragment, destination options
+        if nxt == 44:
+            off = struct.unpack_from("!H", body, 2)[0] & 0xFFF8
+            ext.append(f"frag offset {off}{'+' if body[3] & 1 else ''}")
+            nxt, body = body[0], body[8:]
+            if off:
+                return f"IP6 {src} > {dst}: {', '.join(ext)}, length {len(body)}"
+            continue
+        ext.append({0: "HBH", 43: "routing", 60: "dstopts"}[nxt])
+        nxt, body = body[0], body[(body[1] + 1) * 8:]
+    head = f"IP6 {src} > {dst}: " + "".join(f"{e}, " for e in ext)
+    if nxt == 58 and len(body) >= 4:
+        what = _ICMP6.get(body[0], f"type {body[0]}")
+        if body[0] in (135, 136) and len(body) >= 24:
+            what += f", target {socket.inet_ntop(socket.AF_INET6, body[8:24])}"
+        return head + f"ICMP6 {what}, hop limit {p[7]}, length {len(body)}"
+    if nxt in (6, 17) and len(body) >= 8:
+        sport, dport = struct.unpack_from("!HH", body)
+        return head + f"{'TCP' if nxt == 6 else 'UDP'} {sport} > {dport}, length {len(body)}"
+    return head + f"next header {nxt}, length {len(body)}"

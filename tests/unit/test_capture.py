@@ -32,3 +32,23 @@ def test_summary_never_raises_on_garbage():
         if n > 14 and rng.random() < 0.7:            # mostly IPv4 with random headers
             frame = frame[:12] + b"\x08\x00" + bytes([0x40 | rng.randrange(16)]) + frame[15:]
         assert isinstance(summary(frame), str)
+
+
+def test_summaries_of_ipv6_frames_the_kernel_sent():
+    from tests.unit.wire import golden6 as G
+    assert summary(G.NS) == "IP6 fd66::1 > ff02::1:ff00:2: ICMP6 neighbor solicitation, target fd66::2, " \
+                            "hop limit 255, length 32"
+    assert summary(G.MLD2_REPORT_HBH) == "IP6 :: > ff02::16: HBH, ICMP6 multicast listener report v2, " \
+                                         "hop limit 1, length 28"
+    assert summary(G.FRAG_2) == "IP6 fd66::1 > fd66::2: frag offset 1448+, length 1448"
+    assert summary(G.UDP6) == "IP6 fd66::1 > fd66::2: UDP 41347 > 9, length 13"
+
+
+def test_ipv6_summary_never_raises_on_garbage():
+    from tests.unit.wire import golden6 as G
+    rng = random.Random(66)
+    for _ in range(5000):
+        f = bytearray(rng.choice([G.ECHO6_REQUEST, G.MLD2_REPORT_HBH, G.FRAG_1, G.NS]))
+        for _ in range(rng.randint(1, 8)):
+            f[rng.randrange(14, len(f))] = rng.randrange(256)
+        assert isinstance(summary(bytes(f[:rng.randrange(14, len(f) + 1)])), str)
