@@ -100,9 +100,7 @@ class Ip(NetfilterHooks, Ip6, Service):
         self.rawbatch: dict[tuple[str, int], list[Skb]] = {}
         self.reasm = Reassembler(timeout=self.cfg.ipfrag_time, high_thresh=self.cfg.ipfrag_high_thresh)
         self.l4batch: dict[tuple[str, int], list[Skb]] = {}
-        n = self.cfg.neigh
-        self.neigh = NeighTable(n.reachable_time, n.retrans_time, n.mcast_solicit, n.unres_qlen, n.gc_stale_time,
-                                n.gc_thresh3, n.unres_total)
+        self.neigh = self.new_neigh_table()
         self.icmp_limit = TokenBucket(1000.0, 50.0)
         self.ip6_init()
         self.offload = self.cfg.offload   # the TAPs finish checksums and cut TSO segments
@@ -240,6 +238,12 @@ class Ip(NetfilterHooks, Ip6, Service):
         chain's NETDEV_UP reaching the protocols), so TCP resends at once."""
         for svc in {s for s in self.protocols.values()}:
             self.notify(svc, encode(LOWER_UP))
+
+    def new_neigh_table(self) -> NeighTable:
+        """A neighbour cache with the config's [neigh] parameters (ARP's, and NDP's on 16-byte keys)."""
+        n = self.cfg.neigh
+        return NeighTable(n.reachable_time, n.retrans_time, n.mcast_solicit, n.unres_qlen, n.gc_stale_time,
+                          n.gc_thresh3, n.unres_total)
 
     def neigh_actions(self, actions: list) -> None:
         for a in actions:

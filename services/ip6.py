@@ -27,14 +27,14 @@ import random
 from dataclasses import dataclass
 
 from services.routes import Iface
-from shared.proto.neigh import Evicted, NeighTable, Overflow, Solicit, Unresolved
+from shared.proto.neigh import Evicted, Overflow, Solicit, Unresolved
 from shared.proto.reassembly import Complete, Reassembler
 from shared.skb import NoBuffers, Skb
 from shared.wire import WireError
-from shared.wire.ethernet import ETH_HLEN, ETH_P_IPV6, EthHeader, emit_eth
-from shared.wire.icmpv6 import (ERROR_QUOTE_MAX, ICMPV6_DEST_UNREACH, ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST,
+from shared.wire.ethernet import ETH_P_IPV6
+from shared.wire.icmpv6 import (ERROR_QUOTE_MAX, ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST,
                                 ICMPV6_ERRORS, ICMPV6_PARAMPROB, ICMPV6_TIME_EXCEED, ND_NEIGHBOR_ADVERT,
-                                ND_NEIGHBOR_SOLICIT, ND_ROUTER_ADVERT, ND_ROUTER_SOLICIT, UNREACH_ADDR, Icmp6Header,
+                                ND_NEIGHBOR_SOLICIT, ND_ROUTER_ADVERT, ND_ROUTER_SOLICIT, Icmp6Header,
                                 NdMessage, emit_icmpv6, emit_neighbor_advert, emit_neighbor_solicit, parse_icmpv6,
                                 parse_nd)
 from shared.wire.ipv6 import (DEFAULT_HOP_LIMIT, IPV6_HLEN, NEXTHDR_FRAGMENT, NEXTHDR_ICMPV6, NEXTHDR_NONE,
@@ -66,18 +66,17 @@ class Ip6:
             for addr in (d.addr6.ip.packed, link_local_from_mac(d.mac)):
                 self.addrs6[addr] = Addr6(ifc, addr[:8])
                 self.groups6.setdefault(d.ifindex, {ALL_NODES}).add(solicited_node(addr))
-        n = self.cfg.neigh
-        self.neigh6 = NeighTable(n.reachable_time, n.retrans_time, n.mcast_solicit, n.unres_qlen, n.gc_stale_time,
-                                 n.gc_thresh3, n.unres_total)
+        self.neigh6 = self.new_neigh_table()
         # the same limits as IPv4's (net.ipv6.ip6frag_* default to them), a payload of up to 65,535 bytes
         self.reasm6 = Reassembler(timeout=self.cfg.ipfrag_time, high_thresh=self.cfg.ipfrag_high_thresh,
                                   max_payload=0xFFFF)
         self.frag_ids6 = random.getrandbits(32)
 
     # -- receive ------------------------------------------------------------------
-    def ip6_rcv(self, ifc: Iface, skb: Skb) -> None:
+    def ip6_rcv(self, ifc: Iface, skb: Skb, reassembled: bool = False) -> None:
         c = self.counters
-        c["Ip6InReceives"] += 1
+        if not reassembled:                              # its fragments were counted as they came
+            c["Ip6InReceives"] += 1
         if ifc.ifindex not in self.groups6:              # IPv6 is off on this device
             c["Ip6InDiscards"] += 1
             self.pool.free(skb)
@@ -188,8 +187,7 @@ class Ip6:
                 self.pool.free(skb)
             return
         self.counters["Ip6ReasmOKs"] += 1
-        self.counters["Ip6InReceives"] -= 1              # the whole one is counted again as it goes in
-        self.ip6_rcv(ifc, skb)
+        self.ip6_rcv(ifc, skb, reassembled=True)
 
     def icmp6_rcv(self, ifc: Iface, skb: Skb, hdr: Ipv6Header, msg: memoryview) -> None:
         c = self.counters
@@ -338,9 +336,7 @@ class Ip6:
         return out
 
     def xmit6(self, ifc: Iface, skb: Skb, mac: bytes) -> None:
-        emit_eth(EthHeader(mac, ifc.mac, ETH_P_IPV6), skb.push(ETH_HLEN))
-        skb.mac_header = skb.data_off
-        self.txbatch.setdefault(ifc.ifindex, []).append(skb)
+        self.xmit_frame(ifc, skb, mac, ETH_P_IPV6)
 
     def icmp6_error(self, ifc: Iface, orig: Skb, hdr: Ipv6Header, type_: int, code: int, rest: int) -> None:
         """An ICMPv6 error about ``orig`` (RFC 4443 2.4: not about an error message, nor
@@ -348,16 +344,15 @@ class Ip6:
         if is_multicast(hdr.dst) and not (type_ == ICMPV6_PARAMPROB and code == 2) or hdr.src == bytes(16) \
                 or is_multicast(hdr.src):
             return
-        data = bytes(orig.data)
+        data = bytes(orig.data[:ERROR_QUOTE_MAX])           # as much as fits the minimum MTU
         if hdr.next_header == NEXTHDR_ICMPV6 and len(data) > IPV6_HLEN and data[IPV6_HLEN] in ICMPV6_ERRORS:
             return
         if not self.icmp_limit.allow(self.now):
             self.counters["Icmp6RateLimited"] += 1
             return
         src = hdr.dst if not is_multicast(hdr.dst) else self.src6_for(ifc, hdr.src)
-        msg = emit_icmpv6(src, hdr.src, Icmp6Header(type_, code, rest), data[:ERROR_QUOTE_MAX])
+        msg = emit_icmpv6(src, hdr.src, Icmp6Header(type_, code, rest), data)
         self.counters["Icmp6OutMsgs"] += 1
-        self.counters["Icmp6OutErrors" if type_ != ICMPV6_DEST_UNREACH or code != UNREACH_ADDR else
-                      "Icmp6OutDestUnreachs"] += 1
+        self.counters["Icmp6OutErrors"] += 1
         self.ip6_send(ifc, src, hdr.src, msg)
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from shared.wire import WireError
 from shared.wire.checksum import checksum, ones_sum, pseudo_header_sum6
-from shared.wire.ipv6 import NEXTHDR_ICMPV6, Ipv6Header, is_multicast, solicited_node
+from shared.wire.ipv6 import NEXTHDR_ICMPV6, Ipv6Header, is_link_local, is_multicast, solicited_node
 
 ICMPV6_HLEN = 8
 ICMPV6_DEST_UNREACH, ICMPV6_PKT_TOOBIG, ICMPV6_TIME_EXCEED, ICMPV6_PARAMPROB = 1, 2, 3, 4
@@ -125,7 +125,7 @@ def parse_nd(ip: Ipv6Header, icmp: Icmp6Header, body: memoryview | bytes) -> NdM
     m = NdMessage(t)
     unspecified = ip.src == bytes(16)
     if t == ND_ROUTER_ADVERT:
-        if not (ip.src[0] == 0xFE and ip.src[1] & 0xC0 == 0x80):
+        if not is_link_local(ip.src):
             raise WireError("[NDP] router advertisement from a non-link-local address")
         m.cur_hop_limit, flags, m.router_lifetime = icmp.rest >> 24, (icmp.rest >> 16) & 0xFF, icmp.rest & 0xFFFF
         m.managed, m.other = bool(flags & 0x80), bool(flags & 0x40)
