@@ -36,6 +36,7 @@ ANNOUNCE_UNSENT = 0.005    # ... and of one that could not be sent (the peer res
 HOLD_MAX = 1024            # skbs held, over all neighbours, for neighbours that cannot take them
 HOLD_TIME = 0.5            # seconds a held message waits before it is dropped
 HOLD_RETRY = 0.002         # seconds between tries to send held messages
+REPLAY_KEEP = 64           # messages of skbs remembered per neighbour, to hand again to its next incarnation
 CRASH_HOOK = "{name}.crash-on-start"   # test hook: this file in the run directory makes the service exit(3)
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3       # glibc mallopt parameters
 MMAP_THRESHOLD = 4 << 20   # blocks below this come from the heap, not a fresh mmap
@@ -148,6 +149,7 @@ class Service:
         self._held: dict[str, collections.deque] = {}   # per neighbour: (deadline, frame, skbs) to send
         self._held_skbs = 0
         self._hold_at = 0.0          # when to try the held frames again (0: none held)
+        self._sent: dict[str, collections.deque] = {}   # per neighbour: (frame, handles) of its last messages
         self.running = True
         self.started = time.monotonic()
         self.phases: dict[str, object] = {}   # this incarnation's start, for the recovery report
@@ -228,7 +230,33 @@ class Service:
             s.setsockopt(zmq.IMMEDIATE, 1)
             endpoints.connect_fast(s, endpoints.inbox(self.rundir, service))
             self._out[service] = s
+            self._sent[service] = collections.deque(maxlen=REPLAY_KEEP)
+            mon = s.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+            self.watch_socket(mon, lambda: self._peer_gone(service, mon))
         return s
+
+    def _peer_gone(self, service: str, mon: zmq.Socket) -> None:
+        """The neighbour's end of the connection closed: it died. What we sent it
+        and it never took (still in its ZeroMQ queues, or in the kernel's socket
+        buffer) died with it; those skbs are still ours to resend (the supervisor
+        spares them), and nobody read them, so sending them to the next
+        incarnation duplicates nothing. Without this, a lost TCP segment waits
+        for the peer's retransmission timer (200 ms and more)."""
+        while mon.poll(0):
+            mon.recv_multipart()
+        ring = self._sent[service]
+        to = self.owner_ids[service]
+        in_transit = self.pool.in_transit
+        again = [frame for frame, handles in ring if all(in_transit(h, to) for h in handles)]
+        ring.clear()
+        if not again:
+            return
+        now = time.monotonic()
+        q = self._held.setdefault(service, collections.deque())
+        # ahead of anything held meanwhile; no skbs: the handles are sent as they were, never given again
+        q.extendleft((now + HOLD_TIME, frame, []) for frame in reversed(again))
+        self._hold_at = now
+        self.counters["replayed_to_restarted"] += len(again)
 
     def skb_items(self, items: list, width: int, handle_at: int) -> Iterator[tuple[list[int], Skb]]:
         """The well-formed items of a batch (``width`` ints each) with the skb
@@ -282,6 +310,8 @@ class Service:
         """One message of given skbs; on failure they are the caller's again."""
         try:
             self.peer(service).send(frame, NOBLOCK)
+            if skbs:
+                self._sent[service].append((frame, [skb.handle for skb in skbs]))
             return True
         except zmq.Again:
             for skb in skbs:

@@ -43,6 +43,7 @@ from shared.wire.ipv6 import ip6_ntoa, link_local_from_mac
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 TRANSIT_GRACE = 2.0     # after a death, skbs still in flight from it are lost
+REPLAY_GRACE = 1.0      # ... and skbs sent to it that its senders did not hand to the next incarnation
 CRASH_LOOP = 3          # deaths in a row soon after start that make a crash loop
 EXTERNAL_KILLS = (-signal.SIGKILL, -signal.SIGTERM, -signal.SIGINT)
 STANDBY_DELAY = 0.05    # after a start, before the next warm standby is started (it runs SCHED_IDLE)
@@ -141,6 +142,7 @@ class Child:
     last_exit: str | None = None
     dealer: zmq.Socket | None = None
     transit_reclaims: list = field(default_factory=list)   # (when, token)
+    spared: list = field(default_factory=list)   # (when, handles sent to a dead incarnation, never taken)
     pidfd: int = -1                # readable when proc exits: the supervisor wakes at once
     standby: subprocess.Popen | None = None   # warm, imported, waiting for its epoch on stdin
     standby_at: float = 0.0        # when to start the next standby
@@ -231,9 +233,12 @@ class Supervisor:
             c.pidfd = -1
             sid = self.cfg.service_id(c.name)
             t = time.monotonic()
-            self.reclaimed += self.pool.reclaim(sid)
+            spared: list[int] = []
+            self.reclaimed += self.pool.reclaim(sid, spare=spared)
             c.last_start = {"reclaim_ms": round((time.monotonic() - t) * 1000, 2)}
             c.transit_reclaims.append((now + TRANSIT_GRACE, (sid << 16) | (c.epoch & 0xFFFF)))
+            if spared:
+                c.spared.append((now + REPLAY_GRACE, spared))
             if not self.running:
                 continue
             c.backoff = self.backoff_after_death(c, code, now)
@@ -267,6 +272,8 @@ class Supervisor:
                 if now >= when:
                     self.reclaimed += self.pool.reclaim(-1, token)
                     c.transit_reclaims.remove((when, token))
+            while c.spared and now >= c.spared[0][0]:
+                self.reclaimed += self.pool.reclaim_handles(c.spared.pop(0)[1], self.cfg.service_id(c.name))
             if c.state in ("backoff", "crashloop") and now >= c.restart_at:
                 self.spawn(c)
             if c.proc is None or c.dealer is None:

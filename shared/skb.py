@@ -13,7 +13,9 @@ Ownership rules (the reason this works without locks):
   another service (state TRANSIT); the receiver ``take``s it, checking the
   generation, so a stale handle is refused and never read.
 - ``reclaim`` frees everything a dead service owned or had in flight, and
-  bumps the generation so a late handle for it is refused.
+  bumps the generation so a late handle for it is refused. Slots handed to
+  the dead service and never taken are spared for a while: nothing read them,
+  so their sender can hand the same handles to the next incarnation.
 """
 
 from __future__ import annotations
@@ -265,9 +267,12 @@ class SkbPool:
             self.free(skb)
 
     # -- supervision --------------------------------------------------------
-    def reclaim(self, owner: int, token: int | None = None) -> int:
+    def reclaim(self, owner: int, token: int | None = None, spare: list[int] | None = None) -> int:
         """Free every slot owned by ``owner`` (and, with ``token``, every slot
-        still in transit from that incarnation). Returns how many were freed."""
+        still in transit from that incarnation). With ``spare``, slots handed to
+        ``owner`` and not yet taken are kept and their handles appended there:
+        their senders may hand them to the next incarnation (``in_transit``).
+        Returns how many were freed."""
         n = 0
         for c in self.classes:
             m = c.meta
@@ -277,10 +282,34 @@ class SkbPool:
                 if st == FREE:
                     continue
                 if m[b + OWNER] == owner or (token is not None and st == TRANSIT and m[b + FROM] == token):
+                    if spare is not None and st == TRANSIT and m[b + OWNER] == owner:
+                        spare.append((m[b + GEN] << _GEN_SHIFT) | (c.idx << _SLOT_BITS) | slot)
+                        continue
                     m[b + GEN] = (m[b + GEN] + 1) & 0xFFFFFFFF
                     m[b + STATE] = FREE
                     m[b + OWNER] = 0
                     n += 1
+        return n
+
+    def in_transit(self, handle: int, owner: int) -> bool:
+        """Whether ``handle`` still names a slot given to ``owner`` and not taken."""
+        ci, slot = (handle >> _SLOT_BITS) & _CLS_MASK, handle & _SLOT_MASK
+        if ci >= len(self.classes) or slot >= self.classes[ci].nslots:
+            return False
+        m, b = self.classes[ci].meta, slot * _NF
+        return m[b + GEN] == handle >> _GEN_SHIFT and m[b + STATE] == TRANSIT and m[b + OWNER] == owner
+
+    def reclaim_handles(self, handles: list[int], owner: int) -> int:
+        """Free the slots of ``handles`` that are still in transit to ``owner``
+        (the ones ``reclaim`` spared and no new incarnation took)."""
+        n = 0
+        for h in handles:
+            if self.in_transit(h, owner):
+                m, b = self.classes[(h >> _SLOT_BITS) & _CLS_MASK].meta, (h & _SLOT_MASK) * _NF
+                m[b + GEN] = (m[b + GEN] + 1) & 0xFFFFFFFF
+                m[b + STATE] = FREE
+                m[b + OWNER] = 0
+                n += 1
         return n
 
     def usage(self) -> dict:
