@@ -78,6 +78,7 @@ class Tcp(Service):
         self.time_wait: set[int] = set()
         self.events: list[list] = []
         self.out: list[tuple[list, Skb]] = []
+        self.rcvd: list[Skb] = []     # segments of this turn: freed once its state is saved
         self.tcfg = TcpConfig(mss=min(d.mtu for d in self.cfg.devices) - 40,
                               tso=self.cfg.offload, **self.cfg.tcp)
         self.now = time.monotonic()
@@ -93,13 +94,13 @@ class Tcp(Service):
     def on_message(self, code: int, fields: tuple) -> None:
         self.now = time.monotonic()
         if code == L4_RCV:
-            for skb in self.pool.take_many(fields.handles):
+            skbs = self.pool.take_many(fields.handles)
+            self.rcvd += skbs
+            for skb in skbs:
                 try:
                     self.tcp_rcv(skb)
                 except Exception as exc:
                     self.fault("rcv", exc)
-                finally:
-                    self.pool.free(skb)
         elif code in (TCP_SEND, TCP_SEND_URG):
             c = self.by_id.get(fields.conn)
             if c is not None and (not c.orphan or c.fin_at is not None):
@@ -647,6 +648,14 @@ class Tcp(Service):
         if self.state.table_dirty:
             self.state.save_table(self)
         self.state.write_turn()
+        # a segment is freed only now: if tcp dies before the turn is saved, the
+        # skbs are still its own, and ip hands them to the next incarnation
+        # (base.Service._peer_gone) instead of the peer's retransmission timer
+        if self.rcvd:
+            free = self.pool.free
+            for skb in self.rcvd:
+                free(skb)
+            self.rcvd = []
         if self.out:
             self.send_items("ip", IP_OUTPUT, [i for i, _ in self.out], [s for _, s in self.out])
             self.out = []

@@ -14,8 +14,9 @@ Ownership rules (the reason this works without locks):
   generation, so a stale handle is refused and never read.
 - ``reclaim`` frees everything a dead service owned or had in flight, and
   bumps the generation so a late handle for it is refused. Slots handed to
-  the dead service and never taken are spared for a while: nothing read them,
-  so their sender can hand the same handles to the next incarnation.
+  the dead service are spared for a while: a sender whose whole message is
+  still there hands the same handles to the next incarnation (a service
+  frees or passes on what it received only once its effects are out).
 """
 
 from __future__ import annotations
@@ -269,10 +270,11 @@ class SkbPool:
     # -- supervision --------------------------------------------------------
     def reclaim(self, owner: int, token: int | None = None, spare: list[int] | None = None) -> int:
         """Free every slot owned by ``owner`` (and, with ``token``, every slot
-        still in transit from that incarnation). With ``spare``, slots handed to
-        ``owner`` and not yet taken are kept and their handles appended there:
-        their senders may hand them to the next incarnation (``in_transit``).
-        Returns how many were freed."""
+        still in transit from that incarnation). With ``spare``, ``owner``'s
+        slots are kept instead, put back in transit to it, and their handles
+        appended there: a sender whose message's skbs are all still in transit
+        may hand them to the next incarnation (``in_transit``); the others are
+        freed later by handle (``reclaim_handles``). Returns how many were freed."""
         n = 0
         for c in self.classes:
             m = c.meta
@@ -282,7 +284,10 @@ class SkbPool:
                 if st == FREE:
                     continue
                 if m[b + OWNER] == owner or (token is not None and st == TRANSIT and m[b + FROM] == token):
-                    if spare is not None and st == TRANSIT and m[b + OWNER] == owner:
+                    if spare is not None and m[b + OWNER] == owner:
+                        # in transit to it again, as when it was sent: only a sender that
+                        # still has the handle (and every other of its message) resends it
+                        m[b + STATE] = TRANSIT
                         spare.append((m[b + GEN] << _GEN_SHIFT) | (c.idx << _SLOT_BITS) | slot)
                         continue
                     m[b + GEN] = (m[b + GEN] + 1) & 0xFFFFFFFF

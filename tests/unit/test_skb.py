@@ -102,28 +102,32 @@ def test_reclaim_frees_a_dead_owner_and_its_transit(path):
     del held
 
 
-def test_reclaim_spares_what_the_dead_never_took_until_told(path):
-    """Handles given to a dead service and never taken survive its reclaim, so
-    the sender can hand them to the next incarnation; whatever nobody took by
-    the deadline is freed by handle, and nothing a new incarnation took is."""
+def test_reclaim_spares_what_was_sent_to_the_dead_until_told(path):
+    """Slots given to a dead service survive its reclaim, back in transit to it
+    (taken or not), so their sender can hand them to the next incarnation;
+    whatever nobody took by the deadline is freed by handle, and nothing a new
+    incarnation took is. Its own slots are freed at once without ``spare``."""
     a = SkbPool(path, owner=1, n_owners=2)
     dead = SkbPool(path, owner=2, n_owners=2)
-    taken = dead.take(a.give(a.alloc(100), 2))          # read by the dead one: freed
+    taken = a.give(a.alloc(100), 2)
+    dead.take(taken)                                    # read, its effects not out yet
     queued = [a.give(a.alloc(100), 2) for _ in range(3)]   # still in its inbox when it died
     sup = SkbPool(path, owner=0, n_owners=2)
     spared: list[int] = []
-    assert sup.reclaim(2, spare=spared) == 1
-    assert sorted(spared) == sorted(queued)
-    assert all(a.in_transit(h, 2) for h in queued) and not a.in_transit(queued[0], 1)
+    assert sup.reclaim(2, spare=spared) == 0
+    assert sorted(spared) == sorted([taken, *queued])
+    assert all(a.in_transit(h, 2) for h in spared) and not a.in_transit(taken, 1)
     reborn = SkbPool(path, owner=2, n_owners=2)        # the next incarnation, sent the same handles again
     again = reborn.take(queued[0])
-    assert sup.reclaim_handles(spared, 2) == 2          # the two nobody took
-    assert not any(a.in_transit(h, 2) for h in queued)
+    assert sup.reclaim_handles(spared, 2) == 3          # the three nobody took
+    assert not any(a.in_transit(h, 2) for h in spared)
     assert sup.usage()["classes"][0]["used"] == 1       # the one the new incarnation holds
     reborn.free(again)
     with pytest.raises(StaleHandle):
         reborn.take(queued[1])
-    del taken
+    mine = reborn.alloc(100)
+    assert sup.reclaim(2) == 1 and sup.usage()["classes"][0]["used"] == 0
+    del mine
 
 
 def test_visible_across_processes(path):
