@@ -44,6 +44,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 TRANSIT_GRACE = 2.0     # after a death, skbs still in flight from it are lost
 REPLAY_GRACE = 1.0      # ... and skbs sent to it that its senders did not hand to the next incarnation
+# services whose taken skbs may be handed to the successor too: they change nothing in a
+# received skb and free it only once the turn's effects are saved (tcp: Tcp.end_of_turn);
+# the others push and pull headers in place, so a resent skb would not be what was sent
+REREAD = frozenset({"tcp"})
 CRASH_LOOP = 3          # deaths in a row soon after start that make a crash loop
 EXTERNAL_KILLS = (-signal.SIGKILL, -signal.SIGTERM, -signal.SIGINT)
 STANDBY_DELAY = 0.05    # after a start, before the next warm standby is started (it runs SCHED_IDLE)
@@ -234,7 +238,7 @@ class Supervisor:
             sid = self.cfg.service_id(c.name)
             t = time.monotonic()
             spared: list[int] = []
-            self.reclaimed += self.pool.reclaim(sid, spare=spared)
+            self.reclaimed += self.pool.reclaim(sid, spare=spared, taken=c.kind in REREAD)
             c.last_start = {"reclaim_ms": round((time.monotonic() - t) * 1000, 2)}
             c.transit_reclaims.append((now + TRANSIT_GRACE, (sid << 16) | (c.epoch & 0xFFFF)))
             if spared:

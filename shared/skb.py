@@ -14,9 +14,10 @@ Ownership rules (the reason this works without locks):
   generation, so a stale handle is refused and never read.
 - ``reclaim`` frees everything a dead service owned or had in flight, and
   bumps the generation so a late handle for it is refused. Slots handed to
-  the dead service are spared for a while: a sender whose whole message is
-  still there hands the same handles to the next incarnation (a service
-  frees or passes on what it received only once its effects are out).
+  the dead service and never taken are spared for a while: a sender whose
+  whole message is still there hands the same handles to the next
+  incarnation. (So are the ones tcp took: it reads segments without changing
+  them and frees them only once a turn's effects are saved.)
 """
 
 from __future__ import annotations
@@ -268,13 +269,17 @@ class SkbPool:
             self.free(skb)
 
     # -- supervision --------------------------------------------------------
-    def reclaim(self, owner: int, token: int | None = None, spare: list[int] | None = None) -> int:
+    def reclaim(self, owner: int, token: int | None = None, spare: list[int] | None = None,
+                taken: bool = False) -> int:
         """Free every slot owned by ``owner`` (and, with ``token``, every slot
-        still in transit from that incarnation). With ``spare``, ``owner``'s
-        slots are kept instead, put back in transit to it, and their handles
-        appended there: a sender whose message's skbs are all still in transit
-        may hand them to the next incarnation (``in_transit``); the others are
-        freed later by handle (``reclaim_handles``). Returns how many were freed."""
+        still in transit from that incarnation). With ``spare``, the slots
+        given to ``owner`` and not taken (and, with ``taken``, the ones it took
+        too: only for a service that reads what it receives without changing
+        it, since a resent skb must be as it was sent) are kept instead, in
+        transit to it, and their handles appended there: a sender whose
+        message's skbs are all still in transit may hand them to the next
+        incarnation (``in_transit``); the others are freed later by handle
+        (``reclaim_handles``). Returns how many were freed."""
         n = 0
         for c in self.classes:
             m = c.meta
@@ -284,7 +289,7 @@ class SkbPool:
                 if st == FREE:
                     continue
                 if m[b + OWNER] == owner or (token is not None and st == TRANSIT and m[b + FROM] == token):
-                    if spare is not None and m[b + OWNER] == owner:
+                    if spare is not None and m[b + OWNER] == owner and (taken or st == TRANSIT):
                         # in transit to it again, as when it was sent: only a sender that
                         # still has the handle (and every other of its message) resends it
                         m[b + STATE] = TRANSIT

@@ -104,7 +104,7 @@ def test_reclaim_frees_a_dead_owner_and_its_transit(path):
 
 def test_reclaim_spares_what_was_sent_to_the_dead_until_told(path):
     """Slots given to a dead service survive its reclaim, back in transit to it
-    (taken or not), so their sender can hand them to the next incarnation;
+    (with ``taken``, also the ones it took), so their sender can hand them to the next incarnation;
     whatever nobody took by the deadline is freed by handle, and nothing a new
     incarnation took is. Its own slots are freed at once without ``spare``."""
     a = SkbPool(path, owner=1, n_owners=2)
@@ -114,7 +114,7 @@ def test_reclaim_spares_what_was_sent_to_the_dead_until_told(path):
     queued = [a.give(a.alloc(100), 2) for _ in range(3)]   # still in its inbox when it died
     sup = SkbPool(path, owner=0, n_owners=2)
     spared: list[int] = []
-    assert sup.reclaim(2, spare=spared) == 0
+    assert sup.reclaim(2, spare=spared, taken=True) == 0
     assert sorted(spared) == sorted([taken, *queued])
     assert all(a.in_transit(h, 2) for h in spared) and not a.in_transit(taken, 1)
     reborn = SkbPool(path, owner=2, n_owners=2)        # the next incarnation, sent the same handles again
@@ -128,6 +128,17 @@ def test_reclaim_spares_what_was_sent_to_the_dead_until_told(path):
     mine = reborn.alloc(100)
     assert sup.reclaim(2) == 1 and sup.usage()["classes"][0]["used"] == 0
     del mine
+
+
+def test_reclaim_frees_what_the_dead_took_unless_told_it_is_unchanged(path):
+    a = SkbPool(path, owner=1, n_owners=2)
+    dead = SkbPool(path, owner=2, n_owners=2)
+    taken = a.give(a.alloc(100), 2)
+    dead.take(taken).push(14)                           # a header pushed in place: not what was sent
+    queued = a.give(a.alloc(100), 2)
+    spared: list[int] = []
+    assert SkbPool(path, owner=0, n_owners=2).reclaim(2, spare=spared) == 1
+    assert spared == [queued] and not a.in_transit(taken, 2)
 
 
 def test_visible_across_processes(path):
