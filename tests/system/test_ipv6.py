@@ -2,6 +2,7 @@
 addresses through Neighbor Discovery both ways, what is not built yet refused with a
 Parameter Problem, and a killed ip that comes back answering (configs/ipv6.toml)."""
 
+import json
 import os
 import re
 import time
@@ -79,20 +80,32 @@ def test_ping6_resumes_after_ip_is_killed(stack6):
     assert lost(out) == 0, out
 
 
+def tap_queue_drops(stack) -> int:
+    """Frames the kernel dropped because the TAP's queue to the driver was full."""
+    link = json.loads(stack.peer("ip", "-j", "-s", "link", "show", "dev", "tap0").stdout)[0]
+    return link["stats64"]["tx"]["dropped"]
+
+
 def test_10000_malformed_ipv6_frames_are_each_counted_and_nothing_restarts(stack6):
     mac = stack6.status()["devices"][0]["mac"]
     restarts = sum(stack6.restarts().values())          # the kill test's, if it ran first
     before = stack6.stats()["ip"].get("Ip6InReceives", 0)
+    dropped = tap_queue_drops(stack6)
     out = stack6.peer("python3", os.path.join(ROOT, "tests", "system", "garbage.py"), "tap0", mac, "10000", "6",
                       "v6").stdout
     sent = eval(out.strip().splitlines()[-1])      # the script prints a dict literal of counts
     assert sum(sent.values()) >= 9500, sent
+    # a burst can overflow the TAP's queue in the kernel, before the driver reads it: those
+    # never reached the stack (a few dozen at most; the kernel counts them)
+    dropped = tap_queue_drops(stack6) - dropped
+    assert dropped < 500, dropped
+    entered = sum(sent.values()) - dropped
     deadline = time.monotonic() + 10           # ip may still be working through the burst
-    while stack6.stats()["ip"].get("Ip6InReceives", 0) - before < sum(sent.values()) and time.monotonic() < deadline:
+    while stack6.stats()["ip"].get("Ip6InReceives", 0) - before < entered and time.monotonic() < deadline:
         time.sleep(0.2)
     assert sum(stack6.restarts().values()) == restarts
     ip = stack6.stats()["ip"]
-    assert ip["Ip6InReceives"] - before >= sum(sent.values())   # every one reached ip and was counted there
+    assert ip["Ip6InReceives"] - before >= entered   # every one that entered reached ip and was counted there
     for counter in ("Ip6InHdrErrors", "Ip6InAddrErrors", "Ip6InUnknownProtos", "Ip6ReasmFails", "Icmp6InErrors"):
         assert ip[counter] > 0, (counter, ip)
     out = stack6.peer("ping", "-6", "-c", "10", "-i", "0.05", GLOBAL).stdout
