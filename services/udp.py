@@ -22,7 +22,8 @@ from services.routes import local_addrs
 from shared.ipc.codec import encode
 from shared.ipc.messages import (BIND_RESTORE, BIND_REUSEADDR, BIND_REUSEPORT, IP_ICMP_ERROR, IP_OUTPUT,
                                  IP_REGISTER, L4_ERR, L4_RCV, LOWER_UP, PMTUDISC_WANT, UDP_BIND, UDP_BOUND,
-                                 UDP_CONNECT, UDP_DELIVER, UDP_RESYNC, UDP_SEND, UDP_SOCK_ERR, UDP_UNBIND)
+                                 UDP_CONNECT, UDP_DELIVER, UDP_RESYNC, UDP_SEND, UDP_SOCK_ERR, UDP_SYNCED,
+                                 UDP_UNBIND)
 from shared.proto.udp import PortTable
 from shared.skb import CSUM_PARTIAL, CSUM_VALID, NoBuffers, Skb
 from shared.wire import WireError
@@ -32,6 +33,8 @@ from shared.wire.ipv4 import IPPROTO_UDP
 from shared.wire.udp import UDP_CSUM_OFF, UDP_HLEN, UdpHeader, emit_udp, parse_udp
 
 RESYNC_RETRY = 0.02
+SYNC_WAIT = 0.5            # seconds datagrams wait for the bindings after a start, at most
+SYNC_HOLD = 1024           # ... and how many (skbs) wait
 # ICMP destination-unreachable codes as errno (icmp_err_convert in Linux)
 _UNREACH_ERRNO = {ICMP_NET_UNREACH: errno.ENETUNREACH, ICMP_HOST_UNREACH: errno.EHOSTUNREACH,
                   ICMP_PROT_UNREACH: errno.ENOPROTOOPT, ICMP_PORT_UNREACH: errno.ECONNREFUSED,
@@ -56,6 +59,12 @@ class Udp(Service):
         # ask for the bindings until the request is on its way (the PUSH socket
         # to socket_server may not be connected yet this early)
         self.resync_at: float | None = time.monotonic()
+        # until they are all back, datagrams wait (in order) instead of finding no
+        # socket: a port unreachable for a bound port would be a lie, and a
+        # connected peer socket would report it as ECONNREFUSED
+        self.sync_until: float | None = self.resync_at + SYNC_WAIT
+        self.waiting: list[tuple[int, tuple]] = []       # (code, fields) of L4_RCV and UDP_SEND
+        self.waiting_skbs = 0
 
     def ss_send(self, msg: bytes) -> bool:
         try:
@@ -66,6 +75,14 @@ class Udp(Service):
             return False
 
     def on_message(self, code: int, fields: tuple) -> None:
+        if self.sync_until is not None and code in (L4_RCV, UDP_SEND):
+            n = len(fields[-1])
+            if self.waiting_skbs + n <= SYNC_HOLD:
+                self.waiting.append((code, fields))
+                self.waiting_skbs += n
+                self.counters["waited_for_bindings"] += n
+                return
+            self.synced()                   # too many to hold: let them through as they are
         if code == L4_RCV:
             for skb in self.pool.take_many(fields.handles):
                 try:
@@ -90,6 +107,9 @@ class Udp(Service):
                 self.table.connect(sock, laddr, raddr, rport)
         elif code == UDP_UNBIND:
             self.table.unbind(fields.sock)
+        elif code == UDP_SYNCED:
+            if self.sync_until is not None:
+                self.synced()
         elif code == L4_ERR:
             self.udp_err(fields.items)
         elif code == LOWER_UP:
@@ -97,6 +117,13 @@ class Udp(Service):
         else:
             self.counters["unexpected_messages"] += 1
         self.flush()
+
+    def synced(self) -> None:
+        """The bindings are back (or we waited long enough): handle what waited, in order."""
+        self.sync_until = None
+        waiting, self.waiting, self.waiting_skbs = self.waiting, [], 0
+        for code, fields in waiting:
+            self.on_message(code, fields)
 
     def flush(self) -> None:
         for service, code, batch in (("socket_server", UDP_DELIVER, self.deliveries),
@@ -186,9 +213,17 @@ class Udp(Service):
                                    PMTUDISC_WANT], skb))
 
     def timer_at(self) -> float | None:
-        return self.resync_at
+        if self.sync_until is None:
+            return self.resync_at
+        return self.sync_until if self.resync_at is None else min(self.resync_at, self.sync_until)
 
     def on_timer(self, now: float) -> None:
+        if self.sync_until is not None and now >= self.sync_until:
+            self.counters["bindings_sync_timeouts"] += 1
+            self.synced()
+            self.flush()
+        if self.resync_at is None or now < self.resync_at:
+            return
         try:
             self.peer("socket_server").send(encode(UDP_RESYNC), zmq.NOBLOCK)
             self.resync_at = None

@@ -15,7 +15,7 @@ import socket as ksock
 
 from services.socket.types import Pending, Sock, aton, check_port, err, ntoa
 from shared.ipc.codec import encode
-from shared.ipc.messages import (BIND_RESTORE, SYS_BIND, SYS_CLOSE, SYS_CONNECT, SYS_GETPEERNAME, SYS_RECVFROM,
+from shared.ipc.messages import (UDP_SYNCED, BIND_RESTORE, SYS_BIND, SYS_CLOSE, SYS_CONNECT, SYS_GETPEERNAME, SYS_RECVFROM,
                                  SYS_SENDTO, SYS_SHUTDOWN, UDP_BIND, UDP_CONNECT, UDP_UNBIND)
 from shared.proto import sockopt
 from shared.skb import NoBuffers, Skb
@@ -306,6 +306,7 @@ class DgramSockets:
                     self.udp_msg(encode(UDP_CONNECT, sock.id, sock.laddr, sock.raddr, sock.rport))
             elif sock.binding:
                 self.request_bind(sock, sock.laddr, 0)
+        self.udp_msg(encode(UDP_SYNCED))      # behind the binds, in the same ordered queue
         self.counters["udp_resyncs"] += 1
 
     @staticmethod

@@ -100,6 +100,7 @@ UDP_DELIVER = _msg(0x406, "UDP_DELIVER", "udp -> socket_server: [[sock, handle, 
 UDP_SOCK_ERR = _msg(0x407, "UDP_SOCK_ERR", "udp -> socket_server: asynchronous error for a socket",
                     sock=int, err=int)
 UDP_RESYNC = _msg(0x408, "UDP_RESYNC", "udp -> socket_server: I restarted; re-announce every binding")
+UDP_SYNCED = _msg(0x409, "UDP_SYNCED", "socket_server -> udp: every binding was announced again (after them)")
 
 BIND_REUSEADDR, BIND_RESTORE, BIND_REUSEPORT = 1, 2, 4   # UDP_BIND / TCP_BIND flags (RESTORE: re-announced
 #                                                          after a restart)

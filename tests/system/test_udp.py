@@ -237,6 +237,19 @@ def test_udp_bindings_survive_a_killed_udp_service(stack, echo_server):
     assert any(p["lport"] == 9999 for p in json.loads(stack.launcher("show", "ports").stdout))
 
 
+def test_a_restarted_udp_never_says_a_bound_port_is_unreachable(stack, echo_server):
+    """Datagrams that reach a restarted udp before its bindings are back wait for
+    them: before, they found no socket, and the peer's connected socket got the
+    port unreachable as ECONNREFUSED although the server never went away."""
+    probe = stack.peer_popen("python3", os.path.join(APPS, "udp_refused_probe.py"), stack.addr, "9999", "2.0")
+    for _ in range(3):
+        time.sleep(0.5)
+        stack.launcher("kill", "udp")
+    r = json.loads(probe.communicate(timeout=30)[0].strip().splitlines()[-1])
+    assert r["refused"] == 0, r
+    assert r["echoed"] > r["sent"] // 2, r
+
+
 def test_chaos_over_the_layers_below_tcp(stack, echo_server):
     """ping and a UDP echo keep working while chaos kills driver, netdev, ip and udp at random."""
     ping = stack.peer_popen("ping", "-D", "-i", "0.05", "-w", "9", "-W", "1", stack.addr)

@@ -6,7 +6,8 @@ import socket as ksock
 from shared.ipc.messages import (SYS_ACCEPT, SYS_BIND, SYS_CLOSE, SYS_CONNECT, SYS_GETPEERNAME, SYS_GETSOCKNAME,
                                  SYS_GETSOCKOPT, SYS_IOCTL, SYS_SETSOCKOPT,
                                  SYS_RECVFROM, SYS_SENDTO, SYS_SHUTDOWN, SYS_LISTEN, UDP_CONNECT, UDP_DELIVER,
-                                 UDP_BOUND, UDP_SOCK_ERR, UDP_UNBIND, SIOCINQ)
+                                 UDP_BOUND, UDP_SOCK_ERR, UDP_UNBIND, SIOCINQ, BIND_RESTORE, UDP_BIND,
+                                 UDP_RESYNC, UDP_SYNCED)
 
 PEER = "10.66.0.1"
 
@@ -120,3 +121,14 @@ def test_options_of_a_udp_socket_and_a_broadcast_send(host, app):
     assert app.ok(SYS_SENDTO, fd, b"all", 0, "10.66.0.255", 9, None) == 3
     assert app.call(SYS_ACCEPT, fd, None).err == errno.EOPNOTSUPP
     assert app.call(SYS_GETSOCKOPT, fd, ksock.IPPROTO_TCP, ksock.TCP_NODELAY).err == errno.EOPNOTSUPP
+
+
+def test_a_restarted_udp_hears_every_binding_then_that_they_are_all_there(host, app):
+    """udp holds datagrams until UDP_SYNCED: it must come after every binding."""
+    fd, sock = bound(host, app, 40002)
+    app.ok(SYS_CONNECT, fd, PEER, 9, None)
+    host.sent("udp")
+    host.message(UDP_RESYNC)
+    sent = host.sent("udp")
+    assert [code for code, _ in sent] == [UDP_BIND, UDP_CONNECT, UDP_SYNCED]
+    assert (sent[0][1].sock, sent[0][1].port, sent[0][1].flags & BIND_RESTORE) == (sock.id, 40002, BIND_RESTORE)
