@@ -85,7 +85,7 @@ def bytes_lost(runs: list, hashes: set[str]) -> int:
     return lost
 
 
-def soak(minutes: float, interval: float, seed: int) -> dict:
+def soak(minutes: float, interval: float, seed: int, victims: tuple[str, ...] = VICTIMS) -> dict:
     stack = Stack(new_instance())
     tmp = tempfile.mkdtemp(prefix="mkstack-soak-")
     logs = {k: os.path.join(tmp, k) for k in ("udp", "get", "put")}
@@ -112,10 +112,10 @@ def soak(minutes: float, interval: float, seed: int) -> dict:
         for w in workers:
             w.start()
         time.sleep(2.0)
-        print(f"chaos over {', '.join(VICTIMS)} for {minutes:g} min, a kill every ~{interval:g} s (seed {seed})",
+        print(f"chaos over {', '.join(victims)} for {minutes:g} min, a kill every ~{interval:g} s (seed {seed})",
               flush=True)
         chaos = subprocess.Popen([sys.executable, os.path.join(ROOT, "launcher.py"), "--instance", stack.instance,
-                                  "-c", stack.config, "chaos", "--services", ",".join(VICTIMS), "--interval",
+                                  "-c", stack.config, "chaos", "--services", ",".join(victims), "--interval",
                                   str(interval), "--duration", str(minutes * 60), "--seed", str(seed)],
                                  stdout=subprocess.PIPE, text=True)
         kills = []
@@ -179,7 +179,8 @@ def soak(minutes: float, interval: float, seed: int) -> dict:
     lost = (bytes_lost(runs["put"], {r["sha256"] for r in lines if r["dir"] == "stored"})
             + bytes_lost(runs["get"], {r["sha256"] for r in lines if r["dir"] == "served"}))
     moved = sum(BULK for rc, _, _ in runs["put"] + runs["get"] if rc == 0)
-    return {"minutes": minutes, "interval": interval, "seed": seed, "kills": len(kills), "unrecovered": unrecovered,
+    return {"minutes": minutes, "interval": interval, "seed": seed, "victims": list(victims), "kills": len(kills),
+            "unrecovered": unrecovered,
             "kills_between_transfers": between,
             "chaos_report": report, "slowest": sorted(slowest, reverse=True)[:15],
             "restarts": restarts, "transfers": {d: len(r) for d, r in runs.items()}, "bytes_moved": moved,
@@ -196,12 +197,17 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=5.0)
     ap.add_argument("--interval", type=float, default=2.0, help="mean seconds between kills")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--services", default=",".join(VICTIMS), help="comma-separated victims (default: all six)")
     ap.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     ap.add_argument("--readme", metavar="FILE", help="write the figures into FILE's soak block (README.md)")
     args = ap.parse_args()
     if args.minutes <= 0 or args.interval <= 0:
         ap.error("--minutes and --interval must be positive")
-    r = soak(args.minutes, args.interval, args.seed)
+    victims = tuple(v for v in args.services.split(",") if v)
+    unknown = set(victims) - set(VICTIMS)
+    if unknown or not victims:
+        ap.error(f"--services: not a service: {', '.join(sorted(unknown)) or '(none given)'}")
+    r = soak(args.minutes, args.interval, args.seed, victims)
     print(f"\n{r['kills']} kills in {r['minutes']:g} min; {sum(r['transfers'].values())} transfers of 200 MB, "
           f"{r['bytes_moved'] / 1e9:.1f} GB moved, bytes lost: {r['bytes_lost']}; "
           f"skb slots in use after: {r['skb_used_after']}; kills between transfers (TCP not measured): "
@@ -231,8 +237,9 @@ def write_readme(path: str, r: dict) -> None:
     """Replace the block between README_MARK in ``path`` with this run's figures."""
     unrecovered = f"; kills after which some traffic never came back: {len(r['unrecovered'])}" \
         if r["unrecovered"] else ""
+    over = "all six services" if len(r["victims"]) == len(VICTIMS) else ", ".join(r["victims"])
     rows = [f"`make soak` of {time.strftime('%Y-%m-%d')}: {r['minutes']:g} min, a kill every ~{r['interval']:g} s "
-            f"over all six services (seed {r['seed']}): {r['kills']} kills, "
+            f"over {over} (seed {r['seed']}): {r['kills']} kills, "
             f"{sum(r['transfers'].values())} transfers of 200 MB ({r['bytes_moved'] / 1e9:.1f} GB), "
             f"**{r['bytes_lost']} bytes lost**, skb slots in use after: {r['skb_used_after']}{unrecovered}; "
             f"{r['kills_between_transfers']} kills fell between transfers in both directions (TCP not measured).",
