@@ -221,7 +221,6 @@ class Udp(Service):
         if self.sync_until is not None and now >= self.sync_until:
             self.counters["bindings_sync_timeouts"] += 1
             self.synced()
-            self.flush()
         if self.resync_at is None or now < self.resync_at:
             return
         try:

@@ -73,6 +73,14 @@ def make_handle(gen: int, cls: int, slot: int) -> int:
     return (gen << _GEN_SHIFT) | (cls << _SLOT_BITS) | slot
 
 
+def _retire(m: memoryview, b: int) -> None:
+    """Free the slot at offset ``b`` of ``m`` for good: a new generation, so any
+    handle still naming the old one is refused."""
+    m[b + GEN] = (m[b + GEN] + 1) & 0xFFFFFFFF
+    m[b + STATE] = FREE
+    m[b + OWNER] = 0
+
+
 class _Class:
     """One size class: its metadata array and data area inside the mapping."""
 
@@ -295,30 +303,33 @@ class SkbPool:
                         m[b + STATE] = TRANSIT
                         spare.append((m[b + GEN] << _GEN_SHIFT) | (c.idx << _SLOT_BITS) | slot)
                         continue
-                    m[b + GEN] = (m[b + GEN] + 1) & 0xFFFFFFFF
-                    m[b + STATE] = FREE
-                    m[b + OWNER] = 0
+                    _retire(m, b)
                     n += 1
         return n
 
-    def in_transit(self, handle: int, owner: int) -> bool:
-        """Whether ``handle`` still names a slot given to ``owner`` and not taken."""
+    def _in_transit_at(self, handle: int, owner: int) -> tuple[memoryview, int] | None:
+        """The metadata array and offset of ``handle``'s slot if it is still given
+        to ``owner`` and not taken under that generation, else None."""
         ci, slot = (handle >> _SLOT_BITS) & _CLS_MASK, handle & _SLOT_MASK
         if ci >= len(self.classes) or slot >= self.classes[ci].nslots:
-            return False
+            return None
         m, b = self.classes[ci].meta, slot * _NF
-        return m[b + GEN] == handle >> _GEN_SHIFT and m[b + STATE] == TRANSIT and m[b + OWNER] == owner
+        if m[b + GEN] == handle >> _GEN_SHIFT and m[b + STATE] == TRANSIT and m[b + OWNER] == owner:
+            return m, b
+        return None
+
+    def in_transit(self, handle: int, owner: int) -> bool:
+        """Whether ``handle`` still names a slot given to ``owner`` and not taken."""
+        return self._in_transit_at(handle, owner) is not None
 
     def reclaim_handles(self, handles: list[int], owner: int) -> int:
         """Free the slots of ``handles`` that are still in transit to ``owner``
         (the ones ``reclaim`` spared and no new incarnation took)."""
         n = 0
         for h in handles:
-            if self.in_transit(h, owner):
-                m, b = self.classes[(h >> _SLOT_BITS) & _CLS_MASK].meta, (h & _SLOT_MASK) * _NF
-                m[b + GEN] = (m[b + GEN] + 1) & 0xFFFFFFFF
-                m[b + STATE] = FREE
-                m[b + OWNER] = 0
+            at = self._in_transit_at(h, owner)
+            if at is not None:
+                _retire(*at)
                 n += 1
         return n
 

@@ -15,8 +15,8 @@ import socket as ksock
 
 from services.socket.types import Pending, Sock, aton, check_port, err, ntoa
 from shared.ipc.codec import encode
-from shared.ipc.messages import (UDP_SYNCED, BIND_RESTORE, SYS_BIND, SYS_CLOSE, SYS_CONNECT, SYS_GETPEERNAME, SYS_RECVFROM,
-                                 SYS_SENDTO, SYS_SHUTDOWN, UDP_BIND, UDP_CONNECT, UDP_UNBIND)
+from shared.ipc.messages import (BIND_RESTORE, SYS_BIND, SYS_CLOSE, SYS_CONNECT, SYS_GETPEERNAME, SYS_RECVFROM,
+                                 SYS_SENDTO, SYS_SHUTDOWN, UDP_BIND, UDP_CONNECT, UDP_SYNCED, UDP_UNBIND)
 from shared.proto import sockopt
 from shared.skb import NoBuffers, Skb
 from shared.wire.ipv4 import DEFAULT_TTL

@@ -150,9 +150,9 @@ def soak(minutes: float, interval: float, seed: int, victims: tuple[str, ...] = 
             if p.poll() is None:
                 p.kill()
         stack.launcher("down", check=False)
-    streams = {"ping": reply_times(ping_out), "udp": times_in(logs["udp"]),
-               "tcp": sorted(times_in(logs["get"]) + times_in(logs["put"]))}
     moving = [progress_in(logs[d]) for d in ("get", "put")]
+    streams = {"ping": reply_times(ping_out), "udp": times_in(logs["udp"]),
+               "tcp": sorted(t for progress in moving for t, _ in progress)}
     per: dict[str, list[float]] = {}
     unrecovered = []
     between = 0                    # kills while no transfer was moving: TCP not measured for them
@@ -243,7 +243,8 @@ def write_readme(path: str, r: dict) -> None:
             f"{sum(r['transfers'].values())} transfers of 200 MB ({r['bytes_moved'] / 1e9:.1f} GB), "
             f"**{r['bytes_lost']} bytes lost**, skb slots in use after: {r['skb_used_after']}{unrecovered}; "
             f"{r['kills_between_transfers']} kills fell between transfers in both directions (TCP not measured).",
-            "", "| service | kills | recovery p50 | p99 | max (kill to ping, UDP echo and every moving TCP transfer all flowing again, s) |",
+            "", "| service | kills | recovery p50 | p99 | max (kill to ping, UDP echo and every moving TCP transfer "
+                "all flowing again, s) |",
             "|---|---|---|---|---|"]
     rows += [f"| {v} | {x['n']} | {x['p50']:.3f} | {x['p99']:.3f} | {x['max']:.3f} |"
              for v, x in r["recovery_s"].items()]
