@@ -496,6 +496,8 @@ class Service:
         t0 = started_at()
         self.phases["init_ms"] = round((time.monotonic() - t0) * 1000, 1)
         self.phases["start"] = "promoted" if _promoted_at is not None else "cold"
+        if _standby_wait_ms:
+            self.phases["standby_wait_ms"] = _standby_wait_ms
         self.log.info("up (epoch %d, pid %d, %s start, %.0f ms to here)", self.epoch, os.getpid(),
                       self.phases["start"], self.phases["init_ms"])
         starting = True
@@ -569,6 +571,7 @@ def _drain(fd: int) -> None:
 PROFILE_ENV = "MKSTACK_PROFILE"   # a directory: each service writes <name>.pstats there when it stops
 STANDBY = "--standby"             # start as the service's warm standby: imported, waiting to be promoted
 _promoted_at: float | None = None
+_standby_wait_ms = 0.0             # promotion to the standby reading it (it was still importing)
 
 
 def started_at() -> float:
@@ -583,16 +586,24 @@ def started_at() -> float:
 
 def wait_for_promotion() -> bool:
     """A warm standby: everything imported, nothing bound. The supervisor promotes
-    it by writing the incarnation number (the epoch) on its stdin; an end of
-    file (the supervisor went, or no longer wants it) ends it. Skips the ~150-250
-    ms of interpreter start and imports on the recovery path."""
-    global _promoted_at
-    line = sys.stdin.buffer.readline()
-    if not line.strip().isdigit():
+    it by writing the incarnation number (the epoch) and its monotonic clock on
+    its stdin; an end of file (the supervisor went, or no longer wants it) ends
+    it. Skips the ~150-250 ms of interpreter start and imports on the recovery
+    path. The incarnation counts from the supervisor's write: a standby still
+    importing then (started as an interpreter, not forked by the zygote) shows
+    the wait in its start-up phases."""
+    global _promoted_at, _standby_wait_ms
+    line = sys.stdin.buffer.readline().split()
+    if not line or not line[0].isdigit():
         return False
-    _promoted_at = time.monotonic()
+    now = time.monotonic()
+    try:
+        _promoted_at = min(now, float(line[1]))
+    except (IndexError, ValueError):
+        _promoted_at = now
+    _standby_wait_ms = round((now - _promoted_at) * 1000, 1)
     argv = [a for a in sys.argv[1:] if a != STANDBY]
-    sys.argv[1:] = [*argv, "--epoch", line.strip().decode()]
+    sys.argv[1:] = [*argv, "--epoch", line[0].decode()]
     return True
 
 

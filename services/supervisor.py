@@ -40,6 +40,8 @@ from shared.ipc.messages import CTL_PING, SUP_KILL, SUP_RESTART, SUP_SHUTDOWN, S
 from shared.skb import SkbPool
 from shared.wire.ipv6 import ip6_ntoa, link_local_from_mac
 
+from services.zygote import Forked, ForkServer, become_subreaper
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 TRANSIT_GRACE = 2.0     # after a death, skbs still in flight from it are lost
@@ -50,7 +52,8 @@ REPLAY_GRACE = 1.0      # ... and skbs sent to it that its senders did not hand 
 REREAD = frozenset({"tcp"})
 CRASH_LOOP = 3          # deaths in a row soon after start that make a crash loop
 EXTERNAL_KILLS = (-signal.SIGKILL, -signal.SIGTERM, -signal.SIGINT)
-STANDBY_DELAY = 0.05    # after a start, before the next warm standby is started (it runs SCHED_IDLE)
+STANDBY_DELAY = 0.05    # after a start, before the next warm standby is forked (or started SCHED_IDLE)
+ZYGOTE_RETRY = 5.0      # seconds between restarts of a failed zygote
 ADOPTED_EXIT = 255      # an adopted process's exit status is not ours to collect
 SERVICES_FILE = "services.json"   # in the run directory: pid and epoch of each service, for adoption
 SHUTDOWN_MARK = "shutdown"        # in the run directory: `down` is under way, nobody restarts anything
@@ -133,7 +136,7 @@ class Adopted:
 class Child:
     name: str
     kind: str
-    proc: subprocess.Popen | Adopted | None = None
+    proc: subprocess.Popen | Adopted | Forked | None = None
     state: str = "starting"        # starting, running, backoff, crashloop
     restarts: int = 0
     epoch: int = 0
@@ -148,7 +151,7 @@ class Child:
     transit_reclaims: list = field(default_factory=list)   # (when, token)
     spared: list = field(default_factory=list)   # (when, handles sent to a dead incarnation, never taken)
     pidfd: int = -1                # readable when proc exits: the supervisor wakes at once
-    standby: subprocess.Popen | None = None   # warm, imported, waiting for its epoch on stdin
+    standby: subprocess.Popen | Forked | None = None   # warm, imported, waiting for its epoch on stdin
     standby_at: float = 0.0        # when to start the next standby
     last_start: dict = field(default_factory=dict)   # the supervisor's part of the last restart
 
@@ -171,21 +174,43 @@ class Supervisor:
         self.children = {n: Child(n, "driver" if n.startswith("driver") else n) for n in cfg.services}
         self.running = True
         self.reclaimed = 0
-        self.counters: dict[str, int] = {"promoted": 0, "cold_starts": 0, "adopted": 0}
+        self.counters: dict[str, int] = {"promoted": 0, "cold_starts": 0, "adopted": 0, "zygote_restarts": 0}
+        # the zygote's forks are our children only if we are their subreaper
+        self.zygote = self.new_zygote() if become_subreaper() else None
+        self.zygote_retry_at = 0.0
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "running", False))
 
-    def start(self, c: Child, *extra: str, standby: bool = False) -> subprocess.Popen:
+    def start(self, c: Child, *extra: str, standby: bool = False) -> subprocess.Popen | Forked:
+        """A process of the service: forked by the zygote once it is ready, else a new interpreter."""
         log = open(os.path.join(self.logdir, f"{c.name}.log"), "ab")
-        argv = [sys.executable, "-m", f"services.{c.kind}", "--config", self.cfg.path,
-                "--instance", self.instance, "--name", c.name, *extra]
+        argv = ["--config", self.cfg.path, "--instance", self.instance, "--name", c.name, *extra]
         try:
+            if self.zygote is not None and self.zygote.usable():
+                try:
+                    return self.zygote.spawn(c.kind, argv, log.fileno(), standby)
+                except OSError as exc:
+                    print(f"{time.strftime('%H:%M:%S')} zygote: {exc}; services start as new interpreters "
+                          f"until it is back", flush=True)
             # services outlive the supervisor (a new one adopts them); a standby ends
             # by itself when its stdin, the supervisor's end of the pipe, closes
-            return subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.PIPE if standby else subprocess.DEVNULL,
+            return subprocess.Popen([sys.executable, "-m", f"services.{c.kind}", *argv], cwd=ROOT,
+                                    stdin=subprocess.PIPE if standby else subprocess.DEVNULL,
                                     stdout=log, stderr=log, start_new_session=True,
                                     preexec_fn=_idle if standby else None)
         finally:
             log.close()
+
+    def keep_zygote(self, now: float) -> None:
+        """A zygote that died (or failed a fork) is replaced, at most every ZYGOTE_RETRY s."""
+        if self.zygote is not None and self.zygote.failed and now >= self.zygote_retry_at:
+            self.zygote.close()
+            self.zygote = self.new_zygote()
+            self.zygote_retry_at = now + ZYGOTE_RETRY
+            self.counters["zygote_restarts"] += 1
+
+    def new_zygote(self) -> ForkServer:
+        kinds = sorted({c.kind for c in self.children.values()})
+        return ForkServer(self.cfg.path, self.instance, kinds, os.path.join(self.logdir, "zygote.log"))
 
     def spawn(self, c: Child) -> None:
         """Start an incarnation: promote the warm standby if one is waiting, else a cold start."""
@@ -196,7 +221,7 @@ class Supervisor:
         if standby is not None and standby.poll() is None:
             try:
                 _set_policy(standby.pid, os.SCHED_OTHER)     # it may still be importing: at full speed now
-                standby.stdin.write(f"{c.epoch}\n".encode())   # type: ignore[union-attr]
+                standby.stdin.write(f"{c.epoch} {time.monotonic()}\n".encode())   # type: ignore[union-attr]
                 standby.stdin.close()                          # type: ignore[union-attr]
                 c.proc = standby
                 self.counters["promoted"] += 1
@@ -217,8 +242,8 @@ class Supervisor:
         self.connect_control(c)
 
     def keep_standbys(self, now: float) -> None:
-        if not self.cfg.supervisor.standby:
-            return
+        if not self.cfg.supervisor.standby or self.zygote and not (self.zygote.failed or self.zygote.usable()):
+            return                 # the zygote is importing: its standbys are ready sooner than a new interpreter's
         for c in self.children.values():
             if c.standby is not None and c.standby.poll() is not None:
                 c.standby = None                     # it died waiting: start another later
@@ -379,7 +404,8 @@ class Supervisor:
         """What a successor needs to adopt the running services."""
         now, wall = time.monotonic(), time.time()
         rec = {c.name: {"pid": c.proc.pid if c.proc else None, "epoch": c.epoch, "restarts": c.restarts,
-                        "started": wall - (now - c.started)} for c in self.children.values()}
+                        "started": wall - (now - c.started),
+                        "start": procfs.start_time(c.proc.pid) if c.proc else None} for c in self.children.values()}
         rec["watchdog"] = {"pid": self.watchdog.pid if self.watchdog else None}  # type: ignore[dict-item]
         tmp = os.path.join(self.rundir, SERVICES_FILE + ".tmp")
         with open(tmp, "w") as f:
@@ -397,7 +423,7 @@ class Supervisor:
             r = rec.get(c.name) or {}
             c.epoch, c.restarts = int(r.get("epoch", 0)), int(r.get("restarts", 0))
             pid = r.get("pid")
-            proc = self.adoptable(pid, [f"services.{c.kind}".encode(), b"--name", c.name.encode()])
+            proc = self.adoptable(pid, [f"services.{c.kind}".encode(), b"--name", c.name.encode()], r.get("start"))
             if proc is None:
                 c.restarts += 1 if c.epoch else 0
                 self.spawn(c)
@@ -413,8 +439,9 @@ class Supervisor:
         self.save_services()
         print(f"{time.strftime('%H:%M:%S')} adopted {self.counters['adopted']} running services", flush=True)
 
-    def adoptable(self, pid: object, marks: list[bytes]) -> Adopted | None:
-        """The live process ``pid`` if its argv is this instance's and has ``marks``."""
+    def adoptable(self, pid: object, marks: list[bytes], start: object = None) -> Adopted | None:
+        """The live process ``pid`` if its argv is this instance's and has ``marks``, or
+        it started when the record says (a zygote's fork has the zygote's argv)."""
         if type(pid) is not int or pid <= 0:
             return None
         try:
@@ -422,7 +449,8 @@ class Supervisor:
         except OSError:
             return None
         args = procfs.argv(pid)        # read after the pidfd: the pid cannot be reused under us now
-        if not procfs.of_instance(args, self.instance) or not all(m in args for m in marks):
+        if not procfs.of_instance(args, self.instance) or not (
+                all(m in args for m in marks) or start is not None and procfs.start_time(pid) == start):
             os.close(fd)
             return None
         return Adopted(pid, fd)
@@ -462,6 +490,7 @@ class Supervisor:
             self.serve()
             if self.running:
                 self.tick(now)
+                self.keep_zygote(now)
                 self.keep_standbys(now)
         self.stop_all()
 
@@ -482,6 +511,8 @@ class Supervisor:
                 p.wait()
         if self.watchdog is not None:
             self.watchdog.terminate()
+        if self.zygote is not None:
+            self.zygote.close()
         self.ctl.close(0)
         for c in self.children.values():
             if c.dealer is not None:
