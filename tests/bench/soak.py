@@ -183,6 +183,7 @@ def soak(minutes: float, interval: float, seed: int, victims: tuple[str, ...] = 
             "unrecovered": unrecovered,
             "kills_between_transfers": between,
             "chaos_report": report, "slowest": sorted(slowest, reverse=True)[:15],
+            "kill_times": [[v, round(at, 3)] for v, at in kills],
             "restarts": restarts, "transfers": {d: len(r) for d, r in runs.items()}, "bytes_moved": moved,
             "bytes_lost": lost, "skb_used_after": skb_used, "failures": failures, "logs": tmp,
             "streams": {name: [round(ts[0], 3), round(ts[-1], 3), len(ts)] if ts else []
