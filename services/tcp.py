@@ -148,7 +148,7 @@ class Tcp(Service):
             self.tcp_err(fields.items)
         elif code == LOWER_UP:
             for c in self.by_id.values():
-                if c.tcb.resend_head(self.now):
+                if c.tcb.probe_after_restart(self.now):
                     self.counters["lower_restart_resends"] += 1
                     self.touch(c)
         else:
@@ -716,6 +716,9 @@ class Tcp(Service):
                 lst.embryonic.add(cid)
             if cid >= PASSIVE_BASE:
                 self.next_passive = max(self.next_passive, cid + 1)
+            # the state is saved before a turn's segments leave: the last turn's may have died here
+            if tcb.probe_after_restart(self.now):
+                self.counters["restart_probes"] += 1
             self.touch(c)                       # re-arms its timers
         self.counters["TcpRestored"] += len(conns)
         if conns or bound or listeners:

@@ -177,7 +177,8 @@ class Tcb:
         self.error: int | None = None
         self.passive = False
         self.stats = {"retrans": 0, "fast_retrans": 0, "rto": 0, "dupacks": 0, "ooo": 0, "challenge_acks": 0,
-                      "acks_skipped": 0, "segs_in": 0, "segs_out": 0, "fin_wait2_timeouts": 0, "ooo_dropped": 0}
+                      "acks_skipped": 0, "segs_in": 0, "segs_out": 0, "fin_wait2_timeouts": 0, "ooo_dropped": 0,
+                      "tail_probes": 0}
         self.opts: dict[str, int | str] = {}    # per-connection socket options (setopt), kept across restarts
 
     # -- opening ------------------------------------------------------------------
@@ -854,18 +855,31 @@ class Tcb:
         if self.ka_at is not None and now >= self.ka_at:
             self._keepalive(now)
 
-    def resend_head(self, now: float) -> bool:
-        """A layer below this stack restarted and lost what was inside it: resend
-        the first unacknowledged segment (or the SYN) now, without a timeout's
-        congestion response. A retransmission timeout would do the same after
-        200 ms or more; a duplicate costs the peer one ACK. False: nothing in flight."""
+    def probe_after_restart(self, now: float) -> bool:
+        """A process of this stack restarted and lost the segments inside it: send
+        the tail of the flight again now (up to a TSO segment, so the whole flight
+        when it is small), as a tail loss probe (RFC 8985 7) without its timer or a
+        timeout's congestion response. The peer ACKs what it lacked; if a hole
+        lies before the tail, its SACK of the tail (at least three MSS when the
+        flight is larger than one TSO segment) starts SACK recovery at once.
+        Before, the head alone went again, and segments lost behind it waited for
+        the retransmission timeout (200 ms and more). A duplicate costs the peer
+        one ACK. False: nothing in flight."""
         if self.state in (State.SYN_SENT, State.SYN_RCVD):
             self.stats["retrans"] += 1
             self._send_syn(now)
             return True
         if self.state not in SYNCHRONIZED or not self.flight:
             return False
-        self._xmit(self.snd_una, min(self.flight, self.seg_size()), now, retransmit=True)
+        mss = self.seg_size()
+        burst = max(1, (65535 - 120) // mss) * mss if self.cfg.tso else 3 * mss
+        n = min(self.flight, burst)
+        start = S.add(self.snd_max, -n)
+        self.stats["tail_probes"] += 1
+        while n > 0:                       # without TSO, MSS at a time
+            k = min(n, mss if not self.cfg.tso else burst)
+            self._xmit(start, k, now, retransmit=True)
+            start, n = S.add(start, k), n - k
         return True
 
     def _on_rto(self, now: float) -> None:

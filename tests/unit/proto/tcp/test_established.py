@@ -309,3 +309,36 @@ def test_out_of_order_queue_is_bounded_and_merges_overlaps():
     for i in range(0, len(stream), 1000):
         t.receive(seg(R + i, L, ACK, data=stream[i:i + 1000]), now=2)
     assert bytes(t.delivered) == stream and t.ooo == {}
+
+
+def test_a_restart_below_probes_the_tail_and_a_hole_before_it_is_resent_at_once():
+    """Segments that died inside a restarted layer: the tail goes again at once; the
+    peer's SACK of it shows the hole, which SACK recovery resends without a timeout."""
+    t = established(TcpConfig(timestamps=False, cc="reno", tso=True), sack_ok=True, wscale=7, peer_wnd=65535)
+    t.cc.cwnd = 400_000
+    mss = t.seg_size()
+    t.send(b"d" * (3 * 64 * mss), now=1)
+    sent = take(t)
+    end = sent[-1].seq + len(sent[-1].data)
+    assert t.probe_after_restart(now=1.01)
+    probe = [s for s in take(t) if s.data]
+    assert probe and probe[-1].seq + len(probe[-1].data) == end        # the tail of the flight
+    assert sum(len(s.data) for s in probe) <= 65535 and t.stats["tail_probes"] == 1
+    # the first segment arrived, the rest died below; the probe arrived: ACK of the first, SACK of the tail
+    first_end = sent[0].seq + len(sent[0].data)
+    t.receive(seg(R, first_end, ACK, wnd=65535, sack=((probe[0].seq, end),)), now=1.02)
+    resent = [s for s in take(t) if s.data]
+    assert resent and resent[0].seq == first_end                      # the hole, now: no RTO
+    assert t.stats["rto"] == 0
+
+
+def test_a_restart_below_with_a_small_flight_sends_all_of_it_again():
+    t = established(TcpConfig(sack=False, timestamps=False, cc="reno", tso=False), peer_wnd=65535)
+    t.send(b"ab" * 1460, now=1)                        # two segments
+    sent = [s for s in take(t) if s.data]
+    assert t.probe_after_restart(now=1.01)
+    again = [s for s in take(t) if s.data]
+    assert [(s.seq, bytes(s.data)) for s in again] == [(s.seq, bytes(s.data)) for s in sent]
+    t.receive(seg(R, L + 2920, ACK), now=1.02)
+    assert t.flight == 0 and not t.probe_after_restart(now=1.03)      # nothing in flight: nothing sent
+    assert take(t) == []
