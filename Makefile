@@ -21,7 +21,7 @@ run: venv
 	$(PY) launcher.py demo
 
 test: venv
-	$(PY) -m pytest -q tests/unit tests/integration tests/system
+	$(PY) -m pytest -q --durations=15 tests/unit tests/integration tests/system
 
 test-unit: venv
 	$(PY) -m pytest -q tests/unit tests/integration

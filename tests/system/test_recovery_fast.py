@@ -144,7 +144,7 @@ def test_a_second_kill_right_after_the_first_finds_a_ready_standby_with_both_cpu
     hogs = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(2 * (os.cpu_count() or 2))]
     try:
         waits = []
-        for _ in range(3):
+        for _ in range(2):
             stack.wait_running("socket_server")
             old = call(sup, SUP_KILL, "socket_server", int(signal.SIGKILL))["pid"]
             deadline = time.monotonic() + 10
