@@ -40,7 +40,7 @@ from shared.ipc.messages import CTL_PING, SUP_KILL, SUP_RESTART, SUP_SHUTDOWN, S
 from shared.skb import SkbPool
 from shared.wire.ipv6 import ip6_ntoa, link_local_from_mac
 
-from services.zygote import Forked, ForkServer, become_subreaper
+from services.zygote import Forked, ForkServer, Signalled, become_subreaper
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -98,7 +98,7 @@ def _exit_reason(code: int) -> str:
     return f"exited with {code}"
 
 
-class Adopted:
+class Adopted(Signalled):
     """A service process started by an earlier supervisor: the Popen calls the
     supervisor makes, through a pidfd (its exit seen, its signals sent to the
     very process, never to a reused pid)."""
@@ -119,12 +119,6 @@ class Adopted:
             signal.pidfd_send_signal(self.pidfd, sig)
         except ProcessLookupError:
             pass
-
-    def terminate(self) -> None:
-        self.send_signal(signal.SIGTERM)
-
-    def kill(self) -> None:
-        self.send_signal(signal.SIGKILL)
 
     def wait(self, timeout: float | None = None) -> int:
         if not select.select([self.pidfd], [], [], timeout)[0]:

@@ -175,7 +175,20 @@ def become_subreaper() -> bool:
         return False
 
 
-class Forked:
+class Signalled:
+    """Popen's terminate and kill, for a process handle with its own send_signal."""
+
+    def send_signal(self, sig: int) -> None:
+        raise NotImplementedError
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+class Forked(Signalled):
     """A service process the zygote forked, now our child: the part of Popen the
     supervisor uses (its pid cannot be reused while we have not reaped it)."""
 
@@ -208,12 +221,6 @@ class Forked:
                 os.kill(self.pid, sig)
             except ProcessLookupError:
                 pass
-
-    def terminate(self) -> None:
-        self.send_signal(signal.SIGTERM)
-
-    def kill(self) -> None:
-        self.send_signal(signal.SIGKILL)
 
 
 class ForkServer:
