@@ -346,8 +346,10 @@ class Supervisor:
                     "addr6": [] if d.addr6 is None else [str(d.addr6), f"{ip6_ntoa(link_local_from_mac(d.mac))}/64"],
                     "peer_addr6": None if d.peer_addr6 is None else str(d.peer_addr6)}
                    for d in self.cfg.devices]
+        zygote = self.zygote.proc if self.zygote is not None else None
         return {"instance": self.instance, "pid": os.getpid(), "services": services, "devices": devices,
-                "skb": self.skb_usage(), "starts": self.counters}
+                "skb": self.skb_usage(), "starts": self.counters,
+                "zygote": zygote.pid if zygote is not None and zygote.poll() is None else None}
 
     def skb_usage(self) -> dict:
         u = self.pool.usage()

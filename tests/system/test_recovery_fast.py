@@ -163,3 +163,19 @@ def test_a_second_kill_right_after_the_first_finds_a_ready_standby_with_both_cpu
             h.wait()
     print(f"\nstandby waits after a second kill (ms): {waits}")
     assert max(waits) < 100, waits
+
+
+def test_a_killed_zygote_is_replaced_and_kills_meanwhile_are_still_repaired(stack):
+    zygote = stack.status()["zygote"]
+    os.kill(zygote, signal.SIGKILL)
+    for victim in ("ip", "socket_server"):      # the standbys already forked, then new interpreters
+        before = stack.restarts()[victim]
+        stack.kill_when_running(victim)
+        stack.wait_running(victim)
+        assert stack.restarts()[victim] == before + 1
+    assert " 0% packet loss" in stack.peer("ping", "-c", "3", "-i", "0.2", "-W", "2", stack.addr).stdout
+    deadline = time.monotonic() + 15            # a new one within ZYGOTE_RETRY
+    while stack.status()["zygote"] in (None, zygote):
+        assert time.monotonic() < deadline, stack.status()["starts"]
+        time.sleep(0.2)
+    assert stack.status()["starts"]["zygote_restarts"] >= 1

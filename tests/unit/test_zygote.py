@@ -25,7 +25,9 @@ SCRIPT = textwrap.dedent("""
     child = z.spawn("udp", ["--config", "unused.toml", "--instance", "zt", "--standby"], fd, standby=True)
     fork_ms = (time.monotonic() - t) * 1000
     parent = int(open(f"/proc/{child.pid}/stat").read().rsplit(")", 1)[1].split()[1])
-    comm = open(f"/proc/{child.pid}/comm").read().strip()
+    deadline = time.monotonic() + 10        # the child names itself after the fork returned its pid
+    while (comm := open(f"/proc/{child.pid}/comm").read().strip()) != "mks-udp" and time.monotonic() < deadline:
+        time.sleep(0.005)
     child.stdin.close()                 # an end of file: the standby is not wanted, it exits
     code = child.wait(10)
     refused = None
