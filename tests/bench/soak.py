@@ -33,6 +33,7 @@ from tests.system.conftest import ROOT, Stack, new_instance, percentile, reply_t
 APPS = os.path.join(ROOT, "tests", "system", "apps")
 XFER = os.path.join(APPS, "tcp_xfer.py")
 BULK = 200_000_000
+XFER_TIMEOUT = 600        # seconds: a 200 MB transfer takes 2-5 s here, even through a kill a second
 VICTIMS = ("driver", "netdev", "ip", "udp", "tcp", "socket_server")
 _KILL = re.compile(r" killed (\S+) \(pid \d+\) at ([\d.]+)")
 
@@ -40,9 +41,14 @@ _KILL = re.compile(r" killed (\S+) \(pid \d+\) at ([\d.]+)")
 def transfers(stack: Stack, direction: str, progress: str, stop: threading.Event, runs: list) -> None:
     env = dict(os.environ, XFER_PROGRESS=progress)
     while not stop.is_set():
-        p = subprocess.run([sys.executable, os.path.join(ROOT, "launcher.py"), "--instance", stack.instance,
-                            "-c", stack.config, "run", "--", "python", XFER, direction, stack.peer_addr, "5001",
-                            str(BULK)], capture_output=True, text=True, timeout=600, env=env)
+        try:
+            p = subprocess.run([sys.executable, os.path.join(ROOT, "launcher.py"), "--instance", stack.instance,
+                                "-c", stack.config, "run", "--", "python", XFER, direction, stack.peer_addr,
+                                "5001", str(BULK)], capture_output=True, text=True, timeout=XFER_TIMEOUT, env=env)
+        except subprocess.TimeoutExpired as exc:   # a hung transfer is a failure, counted whole as lost
+            out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout or ""
+            runs.append((-1, out, f"timed out after {XFER_TIMEOUT} s"))
+            continue
         runs.append((p.returncode, p.stdout, p.stderr))
 
 
