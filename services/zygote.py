@@ -159,10 +159,6 @@ def main() -> int:
     return serve(chan, classes)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 # -- the supervisor's side ----------------------------------------------------------
 REPLY_WAIT = 2.0          # seconds a fork may take before the zygote is given up
 
@@ -259,6 +255,8 @@ class ForkServer:
             socket.send_fds(self.chan, [json.dumps([kind, *argv]).encode()], [r, log_fd])
             self.chan.settimeout(REPLY_WAIT)
             reply = self.chan.recv(32)
+            if not reply.isdigit():
+                raise OSError(f"the zygote refused to fork {kind}: {reply!r}")
         except OSError:
             self.failed = True
             if w >= 0:
@@ -267,11 +265,6 @@ class ForkServer:
         finally:
             self.chan.settimeout(None)
             os.close(r)
-        if not reply.isdigit():
-            if w >= 0:
-                os.close(w)
-            self.failed = True
-            raise OSError(f"the zygote refused to fork {kind}: {reply!r}")
         return Forked(int(reply), os.fdopen(w, "wb") if w >= 0 else None)
 
     def close(self) -> None:
@@ -281,3 +274,7 @@ class ForkServer:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
