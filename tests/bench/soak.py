@@ -20,6 +20,7 @@ import bisect
 import json
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -28,28 +29,85 @@ import tempfile
 import threading
 import time
 
+from shared import config
+from shared.ipc import endpoints
 from tests.system.conftest import ROOT, Stack, new_instance, percentile, reply_times, start_on_mkstack
 
 APPS = os.path.join(ROOT, "tests", "system", "apps")
 XFER = os.path.join(APPS, "tcp_xfer.py")
 BULK = 200_000_000
 XFER_TIMEOUT = 600        # seconds: a 200 MB transfer takes 2-5 s here, even through a kill a second
+STALL = 45                # seconds without a byte moving: a transfer is hung (--stall)
 VICTIMS = ("driver", "netdev", "ip", "udp", "tcp", "socket_server")
 _KILL = re.compile(r" killed (\S+) \(pid \d+\) at ([\d.]+)")
 
 
-def transfers(stack: Stack, direction: str, progress: str, stop: threading.Event, runs: list) -> None:
+def transfers(stack: Stack, direction: str, progress: str, stop: threading.Event, runs: list,
+              stall: float, diag: str) -> None:
+    """Transfers one after the other until ``stop``. One that moves no byte for ``stall`` s is hung:
+    the stack's state is kept in ``diag`` (see capture) before it is killed, and it counts whole as lost."""
     env = dict(os.environ, XFER_PROGRESS=progress)
     while not stop.is_set():
-        try:
-            p = subprocess.run([sys.executable, os.path.join(ROOT, "launcher.py"), "--instance", stack.instance,
-                                "-c", stack.config, "run", "--", "python", XFER, direction, stack.peer_addr,
-                                "5001", str(BULK)], capture_output=True, text=True, timeout=XFER_TIMEOUT, env=env)
-        except subprocess.TimeoutExpired as exc:   # a hung transfer is a failure, counted whole as lost
-            out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout or ""
-            runs.append((-1, out, f"timed out after {XFER_TIMEOUT} s"))
-            continue
-        runs.append((p.returncode, p.stdout, p.stderr))
+        p = subprocess.Popen([sys.executable, os.path.join(ROOT, "launcher.py"), "--instance", stack.instance,
+                              "-c", stack.config, "run", "--", "python", XFER, direction, stack.peer_addr,
+                              "5001", str(BULK)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        started = time.time()
+        while True:
+            try:
+                out, err = p.communicate(timeout=1.0)
+                runs.append((p.returncode, out, err))
+                break
+            except subprocess.TimeoutExpired:
+                quiet = time.time() - max(started, os.path.getmtime(progress))
+                if quiet < stall and time.time() - started < XFER_TIMEOUT:
+                    continue
+                where = capture(stack, p.pid, os.path.join(diag, f"{direction}-{time.strftime('%H%M%S')}"))
+                p.kill()
+                out, err = p.communicate()
+                runs.append((-1, out, f"{err}\nno progress for {quiet:.0f} s; the stack's state is in {where}"))
+                print(f"  {direction} transfer hung ({quiet:.0f} s without a byte): state kept in {where}", flush=True)
+                break
+
+
+def capture(stack: Stack, app: int, where: str) -> str:
+    """Keep what tells where a hung transfer stuck: sockets, counters, services, every Python
+    stack (py-spy, when installed) of the application and of each service, and the run directory."""
+    os.makedirs(where, exist_ok=True)
+    cmds = {"netstat.txt": ["netstat"], "tcp.json": ["show", "tcp"], "stats.json": ["stats", "--json"],
+            "status.json": ["status", "--json"], "peer-ss.txt": ["peer", "--", "ss", "-tinm"]}
+    for name, args in cmds.items():
+        r = stack.launcher(*args, check=False)
+        with open(os.path.join(where, name), "w") as f:
+            f.write(r.stdout + r.stderr)
+    pids = {"app": app, **{f"app-child-{c}": c for c in children(app)}}
+    try:
+        pids.update({s["name"]: s["pid"] for s in stack.status()["services"] if s["pid"]})
+    except (ValueError, KeyError, subprocess.CalledProcessError):
+        pass
+    spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
+    with open(os.path.join(where, "stacks.txt"), "w") as f:
+        for name, pid in pids.items():
+            f.write(f"=== {name} (pid {pid})\n")
+            if os.path.exists(spy):
+                r = subprocess.run([spy, "dump", "--locals", "--pid", str(pid)], capture_output=True, text=True,
+                                   timeout=30)
+                f.write(r.stdout + r.stderr)
+            else:
+                f.write("py-spy is not installed (pip install py-spy)\n")
+    run = endpoints.run_dir(config.load(stack.config).run_dir, stack.instance)
+    if os.path.isdir(run):
+        for name in os.listdir(run):       # logs, services.json, saved state: files, not sockets
+            path = os.path.join(run, name)
+            if os.path.isfile(path) and os.path.getsize(path) < 64 << 20:
+                shutil.copy(path, where)
+    return where
+
+
+def children(pid: int) -> list[int]:
+    """Every descendant of ``pid`` (the application under `launcher run`)."""
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    kids = [int(x) for x in out.split()]
+    return kids + [g for k in kids for g in children(k)]
 
 
 def times_in(path: str) -> list[float]:
@@ -91,7 +149,8 @@ def bytes_lost(runs: list, hashes: set[str]) -> int:
     return lost
 
 
-def soak(minutes: float, interval: float, seed: int, victims: tuple[str, ...] = VICTIMS) -> dict:
+def soak(minutes: float, interval: float, seed: int, victims: tuple[str, ...] = VICTIMS,
+         stall: float = STALL) -> dict:
     stack = Stack(new_instance())
     tmp = tempfile.mkdtemp(prefix="mkstack-soak-")
     logs = {k: os.path.join(tmp, k) for k in ("udp", "get", "put")}
@@ -114,7 +173,8 @@ def soak(minutes: float, interval: float, seed: int, victims: tuple[str, ...] = 
                                  "-c", stack.config, "peer", "--", "ping", "-D", "-i", "0.02", "-W", "1", stack.addr],
                                 stdout=ping_log, stderr=subprocess.STDOUT)
         procs += [udp, ping]
-        workers = [threading.Thread(target=transfers, args=(stack, d, logs[d], stop, runs[d])) for d in runs]
+        workers = [threading.Thread(target=transfers, args=(stack, d, logs[d], stop, runs[d], stall, tmp))
+                   for d in runs]
         for w in workers:
             w.start()
         time.sleep(2.0)
@@ -205,16 +265,18 @@ def main() -> int:
     ap.add_argument("--interval", type=float, default=2.0, help="mean seconds between kills")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--services", default=",".join(VICTIMS), help="comma-separated victims (default: all six)")
+    ap.add_argument("--stall", type=float, default=STALL, metavar="S",
+                    help="a transfer that moves no byte for S s is hung: the stack's state is kept, it is killed")
     ap.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     ap.add_argument("--readme", metavar="FILE", help="write the figures into FILE's soak block (README.md)")
     args = ap.parse_args()
-    if args.minutes <= 0 or args.interval <= 0:
-        ap.error("--minutes and --interval must be positive")
+    if args.minutes <= 0 or args.interval <= 0 or args.stall <= 0:
+        ap.error("--minutes, --interval and --stall must be positive")
     victims = tuple(v for v in args.services.split(",") if v)
     unknown = set(victims) - set(VICTIMS)
     if unknown or not victims:
         ap.error(f"--services: not a service: {', '.join(sorted(unknown)) or '(none given)'}")
-    r = soak(args.minutes, args.interval, args.seed, victims)
+    r = soak(args.minutes, args.interval, args.seed, victims, args.stall)
     print(f"\n{r['kills']} kills in {r['minutes']:g} min; {sum(r['transfers'].values())} transfers of 200 MB, "
           f"{r['bytes_moved'] / 1e9:.1f} GB moved, bytes lost: {r['bytes_lost']}; "
           f"skb slots in use after: {r['skb_used_after']}; kills between transfers (TCP not measured): "
