@@ -1,7 +1,7 @@
 """Chaos soak: python -m tests.bench.soak [--minutes M] [--interval S] [--seed N] [--json FILE].
 
 Brings up an instance and keeps traffic flowing against the Linux peer —
-200 MB TCP transfers both ways, one after the other, from programs on mkstack
+200 MB TCP transfers (--bytes) both ways, one after the other, from programs on mkstack
 (each checked by sha256 on both ends), a UDP echo stream and ping — while
 `launcher.py chaos` kills services at random. Then reports, per service, the
 recovery time of each kill (from the kill to the first sign of every kind of
@@ -42,7 +42,7 @@ VICTIMS = ("driver", "netdev", "ip", "udp", "tcp", "socket_server")
 _KILL = re.compile(r" killed (\S+) \(pid \d+\) at ([\d.]+)")
 
 
-def transfers(stack: Stack, direction: str, progress: str, stop: threading.Event, runs: list,
+def transfers(stack: Stack, direction: str, size: int, progress: str, stop: threading.Event, runs: list,
               stall: float, diag: str) -> None:
     """Transfers one after the other until ``stop``. One that moves no byte for ``stall`` s is hung:
     the stack's state is kept in ``diag`` (see capture) before it is killed, and it counts whole as lost."""
@@ -50,7 +50,7 @@ def transfers(stack: Stack, direction: str, progress: str, stop: threading.Event
     while not stop.is_set():
         p = subprocess.Popen([sys.executable, os.path.join(ROOT, "launcher.py"), "--instance", stack.instance,
                               "-c", stack.config, "run", "--", "python", XFER, direction, stack.peer_addr,
-                              "5001", str(BULK)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                              "5001", str(size)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         started = time.time()
         while True:
             try:
@@ -136,7 +136,7 @@ def first_after(times: list[float], t: float) -> float | None:
     return next((x for x in times if x > t), None)
 
 
-def bytes_lost(runs: list, hashes: set[str]) -> int:
+def bytes_lost(runs: list, hashes: set[str], size: int) -> int:
     """A transfer that failed or whose hash the other end did not see counts whole."""
     lost = 0
     for rc, out, _ in runs:
@@ -144,13 +144,13 @@ def bytes_lost(runs: list, hashes: set[str]) -> int:
             r = json.loads(out.strip().splitlines()[-1])
         except (ValueError, IndexError):
             r = {}
-        if rc != 0 or r.get("bytes") != BULK or r.get("sha256") not in hashes:
-            lost += BULK - (r.get("bytes", 0) if r.get("sha256") in hashes else 0)
+        if rc != 0 or r.get("bytes") != size or r.get("sha256") not in hashes:
+            lost += size - (r.get("bytes", 0) if r.get("sha256") in hashes else 0)
     return lost
 
 
 def soak(minutes: float, interval: float, seed: int, victims: tuple[str, ...] = VICTIMS,
-         stall: float = STALL) -> dict:
+         stall: float = STALL, size: int = BULK) -> dict:
     stack = Stack(new_instance())
     tmp = tempfile.mkdtemp(prefix="mkstack-soak-")
     logs = {k: os.path.join(tmp, k) for k in ("udp", "get", "put")}
@@ -173,7 +173,7 @@ def soak(minutes: float, interval: float, seed: int, victims: tuple[str, ...] = 
                                  "-c", stack.config, "peer", "--", "ping", "-D", "-i", "0.02", "-W", "1", stack.addr],
                                 stdout=ping_log, stderr=subprocess.STDOUT)
         procs += [udp, ping]
-        workers = [threading.Thread(target=transfers, args=(stack, d, logs[d], stop, runs[d], stall, tmp))
+        workers = [threading.Thread(target=transfers, args=(stack, d, size, logs[d], stop, runs[d], stall, tmp))
                    for d in runs]
         for w in workers:
             w.start()
@@ -242,10 +242,11 @@ def soak(minutes: float, interval: float, seed: int, victims: tuple[str, ...] = 
     failures = [f"{d}: exit {rc}: {out.strip()[-300:]} {err.strip()[-700:]}" for d in runs
                 for rc, out, err in runs[d] if rc != 0]
     lines = [json.loads(x) for x in served.splitlines() if x.startswith('{"dir"')]
-    lost = (bytes_lost(runs["put"], {r["sha256"] for r in lines if r["dir"] == "stored"})
-            + bytes_lost(runs["get"], {r["sha256"] for r in lines if r["dir"] == "served"}))
-    moved = sum(BULK for rc, _, _ in runs["put"] + runs["get"] if rc == 0)
-    return {"minutes": minutes, "interval": interval, "seed": seed, "victims": list(victims), "kills": len(kills),
+    lost = (bytes_lost(runs["put"], {r["sha256"] for r in lines if r["dir"] == "stored"}, size)
+            + bytes_lost(runs["get"], {r["sha256"] for r in lines if r["dir"] == "served"}, size))
+    moved = sum(size for rc, _, _ in runs["put"] + runs["get"] if rc == 0)
+    return {"minutes": minutes, "interval": interval, "seed": seed, "victims": list(victims), "bytes": size,
+            "kills": len(kills),
             "unrecovered": unrecovered,
             "kills_between_transfers": between,
             "chaos_report": report, "slowest": sorted(slowest, reverse=True)[:15],
@@ -265,20 +266,22 @@ def main() -> int:
     ap.add_argument("--interval", type=float, default=2.0, help="mean seconds between kills")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--services", default=",".join(VICTIMS), help="comma-separated victims (default: all six)")
+    ap.add_argument("--bytes", type=int, default=BULK, metavar="N",
+                    help="bytes per transfer (small ones: many more transfer starts and ends under the kills)")
     ap.add_argument("--stall", type=float, default=STALL, metavar="S",
                     help="a transfer that moves no byte for S s is hung: the stack's state is kept, it is killed")
     ap.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     ap.add_argument("--readme", metavar="FILE", help="write the figures into FILE's soak block (README.md)")
     args = ap.parse_args()
-    if args.minutes <= 0 or args.interval <= 0 or args.stall <= 0:
-        ap.error("--minutes, --interval and --stall must be positive")
+    if args.minutes <= 0 or args.interval <= 0 or args.stall <= 0 or args.bytes <= 0:
+        ap.error("--minutes, --interval, --stall and --bytes must be positive")
     victims = tuple(v for v in args.services.split(",") if v)
     unknown = set(victims) - set(VICTIMS)
     if unknown or not victims:
         ap.error(f"--services: not a service: {', '.join(sorted(unknown)) or '(none given)'}")
-    r = soak(args.minutes, args.interval, args.seed, victims, args.stall)
-    print(f"\n{r['kills']} kills in {r['minutes']:g} min; {sum(r['transfers'].values())} transfers of 200 MB, "
-          f"{r['bytes_moved'] / 1e9:.1f} GB moved, bytes lost: {r['bytes_lost']}; "
+    r = soak(args.minutes, args.interval, args.seed, victims, args.stall, args.bytes)
+    print(f"\n{r['kills']} kills in {r['minutes']:g} min; {sum(r['transfers'].values())} transfers of "
+          f"{r['bytes'] / 1e6:g} MB, {r['bytes_moved'] / 1e9:.1f} GB moved, bytes lost: {r['bytes_lost']}; "
           f"skb slots in use after: {r['skb_used_after']}; kills between transfers (TCP not measured): "
           f"{r['kills_between_transfers']}")
     print(f"{'service':<14}{'kills':>6}{'p50 s':>9}{'p99 s':>9}{'max s':>9}")
@@ -309,7 +312,7 @@ def write_readme(path: str, r: dict) -> None:
     over = "all six services" if len(r["victims"]) == len(VICTIMS) else ", ".join(r["victims"])
     rows = [f"`make soak` of {time.strftime('%Y-%m-%d')}: {r['minutes']:g} min, a kill every ~{r['interval']:g} s "
             f"over {over} (seed {r['seed']}): {r['kills']} kills, "
-            f"{sum(r['transfers'].values())} transfers of 200 MB ({r['bytes_moved'] / 1e9:.1f} GB), "
+            f"{sum(r['transfers'].values())} transfers of {r['bytes'] / 1e6:g} MB ({r['bytes_moved'] / 1e9:.1f} GB), "
             f"**{r['bytes_lost']} bytes lost**, skb slots in use after: {r['skb_used_after']}{unrecovered}; "
             f"{r['kills_between_transfers']} kills fell between transfers in both directions (TCP not measured).",
             "", "| service | kills | recovery p50 | p99 | max (kill to ping, UDP echo and every moving TCP transfer "
