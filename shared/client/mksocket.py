@@ -83,6 +83,7 @@ SENDFILE_BLOCK = 256 * 1024         # bytes read from the file per send
 HELLO_WAIT_S = 10.0         # how long a new process waits for a (restarting) socket server to issue its id
 FIRST_WAIT_MS = 10          # a call waits this long for its answer before it also listens for restarts
 RESTART_CHECK_MS = 100      # and then looks at least this often whether the socket server restarted
+HELLO_AGAIN_MS = 250        # SYS_HELLO is asked again this often until answered (HELLO_WAIT_S at most)
 _POLLIN, _POLLOUT, _POLLERR, _POLLHUP = 0x1, 0x4, 0x8, 0x10
 
 
@@ -244,7 +245,7 @@ class _Connection:
         self.lock = threading.Lock()
         self.generation = 0                 # restarts of the socket server seen
         self.bells: weakref.WeakSet[_Bell] = weakref.WeakSet()   # one per calling thread
-        self.call(SYS_HELLO, self.pid, False)
+        self._hello(self._dealer(), False, HELLO_WAIT_S)
         self.events_ready = threading.Event()
         threading.Thread(target=self._events, name="mkstack-events", daemon=True).start()
         self.events_ready.wait(5)
@@ -352,10 +353,36 @@ class _Connection:
         zmq.select([s, bell.fd], [], [], RESTART_CHECK_MS / 1000)
         bell.clear()        # a ring missed here is seen by the generation check after the next recv
 
+    def _hello(self, s: zmq.Socket, events: bool, wait: float | None) -> None:
+        """SYS_HELLO on ``s``, asked again every HELLO_AGAIN_MS until answered (for ``wait`` s
+        at most; None: until then). Until the event channel's hello is done, no restart
+        notice can reach this process: a hello lost with a socket server killed meanwhile
+        was waited for forever (a new process hung at its first socket() that way in the
+        soak). A repeated hello is harmless: it says the same again."""
+        req = 0 if events else next(self.seq)
+        request = msgpack.packb([SYS_HELLO, req, self.pid, events], use_bin_type=True)
+        deadline = None if wait is None else time.monotonic() + wait
+        while deadline is None or time.monotonic() < deadline:
+            s.send(request)
+            if not s.poll(HELLO_AGAIN_MS):
+                continue
+            try:
+                rreq, err, result, _ = msgpack.unpackb(s.recv(), raw=False)
+            except (ValueError, TypeError, msgpack.UnpackException):
+                raise _os_error(_errno.EPROTO, "malformed reply from the socket server") from None
+            if rreq != req:
+                continue
+            if err:
+                raise _os_error(err, result if isinstance(result, str) else None)
+            return
+        raise _os_error(_errno.ENETDOWN, f"mkstack: the socket server did not answer in {HELLO_WAIT_S:g} s")
+
     def _events(self) -> None:
         s = self._new_dealer(b"ev", rcvtimeo=None)
-        s.send(msgpack.packb([SYS_HELLO, 0, self.pid, True]))
-        s.recv()
+        try:
+            self._hello(s, True, None)   # the socket server may be down a while (backed off)
+        except OSError:
+            return           # refused (not our id): the connection's wait for the channel gives up
         self.events_ready.set()
         while True:
             try:
