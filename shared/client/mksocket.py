@@ -245,7 +245,11 @@ class _Connection:
         self.lock = threading.Lock()
         self.generation = 0                 # restarts of the socket server seen
         self.bells: weakref.WeakSet[_Bell] = weakref.WeakSet()   # one per calling thread
-        self._hello(self._dealer(), False, HELLO_WAIT_S)
+        try:
+            self._hello(self._dealer(), False, HELLO_WAIT_S)
+        except OSError:
+            self.ctx.destroy(0)      # its unanswered hellos must not hold the process's exit (linger)
+            raise
         self.events_ready = threading.Event()
         threading.Thread(target=self._events, name="mkstack-events", daemon=True).start()
         self.events_ready.wait(5)
