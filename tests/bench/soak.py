@@ -20,6 +20,7 @@ import bisect
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import statistics
@@ -45,7 +46,8 @@ _KILL = re.compile(r" killed (\S+) \(pid \d+\) at ([\d.]+)")
 def transfers(stack: Stack, direction: str, size: int, progress: str, stop: threading.Event, runs: list,
               stall: float, diag: str) -> None:
     """Transfers one after the other until ``stop``. One that moves no byte for ``stall`` s is hung:
-    the stack's state is kept in ``diag`` (see capture) before it is killed, and it counts whole as lost."""
+    the stack's state is kept in ``diag`` (see capture) before it is killed, and it counts whole as lost.
+    The state is kept after a failed one too."""
     env = dict(os.environ, XFER_PROGRESS=progress)
     while not stop.is_set():
         p = subprocess.Popen([sys.executable, os.path.join(ROOT, "launcher.py"), "--instance", stack.instance,
@@ -55,18 +57,24 @@ def transfers(stack: Stack, direction: str, size: int, progress: str, stop: thre
         while True:
             try:
                 out, err = p.communicate(timeout=1.0)
+                if p.returncode != 0:     # what the stack looks like just after: logs, counters
+                    err += f"\nthe stack's state after it is in {capture(stack, p.pid, diag_dir(diag, direction))}"
                 runs.append((p.returncode, out, err))
                 break
             except subprocess.TimeoutExpired:
                 quiet = time.time() - max(started, os.path.getmtime(progress))
                 if quiet < stall and time.time() - started < XFER_TIMEOUT:
                     continue
-                where = capture(stack, p.pid, os.path.join(diag, f"{direction}-{time.strftime('%H%M%S')}"))
+                where = capture(stack, p.pid, diag_dir(diag, direction))
                 p.kill()
                 out, err = p.communicate()
                 runs.append((-1, out, f"{err}\nno progress for {quiet:.0f} s; the stack's state is in {where}"))
                 print(f"  {direction} transfer hung ({quiet:.0f} s without a byte): state kept in {where}", flush=True)
                 break
+
+
+def diag_dir(diag: str, direction: str) -> str:
+    return os.path.join(diag, f"{direction}-{time.strftime('%H%M%S')}")
 
 
 def capture(stack: Stack, app: int, where: str) -> str:
@@ -96,10 +104,11 @@ def capture(stack: Stack, app: int, where: str) -> str:
                 f.write("py-spy is not installed (pip install py-spy)\n")
     run = endpoints.run_dir(config.load(stack.config).run_dir, stack.instance)
     if os.path.isdir(run):
-        for name in os.listdir(run):       # logs, services.json, saved state: files, not sockets
-            path = os.path.join(run, name)
-            if os.path.isfile(path) and os.path.getsize(path) < 64 << 20:
-                shutil.copy(path, where)
+        for sub in ("", "logs"):           # logs, services.json, saved state: files, not sockets
+            for name in os.listdir(os.path.join(run, sub)) if os.path.isdir(os.path.join(run, sub)) else ():
+                path = os.path.join(run, sub, name)
+                if os.path.isfile(path) and os.path.getsize(path) < 64 << 20:
+                    shutil.copy(path, os.path.join(where, name))
     return where
 
 
@@ -108,6 +117,21 @@ def children(pid: int) -> list[int]:
     out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
     kids = [int(x) for x in out.split()]
     return kids + [g for k in kids for g in children(k)]
+
+
+def reports_of(server: subprocess.Popen, want: int, within: float = 10.0) -> str:
+    """The peer server's output, once it has reported ``want`` transfers (or ``within`` s
+    passed), then it is stopped: it reports a get when the client's FIN reaches it, a
+    moment after the client itself is done (stopped at once, the last get looked lost)."""
+    out, fd, deadline = b"", server.stdout.fileno(), time.monotonic() + within
+    while out.count(b'{"dir"') < want and time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.1)[0]:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                break
+            out += chunk
+    server.kill()
+    return out.decode(errors="replace") + server.communicate(timeout=10)[0]
 
 
 def times_in(path: str) -> list[float]:
@@ -206,8 +230,7 @@ def soak(minutes: float, interval: float, seed: int, victims: tuple[str, ...] = 
         with open(ping_log.name) as f:
             ping_out = f.read()
         udp.communicate(timeout=30)
-        server.kill()
-        served = server.communicate(timeout=10)[0]
+        served = reports_of(server, sum(rc == 0 for rc, _, _ in runs["put"] + runs["get"]))
         skb_used = [c["used"] for c in stack.status()["skb"]["classes"]]
         restarts = stack.restarts()
     finally:
