@@ -87,7 +87,7 @@ def capture(stack: Stack, app: int, where: str) -> str:
         r = stack.launcher(*args, check=False)
         with open(os.path.join(where, name), "w") as f:
             f.write(r.stdout + r.stderr)
-    pids = {"app": app, **{f"app-child-{c}": c for c in children(app)}}
+    pids = {"app": app, **{f"app-child-{c}": c for c in children(app)}} if app else {}
     try:
         pids.update({s["name"]: s["pid"] for s in stack.status()["services"] if s["pid"]})
     except (ValueError, KeyError, subprocess.CalledProcessError):
@@ -160,8 +160,9 @@ def first_after(times: list[float], t: float) -> float | None:
     return next((x for x in times if x > t), None)
 
 
-def bytes_lost(runs: list, hashes: set[str], size: int) -> int:
-    """A transfer that failed or whose hash the other end did not see counts whole."""
+def bytes_lost(runs: list, hashes: set[str], size: int, unseen: list) -> int:
+    """A transfer that failed or whose hash the other end did not see counts whole;
+    one that ended well here but that the other end never reported goes in ``unseen``."""
     lost = 0
     for rc, out, _ in runs:
         try:
@@ -170,6 +171,9 @@ def bytes_lost(runs: list, hashes: set[str], size: int) -> int:
             r = {}
         if rc != 0 or r.get("bytes") != size or r.get("sha256") not in hashes:
             lost += size - (r.get("bytes", 0) if r.get("sha256") in hashes else 0)
+            if rc == 0:
+                unseen.append(f"{r.get('dir')}: ended well here ({r.get('bytes')} bytes, sha256 "
+                              f"{str(r.get('sha256'))[:16]}), never reported by the peer's server")
     return lost
 
 
@@ -230,7 +234,10 @@ def soak(minutes: float, interval: float, seed: int, victims: tuple[str, ...] = 
         with open(ping_log.name) as f:
             ping_out = f.read()
         udp.communicate(timeout=30)
-        served = reports_of(server, sum(rc == 0 for rc, _, _ in runs["put"] + runs["get"]))
+        want = sum(rc == 0 for rc, _, _ in runs["put"] + runs["get"])
+        served = reports_of(server, want)
+        if served.count('{"dir"') < want:    # a transfer's end never reached the peer: how things stand
+            capture(stack, 0, diag_dir(tmp, "end"))
         skb_used = [c["used"] for c in stack.status()["skb"]["classes"]]
         restarts = stack.restarts()
     finally:
@@ -265,8 +272,10 @@ def soak(minutes: float, interval: float, seed: int, victims: tuple[str, ...] = 
     failures = [f"{d}: exit {rc}: {out.strip()[-300:]} {err.strip()[-700:]}" for d in runs
                 for rc, out, err in runs[d] if rc != 0]
     lines = [json.loads(x) for x in served.splitlines() if x.startswith('{"dir"')]
-    lost = (bytes_lost(runs["put"], {r["sha256"] for r in lines if r["dir"] == "stored"}, size)
-            + bytes_lost(runs["get"], {r["sha256"] for r in lines if r["dir"] == "served"}, size))
+    unseen: list[str] = []
+    lost = (bytes_lost(runs["put"], {r["sha256"] for r in lines if r["dir"] == "stored"}, size, unseen)
+            + bytes_lost(runs["get"], {r["sha256"] for r in lines if r["dir"] == "served"}, size, unseen))
+    failures += unseen
     moved = sum(size for rc, _, _ in runs["put"] + runs["get"] if rc == 0)
     return {"minutes": minutes, "interval": interval, "seed": seed, "victims": list(victims), "bytes": size,
             "kills": len(kills),
