@@ -148,6 +148,8 @@ def main() -> None:
         if WRONG:
             print(json.dumps({"wrong": WRONG}), flush=True)
         report("get", got, digest, t0)
+        if got != n:
+            sys.exit(f"get: the stream ended after {got} of {n} bytes")
     s.close()
 
 
