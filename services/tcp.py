@@ -77,6 +77,8 @@ class Tcp(Service):
         self.orphans: set[int] = set()       # closed by the application, not yet in TIME-WAIT or gone
         self.time_wait: set[int] = set()
         self.events: list[list] = []
+        # events that could not go while the socket layer was away, or since: they follow the resync
+        self.held: list[list] = []
         self.out: list[tuple[list, Skb]] = []
         self.rcvd: list[Skb] = []     # segments of this turn: freed once its state is saved
         self.tcfg = TcpConfig(mss=min(d.mtu for d in self.cfg.devices) - 40,
@@ -670,22 +672,40 @@ class Tcp(Service):
         self.state.save(c, [b[0], b[1], reuse] if b is not None else None)
 
     def events_flush(self) -> bool:
-        """Send the events in messages of at most a batch of data; False if the socket
-        layer could not take them (it is restarting)."""
-        ok = True
+        """Send this turn's events; False if the socket layer could not take them all (it
+        is restarting, or its queue is full). From then on no event goes out before a
+        resync has got through: one sent past a lost one could overtake it (an eof past
+        the data it ends, a 'synced' past a connection's 'sync'), and the socket layer
+        would act on it (an empty read, a connection reset). The unsent events are held
+        for the resync, all but data and acks, which it carries afresh (from the store)."""
+        events, self.events = self.events, []
+        if self.resync_at is not None:
+            self.hold(events)
+            return False
+        sent = self.send_events(events)
+        if sent < len(events):
+            self.hold(events[sent:])
+            return False
+        return True
+
+    def send_events(self, events: list[list]) -> int:
+        """Send ``events`` in order, in messages of at most a batch of data; how many went
+        (up to the first message the socket layer could not take: none after it)."""
         msg: list = []
-        size = 0
-        for item in self.events:
+        size = sent = 0
+        for i, item in enumerate(events):
             msg.append(item)
             if item[1] == "data":
                 size += len(item[3])
-            if size >= EVENTS_BATCH_BYTES:
-                ok = self.ss_send(encode(TCP_EVENTS, msg)) and ok
+            if size >= EVENTS_BATCH_BYTES or i == len(events) - 1:
+                if not self.ss_send(encode(TCP_EVENTS, msg)):
+                    return sent
+                sent += len(msg)
                 msg, size = [], 0
-        if msg:
-            ok = self.ss_send(encode(TCP_EVENTS, msg)) and ok
-        self.events = []
-        return ok
+        return sent
+
+    def hold(self, events: list[list]) -> None:
+        self.held += [e for e in events if e[1] not in ("data", "acked")]
 
     # -- restart ------------------------------------------------------------------------------
     def restore(self) -> None:
@@ -749,8 +769,12 @@ class Tcp(Service):
             if c.eof_sent:
                 self.events.append([c.id, "eof"])
             self.events.append([c.id, "sync", c.snd_total])
-        self.events.append([0, "synced"])
-        if self.events_flush():
+        # then what could not go since the last resync (results, eofs, closes: older than
+        # the data above, never before it), and the end, which the socket layer hears only
+        # if all before it went
+        events = self.events + self.held + [[0, "synced"]]
+        if self.send_events(events) == len(events):
+            self.held = []
             self.resync_at = None
             self.counters["TcpResyncs"] += 1
         else:
