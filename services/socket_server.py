@@ -34,8 +34,9 @@ from shared.ipc.zflags import EVENTS, NOBLOCK, RCVMORE, SNDMORE
 SYSCALL_FRAME_MAX = 4 << 20       # bytes of one frame a client may send (ZMQ_MAXMSGSIZE)
 POLLIN = 0x1
 OUTBOX_RETRY = 0.02               # seconds between attempts to reach a restarting udp
-RESTART_NOTICE_FOR = 10.0         # seconds to keep trying to tell a client we restarted
-RESTART_NOTICE_RETRY = 0.004      # seconds between tries (its event channel reconnects every 5 ms)
+RESTART_NOTICE_FOR = 2.0          # seconds of quick tries to tell a client we restarted, ...
+RESTART_NOTICE_RETRY = 0.004      # ... this many seconds apart (its event channel reconnects every 5 ms)
+RESTART_NOTICE_SLOW = 0.5         # seconds between tries after that, until it hears or is gone
 
 
 class SocketServer(SocketCore, Service):
@@ -57,7 +58,7 @@ class SocketServer(SocketCore, Service):
         self.watch_socket(self.sys, self.serve_sys)
         self.open_hello()
         self.outbox_retry: float | None = None
-        self.restart_notices: dict[bytes, float] = {}   # client id -> give up telling it at
+        self.restart_notices: dict[bytes, float] = {}   # client id -> tell it less often from
         self.peer("udp")
         self.peer("tcp")
         self.setup_core()
@@ -284,10 +285,12 @@ class SocketServer(SocketCore, Service):
 
     def tell_restart(self, now: float) -> None:
         """Tell each client we restarted, once its event channel is connected again,
-        and push every socket's readiness to it."""
-        for cid, until in list(self.restart_notices.items()):
+        and push every socket's readiness to it. A client that does not hear for long
+        (a stopped process: ^Z) is told every RESTART_NOTICE_SLOW s until it does or is gone: until
+        then, a call of its that our predecessor lost is asked again by nobody."""
+        for cid in list(self.restart_notices):
             c = self.clients.get(cid)
-            if c is None or c.events is None or now > until:
+            if c is None or c.events is None:
                 self.restart_notices.pop(cid, None)
                 continue
             try:
@@ -297,7 +300,8 @@ class SocketServer(SocketCore, Service):
             del self.restart_notices[cid]
             for fd, sock in c.fds.items():
                 self.frames.append([c.events, ready_event(fd, *sock.readiness(), sock.id)])
-        self.notice_at = now + RESTART_NOTICE_RETRY
+        quick = any(now < fast_until for fast_until in self.restart_notices.values())
+        self.notice_at = now + (RESTART_NOTICE_RETRY if quick else RESTART_NOTICE_SLOW)
 
     def stats(self) -> dict:
         out = super().stats()

@@ -83,7 +83,8 @@ SENDFILE_BLOCK = 256 * 1024         # bytes read from the file per send
 HELLO_WAIT_S = 10.0         # how long a new process waits for a (restarting) socket server to issue its id
 FIRST_WAIT_MS = 10          # a call waits this long for its answer before it also listens for restarts
 RESTART_CHECK_MS = 100      # and then looks at least this often whether the socket server restarted
-HELLO_AGAIN_MS = 250        # SYS_HELLO is asked again this often until answered (HELLO_WAIT_S at most)
+HELLO_AGAIN_MS = 250        # SYS_HELLO unanswered this long is asked again, then after twice as long,
+HELLO_AGAIN_MAX_MS = 2000   # up to this: a server away for long finds few of them queued for it
 _POLLIN, _POLLOUT, _POLLERR, _POLLHUP = 0x1, 0x4, 0x8, 0x10
 
 
@@ -358,7 +359,7 @@ class _Connection:
         bell.clear()        # a ring missed here is seen by the generation check after the next recv
 
     def _hello(self, s: zmq.Socket, events: bool, wait: float | None) -> None:
-        """SYS_HELLO on ``s``, asked again every HELLO_AGAIN_MS until answered (for ``wait`` s
+        """SYS_HELLO on ``s``, asked again (HELLO_AGAIN_MS, doubling) until answered (for ``wait`` s
         at most; None: until then). Until the event channel's hello is done, no restart
         notice can reach this process: a hello lost with a socket server killed meanwhile
         was waited for forever (a new process hung at its first socket() that way in the
@@ -366,9 +367,11 @@ class _Connection:
         req = 0 if events else next(self.seq)
         request = msgpack.packb([SYS_HELLO, req, self.pid, events], use_bin_type=True)
         deadline = None if wait is None else time.monotonic() + wait
+        again = HELLO_AGAIN_MS
         while deadline is None or time.monotonic() < deadline:
             s.send(request)
-            if not s.poll(HELLO_AGAIN_MS):
+            if not s.poll(again):
+                again = min(2 * again, HELLO_AGAIN_MAX_MS)
                 continue
             try:
                 rreq, err, result, _ = msgpack.unpackb(s.recv(), raw=False)

@@ -5,6 +5,7 @@ fds, ports, accept queues and data, and no call is done twice or lost."""
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -154,6 +155,31 @@ def test_calls_waiting_in_a_killed_socket_server_complete(stack):
     print({k: v for k, v in ss.items() if "restor" in k or "repeat" in k or "lost" in k or "tcp_" in k})
     assert ss["restored_sockets"] >= 1, ss
     assert stack.restarts()["socket_server"] >= 9
+
+
+def test_a_program_stopped_across_a_restart_carries_on_when_continued(stack):
+    """A program stopped (^Z) while the socket server restarts cannot hear the new
+    server's notice; the new server keeps telling it (every 0.5 s after its quick
+    tries), so the recvfrom it was waiting in is asked again when it continues, and
+    gets the datagram sent then. (The notice used to stop after 10 s: the call then
+    waited forever.)"""
+    from services.socket_server import RESTART_NOTICE_FOR
+    app, peer = Remote(stack, True), Remote(stack, False)
+    try:
+        app.do("udp U 7003")
+        peer.do("udp V 0")
+        app.start("echo_udp U")
+        os.kill(app.p.pid, signal.SIGSTOP)
+        restart_socket_server(stack)
+        time.sleep(RESTART_NOTICE_FOR + 1.0)
+        os.kill(app.p.pid, signal.SIGCONT)   # the next notice (within 0.5 s) has its call asked again
+        peer.do(f"sendto V {stack.addr} 7003 late")
+        assert app.result(timeout=10) == "late"
+        assert peer.do("recvfrom V")[0] == "late"
+    finally:
+        os.kill(app.p.pid, signal.SIGCONT)
+        app.close()
+        peer.close()
 
 
 def test_small_tcp_sends_arrive_once_across_kills(stack):
