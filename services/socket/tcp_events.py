@@ -68,6 +68,8 @@ class TcpEvents:
                 self.answer(call, 0, sock)
 
     def connect_failed(self, sock: Sock, err: int) -> None:
+        if err == errno.ECONNRESET:            # not a peer's answer to a SYN (ECONNREFUSED): worth a line
+            self.log.warning("connect of socket %d (conn %d) reset", sock.id, sock.conn)
         sock.st = "closed" if sock.st != "new" else sock.st
         sock.err = err
         call, sock.connect_call = sock.connect_call, None
@@ -215,6 +217,8 @@ class TcpEvents:
                 sock = self.conns.get(lost)
                 if sock is not None and sock.conn == lost:
                     self.counters["tcp_conns_lost"] += 1
+                    self.log.warning("connection %d (socket %d, %s) not named by tcp's resync: reset", lost,
+                                     sock.id, sock.st)
                     self.on_tcp_event(TCP_EVENT["err"](lost, "err", errno.ECONNRESET))
             self.tcp_unsynced = set()
             return
