@@ -37,6 +37,7 @@ OUTBOX_RETRY = 0.02               # seconds between attempts to reach a restarti
 RESTART_NOTICE_FOR = 2.0          # seconds of quick tries to tell a client we restarted, ...
 RESTART_NOTICE_RETRY = 0.004      # ... this many seconds apart (its event channel reconnects every 5 ms)
 RESTART_NOTICE_SLOW = 0.5         # seconds between tries after that, until it hears or is gone
+TCP_RESYNC_AGAIN = 0.25           # seconds: TCP_RESYNC again while tcp has not answered it (it may have died)
 
 
 class SocketServer(SocketCore, Service):
@@ -166,6 +167,8 @@ class SocketServer(SocketCore, Service):
     # -- time -----------------------------------------------------------------------
     def timer_at(self) -> float | None:
         times = [super().timer_at()]
+        if self.tcp_wait is not None:
+            times.append(self.tcp_resync_at)
         if self.outbox_retry is not None:
             times.append(self.outbox_retry)
         if self.restart_notices:
@@ -173,6 +176,8 @@ class SocketServer(SocketCore, Service):
         return min(times)
 
     def on_timer(self, now: float) -> None:
+        if self.tcp_wait is not None and now >= self.tcp_resync_at:
+            self.ask_tcp_resync()
         if self.outbox_retry is not None and now >= self.outbox_retry:
             self._flush_outbox()
         if self.restart_notices and now >= self.notice_at:
@@ -235,7 +240,7 @@ class SocketServer(SocketCore, Service):
             return
         self.resync_udp()
         self.raw_update()
-        self.tcp_msg(encode(TCP_RESYNC))
+        self.ask_tcp_resync()
         self.counters["restored_sockets"] += len(self.socks)
         self.log.info("took up %d clients, %d sockets (%d lingering)", len(self.clients), len(self.socks),
                       len(self.lingering))
@@ -282,6 +287,14 @@ class SocketServer(SocketCore, Service):
             if fd >= 0:
                 c.fds[fd] = sock
         return sock
+
+    def ask_tcp_resync(self) -> None:
+        """Ask tcp to tell us every connection again, with a token its answer carries;
+        until that answer its events are dropped (SocketCore.tcp_wait)."""
+        if self.tcp_wait is None:
+            self.tcp_wait = time.monotonic_ns()      # above any predecessor's, whose may reach tcp late
+        self.tcp_msg(encode(TCP_RESYNC, self.tcp_wait))
+        self.tcp_resync_at = time.monotonic() + TCP_RESYNC_AGAIN
 
     def tell_restart(self, now: float) -> None:
         """Tell each client we restarted, once its event channel is connected again,

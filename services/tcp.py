@@ -91,6 +91,7 @@ class Tcp(Service):
         self.state = TcpStore(self.instance, *self.cfg.stream_bufs_max(2 * RMEM_MAX))
         self.restore()
         self.resync_at: float | None = self.now      # tell the socket layer what we hold (after a restart)
+        self.resync_token = 0          # the latest TCP_RESYNC's: our resyncs carry it (its sender waits for it)
 
     # -- dispatch ---------------------------------------------------------------------
     def on_message(self, code: int, fields: tuple) -> None:
@@ -140,6 +141,7 @@ class Tcp(Service):
             info = tcp_info(c.tcb, self.now, c.acked, self.pmtu(c.raddr)) if c is not None else b""
             self.events.append([sock, "info", req, info])
         elif code == TCP_RESYNC:          # the socket server restarted: tell it everything again
+            self.resync_token = max(self.resync_token, fields.token)   # a dead incarnation's may come late
             self.resync_at = self.now
         elif code == TCP_ACCEPTED:
             lst = self.listener_of.get(fields.listener)
@@ -750,7 +752,7 @@ class Tcp(Service):
         lost either way: each connection's announcement, the data it may not have,
         what was acked, then 'sync' with how much of its stream we took (it sends the
         rest again, its read offset, and closes what it no longer knows)."""
-        saved, self.events = self.events, [[0, "restart"]]
+        saved, self.events = self.events, [[0, "restart", self.resync_token]]
         for c in self.by_id.values():
             if c.orphan:
                 if c.fin_at is not None:        # closed by the application: the data before its FIN

@@ -86,6 +86,7 @@ class SocketCore(ClientTable, SocketOptions, DgramSockets, StreamSockets, TcpEve
         self.tcp_reqs: dict[int, tuple[Sock, Pending | None, str, bytes]] = {}
         self.gone_conns: collections.OrderedDict[int, None] = collections.OrderedDict()   # closed here lately
         self.tcp_unsynced: set[int] = set()
+        self.tcp_wait: int | None = None   # our TCP_RESYNC's token until tcp's answer: its events before are dropped
         self.lingering: dict[int, Sock] = {}     # conn -> closed socket with data not yet acknowledged
         self.conns: dict[int, Sock] = {}        # tcp conn id -> stream socket
         self.credits_owed: dict[int, Sock] = {}  # sockets whose small reads tcp has not been told of yet

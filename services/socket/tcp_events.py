@@ -94,6 +94,14 @@ class TcpEvents:
                 self.counters["bad_messages"] += 1
                 self.log.warning("bad tcp event %r", item[:3] if isinstance(item, list) else item)
                 continue
+            if self.tcp_wait is not None:
+                # events tcp sent our predecessor that it never read died with it; those queued after
+                # them reach us past that gap (an eof past its data, a 'synced' of an older resync
+                # past a connection it did not name): only tcp's answer to our TCP_RESYNC starts us
+                if ev.kind != "restart" or ev.token != self.tcp_wait:
+                    self.counters["tcp_events_before_resync"] += 1
+                    continue
+                self.tcp_wait = None
             try:
                 self.on_tcp_event(ev)
             except (TypeError, ValueError, IndexError) as exc:    # a value no event can have: the rest go on

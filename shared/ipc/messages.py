@@ -212,7 +212,8 @@ TCP_EVENT_FIELDS: dict[str, tuple[tuple[str, type | tuple[type, ...]], ...]] = {
     "err": (("errno", int),),
     "closed": (),
     "resend": (("off", int),),
-    "restart": (),                        # conn 0: tcp restarted; each connection follows, then 'synced'
+    "restart": (("token", int),),         # conn 0: each connection follows, then 'synced'; token: the
+                                          # latest TCP_RESYNC's (0: tcp's own, after its restart)
     "sync": (("off", int),),              # the stream bytes tcp holds of the connection
     "synced": (),
 }
@@ -220,7 +221,7 @@ TCP_EVENT_FIELDS: dict[str, tuple[tuple[str, type | tuple[type, ...]], ...]] = {
 TCP_SEND_URG = _msg(0x60B, "TCP_SEND_URG", "socket_server -> tcp: stream data whose last byte is urgent "
                     "(send with MSG_OOB)", conn=int, off=int, data=bytes)
 TCP_RESYNC = _msg(0x60C, "TCP_RESYNC", "socket_server -> tcp: I restarted; tell me every connection again "
-                  "('restart' ... 'synced', as after a restart of tcp)")
+                  "('restart' with this token ... 'synced', as after a restart of tcp)", token=int)
 TCP_ACCEPTED = _msg(0x60A, "TCP_ACCEPTED", "socket_server -> tcp: a connection left the accept queue",
                     listener=int)
 

@@ -12,7 +12,7 @@ from services.tcp import RESYNC_RETRY, Tcp
 def bare_tcp(now: float) -> Tcp:
     tcp = Tcp.__new__(Tcp)              # no sockets or state files: only a turn's bookkeeping
     tcp.now, tcp.touched, tcp.out, tcp.timers, tcp.by_id, tcp.rcvd = now, {}, [], [], {}, []
-    tcp.events, tcp.held = [], []
+    tcp.events, tcp.held, tcp.resync_token = [], [], 0
     tcp.resync_at = None
     tcp.state = SimpleNamespace(table_dirty=False, write_turn=lambda: None)
     tcp.counters = collections.Counter()

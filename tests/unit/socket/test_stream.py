@@ -128,3 +128,22 @@ def test_options_reach_tcp_for_a_connection(host, app):
     assert (TCP_SETOPT, (sock.conn, "nodelay", 1,)) in host.sent("tcp")
     assert app.ok(SYS_GETSOCKOPT, fd, ksock.IPPROTO_TCP, ksock.TCP_NODELAY) == 1
     assert app.ok(SYS_GETSOCKOPT, fd, ksock.SOL_SOCKET, ksock.SO_ACCEPTCONN) == 0
+
+
+def test_after_our_restart_only_tcps_answer_to_our_resync_counts(host, app):
+    """Events tcp sent a killed predecessor that it never read died with it; those queued
+    behind them reach the new incarnation past that gap. Until the resync answering its own
+    TCP_RESYNC (its token), they are dropped: an eof past missing data would end a read
+    early, an older resync's 'synced' would reset a connection it never named."""
+    fd, sock = connected(host, app)
+    host.tcp_wait = 12345                            # as SocketServer.ask_tcp_resync leaves it
+    req = app.send(SYS_RECVFROM, fd, 100, 0, None)
+    host.tcp_events([sock.conn, "eof"],                          # past a gap: dropped
+                    [0, "restart", 999], [0, "synced"])          # an older resync: dropped too
+    assert app.reply(req) is None and sock.st == "connected"
+    assert host.counters["tcp_events_before_resync"] == 3
+    host.tcp_events([0, "restart", 12345], [sock.conn, "est", ME, 40000],
+                    [sock.conn, "data", 0, b"all of it"], [sock.conn, "sync", 0], [0, "synced"])
+    assert host.tcp_wait is None and app.reply(req).result[0] == b"all of it"
+    host.tcp_events([sock.conn, "eof"])                          # and from then on, as ever
+    assert app.ok(SYS_RECVFROM, fd, 100, 0, None)[0] == b""
