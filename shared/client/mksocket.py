@@ -119,6 +119,22 @@ def _os_error(err: int, text: str | None = None) -> OSError:
     return OSError(err, text or os.strerror(err))
 
 
+def _unpack_reply(frame: bytes) -> tuple:
+    """A socket server reply: (request id, errno, result, readiness)."""
+    try:
+        rreq, err, result, ready = msgpack.unpackb(frame, raw=False)
+    except (ValueError, TypeError, msgpack.UnpackException):
+        raise _os_error(_errno.EPROTO, "malformed reply from the socket server") from None
+    return rreq, err, result, ready
+
+
+def _reply_error(err: int, result: object) -> OSError:
+    """The exception a reply's errno stands for (a call's own timeout: socket.timeout)."""
+    if err == _errno.ETIMEDOUT and result == "timed out":
+        return TimeoutError("timed out")
+    return _os_error(err, result if isinstance(result, str) else None)
+
+
 # -- the connection to the socket server ---------------------------------------------
 class _Notifier:
     """A real descriptor whose readiness mirrors the mkstack socket's, for select/poll.
@@ -333,19 +349,14 @@ class _Connection:
                     gen = self.generation
                     s.send(request)
                 continue
-            try:
-                rreq, err, result, ready = msgpack.unpackb(frame, raw=False)
-            except (ValueError, TypeError, msgpack.UnpackException):
-                raise _os_error(_errno.EPROTO, "malformed reply from the socket server") from None
+            rreq, err, result, ready = _unpack_reply(frame)
             if rreq == req:
                 break   # replies to abandoned requests (interrupted calls) are skipped
         if ready is not None:
             self.apply(*ready)
         self.local.last_ready = ready      # per thread: socket() reads its new socket's readiness
         if err:
-            if err == _errno.ETIMEDOUT and result == "timed out":
-                raise TimeoutError("timed out")
-            raise _os_error(err, result if isinstance(result, str) else None)
+            raise _reply_error(err, result)
         return result
 
     def _wait_long(self, s: zmq.Socket) -> None:
@@ -373,16 +384,13 @@ class _Connection:
             if not s.poll(again):
                 again = min(2 * again, HELLO_AGAIN_MAX_MS)
                 continue
-            try:
-                rreq, err, result, _ = msgpack.unpackb(s.recv(), raw=False)
-            except (ValueError, TypeError, msgpack.UnpackException):
-                raise _os_error(_errno.EPROTO, "malformed reply from the socket server") from None
+            rreq, err, result, _ = _unpack_reply(s.recv())
             if rreq != req:
                 continue
             if err:
-                raise _os_error(err, result if isinstance(result, str) else None)
+                raise _reply_error(err, result)
             return
-        raise _os_error(_errno.ENETDOWN, f"mkstack: the socket server did not answer in {HELLO_WAIT_S:g} s")
+        raise _os_error(_errno.ENETDOWN, f"mkstack: the socket server did not answer in {wait:g} s")
 
     def _events(self) -> None:
         s = self._new_dealer(b"ev", rcvtimeo=None)
