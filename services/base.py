@@ -258,12 +258,16 @@ class Service:
         self._hold_at = now
         self.counters["replayed_to_restarted"] += len(again)
 
-    def skb_items(self, items: list, width: int, handle_at: int) -> Iterator[tuple[list[int], Skb]]:
-        """The well-formed items of a batch (``width`` ints each) with the skb
-        whose handle is at ``handle_at``; malformed items are counted, stale
-        handles skipped."""
+    def skb_items(self, items: list, width: int, handle_at: int, addrs: tuple[int, ...] = ()
+                  ) -> Iterator[tuple[list, Skb]]:
+        """The well-formed items of a batch (``width`` ints each, but an IPv6 address of
+        16 bytes where ``addrs`` allows) with the skb whose handle is at ``handle_at``;
+        malformed items are counted, stale handles skipped."""
         for item in items:
-            if not (isinstance(item, list) and len(item) == width and all(type(x) is int for x in item)):
+            if not (isinstance(item, list) and len(item) == width and all(type(x) is int for x in item)) and not (
+                    addrs and isinstance(item, list) and len(item) == width and all(
+                        type(x) is int or i in addrs and type(x) is bytes and len(x) == 16
+                        for i, x in enumerate(item))):
                 self.counters["bad_messages"] += 1
                 continue
             try:

@@ -45,7 +45,7 @@ from shared.proto.reassembly import Complete, Discard, Reassembler
 from shared.skb import CSUM_PARTIAL, CSUM_VALID, NoBuffers, Skb
 from shared.wire import WireError
 from shared.wire.arp import ARP_LEN, ARPOP_REPLY, ARPOP_REQUEST, ArpPacket, emit_arp, parse_arp
-from shared.wire.checksum import ones_sum, pseudo_header_sum
+from shared.wire.checksum import ones_sum, pseudo_header_sum, pseudo_header_sum6
 from shared.wire.ethernet import BROADCAST, ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, EthHeader, emit_eth, mac_ntoa
 from shared.wire.icmp import (ICMP_DEST_UNREACH, ICMP_ECHO, ICMP_ECHOREPLY, ICMP_ERRORS, ICMP_FRAG_NEEDED,
                               ICMP_HLEN, ICMP_HOST_UNREACH, ICMP_NET_UNREACH, ICMP_PROT_UNREACH, ICMP_TIME_EXCEEDED,
@@ -488,7 +488,10 @@ class Ip(NetfilterHooks, Ip6, Service):
         """Transports ask for ICMP errors (port unreachable) about datagrams they got."""
         for (_, type_, code), skb in self.skb_items(items, 3, 0):
             skb.reset_network_header()
-            self.icmp_send(skb, type_, code, ifc=self.ifaces.get(skb.dev))
+            if skb.data[0] >> 4 == 6:
+                self.icmp6_error_request(skb, type_, code)
+            else:
+                self.icmp_send(skb, type_, code, ifc=self.ifaces.get(skb.dev))
             self.pool.free(skb)
 
     def icmp_echo_reply(self, skb: Skb, hdr: Ipv4Header, icmp: IcmpHeader) -> None:
@@ -576,9 +579,13 @@ class Ip(NetfilterHooks, Ip6, Service):
             self.ip_local_out(skb, route, dst, hdr)
 
     def ip_output_batch(self, items: list) -> None:
-        """Segments from a transport: [[handle, saddr, daddr, proto, tos, ttl, df], ...]."""
-        for (_, saddr, daddr, proto, tos, ttl, df), skb in self.skb_items(items, 7, 0):
+        """Segments from a transport: [[handle, saddr, daddr, proto, tos, ttl, df], ...]; IPv6 ones
+        have 16-byte addresses (saddr 0 still lets ip choose), tos is the traffic class, ttl the hop limit."""
+        for (_, saddr, daddr, proto, tos, ttl, df), skb in self.skb_items(items, 7, 0, addrs=(1, 2)):
             try:
+                if type(daddr) is bytes:
+                    self.ip6_output(skb, saddr or b"", daddr, proto & 0xFF, tos & 0xFF, ttl & 0xFF)
+                    continue
                 src = saddr.to_bytes(4, "big") if saddr else b""
                 self.ip_send(skb, src, daddr.to_bytes(4, "big"), proto & 0xFF, tos & 0xFF, ttl & 0xFF or DEFAULT_TTL,
                              df=df)
@@ -631,11 +638,13 @@ class Ip(NetfilterHooks, Ip6, Service):
 
     @staticmethod
     def finish_l4_csum(skb: Skb, src: bytes, dst: bytes, proto: int) -> None:
-        """Complete a transport checksum left partial (the CHECKSUM_PARTIAL contract)."""
+        """Complete a transport checksum left partial (the CHECKSUM_PARTIAL contract); 16-byte
+        addresses take IPv6's pseudo-header."""
         data = skb.data
         off = skb.csum_offset
         data[off:off + 2] = b"\0\0"
-        csum = ~ones_sum(data, pseudo_header_sum(src, dst, proto, len(data))) & 0xFFFF
+        pseudo = pseudo_header_sum6 if len(src) == 16 else pseudo_header_sum
+        csum = ~ones_sum(data, pseudo(src, dst, proto, len(data))) & 0xFFFF
         struct.pack_into("!H", data, off, csum or 0xFFFF)   # RFC 768: a computed 0 is sent as all ones
         skb.flags = skb.flags & ~CSUM_PARTIAL
 

@@ -14,11 +14,17 @@ our addresses are answered (the sender's link-layer address learned, as RFC
 the neighbour is resolved (solicitations to the solicited-node group, retried
 as ARP is). Fragments are reassembled with IPv4's limits (the same Reassembler,
 up to 65,535 bytes of payload; headers before the fragment header are not kept
-in the whole packet) and what we send is fragmented to the device's MTU. Not
-done yet, refused or counted, never faked: an upper-layer protocol other than
-ICMPv6 gets Parameter Problem "unrecognized next header" (TCP and UDP over
-IPv6 come with AF_INET6 sockets), destinations off the link are unroutable
-(Ip6OutNoRoutes), DAD and router discovery are not run.
+in the whole packet) and what we send is fragmented to the device's MTU.
+UDP goes up to the udp service (L4_RCV, the skb's network header at the IPv6
+header) and comes down as IP_OUTPUT items with 16-byte addresses; ip chooses
+the source (route6), finishes the checksum and loops our own addresses and
+::1 back through lo. ICMPv6 errors about what we sent go to the sender's
+transport (L4_ERR), and udp's port unreachable becomes ICMPv6's. Not done
+yet, refused or counted, never faked: other upper layers (TCP among them, until
+AF_INET6 stream sockets exist) get Parameter Problem "unrecognized next
+header", destinations off the link are unroutable (Ip6OutNoRoutes), Packet
+Too Big does not lower a path MTU yet, DAD and router discovery are not run,
+and datagrams to multicast groups reach no socket (Ip6InDiscards).
 """
 
 from __future__ import annotations
@@ -26,22 +32,30 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from services.routes import Iface
+import zmq
+
+from services.routes import LOOPBACK_IFINDEX, Iface, local_addrs6, route6
+from shared.ipc.codec import encode
+from shared.ipc.messages import L4_ERR
 from shared.proto.neigh import Evicted, Overflow, Solicit, Unresolved
 from shared.proto.reassembly import Complete, Reassembler
-from shared.skb import NoBuffers, Skb
+from shared.skb import CSUM_PARTIAL, NoBuffers, Skb
 from shared.wire import WireError
 from shared.wire.ethernet import ETH_P_IPV6
-from shared.wire.icmpv6 import (ERROR_QUOTE_MAX, ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST,
-                                ICMPV6_ERRORS, ICMPV6_PARAMPROB, ICMPV6_TIME_EXCEED, ND_NEIGHBOR_ADVERT,
-                                ND_NEIGHBOR_SOLICIT, ND_ROUTER_ADVERT, ND_ROUTER_SOLICIT, Icmp6Header,
+from shared.wire.icmp import ICMP_DEST_UNREACH, ICMP_PORT_UNREACH
+from shared.wire.icmpv6 import (ERROR_QUOTE_MAX, ICMPV6_DEST_UNREACH, ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST,
+                                ICMPV6_ERRORS, ICMPV6_PARAMPROB, ICMPV6_PORT_UNREACH, ICMPV6_TIME_EXCEED,
+                                ND_NEIGHBOR_ADVERT, ND_NEIGHBOR_SOLICIT, ND_ROUTER_ADVERT, ND_ROUTER_SOLICIT, Icmp6Header,
                                 NdMessage, emit_icmpv6, emit_neighbor_advert, emit_neighbor_solicit, parse_icmpv6,
                                 parse_nd)
 from shared.wire.ipv6 import (DEFAULT_HOP_LIMIT, IPV6_HLEN, NEXTHDR_FRAGMENT, NEXTHDR_ICMPV6, NEXTHDR_NONE,
                               PARAMPROB_HEADER, PARAMPROB_NEXTHDR, ExtChain, FragmentHeader, Ipv6Header,
                               ParameterProblem, emit_fragment_header, emit_ipv6, is_link_local, is_multicast,
-                              link_local_from_mac, multicast_mac, parse_ipv6, solicited_node, walk_extensions)
+                              multicast_mac, parse_ipv6, solicited_node, walk_extensions)
+from shared.wire.ipv4 import IPPROTO_UDP
 
+# the upper layers whose services take IPv6 (TCP comes with AF_INET6 stream sockets)
+TRANSPORTS6 = frozenset((IPPROTO_UDP,))
 ALL_NODES = bytes.fromhex("ff020000000000000000000000000001")
 ND_HOP_LIMIT = 255
 
@@ -58,14 +72,13 @@ class Ip6:
 
     def ip6_init(self) -> None:
         self.addrs6: dict[bytes, Addr6] = {}
-        self.groups6: dict[int, set[bytes]] = {}        # ifindex -> multicast groups joined
-        for d in self.cfg.devices:
-            if d.addr6 is None:
-                continue
-            ifc = self.ifaces[d.ifindex]
-            for addr in (d.addr6.ip.packed, link_local_from_mac(d.mac)):
-                self.addrs6[addr] = Addr6(ifc, addr[:8])
-                self.groups6.setdefault(d.ifindex, {ALL_NODES}).add(solicited_node(addr))
+        # ifindex -> multicast groups joined; a device is in it if IPv6 is on there (lo always: ::1)
+        self.groups6: dict[int, set[bytes]] = {LOOPBACK_IFINDEX: set()}
+        self.local6 = local_addrs6(self.cfg)            # address -> ifindex
+        for addr, ifindex in self.local6.items():
+            self.addrs6[addr] = Addr6(self.ifaces[ifindex], addr[:8])
+            if ifindex != LOOPBACK_IFINDEX:
+                self.groups6.setdefault(ifindex, {ALL_NODES}).add(solicited_node(addr))
         self.neigh6 = self.new_neigh_table()
         # the same limits as IPv4's (net.ipv6.ip6frag_* default to them), a payload of up to 65,535 bytes
         self.reasm6 = Reassembler(timeout=self.cfg.ipfrag_time, high_thresh=self.cfg.ipfrag_high_thresh,
@@ -88,7 +101,8 @@ class Ip6:
             self.pool.free(skb)
             return
         ours = self.addrs6.get(hdr.dst)
-        if (ours is None or ours.ifc is not ifc) and hdr.dst not in self.groups6[ifc.ifindex]:
+        # on lo, any of ours: what we send ourselves loops back there
+        if (ours is None or ours.ifc is not ifc and ifc is not self.lo) and hdr.dst not in self.groups6[ifc.ifindex]:
             c["Ip6InAddrErrors"] += 1                    # not for us, and we forward no IPv6
             self.pool.free(skb)
             return
@@ -114,6 +128,18 @@ class Ip6:
             self.icmp6_rcv(ifc, skb, hdr, payload[chain.upper_off:])
         elif chain.upper == NEXTHDR_NONE:
             self.pool.free(skb)
+        elif chain.upper in TRANSPORTS6 and chain.upper in self.protocols:
+            if is_multicast(hdr.dst):                    # no socket joins a group yet
+                c["Ip6InDiscards"] += 1
+                self.pool.free(skb)
+                return
+            c["Ip6InDelivers"] += 1
+            skb.trim(IPV6_HLEN + hdr.payload_len)        # past it: the link's padding
+            skb.network_header = skb.data_off
+            skb.pull(IPV6_HLEN + chain.upper_off)
+            skb.transport_header = skb.data_off
+            skb.dev = ifc.ifindex
+            self.l4batch.setdefault((self.protocols[chain.upper], ifc.ifindex), []).append(skb)
         else:
             c["Ip6InUnknownProtos"] += 1
             self.icmp6_error(ifc, skb, hdr, ICMPV6_PARAMPROB, PARAMPROB_NEXTHDR, chain.upper_ptr)
@@ -202,6 +228,8 @@ class Ip6:
         c[f"Icmp6InType{t}"] += 1
         if t == ICMPV6_ECHO_REQUEST:
             self.icmp6_echo_reply(ifc, hdr, icmp, body)
+        elif t in ICMPV6_ERRORS:
+            self.icmp6_notify(icmp, body)
         elif t in (ND_NEIGHBOR_SOLICIT, ND_NEIGHBOR_ADVERT, ND_ROUTER_SOLICIT, ND_ROUTER_ADVERT):
             try:
                 nd = parse_nd(hdr, icmp, body)
@@ -221,6 +249,22 @@ class Ip6:
         self.counters["Icmp6OutMsgs"] += 1
         self.counters["Icmp6OutType129"] += 1
         self.ip6_send(ifc, src, hdr.src, msg)
+
+    def icmp6_notify(self, icmp: Icmp6Header, quoted: memoryview) -> None:
+        """An error about a datagram we sent goes to the transport that sent it (icmpv6_notify);
+        the quote must start with our IPv6 header and reach the ports (no extension headers
+        are walked: ours carry none but a fragment header, and only first fragments are quoted)."""
+        if len(quoted) < IPV6_HLEN + 8 or quoted[0] >> 4 != 6 or bytes(quoted[8:24]) not in self.addrs6:
+            self.counters["Icmp6ErrorsNotDelivered"] += 1
+            return
+        svc = self.protocols.get(quoted[6]) if quoted[6] in TRANSPORTS6 else None
+        if svc is None:
+            return
+        try:
+            self.peer(svc).send(encode(L4_ERR, [[icmp.type, icmp.code, icmp.rest, bytes(quoted[:IPV6_HLEN + 8])]]),
+                                zmq.NOBLOCK)
+        except zmq.ZMQError:
+            self.counters["Icmp6ErrorsNotDelivered"] += 1
 
     # -- Neighbor Discovery ------------------------------------------------------------
     def ndisc_rcv_ns(self, ifc: Iface, hdr: Ipv6Header, ns: NdMessage) -> None:
@@ -285,58 +329,112 @@ class Ip6:
         return link_local or next(addr for addr, a in self.addrs6.items() if a.ifc is ifc)
 
     # -- output -------------------------------------------------------------------------
+    def ip6_output(self, skb: Skb, src: bytes, dst: bytes, nh: int, tclass: int, hop_limit: int) -> None:
+        """A datagram from a transport (IP_OUTPUT with a 16-byte destination): route it, choose
+        the source if ``src`` is empty, finish a partial checksum, send (ip6_xmit)."""
+        route = route6(self.local6, dst) if len(dst) == 16 else None
+        if route is None or src and src not in self.addrs6:
+            self.counters["Ip6OutRequests"] += 1
+            self.counters["Ip6OutNoRoutes" if route is None else "Ip6OutDiscards"] += 1
+            self.pool.free(skb)
+            return
+        ifc = self.ifaces[route[0]]
+        src = src or route[1]
+        if skb.flags & CSUM_PARTIAL:
+            # in Python: the TAP's offload reads an IPv4 header, and fragments need it whole anyway
+            self.finish_l4_csum(skb, src, dst, nh)
+        self.ip6_xmit(ifc, skb, src, dst, nh, hop_limit or DEFAULT_HOP_LIMIT, tclass)
+
     def ip6_send(self, ifc: Iface, src: bytes, dst: bytes, msg: bytes, hop_limit: int = DEFAULT_HOP_LIMIT,
                  mac: bytes | None = None) -> None:
-        """An ICMPv6 message out of ``ifc`` to a neighbour on the link (or a group),
-        in fragments if it does not fit the device's MTU (RFC 8200 4.5)."""
-        if not (is_multicast(dst) or is_link_local(dst) or any(a.ifc is ifc and a.prefix == dst[:8]
-                                                                 for a in self.addrs6.values())):
+        """An ICMPv6 message of ours out of ``ifc`` to a neighbour on the link (or a group; to
+        ourselves, on lo)."""
+        route = route6(self.local6, dst)
+        if route is not None and route[0] == LOOPBACK_IFINDEX:
+            ifc = self.lo
+        elif route is None:
+            self.counters["Ip6OutRequests"] += 1
             self.counters["Ip6OutNoRoutes"] += 1          # off the link: no IPv6 routes yet
             return
-        if IPV6_HLEN + len(msg) <= ifc.mtu:
-            packets = [(Ipv6Header(src, dst, NEXTHDR_ICMPV6, len(msg), hop_limit), None, msg)]
-        else:
-            packets = self.ip6_fragments(src, dst, msg, hop_limit, ifc.mtu)
+        try:
+            skb = self.pool.alloc(len(msg))
+        except NoBuffers:
+            self.counters["Ip6OutRequests"] += 1
+            self.counters["Ip6OutDiscards"] += 1
+            return
+        skb.put(len(msg))[:] = msg
+        self.ip6_xmit(ifc, skb, src, dst, NEXTHDR_ICMPV6, hop_limit, mac=mac)
+
+    def ip6_xmit(self, ifc: Iface, skb: Skb, src: bytes, dst: bytes, nh: int, hop_limit: int, tclass: int = 0,
+                 mac: bytes | None = None) -> None:
+        """Push the IPv6 header in front of the upper-layer message in ``skb`` and send it: looped
+        back on lo, else in fragments if it does not fit the device's MTU (RFC 8200 4.5), to
+        ``mac`` or to the neighbour resolved for ``dst``."""
         self.counters["Ip6OutRequests"] += 1
+        if IPV6_HLEN + len(skb) <= ifc.mtu:
+            emit_ipv6(Ipv6Header(src, dst, nh, len(skb), hop_limit, tclass), skb.push(IPV6_HLEN))
+            frames = [skb]
+        else:
+            frames = self.ip6_fragment(skb, src, dst, nh, hop_limit, tclass, ifc.mtu)
         if mac is None and is_multicast(dst):
             mac = multicast_mac(dst)
-        for hdr, frag, data in packets:
-            extra = 8 if frag is not None else 0
-            try:
-                skb = self.pool.alloc(IPV6_HLEN + extra + len(data))
-            except NoBuffers:
-                self.counters["Ip6OutDiscards"] += 1
-                return
-            emit_ipv6(hdr, skb.put(IPV6_HLEN))
-            if frag is not None:
-                emit_fragment_header(frag, skb.put(8))
-            skb.put(len(data))[:] = data
-            skb.network_header = skb.data_off
-            if mac is not None:
-                self.xmit6(ifc, skb, mac)
-                continue
-            known, actions = self.neigh6.resolve(ifc.ifindex, dst, skb, self.now)
-            if known is not None:
-                self.xmit6(ifc, skb, known)
-            if actions:
-                self.neigh6_actions(actions)
+        for f in frames:
+            f.network_header = f.data_off
+            if ifc is self.lo:
+                self.ip6_rcv(ifc, f)
+            elif mac is not None:
+                self.xmit6(ifc, f, mac)
+            else:
+                known, actions = self.neigh6.resolve(ifc.ifindex, dst, f, self.now)
+                if known is not None:
+                    self.xmit6(ifc, f, known)
+                if actions:
+                    self.neigh6_actions(actions)
 
-    def ip6_fragments(self, src: bytes, dst: bytes, msg: bytes, hop_limit: int, mtu: int) -> list:
-        """(header, fragment header, data) of each fragment: 8-byte multiples of what fits."""
+    def ip6_fragment(self, skb: Skb, src: bytes, dst: bytes, nh: int, hop_limit: int, tclass: int,
+                     mtu: int) -> list[Skb]:
+        """The message in ``skb`` as fragments, each with its IPv6 and fragment headers: 8-byte
+        multiples of what fits (none if the buffers run out: the datagram is lost)."""
         self.frag_ids6 = (self.frag_ids6 + 1) & 0xFFFFFFFF
         size = (mtu - IPV6_HLEN - 8) & ~7
-        out = []
+        msg = skb.data
+        frames: list[Skb] = []
         for off in range(0, len(msg), size):
             data = msg[off:off + size]
-            more = off + size < len(msg)
-            out.append((Ipv6Header(src, dst, NEXTHDR_FRAGMENT, 8 + len(data), hop_limit),
-                        FragmentHeader(NEXTHDR_ICMPV6, off, more, self.frag_ids6), data))
+            try:
+                f = self.pool.alloc(IPV6_HLEN + 8 + len(data))
+            except NoBuffers:
+                for g in frames:
+                    self.pool.free(g)
+                self.pool.free(skb)
+                self.counters["Ip6FragFails"] += 1
+                return []
+            out = f.put(IPV6_HLEN + 8 + len(data))
+            emit_ipv6(Ipv6Header(src, dst, NEXTHDR_FRAGMENT, 8 + len(data), hop_limit, tclass), out)
+            emit_fragment_header(FragmentHeader(nh, off, off + size < len(msg), self.frag_ids6), out, IPV6_HLEN)
+            out[IPV6_HLEN + 8:] = data
+            frames.append(f)
+        self.pool.free(skb)
         self.counters["Ip6FragOKs"] += 1
-        self.counters["Ip6FragCreates"] += len(out)
-        return out
+        self.counters["Ip6FragCreates"] += len(frames)
+        return frames
 
     def xmit6(self, ifc: Iface, skb: Skb, mac: bytes) -> None:
         self.xmit_frame(ifc, skb, mac, ETH_P_IPV6)
+
+    def icmp6_error_request(self, skb: Skb, type_: int, code: int) -> None:
+        """A transport asks for an error about a datagram it got (data at its IPv6 header):
+        ICMP's port unreachable is ICMPv6's (RFC 4443 3.1, code 4); no other is asked for."""
+        if (type_, code) != (ICMP_DEST_UNREACH, ICMP_PORT_UNREACH):
+            self.counters["Icmp6OutErrorsRefused"] += 1
+            return
+        try:
+            hdr, _ = parse_ipv6(skb.data)
+        except WireError:
+            return
+        ifc = self.ifaces.get(skb.dev)
+        if ifc is not None:
+            self.icmp6_error(ifc, skb, hdr, ICMPV6_DEST_UNREACH, ICMPV6_PORT_UNREACH, 0)
 
     def icmp6_error(self, ifc: Iface, orig: Skb, hdr: Ipv6Header, type_: int, code: int, rest: int) -> None:
         """An ICMPv6 error about ``orig`` (RFC 4443 2.4: not about an error message, nor

@@ -16,10 +16,12 @@ from dataclasses import dataclass
 
 from shared.config import Config, Device
 from shared.proto.fib import Fib, FibRoute
+from shared.wire.ipv6 import is_link_local, is_multicast, link_local_from_mac
 
 LOOPBACK_IFINDEX = 1
 LOOPBACK_ADDR = ipaddress.IPv4Interface("127.0.0.1/8")
 LOOPBACK_MTU = 65536
+LOOPBACK_ADDR6 = bytes(15) + b"\x01"          # ::1, lo's IPv6 address
 
 
 ROUTES_FILE = "routes.json"   # in the run directory: the routes as changed at run time
@@ -163,6 +165,36 @@ def save_routes(fib: Fib, cfg: Config, rundir: str) -> None:
     with open(path + ".tmp", "w") as f:
         json.dump(rows, f)
     os.replace(path + ".tmp", path)
+
+
+def local_addrs6(cfg: Config) -> dict[bytes, int]:
+    """Our IPv6 addresses and the ifindex of each: a device's ``addr6`` and the
+    link-local address made from its MAC (IPv6 is on only where ``addr6`` is set),
+    and ::1 on lo."""
+    out = {LOOPBACK_ADDR6: LOOPBACK_IFINDEX}
+    for d in cfg.devices:
+        if d.addr6 is not None:
+            out[d.addr6.ip.packed] = d.ifindex
+            out[link_local_from_mac(d.mac)] = d.ifindex
+    return out
+
+
+def route6(addrs: dict[bytes, int], dst: bytes) -> tuple[int, bytes] | None:
+    """(ifindex, source address) for sending to ``dst``, given our addresses (local_addrs6).
+    IPv6 has no routes beyond the link yet: our own addresses go over lo; a destination in
+    the /64 of one of ours goes out of that one's device, from it; a link-local or multicast
+    one out of the first device with IPv6, from its link-local address. None: unreachable."""
+    if dst in addrs:
+        return LOOPBACK_IFINDEX, dst
+    link = None
+    for addr, ifindex in addrs.items():
+        if ifindex == LOOPBACK_IFINDEX:
+            continue
+        if addr[:8] == dst[:8]:
+            return ifindex, addr
+        if link is None and is_link_local(addr):
+            link = ifindex, addr
+    return link if is_link_local(dst) or is_multicast(dst) else None
 
 
 def local_addrs(cfg: Config, rundir: str | None = None) -> set[bytes]:

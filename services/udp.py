@@ -7,6 +7,9 @@ in the skb, and ip finishes the checksum once it has chosen the source.
 ICMP errors reach connected sockets as ECONNREFUSED and friends.
 The socket server holds a copy of every binding, so after a restart this
 service asks for them again (UDP_RESYNC) and the port table comes back whole.
+IPv6 runs through the same code: its addresses are 16 bytes where IPv4's are
+ints, the checksum is mandatory (RFC 8200 8.1), and a binding's family
+(AF_INET, AF_INET6 dual stack, or IPV6_V6ONLY) decides what it receives.
 """
 
 from __future__ import annotations
@@ -18,18 +21,21 @@ import time
 import zmq
 
 from services.base import Service, main
-from services.routes import local_addrs
+from services.routes import local_addrs, local_addrs6
 from shared.ipc.codec import encode
-from shared.ipc.messages import (BIND_RESTORE, BIND_REUSEADDR, BIND_REUSEPORT, IP_ICMP_ERROR, IP_OUTPUT,
-                                 IP_REGISTER, L4_ERR, L4_RCV, LOWER_UP, PMTUDISC_WANT, UDP_BIND, UDP_BOUND,
+from shared.ipc.messages import (BIND_RESTORE, BIND_REUSEADDR, BIND_REUSEPORT, BIND_V6, BIND_V6ONLY, IP_ICMP_ERROR,
+                                 IP_OUTPUT, IP_REGISTER, L4_ERR, L4_RCV, LOWER_UP, PMTUDISC_WANT, UDP_BIND, UDP_BOUND,
                                  UDP_CONNECT, UDP_DELIVER, UDP_RESYNC, UDP_SEND, UDP_SOCK_ERR, UDP_SYNCED,
                                  UDP_UNBIND)
-from shared.proto.udp import PortTable
+from shared.proto.udp import DUAL, V4, V6, PortTable
 from shared.skb import CSUM_PARTIAL, CSUM_VALID, NoBuffers, Skb
 from shared.wire import WireError
 from shared.wire.icmp import (ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_HOST_UNREACH, ICMP_NET_UNREACH,
                               ICMP_PORT_UNREACH, ICMP_PROT_UNREACH, ICMP_TIME_EXCEEDED)
+from shared.wire.icmpv6 import (ICMPV6_ADDR_UNREACH, ICMPV6_ADM_PROHIBITED, ICMPV6_DEST_UNREACH, ICMPV6_NOROUTE,
+                                ICMPV6_PARAMPROB, ICMPV6_PKT_TOOBIG, ICMPV6_PORT_UNREACH)
 from shared.wire.ipv4 import IPPROTO_UDP
+from shared.wire.ipv6 import IPV6_HLEN, ip6_ntoa
 from shared.wire.udp import UDP_CSUM_OFF, UDP_HLEN, UdpHeader, emit_udp, parse_udp
 
 RESYNC_RETRY = 0.02
@@ -39,6 +45,19 @@ SYNC_HOLD = 1024           # ... and how many (skbs) wait
 _UNREACH_ERRNO = {ICMP_NET_UNREACH: errno.ENETUNREACH, ICMP_HOST_UNREACH: errno.EHOSTUNREACH,
                   ICMP_PROT_UNREACH: errno.ENOPROTOOPT, ICMP_PORT_UNREACH: errno.ECONNREFUSED,
                   ICMP_FRAG_NEEDED: errno.EMSGSIZE}
+_UNREACH6_ERRNO = {ICMPV6_NOROUTE: errno.ENETUNREACH, ICMPV6_ADM_PROHIBITED: errno.EACCES,
+                   ICMPV6_ADDR_UNREACH: errno.EHOSTUNREACH, ICMPV6_PORT_UNREACH: errno.ECONNREFUSED}
+
+
+def icmpv6_errno(type_: int, code: int) -> int:
+    """An ICMPv6 error as errno (icmpv6_err_convert in Linux)."""
+    if type_ == ICMPV6_DEST_UNREACH:
+        return _UNREACH6_ERRNO.get(code, errno.EHOSTUNREACH)
+    return {ICMPV6_PKT_TOOBIG: errno.EMSGSIZE, ICMPV6_PARAMPROB: errno.EPROTO}.get(type_, errno.EHOSTUNREACH)
+
+
+def _show(addr: int | bytes) -> int | str:
+    return ip6_ntoa(addr) if type(addr) is bytes else addr
 
 
 class Udp(Service):
@@ -47,7 +66,8 @@ class Udp(Service):
     def __init__(self) -> None:
         super().__init__()
         bcast = {int.from_bytes(d.addr.network.broadcast_address.packed, "big") for d in self.cfg.devices}
-        self.local = {int.from_bytes(a, "big") for a in local_addrs(self.cfg, self.rundir)}
+        self.local = {int.from_bytes(a, "big") for a in local_addrs(self.cfg, self.rundir)} | set(
+            local_addrs6(self.cfg))
         self.table = PortTable(self.cfg.local_port_range, self.local, bcast)
         self.peer("ip")
         self.announce("ip", IP_REGISTER).set(self.name, [IPPROTO_UDP], [])   # inet_add_protocol
@@ -95,11 +115,14 @@ class Udp(Service):
         elif code == UDP_BIND:
             req, sock, addr, port, flags = fields
             reuse, reuseport = bool(flags & BIND_REUSEADDR), bool(flags & BIND_REUSEPORT)
-            if flags & BIND_RESTORE:     # a re-announced binding after our restart
-                e = self.table.restore(sock, addr, port, reuse, reuseport=reuseport)
+            fam = V4 if not flags & BIND_V6 else V6 if flags & BIND_V6ONLY else DUAL
+            if type(addr) is bytes and len(addr) != 16:
+                e, got = errno.EINVAL, (0, 0)
+            elif flags & BIND_RESTORE:     # a re-announced binding after our restart
+                e = self.table.restore(sock, addr, port, reuse, reuseport=reuseport, fam=fam)
                 got = (addr, port)
             else:
-                e, *got = self.table.bind(sock, addr, port, reuse, reuseport)
+                e, *got = self.table.bind(sock, addr, port, reuse, reuseport, fam)
             self.ss_send(encode(UDP_BOUND, req, sock, e, *got))
         elif code == UDP_CONNECT:
             sock, laddr, raddr, rport = fields
@@ -143,7 +166,10 @@ class Udp(Service):
                 self.counters["UdpInCsumErrors"] += 1
             self.pool.free(skb)
             return
-        saddr, daddr = int.from_bytes(src, "big"), int.from_bytes(dst, "big")
+        if len(src) == 16:
+            saddr, daddr = src, dst
+        else:
+            saddr, daddr = int.from_bytes(src, "big"), int.from_bytes(dst, "big")
         socks = self.table.lookup(saddr, hdr.sport, daddr, hdr.dport)
         if not socks:
             self.counters["UdpNoPorts"] += 1
@@ -166,7 +192,7 @@ class Udp(Service):
             self.deliver(sock, copy, saddr, hdr.sport)
         self.deliver(socks[0], skb, saddr, hdr.sport)
 
-    def deliver(self, sock: int, skb: Skb, saddr: int, sport: int) -> None:
+    def deliver(self, sock: int, skb: Skb, saddr: int | bytes, sport: int) -> None:
         handle = self.pool.give(skb, self.owner_ids["socket_server"])
         self.deliveries.append(([sock, handle, saddr, sport], skb))
 
@@ -176,6 +202,16 @@ class Udp(Service):
             if not (isinstance(item, list) and len(item) == 4 and isinstance(item[3], bytes)):
                 continue
             type_, code, _rest, quoted = item
+            if quoted and quoted[0] >> 4 == 6:                 # ICMPv6, about an IPv6 datagram
+                if len(quoted) < IPV6_HLEN + 8:
+                    continue
+                laddr, raddr = quoted[8:24], quoted[24:40]
+                lport, rport = struct.unpack_from("!HH", quoted, IPV6_HLEN)
+                s = self.table.find_sender(laddr, lport, raddr, rport)
+                if s is not None:
+                    self.counters["Udp6IcmpErrors"] += 1
+                    self.ss_send(encode(UDP_SOCK_ERR, s.sock, icmpv6_errno(type_, code)))
+                continue
             hlen = (quoted[0] & 0xF) * 4
             if len(quoted) < hlen + 8:
                 continue
@@ -196,9 +232,14 @@ class Udp(Service):
     # -- send -------------------------------------------------------------------
     def udp_send(self, items: list) -> None:
         ip_id = self.owner_ids["ip"]
-        for (sock, _, daddr, dport, tos, ttl), skb in self.skb_items(items, 6, 1):
+        for (sock, _, daddr, dport, tos, ttl), skb in self.skb_items(items, 6, 1, addrs=(2,)):
             s = self.table.socks.get(sock)
             if s is None or not 0 < dport <= 0xFFFF:
+                self.counters["UdpOutDrops"] += 1
+                self.pool.free(skb)
+                continue
+            saddr = s.laddr if s.laddr not in self.table.broadcasts else 0
+            if saddr and type(saddr) is not type(daddr):     # refused by the socket layer before
                 self.counters["UdpOutDrops"] += 1
                 self.pool.free(skb)
                 continue
@@ -208,7 +249,6 @@ class Udp(Service):
             skb.flags = skb.flags | CSUM_PARTIAL
             skb.csum_offset = UDP_CSUM_OFF
             self.counters["UdpOutDatagrams"] += 1
-            saddr = s.laddr if s.laddr not in self.table.broadcasts else 0
             self.outgoing.append(([self.pool.give(skb, ip_id), saddr, daddr, IPPROTO_UDP, tos & 0xFF, ttl & 0xFF,
                                    PMTUDISC_WANT], skb))
 
@@ -230,9 +270,9 @@ class Udp(Service):
             self.resync_at = now + RESYNC_RETRY
 
     def show(self, what: str) -> object:
-        if what == "ports":
-            return [{"sock": s.sock, "laddr": s.laddr, "lport": s.lport, "raddr": s.raddr, "rport": s.rport}
-                    for s in self.table.socks.values()]
+        if what == "ports":          # IPv4 addresses as ints, IPv6 ones as text
+            return [{"sock": s.sock, "laddr": _show(s.laddr), "lport": s.lport, "raddr": _show(s.raddr),
+                     "rport": s.rport} for s in self.table.socks.values()]
         return super().show(what)
 
 

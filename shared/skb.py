@@ -461,9 +461,13 @@ class Skb:
     gso_size = property(lambda s: s._get(GSO), lambda s, v: s._set(GSO, v))   # TSO: payload bytes per wire segment
 
     def ip_addrs(self) -> tuple[bytes, bytes]:
-        """Source and destination of the IPv4 header at network_header."""
+        """Source and destination of the IP header at network_header: 4 bytes each for
+        IPv4, 16 for IPv6 (the version nibble says which)."""
         base = self.slot * self.cls.slot_size + self._m[self._b + NET]
-        return bytes(self.cls.data[base + 12:base + 16]), bytes(self.cls.data[base + 16:base + 20])
+        data = self.cls.data
+        if data[base] >> 4 == 6:
+            return bytes(data[base + 8:base + 24]), bytes(data[base + 24:base + 40])
+        return bytes(data[base + 12:base + 16]), bytes(data[base + 16:base + 20])
 
     def reset_network_header(self) -> None:
         """Move data back to the network header (to quote the datagram in an ICMP error)."""

@@ -29,7 +29,7 @@ import time
 
 import msgpack
 
-from services.routes import fib_from_config, local_addrs
+from services.routes import LOOPBACK_IFINDEX, fib_from_config, local_addrs, local_addrs6
 from services.socket import credentials
 from services.socket.clients import ClientTable
 from services.socket.dgram import DGRAM_CALLS, DgramSockets
@@ -39,7 +39,7 @@ from services.socket.raw import RAW_CALLS, RawSockets
 from services.socket.records import CALLS_KEPT
 from services.socket.stream import STREAM_CALLS, StreamSockets
 from services.socket.tcp_events import TcpEvents
-from services.socket.types import POLLERR, Client, Pending, Sock, aton, ntoa
+from services.socket.types import INET_FAMILIES, POLLERR, Client, Pending, Sock, sock_aton, sock_ntoa
 from services.socket.unix import UNIX_CALLS, UnixSockets
 from shared import procfs
 from shared.ipc.codec import BadMessage, decode, encode, ready_event, sys_reply
@@ -77,7 +77,11 @@ class SocketCore(ClientTable, SocketOptions, DgramSockets, StreamSockets, TcpEve
         self.timer_seq = itertools.count()
         self.next_client_check = time.monotonic() + CLIENT_CHECK
         self.fib = fib_from_config(self.cfg, self.rundir)
-        self.local = {int.from_bytes(a, "big") for a in local_addrs(self.cfg, self.rundir)}
+        local6 = local_addrs6(self.cfg)
+        self.local = {int.from_bytes(a, "big") for a in local_addrs(self.cfg, self.rundir)} | set(local6)
+        self.local6 = local6
+        # the device a link-local address is on, as AF_INET6 names show its scope (one device runs IPv6)
+        self.scope6 = next((i for i in local6.values() if i != LOOPBACK_IFINDEX), 0)
         self.bcast = {int.from_bytes(d.addr.network.broadcast_address.packed, "big")
                       for d in self.cfg.devices} | {0xFFFFFFFF}
         self.udp_sends: list[tuple[list, Skb]] = []
@@ -102,6 +106,7 @@ class SocketCore(ClientTable, SocketOptions, DgramSockets, StreamSockets, TcpEve
         unix = (UNIX_CALLS, self.unix_call)
         self.families = {(ksock.AF_INET, ksock.SOCK_STREAM): (STREAM_CALLS, self.stream_call),
                          (ksock.AF_INET, ksock.SOCK_DGRAM): (DGRAM_CALLS, self.dgram_call),
+                         (ksock.AF_INET6, ksock.SOCK_DGRAM): (DGRAM_CALLS, self.dgram_call),
                          (ksock.AF_INET, ksock.SOCK_RAW): (RAW_CALLS, self.raw_call),
                          (ksock.AF_UNIX, ksock.SOCK_STREAM): unix, (ksock.AF_UNIX, ksock.SOCK_DGRAM): unix}
 
@@ -333,11 +338,11 @@ class SocketCore(ClientTable, SocketOptions, DgramSockets, StreamSockets, TcpEve
             call.code, call.want_fds = SYS_RECVFROM, True
             code = call.code
         sock = self.sock_of(client, f.fd)
-        if (call.many or call.nowait) and not (sock.family == ksock.AF_INET and sock.type == ksock.SOCK_DGRAM):
+        if (call.many or call.nowait) and not (sock.family in INET_FAMILIES and sock.type == ksock.SOCK_DGRAM):
             raise OSError(errno.EOPNOTSUPP, "Operation not supported")    # UDP only: reads ahead, sends unanswered
         if call.resumed and sock.stream and sock.family == ksock.AF_INET and self.resume_stream(sock, call):
             return
-        if call.resumed and code == SYS_BIND and sock.bound and sock.family == ksock.AF_INET:
+        if call.resumed and code == SYS_BIND and sock.bound and sock.family in INET_FAMILIES:
             self.answer(call, 0, sock)           # its answer was lost with our restart
             return
         if code == SYS_WATCH:
@@ -356,7 +361,7 @@ class SocketCore(ClientTable, SocketOptions, DgramSockets, StreamSockets, TcpEve
             self.drop_fd(client, f.fd)
             self.answer(call, 0)
             return
-        if code == SYS_BIND and sock.family == ksock.AF_INET and sock.type != ksock.SOCK_RAW \
+        if code == SYS_BIND and sock.family in INET_FAMILIES and sock.type != ksock.SOCK_RAW \
                 and type(f.port) is int and 0 < f.port <= 0xFFFF:
             self.bind_permitted(client, sock, f.addr, f.port)
         calls, family_call = self.families.get((sock.family, sock.type), NO_FAMILY)
@@ -365,7 +370,7 @@ class SocketCore(ClientTable, SocketOptions, DgramSockets, StreamSockets, TcpEve
         elif code in (SYS_LISTEN, SYS_ACCEPT):
             raise OSError(errno.EOPNOTSUPP, "Operation not supported")
         elif code == SYS_GETSOCKNAME:
-            self.answer(call, [ntoa(sock.laddr), sock.lport], sock)
+            self.answer(call, [sock_ntoa(sock, sock.laddr, self.scope6), sock.lport], sock)
         elif code == SYS_SETSOCKOPT:
             self.setsockopt(sock, f.level, f.name, f.value, client)
             self.answer(call, 0, sock)
@@ -380,7 +385,7 @@ class SocketCore(ClientTable, SocketOptions, DgramSockets, StreamSockets, TcpEve
 
     def sys_socket(self, client: Client, family: int, type_: int, proto: int) -> int:
         stype = type_ & SOCK_TYPE_MASK
-        if family == ksock.AF_INET and stype == ksock.SOCK_DGRAM:
+        if family in INET_FAMILIES and stype == ksock.SOCK_DGRAM:
             if proto not in (0, ksock.IPPROTO_UDP):
                 raise OSError(errno.EPROTONOSUPPORT, "Protocol not supported")
         elif family == ksock.AF_INET and stype == ksock.SOCK_STREAM:
@@ -392,13 +397,15 @@ class SocketCore(ClientTable, SocketOptions, DgramSockets, StreamSockets, TcpEve
             self.unix_socket_check(stype, proto)
         elif family == ksock.AF_INET:
             raise OSError(errno.ESOCKTNOSUPPORT, "Socket type not supported")
+        elif family == ksock.AF_INET6:
+            raise OSError(errno.EAFNOSUPPORT, "mkstack: AF_INET6 takes only SOCK_DGRAM (UDP) sockets yet")
         else:
             raise OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol")
         return self.new_sock(client, family, stype, proto).fd
 
     def new_sock(self, client: Client, family: int, stype: int, proto: int) -> Sock:
         fd = self.new_fd(client)
-        if family == ksock.AF_INET:
+        if family in INET_FAMILIES:
             proto = {ksock.SOCK_STREAM: ksock.IPPROTO_TCP, ksock.SOCK_DGRAM: ksock.IPPROTO_UDP}.get(stype, proto)
         tcp = family == ksock.AF_INET and stype == ksock.SOCK_STREAM
         rcvbuf, sndbuf = (self.cfg.tcp_rmem, self.cfg.tcp_wmem) if tcp else (self.cfg.socket_rcvbuf,
@@ -423,7 +430,7 @@ class SocketCore(ClientTable, SocketOptions, DgramSockets, StreamSockets, TcpEve
                 raise OSError(errno.EACCES, "Permission denied")
         if not sock.reuseport:
             return
-        a = aton(addr) if isinstance(addr, str) else 0
+        a = sock_aton(sock, addr) if isinstance(addr, str) else 0
         for other in self.socks.values():
             if other is sock or not other.reuseport or other.lport != port or other.type != sock.type \
                     or other.family != sock.family or not (other.bound or other.binding) \
@@ -489,7 +496,7 @@ class SocketCore(ClientTable, SocketOptions, DgramSockets, StreamSockets, TcpEve
             self.deliver_passed(None, passed)
         if sock.type == ksock.SOCK_RAW:
             self.raw_update()
-        elif sock.bound and not sock.stream and sock.family == ksock.AF_INET:
+        elif sock.bound and not sock.stream and sock.family in INET_FAMILIES:
             self.udp_msg(encode(UDP_UNBIND, sock.id))
 
     def udp_msg(self, msg: bytes) -> None:

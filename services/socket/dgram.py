@@ -1,10 +1,12 @@
-"""Datagram sockets in the socket server: UDP (AF_INET, SOCK_DGRAM), and the
+"""Datagram sockets in the socket server: UDP (AF_INET and AF_INET6, SOCK_DGRAM), and the
 receive queue every datagram socket shares (UDP, raw, AF_UNIX datagrams).
 
 The port table lives in the udp service: a bind is a request to it (UDP_BIND),
 answered with UDP_BOUND. Datagrams stay in their skbs in the receive queue
 until read; the queue is bounded by SO_RCVBUF counted in slot sizes, as Linux
 counts truesize, and all of them together by [socket] dgram_mem (udp_mem).
+An AF_INET6 socket holds IPv6 addresses as 16 bytes and IPv4 ones (v4-mapped,
+on a socket without IPV6_V6ONLY) as ints, as udp does.
 """
 
 from __future__ import annotations
@@ -13,18 +15,26 @@ import errno
 import os
 import socket as ksock
 
-from services.socket.types import Pending, Sock, aton, check_port, err, ntoa
+from services.routes import route6
+from services.socket.types import Pending, Sock, check_port, err, sock_aton, sock_ntoa
 from shared.ipc.codec import encode
-from shared.ipc.messages import (BIND_RESTORE, SYS_BIND, SYS_CLOSE, SYS_CONNECT, SYS_GETPEERNAME, SYS_RECVFROM,
-                                 SYS_SENDTO, SYS_SHUTDOWN, UDP_BIND, UDP_CONNECT, UDP_SYNCED, UDP_UNBIND)
+from shared.ipc.messages import (BIND_RESTORE, BIND_V6, BIND_V6ONLY, SYS_BIND, SYS_CLOSE, SYS_CONNECT,
+                                 SYS_GETPEERNAME, SYS_RECVFROM, SYS_SENDTO, SYS_SHUTDOWN, UDP_BIND, UDP_CONNECT,
+                                 UDP_SYNCED, UDP_UNBIND)
 from shared.proto import sockopt
 from shared.skb import NoBuffers, Skb
 from shared.wire.ipv4 import DEFAULT_TTL
 
 MAX_UDP_PAYLOAD = 65507
+MAX_UDP6_PAYLOAD = 65527          # no IP header inside IPv6's 16-bit payload length
 DGRAM_RMEM_MIN = 4096             # net.ipv4.udp_rmem_min: a socket's queue may hold this much whatever the total
 RECV_AHEAD_N, RECV_AHEAD_BYTES = 64, 256 * 1024   # datagrams a SYS_RECVFROM_MANY reply takes along, at most
 DGRAM_CALLS = frozenset((SYS_BIND, SYS_CONNECT, SYS_SENDTO, SYS_RECVFROM, SYS_GETPEERNAME, SYS_SHUTDOWN, SYS_CLOSE))
+
+
+def _host(sock: Sock, addr: int | bytes) -> str:
+    """An address as netstat shows it (IPv6 in brackets, as ss does)."""
+    return f"[{sock_ntoa(sock, addr)}]" if sock.family == ksock.AF_INET6 else sock_ntoa(sock, addr)
 
 
 class DgramSockets:
@@ -36,7 +46,7 @@ class DgramSockets:
             self.close_sock(sock)
             self.answer(call, 0)
         elif code == SYS_BIND:
-            self.sys_bind(sock, call, aton(f.addr), check_port(f.port))
+            self.sys_bind(sock, call, sock_aton(sock, f.addr), check_port(f.port))
         elif code == SYS_CONNECT:
             self.sys_connect(sock, call, f.addr, f.port)
         elif code == SYS_SENDTO:
@@ -46,24 +56,26 @@ class DgramSockets:
         elif code == SYS_GETPEERNAME:
             if not sock.raddr:
                 raise err(errno.ENOTCONN)
-            self.answer(call, [ntoa(sock.raddr), sock.rport], sock)
+            self.answer(call, [sock_ntoa(sock, sock.raddr, self.scope6), sock.rport], sock)
         elif code == SYS_SHUTDOWN:
             self.sys_shutdown(sock, f.how)
             self.answer(call, 0, sock)
 
-    def sys_bind(self, sock: Sock, call: Pending, addr: int, port: int) -> None:
-        if sock.bound or sock.binding:
-            raise OSError(errno.EINVAL, "Invalid argument")
+    def sys_bind(self, sock: Sock, call: Pending, addr: int | bytes, port: int) -> None:
+        if sock.bound or sock.binding or addr and type(addr) is int and sock.tcpopts.get("v6only"):
+            raise OSError(errno.EINVAL, "Invalid argument")     # (an IPv6-only socket takes no IPv4 address)
         if addr and addr not in self.local and addr not in self.bcast:
             raise OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address")
         sock.after_bind.append(call)
         self.request_bind(sock, addr, port)
 
-    def request_bind(self, sock: Sock, addr: int, port: int, restore: bool = False) -> None:
+    def request_bind(self, sock: Sock, addr: int | bytes, port: int, restore: bool = False) -> None:
         req = self.new_req()
         self.pending_binds[req] = sock
         sock.binding = not restore
         flags = sockopt.bind_flags(sock.reuseaddr, sock.reuseport) | (BIND_RESTORE if restore else 0)
+        if sock.family == ksock.AF_INET6:
+            flags |= BIND_V6 | (BIND_V6ONLY if sock.tcpopts.get("v6only") else 0)
         self.udp_msg(encode(UDP_BIND, req, sock.id, addr, port, flags))
 
     def autobind(self, sock: Sock, call: Pending) -> bool:
@@ -76,7 +88,7 @@ class DgramSockets:
             self.request_bind(sock, 0, 0)
         return True
 
-    def on_bound(self, req: int, sock_id: int, err: int, addr: int, port: int) -> None:
+    def on_bound(self, req: int, sock_id: int, err: int, addr: int | bytes, port: int) -> None:
         sock = self.pending_binds.pop(req, None)
         if sock is None or sock.id != sock_id or self.socks.get(sock_id) is not sock:
             if err == 0 and sock_id not in self.socks:
@@ -109,11 +121,27 @@ class DgramSockets:
         except OSError as exc:
             self.fail(call, exc.errno or errno.EINVAL, exc.strerror or str(exc), sock)
 
-    def route_src(self, daddr: int) -> int:
+    def route_src(self, daddr: int | bytes) -> int | bytes:
+        if type(daddr) is bytes:
+            r6 = route6(self.local6, daddr)
+            if r6 is None:
+                raise OSError(errno.ENETUNREACH, "Network is unreachable")
+            return r6[1]
         r = self.fib.lookup(daddr.to_bytes(4, "big"))
         if r is None:
             raise OSError(errno.ENETUNREACH, "Network is unreachable")
         return int.from_bytes(r.src, "big")
+
+    @staticmethod
+    def check_dest_family(sock: Sock, daddr: int | bytes) -> None:
+        """An AF_INET6 socket reaches IPv4 (v4-mapped) only without IPV6_V6ONLY, and only if its
+        own address is not an IPv6 one; one bound to IPv4 reaches no IPv6 address."""
+        if sock.family != ksock.AF_INET6:
+            return
+        if type(daddr) is int and sock.tcpopts.get("v6only"):
+            raise OSError(errno.ENETUNREACH, "Network is unreachable")
+        if sock.laddr and type(sock.laddr) is not type(daddr):
+            raise OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol")
 
     def sys_connect(self, sock: Sock, call: Pending, addr: str, port: int) -> None:
         if addr == "":                           # AF_UNSPEC: dissolve the association
@@ -122,9 +150,10 @@ class DgramSockets:
                 self.udp_msg(encode(UDP_CONNECT, sock.id, 0, 0, 0))
             self.answer(call, 0, sock)
             return
-        raddr, rport = aton(addr), check_port(port)
+        raddr, rport = sock_aton(sock, addr), check_port(port)
         if rport == 0:
             raise OSError(errno.ECONNREFUSED, "Connection refused")
+        self.check_dest_family(sock, raddr)
         src = self.route_src(raddr)
         if raddr in self.bcast and not sock.broadcast:
             raise OSError(errno.EACCES, "Permission denied")
@@ -147,16 +176,17 @@ class DgramSockets:
             raise self.take_error(sock)
         if sock.shut_wr:
             raise OSError(errno.EPIPE, "Broken pipe")
-        if len(data) > MAX_UDP_PAYLOAD:
-            raise OSError(errno.EMSGSIZE, "Message too long")
         if addr is None:
             if not sock.raddr:
                 raise OSError(errno.EDESTADDRREQ, "Destination address required")
             daddr, dport = sock.raddr, sock.rport
         else:
-            daddr, dport = aton(addr), check_port(port)
+            daddr, dport = sock_aton(sock, addr), check_port(port)
             if dport == 0:
                 raise OSError(errno.EINVAL, "Invalid argument")
+            self.check_dest_family(sock, daddr)
+        if len(data) > (MAX_UDP6_PAYLOAD if type(daddr) is bytes else MAX_UDP_PAYLOAD):
+            raise OSError(errno.EMSGSIZE, "Message too long")
         if daddr in self.bcast and not sock.broadcast:
             raise OSError(errno.EACCES, "Permission denied")
         self.route_src(daddr)
@@ -195,7 +225,7 @@ class DgramSockets:
                 self.dgram_room(sock)
             else:
                 fds = []
-            addr = saddr if sock.family == ksock.AF_UNIX else ntoa(saddr)   # AF_UNIX: the sender's name
+            addr = saddr if sock.family == ksock.AF_UNIX else sock_ntoa(sock, saddr, self.scope6)   # AF_UNIX: its name
             if call.many:
                 extra = self.take_queued(sock) if not flags & ksock.MSG_PEEK else []
                 self.answer(call, [data, addr, sport, truelen, extra], sock)
@@ -219,7 +249,7 @@ class DgramSockets:
         size = 0
         while sock.rcvq and len(out) < RECV_AHEAD_N and size < RECV_AHEAD_BYTES:
             skb, saddr, sport, _ = self.dgram_pop(sock)
-            out.append([bytes(skb.data), ntoa(saddr), sport])
+            out.append([bytes(skb.data), sock_ntoa(sock, saddr, self.scope6), sport])
             size += len(skb)
             self.pool.free(skb)
         if out:
@@ -239,7 +269,7 @@ class DgramSockets:
         self.notify(sock)
 
     def udp_deliver(self, items: list) -> None:
-        for (sid, _, saddr, sport), skb in self.skb_items(items, 4, 1):
+        for (sid, _, saddr, sport), skb in self.skb_items(items, 4, 1, addrs=(2,)):
             sock = self.socks.get(sid)
             if sock is None:
                 self.pool.free(skb)
@@ -313,8 +343,8 @@ class DgramSockets:
     def dgram_row(s: Sock) -> dict:
         """The socket's line in netstat."""
         return {"proto": "raw" if s.type == ksock.SOCK_RAW else "udp",
-                "local": f"{ntoa(s.laddr)}:{s.lport}" if s.bound else "*:*",
-                "remote": f"{ntoa(s.raddr)}:{s.rport}" if s.raddr else "*:*",
+                "local": f"{_host(s, s.laddr)}:{s.lport}" if s.bound else "*:*",
+                "remote": f"{_host(s, s.raddr)}:{s.rport}" if s.raddr else "*:*",
                 "state": "ESTAB" if s.raddr else ("UNCONN" if s.bound else "CLOSE"),
                 "recv_q": sum(len(e[0]) for e in s.rcvq), "send_q": 0,
                 "pid": s.client.pid, "fd": s.fd}

@@ -18,6 +18,7 @@ from shared.ipc.messages import RMEM_MAX, SIOCATMARK, SIOCINQ, SIOCOUTQ, TCP_GET
 from shared.proto import sockopt
 from shared.proto.tcp.info import STATE_CLOSE, STATE_LISTEN, idle_info
 from shared.proto.tcp.tcb import TcpConfig
+from shared.wire.ipv6 import DEFAULT_HOP_LIMIT
 
 ASKED = object()                  # getsockopt: answered when tcp tells
 
@@ -40,6 +41,9 @@ class SocketOptions:
             return
         if not isinstance(value, int):
             raise OSError(errno.EINVAL, "Invalid argument")
+        if level == ksock.IPPROTO_IPV6 and sock.family == ksock.AF_INET6:
+            self.ipv6_setsockopt(sock, name, value)
+            return
         if level == ksock.IPPROTO_IP:
             self.raw_setsockopt(sock, name, value)
             return
@@ -80,6 +84,25 @@ class SocketOptions:
         else:
             raise OSError(errno.ENOPROTOOPT, "Protocol not available")
 
+    def ipv6_setsockopt(self, sock: Sock, name: int, value: int) -> None:
+        """IPV6_V6ONLY (only before bind, as Linux), IPV6_UNICAST_HOPS (-1: the default) and
+        IPV6_TCLASS; the last two are what udp sends as the hop limit and traffic class."""
+        if name == ksock.IPV6_V6ONLY:
+            if sock.bound or sock.binding:
+                raise OSError(errno.EINVAL, "Invalid argument")
+            sock.tcpopts["v6only"] = int(bool(value))
+        elif name in (ksock.IPV6_UNICAST_HOPS, ksock.IPV6_TCLASS):
+            if not -1 <= value <= 255:
+                raise OSError(errno.EINVAL, "Invalid argument")
+            key = "ttl" if name == ksock.IPV6_UNICAST_HOPS else "tos"
+            if value == -1:
+                sock.tcpopts.pop(key, None)
+            else:
+                sock.tcpopts[key] = value
+        else:
+            raise OSError(errno.ENOPROTOOPT, "Protocol not available")
+        self.state.touch(sock)
+
     def getsockopt(self, sock: Sock, level: int, name: int, call: Pending | None = None) -> object:
         """The option's value, or ASKED: the call is answered when tcp tells (TCP_INFO,
         and TCP_MAXSEG of a connection: the MSS it sends with)."""
@@ -100,6 +123,14 @@ class SocketOptions:
             raise OSError(errno.EOPNOTSUPP, "Operation not supported")    # ip_getsockopt's answer to SOL_TCP
         if level == ksock.IPPROTO_IP and sock.type == ksock.SOCK_RAW and name == ksock.IP_HDRINCL:
             return int(sock.hdrincl)
+        if level == ksock.IPPROTO_IPV6 and sock.family == ksock.AF_INET6:
+            if name == ksock.IPV6_V6ONLY:
+                return sock.tcpopts.get("v6only", 0)
+            if name == ksock.IPV6_UNICAST_HOPS:
+                return sock.tcpopts.get("ttl", DEFAULT_HOP_LIMIT)
+            if name == ksock.IPV6_TCLASS:
+                return sock.tcpopts.get("tos", 0)
+            raise OSError(errno.ENOPROTOOPT, "Protocol not available")
         if level != ksock.SOL_SOCKET:
             raise OSError(errno.ENOPROTOOPT, "Protocol not available")
         if name == ksock.SO_KEEPALIVE:

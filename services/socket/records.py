@@ -54,7 +54,8 @@ SOCK_FIELDS = ("id", "fd", "family", "type", "proto", "rcvbuf", "sndbuf", "laddr
                "reuseport")
 PENDING, REPLIED, REPLIED_RX, REPLIED_LOST = 0, 1, 2, 3      # a kept call's state
 _sock_values = operator.attrgetter(*SOCK_FIELDS)
-_FIELD_TYPES = tuple(str if f == "st" else dict if f == "tcpopts" else int for f in SOCK_FIELDS)   # bool is an int
+_FIELD_TYPES = tuple(str if f == "st" else dict if f == "tcpopts" else (int, bytes) if f in ("laddr", "raddr")
+                     else int for f in SOCK_FIELDS)   # bool is an int; IPv6 addresses are bytes
 
 
 class TableRecord(NamedTuple):

@@ -37,6 +37,44 @@ def ntoa(addr: int) -> str:
     return ksock.inet_ntop(ksock.AF_INET, addr.to_bytes(4, "big"))
 
 
+INET_FAMILIES = (ksock.AF_INET, ksock.AF_INET6)
+_V4_MAPPED = bytes(10) + b"\xff\xff"
+
+
+def aton6(addr: str) -> int | bytes:
+    """An AF_INET6 socket's address as the stack holds it: ``::`` is the wildcard 0, a
+    v4-mapped one (``::ffff:10.66.0.1``) the IPv4 int, any other 16 bytes. A ``%scope``
+    the client library appends for a scope id is checked and dropped: IPv6 runs on one
+    device, so a link-local address names the same neighbour whatever the scope."""
+    text, _, scope = addr.partition("%")
+    try:
+        if scope and not scope.isdigit():
+            raise ValueError(scope)
+        packed = ksock.inet_pton(ksock.AF_INET6, text)
+    except (OSError, ValueError):
+        raise OSError(errno.EINVAL, f"invalid IPv6 address {addr!r}") from None
+    if packed[:12] == _V4_MAPPED:
+        return int.from_bytes(packed[12:], "big")
+    return 0 if packed == bytes(16) else packed
+
+
+def ntoa6(addr: int | bytes, scope: int = 0) -> str:
+    """The text an AF_INET6 socket shows for ``addr``: IPv4 ones v4-mapped; a link-local one
+    with ``%scope`` (the device's index) for the client library's scope id."""
+    if type(addr) is int:
+        return "::" if addr == 0 else "::ffff:" + ntoa(addr)
+    text = ksock.inet_ntop(ksock.AF_INET6, addr)
+    return f"{text}%{scope}" if scope and addr[:2] == b"\xfe\x80" else text
+
+
+def sock_aton(sock: "Sock", addr: str) -> int | bytes:
+    return aton6(addr) if sock.family == ksock.AF_INET6 else aton(addr)
+
+
+def sock_ntoa(sock: "Sock", addr: int | bytes, scope: int = 0) -> str:
+    return ntoa6(addr, scope) if sock.family == ksock.AF_INET6 else ntoa(addr)
+
+
 def check_port(port: int) -> int:
     if not 0 <= port <= 0xFFFF:
         raise OSError(errno.EINVAL, "port must be 0-65535")
@@ -75,9 +113,9 @@ class Sock:
     proto: int
     rcvbuf: int
     sndbuf: int
-    laddr: int = 0
+    laddr: int | bytes = 0         # IPv4 as an int, IPv6 as 16 bytes (AF_INET6 sockets), 0 unset
     lport: int = 0
-    raddr: int = 0
+    raddr: int | bytes = 0
     rport: int = 0
     bound: bool = False
     binding: bool = False          # a bind is on its way to udp

@@ -57,6 +57,8 @@ for _name in dir(_k):
         globals()[_name] = getattr(_k, _name)
 # the ones this module uses itself, named so that readers (and linters) can see them
 AF_INET, AF_UNIX, SOCK_STREAM, SOCK_DGRAM, SOCK_RAW = _k.AF_INET, _k.AF_UNIX, _k.SOCK_STREAM, _k.SOCK_DGRAM, _k.SOCK_RAW
+AF_INET6 = _k.AF_INET6
+_INET = (AF_INET, AF_INET6)
 IPPROTO_TCP, IPPROTO_UDP, MSG_TRUNC = _k.IPPROTO_TCP, _k.IPPROTO_UDP, _k.MSG_TRUNC
 SOL_SOCKET, SO_LINGER, SO_REUSEADDR, SOMAXCONN = _k.SOL_SOCKET, _k.SO_LINGER, _k.SO_REUSEADDR, _k.SOMAXCONN
 SEND_CHUNK = 256 * 1024     # bytes per send call to the socket server
@@ -67,6 +69,8 @@ POST_LINGER_MS = 1000       # how long a closing DEALER keeps trying to deliver 
 EXIT_FLUSH_MS = 1000        # how long exit waits for the server to answer after the last posts
 AddressFamily, SocketKind, MsgFlag, AddressInfo = _k.AddressFamily, _k.SocketKind, _k.MsgFlag, _k.AddressInfo
 error, timeout, herror, gaierror = OSError, TimeoutError, _k.herror, _k.gaierror
+# AF_INET6 takes UDP only so far: programs read has_ipv6 as "TCP over IPv6 works too", so it stays
+# False until that is built (socket(AF_INET6, SOCK_STREAM) says so with EAFNOSUPPORT)
 has_ipv6 = False
 (inet_aton, inet_ntoa, inet_pton, inet_ntop, htons, ntohs, htonl, ntohl, gethostname, getservbyname,
  getservbyport, getprotobyname, CMSG_LEN, CMSG_SPACE, sethostname) = (
@@ -559,6 +563,40 @@ def _inet_addr(address: object) -> tuple[str, int]:
     return gethostbyname(host), port
 
 
+def _inet6_addr(address: object) -> tuple[str, int]:
+    """(host, port[, flowinfo[, scope_id]]) as the socket server takes it: the numeric
+    address, with ``%scope_id`` when one is given (in the tuple or as ``%name`` after it)."""
+    if not (isinstance(address, tuple) and 2 <= len(address) <= 4):
+        raise TypeError("AF_INET6 address must be a tuple (host, port[, flowinfo[, scopeid]])")
+    host, port, flowinfo, scope = (*address, 0, 0)[:4]
+    if not all(isinstance(v, int) for v in (port, flowinfo, scope)):
+        raise TypeError("'str' object cannot be interpreted as an integer")
+    if not 0 <= port <= 0xFFFF:
+        raise OverflowError("bind(): port must be 0-65535.")
+    if not 0 <= flowinfo <= 0xFFFFF:
+        raise OverflowError("flowinfo must be 0-1048575.")
+    if host in ("", "::"):
+        return "::", port
+    if host in ("localhost", "localhost.localdomain", "ip6-localhost"):
+        return "::1", port
+    text, _, name = str(host).partition("%")
+    try:
+        _k.inet_pton(_k.AF_INET6, text)
+    except OSError:
+        raise gaierror(_k.EAI_NONAME, "Name or service not known") from None
+    if name:
+        scope = int(name) if name.isdigit() else dict((n, i) for i, n in if_nameindex()).get(name, -1)
+        if scope < 0:
+            raise gaierror(_k.EAI_NONAME, "Name or service not known")
+    return (f"{text}%{scope}" if scope else text), port
+
+
+def _inet6_name(host: str, port: int) -> tuple[str, int, int, int]:
+    """The 4-tuple of an AF_INET6 name; the server writes a link-local one's scope after ``%``."""
+    text, _, scope = host.partition("%")
+    return text, port, 0, int(scope) if scope.isdigit() else 0
+
+
 def gethostbyname(host: str) -> str:
     """Numeric forms and localhost; mkstack has no resolver (no DNS traffic leaves it)."""
     if host in ("localhost", "localhost.localdomain"):
@@ -585,20 +623,34 @@ def getfqdn(name: str = "") -> str:
     return _k.gethostname() if name in ("", "0.0.0.0", "::") else name
 
 
-def getnameinfo(sockaddr: tuple[str, int], flags: int) -> tuple[str, str]:
+def getnameinfo(sockaddr: tuple, flags: int) -> tuple[str, str]:
+    if isinstance(sockaddr, tuple) and len(sockaddr) in (3, 4):
+        host, port = _inet6_addr(sockaddr)
+        return host, str(port)
     host, port = sockaddr
     return gethostbyname(host), str(port)
 
 
 def getaddrinfo(host: str | bytes | None, port: str | int | bytes | None, family: int = 0, type: int = 0,
                 proto: int = 0, flags: int = 0) -> list:
-    if family not in (0, AF_INET):
+    """Numeric hosts and localhost (mkstack has no resolver). IPv6 rows come for IPv6 literals
+    and for AF_INET6; for family 0 a name gives IPv4 rows only, as AF_INET6 takes only UDP."""
+    if family not in (0, AF_INET, AF_INET6):
         raise gaierror(_k.EAI_FAMILY, "ai_family not supported")
     if isinstance(host, bytes):
         host = host.decode("idna")
     if isinstance(port, bytes):
         port = port.decode()
-    if host is None:
+    literal6 = host is not None and ":" in host
+    if literal6 and family == AF_INET:
+        raise gaierror(_k.EAI_ADDRFAMILY, "Address family for hostname not supported")
+    if family == AF_INET6 or literal6:
+        family = AF_INET6
+        if host is None:
+            addr, scope = "::" if flags & _k.AI_PASSIVE else "::1", 0
+        else:
+            addr, _, _, scope = _inet6_name(*_inet6_addr((host, 0)))
+    elif host is None:
         addr = "0.0.0.0" if flags & _k.AI_PASSIVE else "127.0.0.1"
     else:
         addr = gethostbyname(host)
@@ -619,7 +671,8 @@ def getaddrinfo(host: str | bytes | None, port: str | int | bytes | None, family
     for kind, p, _ in kinds:
         if kind not in ports or (type and kind != type) or (proto and p != proto and type != SOCK_RAW):
             continue
-        out.append((AddressFamily.AF_INET, SocketKind(kind), p if not proto else proto, "", (addr, ports[kind])))
+        sockaddr = (addr, ports[kind], 0, scope) if family == AF_INET6 else (addr, ports[kind])
+        out.append((AddressFamily(family or AF_INET), SocketKind(kind), p if not proto else proto, "", sockaddr))
     if not out and len(ports) < len(kinds):
         raise gaierror(_k.EAI_SERVICE, "Servname not supported for ai_socktype")
     return out
@@ -765,7 +818,7 @@ class socket:
         self._timeout = timeout
         self._io_refs = 0
         # UDP: destinations a send reached without an error; later sends to them do not wait
-        self._sent_ok: set | None = set() if family == AF_INET and type == SOCK_DGRAM else None
+        self._sent_ok: set | None = set() if family in _INET and type == SOCK_DGRAM else None
         conn = _connection()
         self._notifier = conn.register(fd, sock_id, ver, mask, notifier)
         conn.objects[fd] = self
@@ -883,6 +936,8 @@ class socket:
     # -- names
     def _addr(self, address: object) -> tuple[str | bytes, int]:
         """An address as the socket server takes it: (host, port), or an AF_UNIX name."""
+        if self._family == AF_INET6:
+            return _inet6_addr(address)
         if self._family != AF_UNIX:
             return _inet_addr(address)
         if isinstance(address, (bytes, bytearray, memoryview)):
@@ -890,6 +945,8 @@ class socket:
         return os.fspath(address), 0  # type: ignore[call-overload]
 
     def _name(self, result: list) -> object:
+        if self._family == AF_INET6:
+            return _inet6_name(result[0], result[1])
         return result[0] if self._family == AF_UNIX else (result[0], result[1])
 
     def bind(self, address: tuple[str, int]) -> None:
@@ -989,7 +1046,7 @@ class socket:
     def _recv(self, bufsize: int, flags: int) -> tuple[bytes, object, int]:
         if bufsize < 0:
             raise ValueError("negative buffersize in recvfrom")
-        if not (self._family == AF_INET and self._type == SOCK_DGRAM):
+        if not (self._family in _INET and self._type == SOCK_DGRAM):
             if bufsize > WAITALL_MAX and flags & _k.MSG_WAITALL and self._type & SOCK_STREAM:
                 return self._recv_waitall(int(bufsize), int(flags))
             data, host, port, truelen = self._call(SYS_RECVFROM, int(bufsize), int(flags),  # type: ignore[misc]
@@ -1003,7 +1060,7 @@ class socket:
         held = conn.take_held(self._notifier.sock_id, bool(flags & _k.MSG_PEEK))
         if held is not None:
             data, host, port = held
-            return data[:bufsize], (host, port), len(data)
+            return data[:bufsize], self._peer(host, port), len(data)
         res = self._call(SYS_RECVFROM_MANY, int(bufsize), int(flags), self._timeout)
         data, host, port, truelen = res[:4]  # type: ignore[index]
         more = res[4] if len(res) > 4 else None  # type: ignore[arg-type]   # (not after a shutdown, say)
@@ -1029,6 +1086,8 @@ class socket:
     def _peer(self, host: object, port: int) -> object:
         if host is None:
             return None
+        if self._family == AF_INET6:
+            return _inet6_name(host, port)  # type: ignore[arg-type]
         return host if self._family == AF_UNIX else (host, port)
 
     def _recv_trunc(self, bufsize: int, flags: int) -> tuple[bytes, tuple[str, int] | None]:

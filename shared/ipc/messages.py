@@ -85,13 +85,14 @@ PMTUDISC_DONT, PMTUDISC_DO, PMTUDISC_WANT = 0, 1, 2   # IP_OUTPUT df (IP_MTU_DIS
                                                         # only on datagrams that need no fragmenting
 
 # -- udp <-> socket_server ---------------------------------------------------
-# addresses are IPv4 as ints; port 0 asks for an ephemeral port
+# addresses are IPv4 as ints, IPv6 as 16 bytes, 0 the wildcard; port 0 asks for an ephemeral port
+_IP = (int, bytes)
 UDP_BIND = _msg(0x401, "UDP_BIND", "socket_server -> udp: bind (or re-announce after a restart)",
-                req=int, sock=int, addr=int, port=int, flags=int)
+                req=int, sock=int, addr=_IP, port=int, flags=int)
 UDP_BOUND = _msg(0x402, "UDP_BOUND", "udp -> socket_server: bind result", req=int, sock=int, err=int,
-                 addr=int, port=int)
+                 addr=_IP, port=int)
 UDP_CONNECT = _msg(0x403, "UDP_CONNECT", "socket_server -> udp: set (or clear, addr 0) the remote end",
-                   sock=int, laddr=int, raddr=int, rport=int)
+                   sock=int, laddr=_IP, raddr=_IP, rport=int)
 UDP_UNBIND = _msg(0x404, "UDP_UNBIND", "socket_server -> udp: the socket is closed", sock=int)
 UDP_SEND = _msg(0x405, "UDP_SEND", "socket_server -> udp: [[sock, handle, daddr, dport, tos, ttl], ...] payload in skb",
                 items=list)
@@ -104,6 +105,7 @@ UDP_SYNCED = _msg(0x409, "UDP_SYNCED", "socket_server -> udp: every binding was 
 
 BIND_REUSEADDR, BIND_RESTORE, BIND_REUSEPORT = 1, 2, 4   # UDP_BIND / TCP_BIND flags (RESTORE: re-announced
 #                                                          after a restart)
+BIND_V6, BIND_V6ONLY = 8, 16     # UDP_BIND: an AF_INET6 socket (its wildcard takes IPv4 too), IPV6_V6ONLY set
 
 # -- application calls (client library -> socket_server) ---------------------
 # Every call is [code, req, ...]; the reply is [req, errno, result, readiness] where readiness

@@ -10,7 +10,12 @@ random point (RFC 6056 algorithm 1), so the next port is not guessable.
 Delivery follows Linux's compute_score: a socket whose local address,
 remote address and remote port match more specifically wins; among equals,
 the most recently bound one. Broadcasts go to every matching socket.
-Addresses are IPv4 as ints; 0 is the wildcard.
+Addresses are IPv4 as ints, IPv6 as 16 bytes; 0 is the wildcard. Which
+families a wildcard takes is the socket's: an AF_INET socket IPv4 only (V4),
+an AF_INET6 one both (DUAL: IPv4 arrives as v4-mapped addresses) or, with
+IPV6_V6ONLY, IPv6 only (V6). Two bindings overlap where both their families
+and their addresses do, so [::]:53 (dual) and 0.0.0.0:53 collide, as in Linux,
+and a v6-only one does not.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import random
 from dataclasses import dataclass
 
 BROADCAST = 0xFFFFFFFF
+V4, V6, DUAL = 1, 2, 3         # the families a socket takes, as a mask
 
 
 @dataclass(slots=True)
@@ -32,10 +38,23 @@ class UdpSock:
     raddr: int = 0
     rport: int = 0
     reuseport: bool = False
+    fam: int = V4
+
+    @property
+    def takes(self) -> int:
+        """The families it receives: a specific address fixes it."""
+        return self.fam if not self.laddr else family_of(self.laddr)
 
 
-def flow_hash(saddr: int, sport: int, daddr: int, dport: int) -> int:
-    """The same for every packet of a flow (ints hash to themselves: stable across runs)."""
+def family_of(addr: int | bytes) -> int:
+    return V6 if type(addr) is bytes else V4
+
+
+def flow_hash(saddr: int | bytes, sport: int, daddr: int | bytes, dport: int) -> int:
+    """The same for every packet of a flow (ints hash to themselves, stable across runs,
+    where bytes would not: IPv6 addresses are hashed as ints)."""
+    if type(saddr) is bytes:
+        saddr, daddr = int.from_bytes(saddr, "big"), int.from_bytes(daddr, "big")
     return hash((saddr, sport, daddr, dport)) & 0xFFFFFFFF
 
 
@@ -50,15 +69,16 @@ class PortTable:
         self._order = 0
         self._rng = rng or random.SystemRandom()
 
-    def _conflicts(self, addr: int, port: int, reuse: bool, reuseport: bool = False) -> bool:
+    def _conflicts(self, addr: int | bytes, port: int, reuse: bool, reuseport: bool = False, fam: int = V4) -> bool:
+        takes = fam if not addr else family_of(addr)
         for s in self.by_port.get(port, ()):
-            overlap = s.laddr == 0 or addr == 0 or s.laddr == addr
+            overlap = s.takes & takes and (s.laddr == 0 or addr == 0 or s.laddr == addr)
             if overlap and not (reuse and s.reuse) and not (reuseport and s.reuseport):
                 return True
         return False
 
-    def bind(self, sock: int, addr: int, port: int, reuse: bool = False,
-             reuseport: bool = False) -> tuple[int, int, int]:
+    def bind(self, sock: int, addr: int | bytes, port: int, reuse: bool = False,
+             reuseport: bool = False, fam: int = V4) -> tuple[int, int | bytes, int]:
         """Returns (errno, addr, port); errno 0 on success."""
         if sock in self.socks:
             return errno.EINVAL, 0, 0
@@ -71,23 +91,23 @@ class PortTable:
             start = self._rng.randrange(span)
             for i in range(span):
                 cand = self.lo + (start + i) % span
-                if not self._conflicts(addr, cand, reuse):
+                if not self._conflicts(addr, cand, reuse, fam=fam):
                     port = cand
                     break
             else:
                 return errno.EADDRINUSE, 0, 0
-        elif self._conflicts(addr, port, reuse, reuseport):
+        elif self._conflicts(addr, port, reuse, reuseport, fam):
             return errno.EADDRINUSE, 0, 0
         self._order += 1
-        s = UdpSock(sock, addr, port, reuse, self._order, reuseport=reuseport)
+        s = UdpSock(sock, addr, port, reuse, self._order, reuseport=reuseport, fam=fam)
         self.socks[sock] = s
         self.by_port.setdefault(port, []).append(s)
         return 0, addr, port
 
-    def restore(self, sock: int, addr: int, port: int, reuse: bool, raddr: int = 0, rport: int = 0,
-                reuseport: bool = False) -> int:
+    def restore(self, sock: int, addr: int | bytes, port: int, reuse: bool, raddr: int | bytes = 0, rport: int = 0,
+                reuseport: bool = False, fam: int = V4) -> int:
         """Re-enter a binding the socket layer already holds (after a restart of udp)."""
-        e, _, _ = self.bind(sock, addr, port, reuse, reuseport)
+        e, _, _ = self.bind(sock, addr, port, reuse, reuseport, fam)
         if e == 0:
             self.connect(sock, addr, raddr, rport)
         return e
@@ -125,9 +145,10 @@ class PortTable:
             score += 4
         return score
 
-    def lookup(self, saddr: int, sport: int, daddr: int, dport: int) -> list[int]:
+    def lookup(self, saddr: int | bytes, sport: int, daddr: int | bytes, dport: int) -> list[int]:
         """Sockets that receive a datagram: the best one, or all for a broadcast."""
-        cands = self.by_port.get(dport, ())
+        fam = family_of(daddr)
+        cands = [s for s in self.by_port.get(dport, ()) if s.takes & fam]
         if daddr in self.broadcasts:
             return [s.sock for s in cands if (not s.laddr or s.laddr == daddr)
                     and (not s.raddr or s.raddr == saddr) and (not s.rport or s.rport == sport)]

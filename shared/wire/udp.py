@@ -15,7 +15,7 @@ import struct
 from dataclasses import dataclass
 
 from shared.wire import WireError
-from shared.wire.checksum import ones_sum, pseudo_header_sum
+from shared.wire.checksum import ones_sum, pseudo_header_sum, pseudo_header_sum6
 from shared.wire.ipv4 import IPPROTO_UDP
 
 UDP_HLEN = 8
@@ -32,7 +32,8 @@ class UdpHeader:
 
 
 def parse_udp(buf: memoryview | bytes, src: bytes, dst: bytes, verify: bool = True) -> tuple[UdpHeader, memoryview]:
-    """Check length and checksum (RFC 1122 4.1.3.4: a zero checksum means none);
+    """Check length and checksum (RFC 1122 4.1.3.4: a zero checksum means none, over
+    IPv4; over IPv6, 16-byte ``src`` and ``dst``, it is required, RFC 8200 8.1);
     ``verify=False`` for datagrams the kernel flagged as carrying a partial checksum."""
     n = len(buf)
     if n < UDP_HLEN:
@@ -41,7 +42,12 @@ def parse_udp(buf: memoryview | bytes, src: bytes, dst: bytes, verify: bool = Tr
     if length < UDP_HLEN or length > n:
         raise WireError(f"[UDP] length field {length} in a {n}-byte datagram")
     mv = memoryview(buf)[:length]
-    if verify and csum and ones_sum(mv, pseudo_header_sum(src, dst, IPPROTO_UDP, length)) != 0xFFFF:
+    if len(src) == 16:
+        if csum == 0:
+            raise WireError("[UDP] zero checksum over IPv6")
+        if verify and ones_sum(mv, pseudo_header_sum6(src, dst, IPPROTO_UDP, length)) != 0xFFFF:
+            raise WireError("[UDP] bad checksum")
+    elif verify and csum and ones_sum(mv, pseudo_header_sum(src, dst, IPPROTO_UDP, length)) != 0xFFFF:
         raise WireError("[UDP] bad checksum")
     if dport == 0:
         raise WireError("[UDP] destination port 0")

@@ -1,7 +1,7 @@
 """Sends malformed frames into a TAP from the kernel side (run inside the peer namespace).
 
 usage: garbage.py DEV DST_MAC COUNT SEED [v6]   — prints how many frames of each kind were sent;
-with v6, malformed IPv6, ICMPv6 and Neighbor Discovery frames to fd66::2 (configs/ipv6.toml) instead.
+with v6, malformed IPv6, ICMPv6, Neighbor Discovery and UDP frames to fd66::2 (configs/ipv6.toml) instead.
 """
 
 import os
@@ -66,7 +66,17 @@ def ipv6_kinds(rng, eth6):
         return v6(hdrs[0], hdrs[1] + rng.randbytes(8))
 
     def unknown_next_header():
-        return v6(rng.choice([6, 17, 99, 253]), rng.randbytes(rng.randrange(0, 64)))
+        return v6(rng.choice([6, 99, 253]), rng.randbytes(rng.randrange(0, 64)))
+
+    def bad_udp6():
+        """UDP over IPv6 that udp must drop: short, a length past the packet, a zero (forbidden
+        over IPv6) or wrong checksum."""
+        body = rng.randbytes(rng.randrange(0, 40))
+        how = rng.randrange(4)
+        if how == 0:
+            return v6(17, rng.randbytes(rng.randrange(0, 8)))
+        length = 8 + len(body) + (rng.randrange(1, 100) if how == 1 else 0)
+        return v6(17, struct.pack("!HHHH", 40000, 7, length, 0 if how == 2 else rng.randrange(1, 65536)) + body)
 
     def v6_fragment():
         return v6(44, bytes((58, 0)) + struct.pack("!HI", rng.randrange(0, 200) << 3 | 1, rng.randrange(1 << 32))
@@ -76,7 +86,7 @@ def ipv6_kinds(rng, eth6):
         return v6(58, icmp6(128, 0, rng.randbytes(8)), d=bytes.fromhex("fd67" + "00" * 13 + "02"))
 
     return [random_v6_header, v6_wrong_length, bad_icmp6_checksum, bad_neighbor_discovery, bad_extension_chain,
-            unknown_next_header, v6_fragment, not_ours]
+            unknown_next_header, bad_udp6, v6_fragment, not_ours]
 
 
 def main() -> None:

@@ -1,18 +1,23 @@
-"""IPv6's first step against the kernel: ping -6 to mkstack's global and link-local
-addresses through Neighbor Discovery both ways, what is not built yet refused with a
-Parameter Problem, and a killed ip that comes back answering (configs/ipv6.toml)."""
+"""IPv6 against the kernel (configs/ipv6.toml): ping -6 to mkstack's global and link-local
+addresses through Neighbor Discovery both ways, UDP over IPv6 both ways (a dual-stack server
+on mkstack, a client on mkstack, fragments, ICMPv6 errors, kills of udp and the socket
+server), what is not built yet refused with a Parameter Problem, a killed ip that comes
+back answering, and malformed frames counted."""
 
 import json
 import os
 import re
+import subprocess
+import sys
 import time
 
 import pytest
 
-from tests.system.conftest import ROOT, _running
+from tests.system.conftest import ROOT, _running, start_on_mkstack
 
 IPV6_CONFIG = os.path.join(ROOT, "configs", "ipv6.toml")
-GLOBAL, LINK_LOCAL = "fd66::2", "fe80::6d:6bff:fe00:2"
+APPS = os.path.join(ROOT, "tests", "system", "apps")
+GLOBAL, LINK_LOCAL, PEER6 = "fd66::2", "fe80::6d:6bff:fe00:2", "fd66::1"
 
 
 @pytest.fixture(scope="module")
@@ -46,16 +51,83 @@ def test_ping6_global_and_link_local_through_neighbor_discovery(stack6):
 
 
 def test_what_is_not_built_yet_is_refused_with_a_parameter_problem(stack6):
-    """UDP over IPv6 (AF_INET6 sockets are not built): the kernel's datagram gets ICMPv6
-    Parameter Problem 'unrecognized next header' pointing at the next-header field."""
+    """An upper layer mkstack has no IPv6 service for (here 253, experimental; TCP too, until it
+    is built): ICMPv6 Parameter Problem 'unrecognized next header' pointing at the next-header field."""
     probe = ("import socket; r = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6); "
-             "r.settimeout(2); u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); "
-             f"u.sendto(b'x', ('{GLOBAL}', 9)); m = r.recvfrom(2000)[0]\n"
+             "r.settimeout(2); u = socket.socket(socket.AF_INET6, socket.SOCK_RAW, 253); "
+             f"u.sendto(b'x', ('{GLOBAL}', 0)); m = r.recvfrom(2000)[0]\n"
              "while m[0] != 4: m = r.recvfrom(2000)[0]   # past the neighbour advertisement\n"
              "print(m[0], m[1], int.from_bytes(m[4:8], 'big'))")
     before = stack6.stats()["ip"].get("Ip6InUnknownProtos", 0)
     assert stack6.peer("python3", "-c", probe).stdout.split() == ["4", "1", "6"]
     assert stack6.stats()["ip"]["Ip6InUnknownProtos"] == before + 1
+
+
+ECHO_PROBE = """
+import json, socket, sys
+out = {}
+for name, family, addr in (("v6", socket.AF_INET6, ("%(g)s", %(port)d)), ("v4", socket.AF_INET, ("%(v4)s", %(port)d)),
+                           ("link", socket.AF_INET6, ("%(ll)s%%tap0", %(port)d))):
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    s.settimeout(2)
+    s.sendto(name.encode(), addr)
+    data, src = s.recvfrom(100)
+    out[name] = [data.decode(), src[0], src[1]]
+print(json.dumps(out))
+"""
+
+
+def echo_probe(stack, port: int) -> dict:
+    code = ECHO_PROBE % {"g": GLOBAL, "v4": stack.addr, "ll": LINK_LOCAL, "port": port}
+    return json.loads(stack.peer("python3", "-c", code).stdout.strip().splitlines()[-1])
+
+
+def test_udp_over_ipv6_to_a_dual_stack_server_byte_exact_up_to_65527_bytes_and_through_kills(stack6):
+    """A stdlib echo server on mkstack bound to [::] (dual stack, as Linux's default): the kernel's
+    datagrams of 1-65,527 bytes come back byte-exact (fragmented both ways), IPv4 reaches the same
+    socket, a link-local address answers from itself; killing udp and then the socket server keeps
+    the binding and its family."""
+    ip0 = stack6.stats()["ip"]
+    server = start_on_mkstack(stack6, os.path.join(APPS, "udp_echo.py"), "::", "9996")
+    try:
+        out = stack6.peer("python3", os.path.join(APPS, "udp_stress.py"), GLOBAL, "9996", "60", "6",
+                          timeout=300).stdout
+        r = json.loads(out.strip().splitlines()[-1])
+        assert r["ok"] == 60 and r["retries"] <= 3, r
+        ip = stack6.stats()["ip"]
+        assert ip["Ip6ReasmOKs"] > ip0.get("Ip6ReasmOKs", 0) and ip["Ip6FragOKs"] > ip0.get("Ip6FragOKs", 0)
+        want = {"v6": ["v6", GLOBAL, 9996], "v4": ["v4", stack6.addr, 9996], "link": ["link", LINK_LOCAL, 9996]}
+        assert echo_probe(stack6, 9996) == want
+        for victim in ("udp", "socket_server"):
+            stack6.kill_when_running(victim)
+            stack6.wait_running(victim)
+            assert echo_probe(stack6, 9996) == want, victim
+    finally:
+        server.kill()
+        server.wait()
+    rows = [r for r in stack6.launcher("netstat").stdout.splitlines() if "9996" in r]
+    assert rows == [], rows                          # the socket went with its program
+
+
+def test_mkstack_udp6_client_against_the_kernel_with_port_unreachable(stack6):
+    """An AF_INET6 client on mkstack: 100 echoes from the kernel's server, an autobound wildcard
+    name, and the kernel's ICMPv6 port unreachable as ECONNREFUSED on a connected socket only."""
+    server = stack6.peer_popen("python3", os.path.join(APPS, "udp_echo.py"), PEER6, "7000")
+    try:
+        assert server.stdout.readline().startswith("ready")
+        out = subprocess.run([sys.executable, os.path.join(ROOT, "launcher.py"), "--instance", stack6.instance,
+                              "-c", stack6.config, "run", "--", "python", os.path.join(APPS, "udp_client.py"),
+                              PEER6, "7000", "7001"], capture_output=True, text=True, timeout=120).stdout
+    finally:
+        server.kill()
+        server.wait()
+    r = json.loads(out.strip().splitlines()[-1])
+    assert r["echoed"] == 100
+    assert r["local"][0] == "::" and 32768 <= r["local"][1] <= 60999
+    assert r["peer"] == [PEER6, 7001, 0, 0]
+    assert r["connected"] == f"ConnectionRefusedError {111}"
+    assert r["unconnected"] == "TimeoutError"
+    assert stack6.stats()["udp"]["Udp6IcmpErrors"] >= 1
 
 
 def test_fragmented_echoes_both_ways_up_to_65000_bytes(stack6):
@@ -108,5 +180,6 @@ def test_10000_malformed_ipv6_frames_are_each_counted_and_nothing_restarts(stack
     assert ip["Ip6InReceives"] - before >= entered   # every one that entered reached ip and was counted there
     for counter in ("Ip6InHdrErrors", "Ip6InAddrErrors", "Ip6InUnknownProtos", "Ip6ReasmFails", "Icmp6InErrors"):
         assert ip[counter] > 0, (counter, ip)
+    assert stack6.stats()["udp"]["UdpInErrors"] > 0          # UDP over IPv6 that udp parsed and dropped
     out = stack6.peer("ping", "-6", "-c", "10", "-i", "0.05", GLOBAL).stdout
     assert lost(out) == 0, out

@@ -1,6 +1,6 @@
 """Stop-and-wait UDP echo client: udp_stress.py ADDR PORT COUNT SEED -> one JSON line.
 
-Sizes are random from 1 to 65507; every echo must be byte-exact. A datagram
+Sizes are random from 1 to 65507 (65527 to an IPv6 ADDR); every echo must be byte-exact. A datagram
 that gets no echo within 1 s is sent again (UDP may lose) and counted.
 """
 import json
@@ -12,13 +12,15 @@ import time
 
 addr, port, count, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 rng = random.Random(seed)
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+top = 65527 if family == socket.AF_INET6 else 65507       # 65535 less the UDP header (and IPv4's)
+s = socket.socket(family, socket.SOCK_DGRAM)
 s.settimeout(1.0)
 ok = retries = mismatches = nbytes = 0
 small_rtts = []
 t0 = time.monotonic()
 for i in range(count):
-    n = rng.choice([rng.randrange(1, 1473), rng.randrange(1473, 65508), 65507, 1])
+    n = rng.choice([rng.randrange(1, 1473), rng.randrange(1473, top + 1), top, 1])
     data = rng.randbytes(n)
     for attempt in range(5):
         t = time.monotonic()

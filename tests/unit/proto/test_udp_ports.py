@@ -1,6 +1,6 @@
 import errno
 
-from shared.proto.udp import PortTable
+from shared.proto.udp import DUAL, V4, V6, PortTable
 
 A, B = 0x0A420002, 0x0A430002          # two local addresses
 PEER, PEER2 = 0x0A420001, 0x0A420009
@@ -101,3 +101,52 @@ def test_reuseport_group_shares_a_port_and_splits_flows():
     assert all(t.lookup(99, 1234, 10, 5000) == t.lookup(99, 1234, 10, 5000) for _ in range(5))
     t.unbind(1)
     assert {t.lookup(99, sport, 10, 5000)[0] for sport in range(1000, 1064)} == {2}
+
+
+# -- IPv6 beside IPv4 -----------------------------------------------------------------
+G6, PEER6 = bytes.fromhex("fd66" + "00" * 13 + "02"), bytes.fromhex("fd66" + "00" * 13 + "01")
+
+
+def table6():
+    return PortTable((40000, 40009), local={A, B, G6}, broadcasts={BCAST})
+
+
+def test_a_dual_stack_wildcard_overlaps_ipv4_and_a_v6only_one_does_not():
+    t = table6()
+    assert t.bind(1, 0, 53, fam=DUAL) == (0, 0, 53)
+    assert t.bind(2, 0, 53, fam=V4)[0] == errno.EADDRINUSE     # [::]:53 takes IPv4 too, as Linux
+    assert t.bind(3, A, 53, fam=V4)[0] == errno.EADDRINUSE
+    assert t.bind(4, G6, 53, fam=V6)[0] == errno.EADDRINUSE
+    assert t.bind(5, 0, 54, fam=V6) == (0, 0, 54)              # IPV6_V6ONLY
+    assert t.bind(6, 0, 54, fam=V4) == (0, 0, 54)
+    assert t.bind(7, G6, 54, fam=DUAL)[0] == errno.EADDRINUSE   # inside the v6-only wildcard
+    assert t.bind(8, A, 55, fam=V4) == (0, A, 55)
+    assert t.bind(9, G6, 55, fam=DUAL) == (0, G6, 55)          # a specific IPv6 address leaves IPv4 alone
+    assert t.bind(10, bytes.fromhex("fd67" + "00" * 14), 56, fam=V6)[0] == errno.EADDRNOTAVAIL
+
+
+def test_each_family_reaches_only_the_sockets_that_take_it():
+    t = table6()
+    t.bind(1, 0, 53, fam=V4)
+    t.bind(2, 0, 53, fam=V6)
+    assert t.lookup(PEER, 1000, A, 53) == [1]
+    assert t.lookup(PEER6, 1000, G6, 53) == [2]
+    t.bind(3, 0, 54, fam=DUAL)
+    assert t.lookup(PEER, 1000, A, 54) == [3]                  # IPv4 to a dual-stack socket
+    assert t.lookup(PEER6, 1000, G6, 54) == [3]
+    t.bind(4, G6, 55, fam=DUAL)
+    assert t.lookup(PEER, 1000, A, 55) == []                   # bound to an IPv6 address: IPv6 only
+    t.connect(3, G6, PEER6, 7)
+    assert t.lookup(PEER6, 7, G6, 54) == [3] and t.lookup(PEER6, 8, G6, 54) == []
+    assert t.lookup(PEER, 7, A, 54) == []                      # connected over IPv6 now
+    assert t.find_sender(G6, 54, PEER6, 7).sock == 3
+
+
+def test_a_reuseport_group_of_ipv6_sockets_splits_flows_the_same_way_each_time():
+    t = table6()
+    for sock in (1, 2, 3):
+        assert t.bind(sock, 0, 53, reuseport=True, fam=V6)[0] == 0
+    peers = [bytes.fromhex("fd66" + "00" * 12 + f"{i:04x}") for i in range(1, 40)]
+    first = [t.lookup(p, 1000, G6, 53) for p in peers]
+    assert {s for [s] in first} == {1, 2, 3}
+    assert [t.lookup(p, 1000, G6, 53) for p in peers] == first

@@ -40,8 +40,8 @@ class Host(SocketCore):
 
     name = "socket_server"
 
-    def __init__(self, tmp_path) -> None:
-        self.cfg = load(os.path.join(ROOT, "configs", "default.toml"))
+    def __init__(self, tmp_path, config: str = "default.toml") -> None:
+        self.cfg = load(os.path.join(ROOT, "configs", config))
         self.instance = f"coretest{os.getpid()}x{next(_instances)}"
         self.rundir = None
         self.log = logging.getLogger("socket-core-test")
@@ -71,7 +71,7 @@ class Host(SocketCore):
     def unwatch_fd(self, fd: int) -> None:
         self.watched.pop(fd, None)
 
-    def skb_items(self, items: list, width: int, handle_at: int):
+    def skb_items(self, items: list, width: int, handle_at: int, addrs: tuple = ()):
         for item in items:
             yield item, self.pool.take(item[handle_at])
 
@@ -164,7 +164,21 @@ def host(tmp_path):
 
 
 @pytest.fixture
+def host6(tmp_path):
+    """A socket core on configs/ipv6.toml: fd66::2/64 and a link-local address on tap0."""
+    h = Host(tmp_path, "ipv6.toml")
+    yield h
+    h.close()
+
+
+@pytest.fixture
 def app(host):
     """A client of ``host``: this test process, root."""
     c = host.new_client(os.urandom(12).hex().encode(), os.getpid(), 0)
     return Caller(host, c.cid)
+
+
+@pytest.fixture
+def app6(host6):
+    c = host6.new_client(os.urandom(12).hex().encode(), os.getpid(), 0)
+    return Caller(host6, c.cid)

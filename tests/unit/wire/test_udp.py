@@ -55,3 +55,36 @@ def test_errors():
 def test_trailing_bytes_beyond_length_are_ignored():
     hdr, data = parse_udp(GOLDEN + b"pad", SRC, DST)
     assert bytes(data) == b"hello"
+
+
+# -- over IPv6 (RFC 8200 8.1) ---------------------------------------------------------
+SRC6, DST6 = bytes.fromhex("fd66" + "00" * 13 + "01"), bytes.fromhex("fd66" + "00" * 13 + "02")
+
+
+def with_csum6(dgram: bytes) -> bytes:
+    """The checksum over RFC 8200's pseudo-header, written out byte by byte here."""
+    b = bytearray(dgram)
+    b[6:8] = b"\0\0"
+    pseudo = SRC6 + DST6 + len(b).to_bytes(4, "big") + bytes((0, 0, 0, 17))
+    c = ~ones_sum(pseudo + bytes(b) + (b"\0" if len(b) % 2 else b"")) & 0xFFFF
+    b[6:8] = (c or 0xFFFF).to_bytes(2, "big")
+    return bytes(b)
+
+
+def test_over_ipv6_the_checksum_covers_the_ipv6_pseudo_header():
+    dgram = with_csum6(bytes.fromhex("9c40" "270f" "000d" "0000") + b"hello")
+    hdr, data = parse_udp(dgram, SRC6, DST6)
+    assert (hdr.sport, hdr.dport, hdr.length, bytes(data)) == (40000, 9999, 13, b"hello")
+    with pytest.raises(WireError, match="checksum"):
+        parse_udp(dgram, SRC6, bytes.fromhex("fd66" + "00" * 13 + "03"))     # another destination
+    with pytest.raises(WireError, match="checksum"):
+        parse_udp(dgram, SRC, DST)                                          # IPv4's pseudo-header
+
+
+def test_a_zero_checksum_means_none_over_ipv4_and_is_refused_over_ipv6():
+    dgram = bytes.fromhex("9c40" "270f" "000d" "0000") + b"hello"
+    assert bytes(parse_udp(dgram, SRC, DST)[1]) == b"hello"
+    with pytest.raises(WireError, match="zero checksum"):
+        parse_udp(dgram, SRC6, DST6)
+    with pytest.raises(WireError, match="zero checksum"):
+        parse_udp(dgram, SRC6, DST6, verify=False)        # even when the device vouched for the rest
