@@ -11,7 +11,7 @@ persistent (TUNSETPERSIST), so a restarted driver re-attaches and the kernel
 side keeps its configuration.
 
 Offloads (``[driver] offload``, off when ip forwards): the TAP is attached with
-IFF_VNET_HDR and TUNSETOFFLOAD(CSUM | TSO4), so the kernel hands over TCP
+IFF_VNET_HDR and TUNSETOFFLOAD(CSUM | TSO4 | TSO6), so the kernel hands over TCP
 segments of up to 64 KB as one frame (what GRO would build) with the checksum
 left partial; the skb is marked CSUM_VALID and travels the stack whole. Each
 frame read or written carries a 10-byte virtio_net_hdr in front.
@@ -31,16 +31,17 @@ from shared import netns
 from shared.ipc.messages import DEV_CARRIER, DEV_XMIT, NETIF_RX
 from shared.skb import CSUM_PARTIAL, CSUM_VALID, NoBuffers, Skb
 from shared.wire.ethernet import ETH_HLEN
+from shared.wire.ipv6 import IPV6_HLEN
 
 RX_HEADROOM = 64
 VLAN_HLEN = 4
 TUNSETOFFLOAD = 0x400454D0
-TUN_F_CSUM, TUN_F_TSO4 = 0x01, 0x02
+TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6 = 0x01, 0x02, 0x04
 VNET_HLEN = 10                        # struct virtio_net_hdr
 VNET_F_NEEDS_CSUM, VNET_F_DATA_VALID = 0x01, 0x02
 MAX_FRAME = 65535 + ETH_HLEN + VLAN_HLEN
 NO_VNET = bytes(VNET_HLEN)            # outgoing frames: complete, no segmentation asked
-VNET_GSO_TCPV4 = 1
+VNET_GSO_TCPV4, VNET_GSO_TCPV6 = 1, 4
 _VNET = struct.Struct("=BBHHHH")      # flags, gso_type, hdr_len, gso_size, csum_start, csum_offset (host order)
 IPPROTO_TCP = 6
 
@@ -60,7 +61,7 @@ class Driver(Service):
             self.tap = pytun.TunTapDevice(name=self.dev.name, flags=flags)
         self.fd = self.tap.fileno()
         # the device's features follow its last attach: set (or clear) them every time
-        fcntl.ioctl(self.fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 if self.offload else 0)
+        fcntl.ioctl(self.fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 if self.offload else 0)
         self.vnet = bytearray(VNET_HLEN)
         self.overflow = bytearray(MAX_FRAME)  # the part of a large frame beyond a small slot
         os.set_blocking(self.fd, False)
@@ -150,11 +151,14 @@ class Driver(Service):
         if not skb.flags & CSUM_PARTIAL:
             return NO_VNET
         data = skb.data
-        l4 = ETH_HLEN + (data[ETH_HLEN] & 0xF) * 4
+        if data[12:14] == b"\x86\xdd":            # IPv6: ours carry no extension headers when offloaded
+            l4, proto, gso_type = ETH_HLEN + IPV6_HLEN, data[ETH_HLEN + 6], VNET_GSO_TCPV6
+        else:
+            l4, proto, gso_type = ETH_HLEN + (data[ETH_HLEN] & 0xF) * 4, data[ETH_HLEN + 9], VNET_GSO_TCPV4
         gso = skb.gso_size
-        if gso and data[ETH_HLEN + 9] == IPPROTO_TCP:
+        if gso and proto == IPPROTO_TCP:
             hdr_len = l4 + (data[l4 + 12] >> 4) * 4
-            return _VNET.pack(VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4, hdr_len, gso, l4, skb.csum_offset)
+            return _VNET.pack(VNET_F_NEEDS_CSUM, gso_type, hdr_len, gso, l4, skb.csum_offset)
         return _VNET.pack(VNET_F_NEEDS_CSUM, 0, 0, 0, l4, skb.csum_offset)
 
     def alloc_large(self, n: int) -> Skb | None:

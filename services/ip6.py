@@ -30,6 +30,7 @@ and datagrams to multicast groups reach no socket (Ip6InDiscards).
 from __future__ import annotations
 
 import random
+import struct
 from dataclasses import dataclass
 
 import zmq
@@ -39,23 +40,24 @@ from shared.ipc.codec import encode
 from shared.ipc.messages import L4_ERR
 from shared.proto.neigh import Evicted, Overflow, Solicit, Unresolved
 from shared.proto.reassembly import Complete, Reassembler
-from shared.skb import CSUM_PARTIAL, NoBuffers, Skb
+from shared.skb import CSUM_PARTIAL, CSUM_VALID, NoBuffers, Skb
 from shared.wire import WireError
+from shared.wire.checksum import pseudo_header_sum6
 from shared.wire.ethernet import ETH_P_IPV6
 from shared.wire.icmp import ICMP_DEST_UNREACH, ICMP_PORT_UNREACH
 from shared.wire.icmpv6 import (ERROR_QUOTE_MAX, ICMPV6_DEST_UNREACH, ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST,
                                 ICMPV6_ERRORS, ICMPV6_PARAMPROB, ICMPV6_PORT_UNREACH, ICMPV6_TIME_EXCEED,
-                                ND_NEIGHBOR_ADVERT, ND_NEIGHBOR_SOLICIT, ND_ROUTER_ADVERT, ND_ROUTER_SOLICIT, Icmp6Header,
-                                NdMessage, emit_icmpv6, emit_neighbor_advert, emit_neighbor_solicit, parse_icmpv6,
-                                parse_nd)
+                                ND_NEIGHBOR_ADVERT, ND_NEIGHBOR_SOLICIT, ND_ROUTER_ADVERT, ND_ROUTER_SOLICIT,
+                                Icmp6Header, NdMessage, emit_icmpv6, emit_neighbor_advert, emit_neighbor_solicit,
+                                parse_icmpv6, parse_nd)
 from shared.wire.ipv6 import (DEFAULT_HOP_LIMIT, IPV6_HLEN, NEXTHDR_FRAGMENT, NEXTHDR_ICMPV6, NEXTHDR_NONE,
                               PARAMPROB_HEADER, PARAMPROB_NEXTHDR, ExtChain, FragmentHeader, Ipv6Header,
                               ParameterProblem, emit_fragment_header, emit_ipv6, is_link_local, is_multicast,
                               multicast_mac, parse_ipv6, solicited_node, walk_extensions)
-from shared.wire.ipv4 import IPPROTO_UDP
+from shared.wire.ipv4 import IPPROTO_TCP, IPPROTO_UDP
 
-# the upper layers whose services take IPv6 (TCP comes with AF_INET6 stream sockets)
-TRANSPORTS6 = frozenset((IPPROTO_UDP,))
+# the upper layers whose services take IPv6
+TRANSPORTS6 = frozenset((IPPROTO_UDP, IPPROTO_TCP))
 ALL_NODES = bytes.fromhex("ff020000000000000000000000000001")
 ND_HOP_LIMIT = 255
 
@@ -341,8 +343,13 @@ class Ip6:
         ifc = self.ifaces[route[0]]
         src = src or route[1]
         if skb.flags & CSUM_PARTIAL:
-            # in Python: the TAP's offload reads an IPv4 header, and fragments need it whole anyway
-            self.finish_l4_csum(skb, src, dst, nh)
+            if ifc is self.lo or self.offload and (IPV6_HLEN + len(skb) <= ifc.mtu or skb.gso_size):
+                # the TAP finishes it (and cuts a TSO segment), or on lo nobody: the pseudo-header sum
+                struct.pack_into("!H", skb.data, skb.csum_offset, pseudo_header_sum6(src, dst, nh, len(skb)))
+                if ifc is self.lo:
+                    skb.flags = skb.flags | CSUM_VALID
+            else:
+                self.finish_l4_csum(skb, src, dst, nh)        # fragments: whole, here
         self.ip6_xmit(ifc, skb, src, dst, nh, hop_limit or DEFAULT_HOP_LIMIT, tclass)
 
     def ip6_send(self, ifc: Iface, src: bytes, dst: bytes, msg: bytes, hop_limit: int = DEFAULT_HOP_LIMIT,
@@ -371,7 +378,7 @@ class Ip6:
         back on lo, else in fragments if it does not fit the device's MTU (RFC 8200 4.5), to
         ``mac`` or to the neighbour resolved for ``dst``."""
         self.counters["Ip6OutRequests"] += 1
-        if IPV6_HLEN + len(skb) <= ifc.mtu:
+        if IPV6_HLEN + len(skb) <= ifc.mtu or skb.gso_size:       # a TSO segment is cut by the device
             emit_ipv6(Ipv6Header(src, dst, nh, len(skb), hop_limit, tclass), skb.push(IPV6_HLEN))
             frames = [skb]
         else:

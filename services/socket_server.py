@@ -23,7 +23,7 @@ from services.base import Service, main
 from services.socket import credentials
 from services.socket.core import SocketCore
 from services.socket.records import PENDING, REPLIED, REPLIED_RX, SocketState, SockRecord
-from services.socket.types import Client, Pending, Sock
+from services.socket.types import INET_FAMILIES, Client, Pending, Sock
 from shared import procfs
 from shared.bytequeue import ByteQueue
 from shared.ipc import endpoints
@@ -230,7 +230,7 @@ class SocketServer(SocketCore, Service):
                 self.tcp_reqs[req] = (self.socks[sid], None, what, msg)
         connecting = {sock.id for sock, _, what, _ in self.tcp_reqs.values() if what == "connect"}
         for sock in self.socks.values():
-            tcp = sock.stream and sock.family == ksock.AF_INET
+            tcp = sock.stream and sock.family in INET_FAMILIES
             if tcp and (sock.st == "connected" or sock.st == "connecting" and sock.id not in connecting):
                 self.conns[sock.conn] = sock
             elif sock.type == ksock.SOCK_DGRAM and sock.binding:   # its bind may or may not have happened:
@@ -281,7 +281,7 @@ class SocketServer(SocketCore, Service):
                 self.unix_names[sock.ukey] = sock
         self.socks[sock.id] = sock
         self.owned(sock, client.uid)
-        if sock.stream and sock.family == ksock.AF_INET:
+        if sock.stream and sock.family in INET_FAMILIES:
             self.charge_sent(sock, len(sock.sndkeep))
         for c, fd in [(sock.client, sock.fd), *sock.holders]:
             if fd >= 0:

@@ -25,23 +25,25 @@ import time
 import zmq
 
 from services.base import Service, main
-from services.routes import fib_from_config, local_addrs
+from services.routes import fib_from_config, local_addrs, local_addrs6, route6
 from services.tcp_conn import Conn, Listener
 from services.tcp_store import TcpStore
 from shared.ipc.codec import encode
-from shared.ipc.messages import (BIND_REUSEADDR, BIND_REUSEPORT, CLOSE_ABORT, CLOSE_SHUT_WR, IP_OUTPUT,
-                                 IP_REGISTER, L4_ERR, L4_RCV, LOWER_UP, PMTUDISC_DO, RMEM_MAX, TCP_ACCEPTED,
+from shared.ipc.messages import (BIND_REUSEADDR, BIND_REUSEPORT, BIND_V6, BIND_V6ONLY, CLOSE_ABORT, CLOSE_SHUT_WR,
+                                 IP_OUTPUT, IP_REGISTER, L4_ERR, L4_RCV, LOWER_UP, PMTUDISC_DO, RMEM_MAX, TCP_ACCEPTED,
                                  TCP_BIND, TCP_CLOSE, TCP_CONNECT, TCP_EVENTS, TCP_GETINFO, TCP_LISTEN, TCP_RCVD,
                                  TCP_RESYNC, TCP_SEND, TCP_SEND_URG, TCP_SETOPT)
 from shared.proto.tcp import seq as S
 from shared.proto.tcp import syncookie
 from shared.proto.tcp.info import tcp_info
 from shared.proto.tcp.tcb import Segment, State, Tcb, TcpConfig, reset_for, with_opts
-from shared.proto.udp import PortTable, flow_hash
+from shared.proto.udp import DUAL, V4, V6, PortTable, family_of, flow_hash
 from shared.skb import CSUM_PARTIAL, CSUM_VALID, NoBuffers, Skb
 from shared.wire import WireError
 from shared.wire.icmp import ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_PORT_UNREACH
+from shared.wire.icmpv6 import ICMPV6_DEST_UNREACH, ICMPV6_PORT_UNREACH
 from shared.wire.ipv4 import DEFAULT_TTL, IPPROTO_TCP
+from shared.wire.ipv6 import IPV6_HLEN
 from shared.wire.tcp import ACK, RST, SYN, TCP_CSUM_OFF, TcpHeader, emit_tcp, parse_tcp, tcp_hlen
 
 PASSIVE_BASE = 1 << 40        # conn ids tcp makes for accepted connections
@@ -53,6 +55,7 @@ DEFAULT_MTU, LOOPBACK_MTU = 1500, 65536
 
 
 # a connection's event counts (Tcb.stats) -> the stack's counters (TcpExt* as in /proc/net/netstat)
+ANY6 = bytes(16)            # the IPv6 wildcard as a key of ``listeners`` (IPv4's is 0)
 STAT_MIBS = (("fin_wait2_timeouts", "TcpExtFinWait2Timeouts"), ("ooo_dropped", "TcpExtTCPOFODrop"),
              ("challenge_acks", "TcpExtTCPChallengeACK"), ("acks_skipped", "TcpExtTCPACKSkipped"))
 
@@ -62,7 +65,8 @@ class Tcp(Service):
 
     def __init__(self) -> None:
         super().__init__()
-        self.local = {int.from_bytes(a, "big") for a in local_addrs(self.cfg, self.rundir)}
+        self.local6 = local_addrs6(self.cfg)
+        self.local = {int.from_bytes(a, "big") for a in local_addrs(self.cfg, self.rundir)} | set(self.local6)
         self.fib = fib_from_config(self.cfg, self.rundir)
         self.ports = PortTable(self.cfg.local_port_range, self.local)
         self.bound: dict[int, tuple[int, int]] = {}          # sock -> (addr, port)
@@ -83,6 +87,7 @@ class Tcp(Service):
         self.rcvd: list[Skb] = []     # segments of this turn: freed once its state is saved
         self.tcfg = TcpConfig(mss=min(d.mtu for d in self.cfg.devices) - 40,
                               tso=self.cfg.offload, **self.cfg.tcp)
+        self.tcfg6 = with_opts(self.tcfg, {"maxseg": self.tcfg.mss - 20})    # IPv6's header is 20 bytes longer
         self.now = time.monotonic()
         self.cookie_secret = self.load_cookie_secret()
         self.peer("ip")
@@ -210,7 +215,8 @@ class Tcp(Service):
             # the socket layer binds a socket once: this is its request again, after our restart
             self.result(req, sock, 0, *self.bound[sock])
             return
-        err, a, p = self.ports.bind(sock, addr, port, bool(flags & BIND_REUSEADDR), bool(flags & BIND_REUSEPORT))
+        fam = V4 if not flags & BIND_V6 else V6 if flags & BIND_V6ONLY else DUAL
+        err, a, p = self.ports.bind(sock, addr, port, bool(flags & BIND_REUSEADDR), bool(flags & BIND_REUSEPORT), fam)
         if err == 0:
             self.bound[sock] = (a, p)
             self.state.table_dirty = True
@@ -226,16 +232,18 @@ class Tcp(Service):
         self.state.table_dirty = True
         addr, port = self.bound[sock]
         grouped = self.reuseport(sock)
+        takes = self.takes(sock)
         for other in self.listener_of.values():
             la = other.laddr
-            if other.lport == port and other.sock != sock and (la == 0 or addr == 0 or la == addr) and \
-                    not (grouped and la == addr and self.reuseport(other.sock)):
+            if other.lport == port and other.sock != sock and self.takes(other.sock) & takes and (
+                    la == 0 or addr == 0 or la == addr) and not (grouped and la == addr and self.reuseport(other.sock)):
                 self.result(req, sock, errno.EADDRINUSE)
                 return
         lst = self.listener_of.get(sock)
         if lst is None:
             lst = Listener(sock, addr, port, 0, rcvbuf)
-            self.listeners.setdefault((addr, port), lst)     # the first of an SO_REUSEPORT group stands for it
+            for key in self.listen_keys(lst):
+                self.listeners.setdefault(key, lst)     # the first of an SO_REUSEPORT group stands for it
             self.listener_of[sock] = lst
         lst.backlog = max(1, min(backlog, SOMAXCONN))
         lst.rcvbuf = rcvbuf
@@ -248,22 +256,22 @@ class Tcp(Service):
             # the socket layer connects a socket once: its request again, after our restart
             self.result(req, sock, 0, c.laddr, c.lport)
             return
-        route = self.fib.lookup(raddr.to_bytes(4, "big"))
-        if route is None:
+        src = self.route_src(raddr)
+        if src is None:
             self.result(req, sock, errno.ENETUNREACH)
             return
         if sock not in self.bound:
-            err, a, p = self.ports.bind(sock, 0, 0)
+            err, a, p = self.ports.bind(sock, 0, 0, fam=family_of(raddr))
             if err:
                 self.result(req, sock, errno.EADDRNOTAVAIL)
                 return
             self.bound[sock] = (a, p)
         addr, port = self.bound[sock]
-        laddr = addr or int.from_bytes(route.src, "big")
+        laddr = addr or src
         if (laddr, port, raddr, rport) in self.conns:
             self.result(req, sock, errno.EADDRINUSE)
             return
-        tcfg = self.tcfg
+        tcfg = self.tcfg_for(raddr)
         if "maxseg" in opts and type(opts["maxseg"]) is int:
             tcfg = with_opts(tcfg, {"maxseg": opts["maxseg"]})      # the MSS option of our SYN
         tcb = Tcb.connect(tcfg, self.iss(), self.now, ts_offset=self.iss(), rcv_space=rcvbuf)
@@ -275,6 +283,19 @@ class Tcp(Service):
         self.result(req, sock, 0, laddr, port)
         self.counters["TcpActiveOpens"] += 1
         self.touch(c)
+
+    def takes(self, sock: int) -> int:
+        """The address families a bound socket receives (V4, V6 or both: shared/proto/udp.py)."""
+        b = self.ports.socks.get(sock)
+        return b.takes if b is not None else V4
+
+    def listen_keys(self, lst: Listener) -> list[tuple[int | bytes, int]]:
+        """Where ``listeners`` files a listener: by its address, or, bound to a wildcard, under
+        each family's wildcard it takes (0 for IPv4, ANY6 for IPv6)."""
+        if lst.laddr:
+            return [(lst.laddr, lst.lport)]
+        takes = self.takes(lst.sock)
+        return [key for fam, key in ((V4, (0, lst.lport)), (V6, (ANY6, lst.lport))) if takes & fam]
 
     def reuseport(self, sock: int) -> bool:
         b = self.ports.socks.get(sock)
@@ -294,22 +315,38 @@ class Tcp(Service):
             except (ValueError, TypeError):
                 self.counters["TcpBadOptions"] += 1
 
-    def pmtu(self, raddr: int) -> int:
-        """The MTU of the route to ``raddr`` (TCP_INFO's tcpi_pmtu)."""
+    def tcfg_for(self, raddr: int | bytes) -> TcpConfig:
+        """The configuration a connection with ``raddr`` starts from: over IPv6, an MSS 20 bytes smaller."""
+        return self.tcfg6 if type(raddr) is bytes else self.tcfg
+
+    def route_src(self, raddr: int | bytes) -> int | bytes | None:
+        """Our source address toward ``raddr`` (None: unreachable)."""
+        if type(raddr) is bytes:
+            r6 = route6(self.local6, raddr)
+            return r6[1] if r6 is not None else None
         route = self.fib.lookup(raddr.to_bytes(4, "big"))
+        return int.from_bytes(route.src, "big") if route is not None else None
+
+    def pmtu(self, raddr: int | bytes) -> int:
+        """The MTU of the route to ``raddr`` (TCP_INFO's tcpi_pmtu)."""
         mtus = {d.ifindex: d.mtu for d in self.cfg.devices}
+        if type(raddr) is bytes:
+            r6 = route6(self.local6, raddr)
+            return mtus.get(r6[0], LOOPBACK_MTU) if r6 is not None else DEFAULT_MTU
+        route = self.fib.lookup(raddr.to_bytes(4, "big"))
         return mtus.get(route.ifindex, LOOPBACK_MTU) if route is not None else DEFAULT_MTU
 
     def tcp_close(self, conn: int, how: int, off: int) -> None:
         lst = self.listener_of.pop(conn, None)
         if lst is not None:
             self.state.table_dirty = True
-            if self.listeners.get((lst.laddr, lst.lport)) is lst:
-                rest = self.group_of(lst)
-                if rest:
-                    self.listeners[(lst.laddr, lst.lport)] = rest[0]
-                else:
-                    del self.listeners[(lst.laddr, lst.lport)]
+            rest = self.group_of(lst)
+            for key in self.listen_keys(lst):
+                if self.listeners.get(key) is lst:
+                    if rest:
+                        self.listeners[key] = rest[0]
+                    else:
+                        del self.listeners[key]
             for cid in list(lst.embryonic):            # handshakes in progress die with it
                 c = self.by_id.get(cid)
                 if c is not None:
@@ -354,7 +391,10 @@ class Tcp(Service):
                 self.counters["TcpInCsumErrors"] += 1
             return
         self.counters["TcpInSegs"] += 1
-        saddr, daddr = int.from_bytes(src, "big"), int.from_bytes(dst, "big")
+        if len(src) == 16:
+            saddr, daddr = src, dst
+        else:
+            saddr, daddr = int.from_bytes(src, "big"), int.from_bytes(dst, "big")
         seg = Segment(hdr.seq, hdr.ack, hdr.flags, hdr.wnd, bytes(payload), hdr.opts, hdr.urg)
         c = self.conns.get((daddr, hdr.dport, saddr, hdr.sport))
         lst = None
@@ -392,7 +432,7 @@ class Tcp(Service):
     def listener_for(self, laddr: int, lport: int, raddr: int, rport: int) -> Listener | None:
         """The listener a new connection to laddr:lport from raddr:rport goes to (a
         SO_REUSEPORT group's member is picked by the flow's hash)."""
-        lst = self.listeners.get((laddr, lport)) or self.listeners.get((0, lport))
+        lst = self.listeners.get((laddr, lport)) or self.listeners.get((ANY6 if type(laddr) is bytes else 0, lport))
         if lst is not None and self.reuseport(lst.sock):
             group = [lst, *self.group_of(lst)]
             lst = group[flow_hash(raddr, rport, laddr, lport) % len(group)]
@@ -412,8 +452,8 @@ class Tcp(Service):
                 return
             self.cookie_synack(lst, syn, raddr, rport, laddr)
             return
-        tcb = Tcb.accept(self.tcfg, syn=syn, iss=self.iss() if iss is None else iss, now=self.now, ts_offset=self.iss(),
-                         rcv_space=lst.rcvbuf)
+        tcb = Tcb.accept(self.tcfg_for(raddr), syn=syn, iss=self.iss() if iss is None else iss, now=self.now,
+                         ts_offset=self.iss(), rcv_space=lst.rcvbuf)
         self.passive_open(lst, tcb, laddr, raddr, rport)
 
     def passive_open(self, lst: Listener, tcb: Tcb, laddr: int, raddr: int, rport: int) -> Conn:
@@ -428,8 +468,8 @@ class Tcp(Service):
         """Answer with a SYN-ACK whose ISN (and TSval) hold what we would have kept."""
         iss = syncookie.make(self.cookie_secret, laddr, lst.lport, raddr, rport, syn.seq, syn.opts.mss, self.now)
         syn = dataclasses.replace(syn, opts=syncookie.synack_options(syn.opts))
-        t = Tcb.accept(self.tcfg, syn=syn, iss=iss, now=self.now, rcv_space=lst.rcvbuf,
-                       ts_offset=self.cookie_ts_offset(laddr, lst.lport, raddr, rport))
+        t = Tcb.accept(self.tcfg_for(raddr), syn=syn, iss=iss, now=self.now,
+                       rcv_space=lst.rcvbuf, ts_offset=self.cookie_ts_offset(laddr, lst.lport, raddr, rport))
         synack = t.output[0]
         if synack.opts.ts is not None:
             marked = syncookie.mark_tsval(synack.opts.ts[0], syn.opts)
@@ -450,7 +490,7 @@ class Tcp(Service):
             self.counters["ListenOverflows"] += 1      # as Linux: the ACK is dropped, the peer retries
             return True
         sseq, flags, opts = syncookie.rebuild_syn(seg.seq, mss, seg.opts)
-        t = Tcb.accept(self.tcfg, syn=Segment(sseq, 0, flags, seg.wnd, b"", opts), iss=S.add(seg.ack, -1),
+        t = Tcb.accept(self.tcfg_for(raddr), syn=Segment(sseq, 0, flags, seg.wnd, b"", opts), iss=S.add(seg.ack, -1),
                        now=self.now, rcv_space=lst.rcvbuf,
                        ts_offset=self.cookie_ts_offset(laddr, lst.lport, raddr, rport))
         t.output.clear()                # the SYN-ACK went out long ago, from no state
@@ -486,8 +526,14 @@ class Tcp(Service):
             if not (isinstance(item, list) and len(item) == 4 and isinstance(item[3], bytes)):
                 continue
             type_, code, _, quoted = item
-            hlen = (quoted[0] & 0xF) * 4
-            laddr, raddr = int.from_bytes(quoted[12:16], "big"), int.from_bytes(quoted[16:20], "big")
+            if quoted and quoted[0] >> 4 == 6:                 # ICMPv6 about an IPv6 segment
+                hlen, laddr, raddr = IPV6_HLEN, quoted[8:24], quoted[24:40]
+                # as ICMP's: only port unreachable is hard (RFC 4443 3.1 code 4)
+                type_, code = (ICMP_DEST_UNREACH, ICMP_PORT_UNREACH) if (type_, code) == (
+                    ICMPV6_DEST_UNREACH, ICMPV6_PORT_UNREACH) else (-1, -1)
+            else:
+                hlen = (quoted[0] & 0xF) * 4
+                laddr, raddr = int.from_bytes(quoted[12:16], "big"), int.from_bytes(quoted[16:20], "big")
             lport = int.from_bytes(quoted[hlen:hlen + 2], "big")
             rport = int.from_bytes(quoted[hlen + 2:hlen + 4], "big")
             c = self.conns.get((laddr, lport, raddr, rport))
@@ -715,13 +761,15 @@ class Tcp(Service):
         reserved, bound, listeners = self.state.load_table()
         self.next_passive = max(self.next_passive, reserved)
         for sock, a, p, reuse, *more in bound:
-            if self.ports.bind(sock, a, p, reuse, bool(more and more[0]))[0] == 0:
+            fam = more[1] if len(more) > 1 else V4
+            if self.ports.bind(sock, a, p, reuse, bool(more and more[0]), fam)[0] == 0:
                 self.bound[sock] = (a, p)
         for sock, a, p, backlog, rcvbuf, pending in listeners:
             lst = Listener(sock, a, p, backlog, rcvbuf, pending)
-            self.listeners.setdefault((a, p), lst)
+            for key in self.listen_keys(lst):
+                self.listeners.setdefault(key, lst)
             self.listener_of[sock] = lst
-        conns, bad = self.state.load_conns(self.tcfg)
+        conns, bad = self.state.load_conns(self.tcfg)     # (the MSS a connection sends with is in its state)
         self.counters["TcpRestoreErrors"] += bad
         for head, tcb in conns:
             (cid, laddr, lport, raddr, rport, listener, origin, orphan, announced, eof_sent, snd_total, consumed,

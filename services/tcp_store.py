@@ -101,7 +101,7 @@ class TcpStore:
         next_id = tcp.next_passive
         if next_id >= self.ids_reserved:
             self.ids_reserved = next_id + ID_BLOCK
-        bound = [[sock, a, p, tcp.ports.socks[sock].reuse, tcp.ports.socks[sock].reuseport]
+        bound = [[sock, a, p, tcp.ports.socks[sock].reuse, tcp.ports.socks[sock].reuseport, tcp.ports.socks[sock].fam]
                  for sock, (a, p) in tcp.bound.items() if sock not in tcp.by_id and sock in tcp.ports.socks]
         listeners = [[lst.sock, lst.laddr, lst.lport, lst.backlog, lst.rcvbuf, lst.pending]
                      for lst in tcp.listener_of.values()]

@@ -107,6 +107,7 @@ class SocketCore(ClientTable, SocketOptions, DgramSockets, StreamSockets, TcpEve
         self.families = {(ksock.AF_INET, ksock.SOCK_STREAM): (STREAM_CALLS, self.stream_call),
                          (ksock.AF_INET, ksock.SOCK_DGRAM): (DGRAM_CALLS, self.dgram_call),
                          (ksock.AF_INET6, ksock.SOCK_DGRAM): (DGRAM_CALLS, self.dgram_call),
+                         (ksock.AF_INET6, ksock.SOCK_STREAM): (STREAM_CALLS, self.stream_call),
                          (ksock.AF_INET, ksock.SOCK_RAW): (RAW_CALLS, self.raw_call),
                          (ksock.AF_UNIX, ksock.SOCK_STREAM): unix, (ksock.AF_UNIX, ksock.SOCK_DGRAM): unix}
 
@@ -340,7 +341,7 @@ class SocketCore(ClientTable, SocketOptions, DgramSockets, StreamSockets, TcpEve
         sock = self.sock_of(client, f.fd)
         if (call.many or call.nowait) and not (sock.family in INET_FAMILIES and sock.type == ksock.SOCK_DGRAM):
             raise OSError(errno.EOPNOTSUPP, "Operation not supported")    # UDP only: reads ahead, sends unanswered
-        if call.resumed and sock.stream and sock.family == ksock.AF_INET and self.resume_stream(sock, call):
+        if call.resumed and sock.stream and sock.family in INET_FAMILIES and self.resume_stream(sock, call):
             return
         if call.resumed and code == SYS_BIND and sock.bound and sock.family in INET_FAMILIES:
             self.answer(call, 0, sock)           # its answer was lost with our restart
@@ -388,7 +389,7 @@ class SocketCore(ClientTable, SocketOptions, DgramSockets, StreamSockets, TcpEve
         if family in INET_FAMILIES and stype == ksock.SOCK_DGRAM:
             if proto not in (0, ksock.IPPROTO_UDP):
                 raise OSError(errno.EPROTONOSUPPORT, "Protocol not supported")
-        elif family == ksock.AF_INET and stype == ksock.SOCK_STREAM:
+        elif family in INET_FAMILIES and stype == ksock.SOCK_STREAM:
             if proto not in (0, ksock.IPPROTO_TCP):
                 raise OSError(errno.EPROTONOSUPPORT, "Protocol not supported")
         elif family == ksock.AF_INET and stype == ksock.SOCK_RAW:
@@ -398,7 +399,7 @@ class SocketCore(ClientTable, SocketOptions, DgramSockets, StreamSockets, TcpEve
         elif family == ksock.AF_INET:
             raise OSError(errno.ESOCKTNOSUPPORT, "Socket type not supported")
         elif family == ksock.AF_INET6:
-            raise OSError(errno.EAFNOSUPPORT, "mkstack: AF_INET6 takes only SOCK_DGRAM (UDP) sockets yet")
+            raise OSError(errno.EAFNOSUPPORT, "mkstack: AF_INET6 raw sockets are not supported yet")
         else:
             raise OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol")
         return self.new_sock(client, family, stype, proto).fd
@@ -407,7 +408,7 @@ class SocketCore(ClientTable, SocketOptions, DgramSockets, StreamSockets, TcpEve
         fd = self.new_fd(client)
         if family in INET_FAMILIES:
             proto = {ksock.SOCK_STREAM: ksock.IPPROTO_TCP, ksock.SOCK_DGRAM: ksock.IPPROTO_UDP}.get(stype, proto)
-        tcp = family == ksock.AF_INET and stype == ksock.SOCK_STREAM
+        tcp = family in INET_FAMILIES and stype == ksock.SOCK_STREAM
         rcvbuf, sndbuf = (self.cfg.tcp_rmem, self.cfg.tcp_wmem) if tcp else (self.cfg.socket_rcvbuf,
                                                                              self.cfg.socket_sndbuf)
         s = Sock(self.new_sock_id(client.uid), client, fd, family, stype, proto, rcvbuf, sndbuf)

@@ -16,12 +16,11 @@ import os
 import socket as ksock
 
 from services.routes import route6
-from services.socket.types import Pending, Sock, check_port, err, sock_aton, sock_ntoa
+from services.socket.types import Pending, Sock, check_port, err, host_text, inet_bind_flags, sock_aton, sock_ntoa
 from shared.ipc.codec import encode
-from shared.ipc.messages import (BIND_RESTORE, BIND_V6, BIND_V6ONLY, SYS_BIND, SYS_CLOSE, SYS_CONNECT,
+from shared.ipc.messages import (BIND_RESTORE, SYS_BIND, SYS_CLOSE, SYS_CONNECT,
                                  SYS_GETPEERNAME, SYS_RECVFROM, SYS_SENDTO, SYS_SHUTDOWN, UDP_BIND, UDP_CONNECT,
                                  UDP_SYNCED, UDP_UNBIND)
-from shared.proto import sockopt
 from shared.skb import NoBuffers, Skb
 from shared.wire.ipv4 import DEFAULT_TTL
 
@@ -30,11 +29,6 @@ MAX_UDP6_PAYLOAD = 65527          # no IP header inside IPv6's 16-bit payload le
 DGRAM_RMEM_MIN = 4096             # net.ipv4.udp_rmem_min: a socket's queue may hold this much whatever the total
 RECV_AHEAD_N, RECV_AHEAD_BYTES = 64, 256 * 1024   # datagrams a SYS_RECVFROM_MANY reply takes along, at most
 DGRAM_CALLS = frozenset((SYS_BIND, SYS_CONNECT, SYS_SENDTO, SYS_RECVFROM, SYS_GETPEERNAME, SYS_SHUTDOWN, SYS_CLOSE))
-
-
-def _host(sock: Sock, addr: int | bytes) -> str:
-    """An address as netstat shows it (IPv6 in brackets, as ss does)."""
-    return f"[{sock_ntoa(sock, addr)}]" if sock.family == ksock.AF_INET6 else sock_ntoa(sock, addr)
 
 
 class DgramSockets:
@@ -73,9 +67,7 @@ class DgramSockets:
         req = self.new_req()
         self.pending_binds[req] = sock
         sock.binding = not restore
-        flags = sockopt.bind_flags(sock.reuseaddr, sock.reuseport) | (BIND_RESTORE if restore else 0)
-        if sock.family == ksock.AF_INET6:
-            flags |= BIND_V6 | (BIND_V6ONLY if sock.tcpopts.get("v6only") else 0)
+        flags = inet_bind_flags(sock) | (BIND_RESTORE if restore else 0)
         self.udp_msg(encode(UDP_BIND, req, sock.id, addr, port, flags))
 
     def autobind(self, sock: Sock, call: Pending) -> bool:
@@ -343,8 +335,8 @@ class DgramSockets:
     def dgram_row(s: Sock) -> dict:
         """The socket's line in netstat."""
         return {"proto": "raw" if s.type == ksock.SOCK_RAW else "udp",
-                "local": f"{_host(s, s.laddr)}:{s.lport}" if s.bound else "*:*",
-                "remote": f"{_host(s, s.raddr)}:{s.rport}" if s.raddr else "*:*",
+                "local": f"{host_text(s, s.laddr)}:{s.lport}" if s.bound else "*:*",
+                "remote": f"{host_text(s, s.raddr)}:{s.rport}" if s.raddr else "*:*",
                 "state": "ESTAB" if s.raddr else ("UNCONN" if s.bound else "CLOSE"),
                 "recv_q": sum(len(e[0]) for e in s.rcvq), "send_q": 0,
                 "pid": s.client.pid, "fd": s.fd}

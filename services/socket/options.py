@@ -12,7 +12,7 @@ import socket as ksock
 import struct
 
 from services.socket import credentials
-from services.socket.types import Client, Pending, Sock
+from services.socket.types import INET_FAMILIES, Client, Pending, Sock
 from shared.ipc.codec import encode
 from shared.ipc.messages import RMEM_MAX, SIOCATMARK, SIOCINQ, SIOCOUTQ, TCP_GETINFO, TCP_SETOPT
 from shared.proto import sockopt
@@ -30,7 +30,7 @@ class SocketOptions:
         if level == ksock.IPPROTO_TCP and sock.stream and name == ksock.TCP_NODELAY:
             self.set_stream_opt(sock, "nodelay", int(value))
             return
-        if (level, name) in sockopt.KEYS and sock.family == ksock.AF_INET and sock.type != ksock.SOCK_RAW:
+        if (level, name) in sockopt.KEYS and sock.family in INET_FAMILIES and sock.type != ksock.SOCK_RAW:
             key, kept = sockopt.check(level, name, value, sock.stream, sock.tcpopts.get("tos", 0))
             if key == "tos" and kept != sock.tcpopts.get("tos", 0):
                 sock.tcpopts["priority"] = sockopt.tos_priority(kept)
@@ -116,10 +116,10 @@ class SocketOptions:
             if name == ksock.TCP_MAXSEG:
                 return sock.tcpopts.get("maxseg") or sockopt.TCP_MSS_DEFAULT
             return idle_info(STATE_LISTEN if sock.st == "listening" else STATE_CLOSE)
-        if (level, name) in sockopt.KEYS and sock.family == ksock.AF_INET and sock.type != ksock.SOCK_RAW and \
+        if (level, name) in sockopt.KEYS and sock.family in INET_FAMILIES and sock.type != ksock.SOCK_RAW and \
                 (sock.stream or level == ksock.IPPROTO_IP):
             return sockopt.current(sock.tcpopts, level, name, self.cfg.tcp.get("cc", TcpConfig.cc))
-        if level == ksock.IPPROTO_TCP and sock.family == ksock.AF_INET and not sock.stream:
+        if level == ksock.IPPROTO_TCP and sock.family in INET_FAMILIES and not sock.stream:
             raise OSError(errno.EOPNOTSUPP, "Operation not supported")    # ip_getsockopt's answer to SOL_TCP
         if level == ksock.IPPROTO_IP and sock.type == ksock.SOCK_RAW and name == ksock.IP_HDRINCL:
             return int(sock.hdrincl)

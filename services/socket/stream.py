@@ -14,7 +14,8 @@ import os
 import socket as ksock
 import time
 
-from services.socket.types import Pending, Sock, aton, check_port, err, ntoa
+from services.socket.types import (INET_FAMILIES, Pending, Sock, check_port, err, host_text, inet_bind_flags,
+                                   sock_aton, sock_ntoa)
 from shared.ipc.codec import encode
 from shared.ipc.messages import (CLOSE_ABORT, CLOSE_FORGET, CLOSE_SHUT_WR, SYS_ACCEPT,
                                  SYS_BIND, SYS_CLOSE, SYS_CONNECT, SYS_GETPEERNAME, SYS_LISTEN, SYS_RECVFROM,
@@ -56,7 +57,7 @@ class StreamSockets:
         elif code == SYS_GETPEERNAME:
             if sock.st not in ("connected", "closed") or not sock.raddr:
                 raise err(errno.ENOTCONN)
-            self.answer(call, [ntoa(sock.raddr), sock.rport], sock)
+            self.answer(call, self.peer_name(sock), sock)
         elif code == SYS_CLOSE:
             self.close_sock(sock)
             self.answer(call, 0)
@@ -94,12 +95,13 @@ class StreamSockets:
     def stream_bind(self, sock: Sock, call: Pending, addr: str, port: int) -> None:
         if sock.bound or sock.binding or sock.st != "new":
             raise err(errno.EINVAL)
-        a = aton(addr)
+        a = sock_aton(sock, addr)
+        if a and type(a) is int and sock.tcpopts.get("v6only"):
+            raise err(errno.EINVAL)                 # an IPv6-only socket takes no IPv4 address
         if a and a not in self.local:
             raise err(errno.EADDRNOTAVAIL)
         sock.binding = True
-        self.tcp_request(sock, call, "bind", TCP_BIND, a, check_port(port),
-                         sockopt.bind_flags(sock.reuseaddr, sock.reuseport))
+        self.tcp_request(sock, call, "bind", TCP_BIND, a, check_port(port), inet_bind_flags(sock))
 
     def stream_listen(self, sock: Sock, call: Pending, backlog: int) -> None:
         if sock.st not in ("new", "listening"):
@@ -130,7 +132,7 @@ class StreamSockets:
             return True
         client.fds[new.fd] = new
         self.state.touch(new)
-        if sock.family == ksock.AF_INET:
+        if sock.family in INET_FAMILIES:
             self.tcp_msg(encode(TCP_ACCEPTED, sock.id))
         self.answer(call, [new.fd, *self.peer_name(new), new.id, *new.readiness()], sock)
         self.notify(sock)
@@ -143,7 +145,8 @@ class StreamSockets:
             raise err(errno.EALREADY)
         if sock.st != "new":
             raise err(errno.EINVAL)
-        raddr, rport = aton(addr), check_port(port)
+        raddr, rport = sock_aton(sock, addr), check_port(port)
+        self.check_dest_family(sock, raddr)
         self.route_src(raddr)
         sock.raddr, sock.rport = raddr, rport
         sock.st = "connecting"
@@ -464,15 +467,15 @@ class StreamSockets:
         """[address, port] of the other end, as getpeername and accept give it."""
         if s.family == ksock.AF_UNIX:
             return [(s.peer.uname if s.peer else None) or "", 0]
-        return [ntoa(s.raddr), s.rport]
+        return [sock_ntoa(s, s.raddr, self.scope6), s.rport]
 
     def stream_row(self, s: Sock) -> dict:
         state = {"new": "CLOSE", "listening": "LISTEN", "connecting": "SYN-SENT", "connected": "ESTAB",
                  "closed": "CLOSE"}[s.st]
         if s.st == "connected" and s.eof:
             state = "CLOSE-WAIT"
-        return {"proto": "tcp", "local": f"{ntoa(s.laddr)}:{s.lport}" if s.bound else "*:*",
-                "remote": f"{ntoa(s.raddr)}:{s.rport}" if s.raddr else "*:*", "state": state,
+        return {"proto": "tcp", "local": f"{host_text(s, s.laddr)}:{s.lport}" if s.bound else "*:*",
+                "remote": f"{host_text(s, s.raddr)}:{s.rport}" if s.raddr else "*:*", "state": state,
                 "recv_q": len(s.rbuf) if s.st != "listening" else len(s.acceptq),
                 "send_q": s.snd_pending if s.st != "listening" else s.backlog,
                 "pid": s.client.pid, "fd": s.fd}

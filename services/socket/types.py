@@ -15,6 +15,8 @@ import weakref
 from dataclasses import dataclass, field
 
 from shared.bytequeue import ByteQueue
+from shared.ipc.messages import BIND_V6, BIND_V6ONLY
+from shared.proto import sockopt
 
 MAX_FDS = 1024                    # descriptors per client when its RLIMIT_NOFILE cannot be read
 POLLIN, POLLOUT, POLLERR, POLLHUP = 0x1, 0x4, 0x8, 0x10
@@ -73,6 +75,19 @@ def sock_aton(sock: "Sock", addr: str) -> int | bytes:
 
 def sock_ntoa(sock: "Sock", addr: int | bytes, scope: int = 0) -> str:
     return ntoa6(addr, scope) if sock.family == ksock.AF_INET6 else ntoa(addr)
+
+
+def host_text(sock: "Sock", addr: int | bytes) -> str:
+    """An address as netstat shows it (IPv6 in brackets, as ss does)."""
+    return f"[{ntoa6(addr)}]" if sock.family == ksock.AF_INET6 else ntoa(addr)
+
+
+def inet_bind_flags(sock: "Sock") -> int:
+    """UDP_BIND / TCP_BIND flags of an AF_INET or AF_INET6 socket's options."""
+    flags = sockopt.bind_flags(sock.reuseaddr, sock.reuseport)
+    if sock.family == ksock.AF_INET6:
+        flags |= BIND_V6 | (BIND_V6ONLY if sock.tcpopts.get("v6only") else 0)
+    return flags
 
 
 def check_port(port: int) -> int:

@@ -69,9 +69,7 @@ POST_LINGER_MS = 1000       # how long a closing DEALER keeps trying to deliver 
 EXIT_FLUSH_MS = 1000        # how long exit waits for the server to answer after the last posts
 AddressFamily, SocketKind, MsgFlag, AddressInfo = _k.AddressFamily, _k.SocketKind, _k.MsgFlag, _k.AddressInfo
 error, timeout, herror, gaierror = OSError, TimeoutError, _k.herror, _k.gaierror
-# AF_INET6 takes UDP only so far: programs read has_ipv6 as "TCP over IPv6 works too", so it stays
-# False until that is built (socket(AF_INET6, SOCK_STREAM) says so with EAFNOSUPPORT)
-has_ipv6 = False
+has_ipv6 = True
 (inet_aton, inet_ntoa, inet_pton, inet_ntop, htons, ntohs, htonl, ntohl, gethostname, getservbyname,
  getservbyport, getprotobyname, CMSG_LEN, CMSG_SPACE, sethostname) = (
     _k.inet_aton, _k.inet_ntoa, _k.inet_pton, _k.inet_ntop, _k.htons, _k.ntohs, _k.htonl, _k.ntohl,
@@ -634,7 +632,8 @@ def getnameinfo(sockaddr: tuple, flags: int) -> tuple[str, str]:
 def getaddrinfo(host: str | bytes | None, port: str | int | bytes | None, family: int = 0, type: int = 0,
                 proto: int = 0, flags: int = 0) -> list:
     """Numeric hosts and localhost (mkstack has no resolver). IPv6 rows come for IPv6 literals
-    and for AF_INET6; for family 0 a name gives IPv4 rows only, as AF_INET6 takes only UDP."""
+    and for AF_INET6; for family 0 a name gives IPv4 rows only (a host without IPv6 routes
+    beyond its link, as glibc's AI_ADDRCONFIG would answer)."""
     if family not in (0, AF_INET, AF_INET6):
         raise gaierror(_k.EAI_FAMILY, "ai_family not supported")
     if isinstance(host, bytes):
@@ -679,7 +678,7 @@ def getaddrinfo(host: str | bytes | None, port: str | int | bytes | None, family
 
 
 def has_dualstack_ipv6() -> bool:
-    return False                    # mkstack has no IPv6 yet: the answer of a host without it
+    return True                     # an AF_INET6 socket without IPV6_V6ONLY takes IPv4 too
 
 
 def if_nameindex() -> list[tuple[int, str]]:
@@ -1291,13 +1290,15 @@ def create_connection(address: tuple[str, int], timeout: object = _GLOBAL_DEFAUL
 
 def create_server(address: tuple[str, int], *, family: int = AF_INET, backlog: int | None = None,
                   reuse_port: bool = False, dualstack_ipv6: bool = False) -> socket:
-    if family != AF_INET or dualstack_ipv6:
-        raise ValueError("mkstack has IPv4 only")
-    s = socket(AF_INET, SOCK_STREAM)
+    if dualstack_ipv6 and family != AF_INET6:
+        raise ValueError("dualstack_ipv6 requires AF_INET6 family")
+    s = socket(family, SOCK_STREAM)
     try:
         s.setsockopt(SOL_SOCKET, SO_REUSEADDR, 1)     # as the stdlib does on POSIX
         if reuse_port:
             s.setsockopt(SOL_SOCKET, _k.SO_REUSEPORT, 1)
+        if family == AF_INET6:                       # as the stdlib: IPv6 only unless asked for both
+            s.setsockopt(_k.IPPROTO_IPV6, _k.IPV6_V6ONLY, 0 if dualstack_ipv6 else 1)
         s.bind(address)
         s.listen(backlog) if backlog is not None else s.listen()
         return s

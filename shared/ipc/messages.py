@@ -85,7 +85,8 @@ PMTUDISC_DONT, PMTUDISC_DO, PMTUDISC_WANT = 0, 1, 2   # IP_OUTPUT df (IP_MTU_DIS
                                                         # only on datagrams that need no fragmenting
 
 # -- udp <-> socket_server ---------------------------------------------------
-# addresses are IPv4 as ints, IPv6 as 16 bytes, 0 the wildcard; port 0 asks for an ephemeral port
+# addresses are IPv4 as ints, IPv6 as 16 bytes (as in tcp's messages), 0 the wildcard; port 0 asks for
+# an ephemeral port
 _IP = (int, bytes)
 UDP_BIND = _msg(0x401, "UDP_BIND", "socket_server -> udp: bind (or re-announce after a restart)",
                 req=int, sock=int, addr=_IP, port=int, flags=int)
@@ -105,7 +106,8 @@ UDP_SYNCED = _msg(0x409, "UDP_SYNCED", "socket_server -> udp: every binding was 
 
 BIND_REUSEADDR, BIND_RESTORE, BIND_REUSEPORT = 1, 2, 4   # UDP_BIND / TCP_BIND flags (RESTORE: re-announced
 #                                                          after a restart)
-BIND_V6, BIND_V6ONLY = 8, 16     # UDP_BIND: an AF_INET6 socket (its wildcard takes IPv4 too), IPV6_V6ONLY set
+# UDP_BIND / TCP_BIND: an AF_INET6 socket (its wildcard takes IPv4 too), IPV6_V6ONLY set
+BIND_V6, BIND_V6ONLY = 8, 16
 
 # -- application calls (client library -> socket_server) ---------------------
 # Every call is [code, req, ...]; the reply is [req, errno, result, readiness] where readiness
@@ -172,11 +174,11 @@ WAITALL_MAX = 4 << 20    # bytes one MSG_WAITALL read gathers in the socket serv
 # the other may have missed, and the receiver drops what it already has.
 RMEM_MAX = 212992        # net.core.rmem_max / wmem_max: SO_RCVBUF / SO_SNDBUF go up to twice this
 TCP_BIND = _msg(0x601, "TCP_BIND", "socket_server -> tcp: reserve a local port (0: ephemeral)",
-                req=int, sock=int, addr=int, port=int, flags=int)
+                req=int, sock=int, addr=_IP, port=int, flags=int)
 TCP_LISTEN = _msg(0x602, "TCP_LISTEN", "socket_server -> tcp: listen on the bound port", req=int, sock=int,
                   backlog=int, rcvbuf=int)
 TCP_CONNECT = _msg(0x603, "TCP_CONNECT", "socket_server -> tcp: active open (binds an ephemeral port if needed)",
-                   req=int, sock=int, raddr=int, rport=int, rcvbuf=int, nodelay=bool, keepalive=bool,
+                   req=int, sock=int, raddr=_IP, rport=int, rcvbuf=int, nodelay=bool, keepalive=bool,
                    opts=dict)   # the socket's TCP_SETOPT options set before it connected
 TCP_SEND = _msg(0x605, "TCP_SEND", "socket_server -> tcp: stream data to send, starting at stream offset off",
                 conn=int, off=int, data=bytes)
@@ -203,10 +205,10 @@ TCP_EVENTS = _msg(0x609, "TCP_EVENTS", "tcp -> socket_server: [[conn, kind, ...]
 # The items of TCP_EVENTS: [conn, kind, field...] with these fields per kind (decoded into
 # named tuples by shared/ipc/codec.py's decode_tcp_event)
 TCP_EVENT_FIELDS: dict[str, tuple[tuple[str, type | tuple[type, ...]], ...]] = {
-    "result": (("req", int), ("err", int), ("addr", int), ("port", int)),   # conn: the socket's id
+    "result": (("req", int), ("err", int), ("addr", _IP), ("port", int)),   # conn: the socket's id
     "info": (("req", int), ("info", bytes)),                                  # conn: the socket's id
-    "est": (("laddr", int), ("lport", int)),
-    "acc": (("listener", int), ("raddr", int), ("rport", int), ("laddr", int), ("lport", int)),
+    "est": (("laddr", _IP), ("lport", int)),
+    "acc": (("listener", int), ("raddr", _IP), ("rport", int), ("laddr", _IP), ("lport", int)),
     "data": (("off", int), ("data", bytes)),
     "acked": (("off", int),),
     "urg": (("off", int),),

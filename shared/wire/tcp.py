@@ -24,7 +24,7 @@ import struct
 from dataclasses import dataclass, field
 
 from shared.wire import WireError
-from shared.wire.checksum import ones_sum, pseudo_header_sum
+from shared.wire.checksum import ones_sum, pseudo_header_sum, pseudo_header_sum6
 from shared.wire.ipv4 import IPPROTO_TCP
 
 TCP_HLEN = 20
@@ -89,8 +89,9 @@ def _parse_options(b: memoryview) -> TcpOptions:
 
 
 def parse_tcp(buf: memoryview | bytes, src: bytes, dst: bytes, verify: bool = True) -> tuple[TcpHeader, memoryview]:
-    """Check length and checksum, then parse; ``verify=False`` for frames the
-    kernel flagged as carrying a partial checksum."""
+    """Check length and checksum (over IPv6's pseudo-header for 16-byte ``src`` and
+    ``dst``), then parse; ``verify=False`` for frames the kernel flagged as carrying
+    a partial checksum."""
     n = len(buf)
     if n < TCP_HLEN:
         raise WireError(f"[TCP] segment of {n} bytes is shorter than the header")
@@ -99,7 +100,8 @@ def parse_tcp(buf: memoryview | bytes, src: bytes, dst: bytes, verify: bool = Tr
     if hlen < TCP_HLEN or hlen > n:
         raise WireError(f"[TCP] data offset {hlen} in a {n}-byte segment")
     mv = memoryview(buf)
-    if verify and ones_sum(mv, pseudo_header_sum(src, dst, IPPROTO_TCP, n)) != 0xFFFF:
+    pseudo = pseudo_header_sum6 if len(src) == 16 else pseudo_header_sum
+    if verify and ones_sum(mv, pseudo(src, dst, IPPROTO_TCP, n)) != 0xFFFF:
         raise WireError("[TCP] bad checksum")
     if sport == 0 or dport == 0:
         raise WireError("[TCP] port 0")

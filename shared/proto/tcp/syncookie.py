@@ -27,17 +27,25 @@ PERIOD = 64.0                      # seconds a cookie's time counter stands for
 TS_BITS = 6                        # low bits of our TSval: wscale (4), sack (1), marker (1)
 _NO_WSCALE = 0xF
 _TUPLE = struct.Struct("!IHIHII")
+_TUPLE6 = struct.Struct("!HHII")
 
 
-def _hash(secret: bytes, laddr: int, lport: int, raddr: int, rport: int, irs: int, t: int) -> int:
-    h = hashlib.blake2s(_TUPLE.pack(laddr, lport, raddr, rport, irs, t), key=secret, digest_size=3)
+def _tuple(laddr: int | bytes, lport: int, raddr: int | bytes, rport: int, irs: int, t: int) -> bytes:
+    """The hashed input: IPv4 addresses as ints, IPv6 ones as their 16 bytes."""
+    if type(laddr) is bytes:
+        return laddr + raddr + _TUPLE6.pack(lport, rport, irs, t)   # type: ignore[operator]
+    return _TUPLE.pack(laddr, lport, raddr, rport, irs, t)
+
+
+def _hash(secret: bytes, laddr: int | bytes, lport: int, raddr: int | bytes, rport: int, irs: int, t: int) -> int:
+    h = hashlib.blake2s(_tuple(laddr, lport, raddr, rport, irs, t), key=secret, digest_size=3)
     return int.from_bytes(h.digest(), "big")
 
 
 def ts_offset(secret: bytes, laddr: int, lport: int, raddr: int, rport: int) -> int:
     """A cookie connection's timestamp offset: unpredictable, and the same again
     when its ACK arrives (there is nowhere else to keep it)."""
-    h = hashlib.blake2s(_TUPLE.pack(laddr, lport, raddr, rport, 0, 0), key=secret, digest_size=4, person=b"tsoff")
+    h = hashlib.blake2s(_tuple(laddr, lport, raddr, rport, 0, 0), key=secret, digest_size=4, person=b"tsoff")
     return int.from_bytes(h.digest(), "big")
 
 

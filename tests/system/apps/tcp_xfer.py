@@ -1,7 +1,8 @@
 """Bulk TCP with checksums, for either side of the TAP (stdlib socket only).
 
-    tcp_xfer.py serve PORT            each connection: a line "get N" (we send N bytes) or "put"
-                                      (we read to EOF); one JSON line per transfer on stdout
+    tcp_xfer.py serve PORT [ADDR]     each connection: a line "get N" (we send N bytes) or "put"
+                                      (we read to EOF); one JSON line per transfer on stdout; on
+                                      0.0.0.0, or ADDR (:: is dual stack)
     tcp_xfer.py put ADDR PORT N       send N bytes, read the server's verdict
     tcp_xfer.py get ADDR PORT N       receive N bytes
 
@@ -126,7 +127,10 @@ def serve_one(c: socket.socket) -> None:
 def main() -> None:
     mode = sys.argv[1]
     if mode == "serve":
-        srv = socket.create_server(("0.0.0.0", int(sys.argv[2])))
+        host = sys.argv[3] if len(sys.argv) > 3 else "0.0.0.0"
+        six = ":" in host
+        srv = socket.create_server((host, int(sys.argv[2])), family=socket.AF_INET6 if six else socket.AF_INET,
+                                   dualstack_ipv6=host == "::")
         print(json.dumps({"listening": srv.getsockname()[1]}), flush=True)
         while True:
             c, _ = srv.accept()

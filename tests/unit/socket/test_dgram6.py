@@ -5,8 +5,8 @@ import errno
 import socket as ksock
 
 from shared.ipc.messages import (BIND_V6, BIND_V6ONLY, SYS_BIND, SYS_CONNECT, SYS_GETPEERNAME, SYS_GETSOCKNAME,
-                                 SYS_GETSOCKOPT, SYS_RECVFROM, SYS_SENDTO, SYS_SETSOCKOPT, SYS_SOCKET, UDP_BIND, UDP_BOUND,
-                                 UDP_CONNECT)
+                                 SYS_GETSOCKOPT, SYS_RECVFROM, SYS_SENDTO, SYS_SETSOCKOPT, SYS_SOCKET, UDP_BIND,
+                                 UDP_BOUND, UDP_CONNECT)
 from tests.unit.socket.test_dgram import deliver
 
 G6, PEER6 = bytes.fromhex("fd66" + "00" * 13 + "02"), bytes.fromhex("fd66" + "00" * 13 + "01")
@@ -72,5 +72,5 @@ def test_senders_are_shown_as_the_socket_family_names_them(host6, app6):
     assert got == [[b"six", "fd66::1", 1], [b"four", "::ffff:10.66.0.1", 2], [b"link", "fe80::1%2", 3]]
 
 
-def test_only_udp_is_offered_over_ipv6_yet(app6):
-    assert app6.call(SYS_SOCKET, ksock.AF_INET6, ksock.SOCK_STREAM, 0).err == errno.EAFNOSUPPORT
+def test_raw_ipv6_sockets_are_refused_as_not_built(app6):
+    assert app6.call(SYS_SOCKET, ksock.AF_INET6, ksock.SOCK_RAW, ksock.IPPROTO_ICMPV6).err == errno.EAFNOSUPPORT

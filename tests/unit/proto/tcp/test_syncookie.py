@@ -22,6 +22,15 @@ def test_cookie_checks_only_for_its_connection_and_time():
     assert syncookie.check(KEY, *TUPLE, ack_seq, S.add(ack, 1 << 24), now=101.0) is None
 
 
+def test_an_ipv6_cookie_checks_only_for_its_own_addresses():
+    ours, peer = bytes.fromhex("fd66" + "00" * 13 + "02"), bytes.fromhex("fd66" + "00" * 13 + "01")
+    iss = syncookie.make(KEY, ours, 80, peer, 40000, 1000, 1440, now=100.0)
+    assert syncookie.check(KEY, ours, 80, peer, 40000, 1001, S.add(iss, 1), now=101.0) == 1440
+    other = bytes.fromhex("fd66" + "00" * 13 + "03")
+    assert syncookie.check(KEY, ours, 80, other, 40000, 1001, S.add(iss, 1), now=101.0) is None
+    assert syncookie.ts_offset(KEY, ours, 80, peer, 40000) != syncookie.ts_offset(KEY, ours, 80, other, 40000)
+
+
 def test_mss_rounds_down_to_the_table():
     for mss, kept in ((1460, 1460), (1459, 1452), (536, 536), (100, 536), (9000, 8960), (None, 536)):
         iss = syncookie.make(KEY, *TUPLE, 5, mss, now=0.0)
