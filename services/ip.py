@@ -166,8 +166,8 @@ class Ip(NetfilterHooks, Ip6, Service):
         self.txbatch.clear()
 
     def timer_at(self) -> float | None:
-        due = [t for t in (self.neigh.poll_at(), self.neigh6.poll_at(), self.reasm.poll_at(), self.reasm6.poll_at())
-               if t is not None]
+        due = [t for t in (self.neigh.poll_at(), self.neigh6.poll_at(), self.reasm.poll_at(), self.reasm6.poll_at(),
+                           self.dad_at()) if t is not None]
         return min(due) if due else None
 
     def on_timer(self, now: float) -> None:
@@ -176,6 +176,7 @@ class Ip(NetfilterHooks, Ip6, Service):
         self.neigh6_actions(self.neigh6.poll(now))
         self.reasm_results(self.reasm.poll(now))
         self.reasm6_results(self.reasm6.poll(now))
+        self.dad_poll()
         self.flush()
 
     # -- ARP ----------------------------------------------------------------
@@ -231,6 +232,8 @@ class Ip(NetfilterHooks, Ip6, Service):
         for addr in [a for a, i in self.local_ifaces.items() if i is ifc]:
             self.arp_request(ifc, addr, addr, BROADCAST)
             self.counters["ArpOutGratuitous"] += 1
+        if ifindex in self.groups6:
+            self.dad_due.add(ifc.ifindex)       # IPv6's addresses are probed again, as addrconf does on link up
         self.lower_up()
 
     def lower_up(self) -> None:

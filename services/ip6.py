@@ -23,8 +23,9 @@ transport (L4_ERR), and udp's port unreachable becomes ICMPv6's. Not done
 yet, refused or counted, never faked: other upper layers (TCP among them, until
 AF_INET6 stream sockets exist) get Parameter Problem "unrecognized next
 header", destinations off the link are unroutable (Ip6OutNoRoutes), Packet
-Too Big does not lower a path MTU yet, DAD and router discovery are not run,
-and datagrams to multicast groups reach no socket (Ip6InDiscards).
+Too Big does not lower a path MTU yet, router discovery is not run, and
+datagrams to multicast groups reach no socket (Ip6InDiscards). DAD is
+optimistic (RFC 4429): addresses are used while their probe is out.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from shared.proto.reassembly import Complete, Reassembler
 from shared.skb import CSUM_PARTIAL, CSUM_VALID, NoBuffers, Skb
 from shared.wire import WireError
 from shared.wire.checksum import pseudo_header_sum6
-from shared.wire.ethernet import ETH_P_IPV6
+from shared.wire.ethernet import ETH_P_IPV6, mac_ntoa
 from shared.wire.icmp import ICMP_DEST_UNREACH, ICMP_PORT_UNREACH
 from shared.wire.icmpv6 import (ERROR_QUOTE_MAX, ICMPV6_DEST_UNREACH, ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST,
                                 ICMPV6_ERRORS, ICMPV6_PARAMPROB, ICMPV6_PORT_UNREACH, ICMPV6_TIME_EXCEED,
@@ -52,13 +53,14 @@ from shared.wire.icmpv6 import (ERROR_QUOTE_MAX, ICMPV6_DEST_UNREACH, ICMPV6_ECH
                                 parse_icmpv6, parse_nd)
 from shared.wire.ipv6 import (DEFAULT_HOP_LIMIT, IPV6_HLEN, NEXTHDR_FRAGMENT, NEXTHDR_ICMPV6, NEXTHDR_NONE,
                               PARAMPROB_HEADER, PARAMPROB_NEXTHDR, ExtChain, FragmentHeader, Ipv6Header,
-                              ParameterProblem, emit_fragment_header, emit_ipv6, is_link_local, is_multicast,
-                              multicast_mac, parse_ipv6, solicited_node, walk_extensions)
+                              ParameterProblem, emit_fragment_header, emit_ipv6, ip6_ntoa, is_link_local,
+                              is_multicast, multicast_mac, parse_ipv6, solicited_node, walk_extensions)
 from shared.wire.ipv4 import IPPROTO_TCP, IPPROTO_UDP
 
 # the upper layers whose services take IPv6
 TRANSPORTS6 = frozenset((IPPROTO_UDP, IPPROTO_TCP))
 ALL_NODES = bytes.fromhex("ff020000000000000000000000000001")
+DAD_WAIT = 1.0            # RetransTimer: how long an address stays optimistic after its DAD probe (RFC 4862)
 ND_HOP_LIMIT = 255
 
 
@@ -86,6 +88,10 @@ class Ip6:
         self.reasm6 = Reassembler(timeout=self.cfg.ipfrag_time, high_thresh=self.cfg.ipfrag_high_thresh,
                                   max_payload=0xFFFF)
         self.frag_ids6 = random.getrandbits(32)
+        # Duplicate Address Detection, optimistic (RFC 4429): an address is used at once, and given up
+        # if another node answers its probe (or probes for it) before DAD_WAIT has passed
+        self.tentative6: dict[bytes, float] = {}
+        self.dad_due = {a.ifc.ifindex for a in self.addrs6.values() if a.ifc is not self.lo}   # probed at once
 
     # -- receive ------------------------------------------------------------------
     def ip6_rcv(self, ifc: Iface, skb: Skb, reassembled: bool = False) -> None:
@@ -273,6 +279,9 @@ class Ip6:
         ours = self.addrs6.get(ns.target)
         if ours is None or ours.ifc is not ifc:
             return
+        if hdr.src == bytes(16) and ns.target in self.tentative6:
+            self.dad_failed(ns.target, "another node probes for it too")   # RFC 4862 5.4.3: both give up
+            return
         if hdr.src == bytes(16):                        # someone's duplicate address detection: ours is taken
             msg = emit_neighbor_advert(ns.target, ALL_NODES, ns.target, ifc.mac)
             self.ip6_send(ifc, ns.target, ALL_NODES, msg, hop_limit=ND_HOP_LIMIT)
@@ -284,6 +293,14 @@ class Ip6:
         self.ip6_send(ifc, ns.target, hdr.src, msg, hop_limit=ND_HOP_LIMIT)
 
     def ndisc_rcv_na(self, ifc: Iface, hdr: Ipv6Header, na: NdMessage) -> None:
+        if na.target in self.addrs6 and na.target_ll != ifc.mac:
+            who = mac_ntoa(na.target_ll) if na.target_ll is not None else "a node"
+            if na.target in self.tentative6:           # RFC 4862 5.4.4: our probe was answered
+                self.dad_failed(na.target, f"{who} advertises it")
+            else:
+                self.counters["Ip6AddrConflicts"] += 1
+                self.log.warning("%s: %s advertises our address %s", ifc.name, who, ip6_ntoa(na.target))
+            return
         if na.target_ll is not None:
             self.neigh6_learn(ifc, na.target, na.target_ll, create=False)
 
@@ -317,6 +334,38 @@ class Ip6:
         msg = emit_neighbor_solicit(src, dst, target, ifc.mac)
         self.counters["Icmp6OutNeighborSolicits"] += 1
         self.ip6_send(ifc, src, dst, msg, hop_limit=ND_HOP_LIMIT, mac=mac or multicast_mac(dst))
+
+    def dad_start(self, ifc: Iface) -> None:
+        """Probe for each of our addresses on ``ifc`` (at start and when its carrier comes back):
+        a solicitation from :: to the address's solicited-node group, no link-layer option."""
+        for addr, a in self.addrs6.items():
+            if a.ifc is ifc:
+                self.tentative6[addr] = self.now + DAD_WAIT
+                msg = emit_neighbor_solicit(bytes(16), solicited_node(addr), addr, None)
+                self.counters["Ip6DadProbes"] += 1
+                self.ip6_send(ifc, bytes(16), solicited_node(addr), msg, hop_limit=ND_HOP_LIMIT)
+
+    def dad_at(self) -> float | None:
+        """When DAD has something to do: probes due now, or the end of an address's wait."""
+        if self.dad_due:
+            return 0.0
+        return min(self.tentative6.values()) if self.tentative6 else None
+
+    def dad_poll(self) -> None:
+        for ifindex in self.dad_due:
+            self.dad_start(self.ifaces[ifindex])
+        self.dad_due = set()
+        self.tentative6 = {a: t for a, t in self.tentative6.items() if t > self.now}
+
+    def dad_failed(self, addr: bytes, why: str) -> None:
+        """Another node has ``addr``: stop using it (until a restart of ip probes again)."""
+        a = self.addrs6.pop(addr)
+        self.local6.pop(addr, None)
+        self.tentative6.pop(addr, None)
+        if not any(oa.ifc is a.ifc and solicited_node(o) == solicited_node(addr) for o, oa in self.addrs6.items()):
+            self.groups6[a.ifc.ifindex].discard(solicited_node(addr))
+        self.counters["Ip6DadFailures"] += 1
+        self.log.error("%s: duplicate address %s (%s): not used", a.ifc.name, ip6_ntoa(addr), why)
 
     def src6_for(self, ifc: Iface, dst: bytes) -> bytes:
         """Our address on ``ifc`` for talking to ``dst``: in its /64 if we have one there,

@@ -158,12 +158,13 @@ class Udp(Service):
     # -- receive ----------------------------------------------------------------
     def udp_rcv(self, skb: Skb) -> None:
         src, dst = skb.ip_addrs()
+        mib = "Udp6" if len(src) == 16 else "Udp"         # IPv6's counters apart, as /proc/net/snmp6 keeps them
         try:
             hdr, _ = parse_udp(skb.data, src, dst, verify=not skb.flags & CSUM_VALID)
         except WireError as exc:
-            self.counters["UdpInErrors"] += 1
+            self.counters[mib + "InErrors"] += 1
             if "checksum" in str(exc):
-                self.counters["UdpInCsumErrors"] += 1
+                self.counters[mib + "InCsumErrors"] += 1
             self.pool.free(skb)
             return
         if len(src) == 16:
@@ -172,7 +173,7 @@ class Udp(Service):
             saddr, daddr = int.from_bytes(src, "big"), int.from_bytes(dst, "big")
         socks = self.table.lookup(saddr, hdr.sport, daddr, hdr.dport)
         if not socks:
-            self.counters["UdpNoPorts"] += 1
+            self.counters[mib + "NoPorts"] += 1
             if daddr in self.local:
                 self.icmp_requests.append(([self.pool.give(skb, self.owner_ids["ip"]),
                                             ICMP_DEST_UNREACH, ICMP_PORT_UNREACH], skb))
@@ -181,7 +182,7 @@ class Udp(Service):
             return
         skb.trim(hdr.length)
         skb.pull(UDP_HLEN)
-        self.counters["UdpInDatagrams"] += 1
+        self.counters[mib + "InDatagrams"] += 1
         for sock in socks[1:]:      # a broadcast for several sockets: each gets a copy
             try:
                 copy = self.pool.alloc(len(skb))
@@ -248,7 +249,7 @@ class Udp(Service):
             skb.transport_header = skb.data_off
             skb.flags = skb.flags | CSUM_PARTIAL
             skb.csum_offset = UDP_CSUM_OFF
-            self.counters["UdpOutDatagrams"] += 1
+            self.counters["Udp6OutDatagrams" if type(daddr) is bytes else "UdpOutDatagrams"] += 1
             self.outgoing.append(([self.pool.give(skb, ip_id), saddr, daddr, IPPROTO_UDP, tos & 0xFF, ttl & 0xFF,
                                    PMTUDISC_WANT], skb))
 
