@@ -363,7 +363,8 @@ def cmd_route(cfg: Config, instance: str, args: argparse.Namespace) -> int:
 def _print_routes(rows: list[dict]) -> None:
     for r in rows:
         via = f" via {r['via']}" if r["via"] else ""
-        print(f"{r['dst']}{via} dev {r['dev']} src {r['src']}" + (f" metric {r['metric']}" if r["metric"] else ""))
+        src = f" src {r['src']}" if r["src"] else ""          # IPv6 routes: the source follows the gateway
+        print(f"{r['dst']}{via} dev {r['dev']}{src}" + (f" metric {r['metric']}" if r["metric"] else ""))
 
 
 def cmd_addr(cfg: Config, instance: str, args: argparse.Namespace) -> int:

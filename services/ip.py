@@ -51,6 +51,7 @@ from shared.wire.icmp import (ICMP_DEST_UNREACH, ICMP_ECHO, ICMP_ECHOREPLY, ICMP
                               ICMP_HLEN, ICMP_HOST_UNREACH, ICMP_NET_UNREACH, ICMP_PROT_UNREACH, ICMP_TIME_EXCEEDED,
                               IcmpHeader, emit_icmp, parse_icmp)
 from shared.wire.ipv4 import DEFAULT_TTL, IPPROTO_ICMP, IPV4_HLEN, Ipv4Header, emit_ipv4, ip_ntoa, parse_ipv4
+from shared.wire.ipv6 import ip6_ntoa
 
 LIMITED_BROADCAST = b"\xff\xff\xff\xff"
 ICMP_QUOTE_MAX = 576 - IPV4_HLEN - ICMP_HLEN   # RFC 1812 4.3.2.3: fill up to 576 bytes
@@ -750,13 +751,16 @@ class Ip(NetfilterHooks, Ip6, Service):
 
     def show(self, what: str) -> object:
         if what == "neigh":
-            return [{"ip": ip_ntoa(e.ip), "dev": self.ifaces[e.ifindex].name,
+            return [{"ip": ip_ntoa(e.ip) if len(e.ip) == 4 else ip6_ntoa(e.ip), "dev": self.ifaces[e.ifindex].name,
                      "mac": mac_ntoa(e.mac) if e.mac else None, "state": e.state.value,
-                     "queued": len(e.queue)} for e in self.neigh.entries.values()]
+                     "queued": len(e.queue)} for table in (self.neigh, self.neigh6) for e in table.entries.values()]
         if what == "routes":
             return [{"dst": f"{ipaddress.IPv4Address(r.dst)}/{r.plen}", "dev": self.ifaces[r.ifindex].name,
                      "via": ip_ntoa(r.gateway) if r.gateway else None, "src": ip_ntoa(r.src),
-                     "metric": r.metric} for r in self.fib.routes()]
+                     "metric": r.metric} for r in self.fib.routes()] + [
+                {"dst": f"{ipaddress.IPv6Address(r.dst)}/{r.plen}", "dev": self.ifaces[r.ifindex].name,
+                 "via": ip6_ntoa(r.gateway) if r.gateway else None, "src": None, "metric": r.metric}
+                for r in self.fib6.routes()]
         if what == "protocols":
             return {"handlers": {str(p): svc for p, svc in sorted(self.protocols.items())},
                     "raw": {str(p): svcs for p, svcs in sorted(self.raw.items())}}

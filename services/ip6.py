@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import zmq
 
-from services.routes import LOOPBACK_IFINDEX, Iface, local_addrs6, route6
+from services.routes import LOOPBACK_IFINDEX, Iface, fib6_from_config, local_addrs6, route6
 from shared.ipc.codec import encode
 from shared.ipc.messages import L4_ERR
 from shared.proto.neigh import Evicted, Overflow, Solicit, Unresolved
@@ -79,6 +79,7 @@ class Ip6:
         # ifindex -> multicast groups joined; a device is in it if IPv6 is on there (lo always: ::1)
         self.groups6: dict[int, set[bytes]] = {LOOPBACK_IFINDEX: set()}
         self.local6 = local_addrs6(self.cfg)            # address -> ifindex
+        self.fib6 = fib6_from_config(self.cfg)
         for addr, ifindex in self.local6.items():
             self.addrs6[addr] = Addr6(self.ifaces[ifindex], addr[:8])
             if ifindex != LOOPBACK_IFINDEX:
@@ -133,6 +134,8 @@ class Ip6:
             return
         if chain.upper == NEXTHDR_ICMPV6:
             c["Ip6InDelivers"] += 1
+            if NEXTHDR_ICMPV6 in self.raw:
+                self.raw6_deliver(ifc, skb, hdr, chain)
             self.icmp6_rcv(ifc, skb, hdr, payload[chain.upper_off:])
         elif chain.upper == NEXTHDR_NONE:
             self.pool.free(skb)
@@ -222,6 +225,20 @@ class Ip6:
             return
         self.counters["Ip6ReasmOKs"] += 1
         self.ip6_rcv(ifc, skb, reassembled=True)
+
+    def raw6_deliver(self, ifc: Iface, skb: Skb, hdr: Ipv6Header, chain: ExtChain) -> None:
+        """A copy of an ICMPv6 message for each service with raw ICMPv6 sockets (RAW_DELIVER):
+        network header at the IPv6 header, data at the message, as raw(7) IPv6 sockets read it."""
+        for svc in self.raw[NEXTHDR_ICMPV6]:
+            try:
+                copy = self.pool.copy(skb)
+            except NoBuffers:
+                self.counters["RawInDrops"] += 1
+                continue
+            copy.trim(IPV6_HLEN + hdr.payload_len)
+            copy.network_header = copy.data_off
+            copy.pull(IPV6_HLEN + chain.upper_off)
+            self.rawbatch.setdefault((svc, ifc.ifindex), []).append(copy)
 
     def icmp6_rcv(self, ifc: Iface, skb: Skb, hdr: Ipv6Header, msg: memoryview) -> None:
         c = self.counters
@@ -383,7 +400,7 @@ class Ip6:
     def ip6_output(self, skb: Skb, src: bytes, dst: bytes, nh: int, tclass: int, hop_limit: int) -> None:
         """A datagram from a transport (IP_OUTPUT with a 16-byte destination): route it, choose
         the source if ``src`` is empty, finish a partial checksum, send (ip6_xmit)."""
-        route = route6(self.local6, dst) if len(dst) == 16 else None
+        route = route6(self.local6, dst, self.fib6) if len(dst) == 16 else None
         if route is None or src and src not in self.addrs6:
             self.counters["Ip6OutRequests"] += 1
             self.counters["Ip6OutNoRoutes" if route is None else "Ip6OutDiscards"] += 1
@@ -391,26 +408,29 @@ class Ip6:
             return
         ifc = self.ifaces[route[0]]
         src = src or route[1]
+        hop = route[2]
         if skb.flags & CSUM_PARTIAL:
-            if ifc is self.lo or self.offload and (IPV6_HLEN + len(skb) <= ifc.mtu or skb.gso_size):
-                # the TAP finishes it (and cuts a TSO segment), or on lo nobody: the pseudo-header sum
+            if ifc is self.lo and nh in TRANSPORTS6 or ifc is not self.lo and self.offload and (
+                    IPV6_HLEN + len(skb) <= ifc.mtu or skb.gso_size):
+                # the TAP finishes it (and cuts a TSO segment), or on lo nobody (udp and tcp take
+                # CSUM_VALID; ICMPv6 checks its own): the pseudo-header sum
                 struct.pack_into("!H", skb.data, skb.csum_offset, pseudo_header_sum6(src, dst, nh, len(skb)))
                 if ifc is self.lo:
                     skb.flags = skb.flags | CSUM_VALID
             else:
                 self.finish_l4_csum(skb, src, dst, nh)        # fragments: whole, here
-        self.ip6_xmit(ifc, skb, src, dst, nh, hop_limit or DEFAULT_HOP_LIMIT, tclass)
+        self.ip6_xmit(ifc, skb, src, dst, nh, hop_limit or DEFAULT_HOP_LIMIT, tclass, hop=hop)
 
     def ip6_send(self, ifc: Iface, src: bytes, dst: bytes, msg: bytes, hop_limit: int = DEFAULT_HOP_LIMIT,
                  mac: bytes | None = None) -> None:
         """An ICMPv6 message of ours out of ``ifc`` to a neighbour on the link (or a group; to
         ourselves, on lo)."""
-        route = route6(self.local6, dst)
+        route = route6(self.local6, dst, self.fib6)
         if route is not None and route[0] == LOOPBACK_IFINDEX:
             ifc = self.lo
         elif route is None:
             self.counters["Ip6OutRequests"] += 1
-            self.counters["Ip6OutNoRoutes"] += 1          # off the link: no IPv6 routes yet
+            self.counters["Ip6OutNoRoutes"] += 1
             return
         try:
             skb = self.pool.alloc(len(msg))
@@ -419,13 +439,13 @@ class Ip6:
             self.counters["Ip6OutDiscards"] += 1
             return
         skb.put(len(msg))[:] = msg
-        self.ip6_xmit(ifc, skb, src, dst, NEXTHDR_ICMPV6, hop_limit, mac=mac)
+        self.ip6_xmit(ifc, skb, src, dst, NEXTHDR_ICMPV6, hop_limit, mac=mac, hop=route[2])
 
     def ip6_xmit(self, ifc: Iface, skb: Skb, src: bytes, dst: bytes, nh: int, hop_limit: int, tclass: int = 0,
-                 mac: bytes | None = None) -> None:
+                 mac: bytes | None = None, hop: bytes | None = None) -> None:
         """Push the IPv6 header in front of the upper-layer message in ``skb`` and send it: looped
         back on lo, else in fragments if it does not fit the device's MTU (RFC 8200 4.5), to
-        ``mac`` or to the neighbour resolved for ``dst``."""
+        ``mac`` or to the neighbour resolved for the next hop (``dst`` itself if on the link)."""
         self.counters["Ip6OutRequests"] += 1
         if IPV6_HLEN + len(skb) <= ifc.mtu or skb.gso_size:       # a TSO segment is cut by the device
             emit_ipv6(Ipv6Header(src, dst, nh, len(skb), hop_limit, tclass), skb.push(IPV6_HLEN))
@@ -441,7 +461,7 @@ class Ip6:
             elif mac is not None:
                 self.xmit6(ifc, f, mac)
             else:
-                known, actions = self.neigh6.resolve(ifc.ifindex, dst, f, self.now)
+                known, actions = self.neigh6.resolve(ifc.ifindex, hop or dst, f, self.now)
                 if known is not None:
                     self.xmit6(ifc, f, known)
                 if actions:

@@ -118,7 +118,7 @@ def fib_from_config(cfg: Config, rundir: str | None = None) -> Fib:
         except (OSError, ValueError):
             saved = None
     routes = saved if isinstance(saved, list) else [[str(r.dst), str(r.via) if r.via else None, r.dev]
-                                                     for r in cfg.routes]
+                                                     for r in cfg.routes if r.dst.version == 4]
     for dst, via, dev in routes:
         try:
             change_route(fib, cfg, "add", dst, via, dev)
@@ -129,6 +129,8 @@ def fib_from_config(cfg: Config, rundir: str | None = None) -> Fib:
 
 def change_route(fib: Fib, cfg: Config, op: str, dst: str, via: str | None, dev: str | None) -> FibRoute:
     """``route add|del DST [via GW] [dev DEV]`` on ``fib``; OSError with errno as `ip route` has it."""
+    if ":" in dst or via and ":" in via:
+        raise OSError(errno.EAFNOSUPPORT, "IPv6 routes come from the config's [[routes]] only; `route` changes IPv4")
     try:
         net = ipaddress.IPv4Network(dst)
         gw = ipaddress.IPv4Address(via) if via else None
@@ -179,22 +181,43 @@ def local_addrs6(cfg: Config) -> dict[bytes, int]:
     return out
 
 
-def route6(addrs: dict[bytes, int], dst: bytes) -> tuple[int, bytes] | None:
-    """(ifindex, source address) for sending to ``dst``, given our addresses (local_addrs6).
-    IPv6 has no routes beyond the link yet: our own addresses go over lo; a destination in
-    the /64 of one of ours goes out of that one's device, from it; a link-local or multicast
-    one out of the first device with IPv6, from its link-local address. None: unreachable."""
+def fib6_from_config(cfg: Config) -> Fib:
+    """The configured IPv6 routes (the /64 of a device's addr6 and link-local ones are on-link
+    without one): each via a gateway on a device's link, or on-link through its device."""
+    fib = Fib(bits=128)
+    for r in cfg.routes:
+        if r.dst.version == 6:
+            fib.add(FibRoute(int(r.dst.network_address), r.dst.prefixlen, cfg.device(r.dev).ifindex,
+                             r.via.packed if r.via is not None else None, b""))
+    return fib
+
+
+def route6(addrs: dict[bytes, int], dst: bytes, fib6: Fib | None = None) -> tuple[int, bytes, bytes] | None:
+    """(ifindex, source address, next hop) for sending to ``dst``, given our addresses
+    (local_addrs6) and IPv6 routes (fib6_from_config): our own addresses go over lo; a
+    destination in the /64 of one of ours goes out of that one's device, from it; a
+    link-local or multicast one out of the first device with IPv6, from its link-local
+    address; else the longest matching route, from our address on its device in the
+    gateway's /64 (or its global one). None: unreachable."""
     if dst in addrs:
-        return LOOPBACK_IFINDEX, dst
+        return LOOPBACK_IFINDEX, dst, dst
     link = None
     for addr, ifindex in addrs.items():
         if ifindex == LOOPBACK_IFINDEX:
             continue
         if addr[:8] == dst[:8]:
-            return ifindex, addr
+            return ifindex, addr, dst
         if link is None and is_link_local(addr):
-            link = ifindex, addr
-    return link if is_link_local(dst) or is_multicast(dst) else None
+            link = ifindex, addr, dst
+    if is_link_local(dst) or is_multicast(dst):
+        return link
+    r = fib6.lookup(dst) if fib6 is not None else None
+    if r is None:
+        return None
+    hop = r.next_hop(dst)
+    mine = [a for a, i in addrs.items() if i == r.ifindex]
+    src = next((a for a in mine if a[:8] == hop[:8]), None) or next((a for a in mine if not is_link_local(a)), None)
+    return (r.ifindex, src, hop) if src is not None else None
 
 
 def local_addrs(cfg: Config, rundir: str | None = None) -> set[bytes]:

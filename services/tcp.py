@@ -25,7 +25,7 @@ import time
 import zmq
 
 from services.base import Service, main
-from services.routes import fib_from_config, local_addrs, local_addrs6, route6
+from services.routes import fib6_from_config, fib_from_config, local_addrs, local_addrs6, route6
 from services.tcp_conn import Conn, Listener
 from services.tcp_store import TcpStore
 from shared.ipc.codec import encode
@@ -66,6 +66,7 @@ class Tcp(Service):
     def __init__(self) -> None:
         super().__init__()
         self.local6 = local_addrs6(self.cfg)
+        self.fib6 = fib6_from_config(self.cfg)
         self.local = {int.from_bytes(a, "big") for a in local_addrs(self.cfg, self.rundir)} | set(self.local6)
         self.fib = fib_from_config(self.cfg, self.rundir)
         self.ports = PortTable(self.cfg.local_port_range, self.local)
@@ -322,7 +323,7 @@ class Tcp(Service):
     def route_src(self, raddr: int | bytes) -> int | bytes | None:
         """Our source address toward ``raddr`` (None: unreachable)."""
         if type(raddr) is bytes:
-            r6 = route6(self.local6, raddr)
+            r6 = route6(self.local6, raddr, self.fib6)
             return r6[1] if r6 is not None else None
         route = self.fib.lookup(raddr.to_bytes(4, "big"))
         return int.from_bytes(route.src, "big") if route is not None else None
@@ -331,7 +332,7 @@ class Tcp(Service):
         """The MTU of the route to ``raddr`` (TCP_INFO's tcpi_pmtu)."""
         mtus = {d.ifindex: d.mtu for d in self.cfg.devices}
         if type(raddr) is bytes:
-            r6 = route6(self.local6, raddr)
+            r6 = route6(self.local6, raddr, self.fib6)
             return mtus.get(r6[0], LOOPBACK_MTU) if r6 is not None else DEFAULT_MTU
         route = self.fib.lookup(raddr.to_bytes(4, "big"))
         return mtus.get(route.ifindex, LOOPBACK_MTU) if route is not None else DEFAULT_MTU

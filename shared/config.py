@@ -38,8 +38,8 @@ class Device:
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    dst: ipaddress.IPv4Network
-    via: ipaddress.IPv4Address | None
+    dst: ipaddress.IPv4Network | ipaddress.IPv6Network
+    via: ipaddress.IPv4Address | ipaddress.IPv6Address | None
     dev: str
 
 
@@ -304,8 +304,12 @@ def load(path: str) -> Config:
         dev = r.get("dev", str)
         if dev not in names:
             raise ConfigError(f"{r.where}.dev: no device named {dev!r}")
-        routes.append(Route(dst=r.parse("dst", ipaddress.IPv4Network),
-                            via=r.parse("via", ipaddress.IPv4Address, None), dev=dev))
+        dst, via = r.parse("dst", ipaddress.ip_network), r.parse("via", ipaddress.ip_address, None)
+        if via is not None and via.version != dst.version:
+            raise ConfigError(f"{r.where}.via: an IPv{via.version} gateway for an IPv{dst.version} destination")
+        if dst.version == 6 and next(d for d in devices if d.name == dev).addr6 is None:
+            raise ConfigError(f"{r.where}.dev: {dev} has no addr6 for an IPv6 route")
+        routes.append(Route(dst=dst, via=via, dev=dev))
     ipsec = root.table("ip")
     sock = root.table("socket")
     nb = root.table("neigh")

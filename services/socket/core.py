@@ -29,7 +29,7 @@ import time
 
 import msgpack
 
-from services.routes import LOOPBACK_IFINDEX, fib_from_config, local_addrs, local_addrs6
+from services.routes import LOOPBACK_IFINDEX, fib6_from_config, fib_from_config, local_addrs, local_addrs6
 from services.socket import credentials
 from services.socket.clients import ClientTable
 from services.socket.dgram import DGRAM_CALLS, DgramSockets
@@ -80,6 +80,7 @@ class SocketCore(ClientTable, SocketOptions, DgramSockets, StreamSockets, TcpEve
         local6 = local_addrs6(self.cfg)
         self.local = {int.from_bytes(a, "big") for a in local_addrs(self.cfg, self.rundir)} | set(local6)
         self.local6 = local6
+        self.fib6 = fib6_from_config(self.cfg)
         # the device a link-local address is on, as AF_INET6 names show its scope (one device runs IPv6)
         self.scope6 = next((i for i in local6.values() if i != LOOPBACK_IFINDEX), 0)
         self.bcast = {int.from_bytes(d.addr.network.broadcast_address.packed, "big")
@@ -108,6 +109,7 @@ class SocketCore(ClientTable, SocketOptions, DgramSockets, StreamSockets, TcpEve
                          (ksock.AF_INET, ksock.SOCK_DGRAM): (DGRAM_CALLS, self.dgram_call),
                          (ksock.AF_INET6, ksock.SOCK_DGRAM): (DGRAM_CALLS, self.dgram_call),
                          (ksock.AF_INET6, ksock.SOCK_STREAM): (STREAM_CALLS, self.stream_call),
+                         (ksock.AF_INET6, ksock.SOCK_RAW): (RAW_CALLS, self.raw_call),
                          (ksock.AF_INET, ksock.SOCK_RAW): (RAW_CALLS, self.raw_call),
                          (ksock.AF_UNIX, ksock.SOCK_STREAM): unix, (ksock.AF_UNIX, ksock.SOCK_DGRAM): unix}
 
@@ -392,14 +394,12 @@ class SocketCore(ClientTable, SocketOptions, DgramSockets, StreamSockets, TcpEve
         elif family in INET_FAMILIES and stype == ksock.SOCK_STREAM:
             if proto not in (0, ksock.IPPROTO_TCP):
                 raise OSError(errno.EPROTONOSUPPORT, "Protocol not supported")
-        elif family == ksock.AF_INET and stype == ksock.SOCK_RAW:
-            self.raw_socket_check(client, proto)
+        elif family in INET_FAMILIES and stype == ksock.SOCK_RAW:
+            self.raw_socket_check(client, proto, family)
         elif family == ksock.AF_UNIX:
             self.unix_socket_check(stype, proto)
-        elif family == ksock.AF_INET:
+        elif family in INET_FAMILIES:
             raise OSError(errno.ESOCKTNOSUPPORT, "Socket type not supported")
-        elif family == ksock.AF_INET6:
-            raise OSError(errno.EAFNOSUPPORT, "mkstack: AF_INET6 raw sockets are not supported yet")
         else:
             raise OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol")
         return self.new_sock(client, family, stype, proto).fd

@@ -115,7 +115,7 @@ class DgramSockets:
 
     def route_src(self, daddr: int | bytes) -> int | bytes:
         if type(daddr) is bytes:
-            r6 = route6(self.local6, daddr)
+            r6 = route6(self.local6, daddr, self.fib6)
             if r6 is None:
                 raise OSError(errno.ENETUNREACH, "Network is unreachable")
             return r6[1]

@@ -1,4 +1,6 @@
-"""SOCK_RAW sockets in the socket server (raw(7)): IP datagrams, header and all.
+"""SOCK_RAW sockets in the socket server (raw(7)): IP datagrams, header and all; and
+AF_INET6 raw ICMPv6 sockets (the message without its IPv6 header, checksum done by
+the stack, as Linux's raw ICMPv6 sockets).
 
 The socket server tells ip, in one IP_REGISTER announcement, every protocol
 number some raw socket is open for; ip sends a copy of each local datagram of
@@ -15,15 +17,16 @@ import errno
 import socket as ksock
 
 from services.socket.credentials import CAP_NET_RAW, creds_of
-from services.socket.types import Client, Pending, Sock, aton, err, ntoa
+from services.socket.types import Client, Pending, Sock, err, sock_aton, sock_ntoa
 from shared.ipc.messages import (IP_OUTPUT, IP_RAW_OUTPUT, IP_REGISTER, PMTUDISC_WANT, SYS_BIND, SYS_CLOSE,
                                  SYS_CONNECT, SYS_GETPEERNAME, SYS_GETSOCKNAME, SYS_RECVFROM, SYS_SENDTO,
                                  SYS_SHUTDOWN)
-from shared.skb import NoBuffers, Skb
+from shared.skb import CSUM_PARTIAL, NoBuffers, Skb
 from shared.wire.ipv4 import DEFAULT_TTL
 
 
 MAX_RAW_PAYLOAD = 0xFFFF
+ICMPV6_HLEN_MIN, ICMPV6_CSUM_OFF = 4, 2          # type, code, checksum
 RAW_CALLS = frozenset((SYS_BIND, SYS_CONNECT, SYS_SENDTO, SYS_RECVFROM, SYS_SHUTDOWN, SYS_CLOSE, SYS_GETSOCKNAME,
                        SYS_GETPEERNAME))
 
@@ -37,14 +40,16 @@ class RawSockets:
         self.ip_sends: list[tuple[list, Skb]] = []
         self.ip_raw_sends: list[tuple[list, Skb]] = []
 
-    def raw_socket_check(self, client: Client, proto: int) -> None:
+    def raw_socket_check(self, client: Client, proto: int, family: int = ksock.AF_INET) -> None:
         if not 0 < proto < 256:
             raise err(errno.EPROTONOSUPPORT)
+        if family == ksock.AF_INET6 and proto != ksock.IPPROTO_ICMPV6:
+            raise OSError(errno.EPROTONOSUPPORT, "mkstack: AF_INET6 raw sockets are IPPROTO_ICMPV6 only yet")
         if not creds_of(client.pid, client.start).capable(CAP_NET_RAW):
             raise err(errno.EPERM)
 
     def raw_opened(self, sock: Sock) -> None:
-        sock.hdrincl = sock.proto == ksock.IPPROTO_RAW
+        sock.hdrincl = sock.proto == ksock.IPPROTO_RAW and sock.family == ksock.AF_INET
         self.raw_update()
 
     def raw_update(self) -> None:
@@ -57,13 +62,13 @@ class RawSockets:
     def raw_call(self, sock: Sock, call: Pending) -> None:
         code, f = call.code, call.fields
         if code == SYS_BIND:
-            addr = aton(f.addr)
+            addr = self.raw_addr(sock, f.addr)
             if addr and addr not in self.local and addr not in self.bcast:
                 raise err(errno.EADDRNOTAVAIL)
             sock.laddr, sock.bound = addr, True
             self.answer(call, 0, sock)
         elif code == SYS_CONNECT:
-            sock.raddr = aton(f.addr) if f.addr else 0
+            sock.raddr = self.raw_addr(sock, f.addr) if f.addr else 0
             if sock.raddr:
                 self.route_src(sock.raddr)
             self.answer(call, 0, sock)
@@ -72,17 +77,25 @@ class RawSockets:
         elif code == SYS_RECVFROM:
             self.sys_recvfrom(sock, call)
         elif code == SYS_GETSOCKNAME:
-            self.answer(call, [ntoa(sock.laddr), sock.proto], sock)
+            self.answer(call, [sock_ntoa(sock, sock.laddr, self.scope6), sock.proto], sock)
         elif code == SYS_GETPEERNAME:
             if not sock.raddr:
                 raise err(errno.ENOTCONN)
-            self.answer(call, [ntoa(sock.raddr), 0], sock)
+            self.answer(call, [sock_ntoa(sock, sock.raddr, self.scope6), 0], sock)
         elif code == SYS_SHUTDOWN:
             self.sys_shutdown(sock, f.how)
             self.answer(call, 0, sock)
         elif code == SYS_CLOSE:
             self.close_sock(sock)
             self.answer(call, 0)
+
+    @staticmethod
+    def raw_addr(sock: Sock, addr: str) -> int | bytes:
+        """An address for a raw socket: an AF_INET6 one takes IPv6 only (no v4-mapped)."""
+        a = sock_aton(sock, addr)
+        if sock.family == ksock.AF_INET6 and type(a) is int and a:
+            raise err(errno.EINVAL)
+        return a
 
     def raw_send(self, sock: Sock, call: Pending) -> None:
         data, flags, addr = call.fields.data, call.fields.flags, call.fields.addr
@@ -99,7 +112,10 @@ class RawSockets:
                 raise err(errno.EDESTADDRREQ)
             daddr = sock.raddr
         else:
-            daddr = aton(addr)
+            daddr = self.raw_addr(sock, addr)
+        six = sock.family == ksock.AF_INET6
+        if six and (not daddr or len(data) < ICMPV6_HLEN_MIN):
+            raise err(errno.EINVAL)
         if daddr in self.bcast and not sock.broadcast:
             raise err(errno.EACCES)
         self.route_src(daddr)
@@ -110,8 +126,15 @@ class RawSockets:
         except NoBuffers:
             raise err(errno.ENOBUFS) from None
         skb.put(len(data))[:] = data
+        if six:                                  # ICMPv6's checksum is always the stack's (RFC 3542 3.1)
+            skb.flags = skb.flags | CSUM_PARTIAL
+            skb.csum_offset = ICMPV6_CSUM_OFF
         handle = self.pool.give(skb, self.owner_ids["ip"])
-        if sock.hdrincl:
+        if six:
+            opts = sock.tcpopts
+            self.ip_sends.append(([handle, sock.laddr, daddr, sock.proto, opts.get("tos", 0),
+                                   opts.get("ttl", DEFAULT_TTL), PMTUDISC_WANT], skb))
+        elif sock.hdrincl:
             self.ip_raw_sends.append(([handle, daddr], skb))
         else:
             self.ip_sends.append(([handle, sock.laddr, daddr, sock.proto, 0, DEFAULT_TTL, PMTUDISC_WANT], skb))
@@ -129,13 +152,17 @@ class RawSockets:
         """Copies of datagrams for raw sockets: to each that matches (raw_v4_input)."""
         for skb in self.pool.take_many(handles):
             data = skb.data
-            if len(data) < 20:
+            if skb.network_header < skb.data_off:     # ICMPv6: data at the message, past its IPv6 header
+                saddr, daddr = skb.ip_addrs()
+                family, proto = ksock.AF_INET6, ksock.IPPROTO_ICMPV6
+            elif len(data) < 20:
                 self.pool.free(skb)
                 continue
-            proto = data[9]
-            saddr, daddr = int.from_bytes(data[12:16], "big"), int.from_bytes(data[16:20], "big")
+            else:
+                family, proto = ksock.AF_INET, data[9]
+                saddr, daddr = int.from_bytes(data[12:16], "big"), int.from_bytes(data[16:20], "big")
             takers = [s for s in self.socks.values()
-                      if s.type == ksock.SOCK_RAW and s.proto == proto and not s.shut_rd
+                      if s.type == ksock.SOCK_RAW and s.family == family and s.proto == proto and not s.shut_rd
                       and (not s.laddr or s.laddr == daddr) and (not s.raddr or s.raddr == saddr)]
             for i, sock in enumerate(takers):
                 try:

@@ -75,7 +75,8 @@ IP_REGISTER = _msg(0x305, "IP_REGISTER", "service -> ip: the IP protocols the se
                    "wants raw copies of (inet_add_protocol); the whole set each time, acked with ANNOUNCE_ACK",
                    token=int, service=str, protos=list, raw=list)
 RAW_DELIVER = _msg(0x306, "RAW_DELIVER", "ip -> service: copies of local datagrams for raw sockets, "
-                   "skb data at the IP header", ifindex=int, handles=list)
+                   "skb data at the IP header (ICMPv6: at the message, the network header at its IPv6 header)",
+                   ifindex=int, handles=list)
 IP_RAW_OUTPUT = _msg(0x307, "IP_RAW_OUTPUT", "service -> ip: datagrams with the caller's IP header "
                      "(IP_HDRINCL): [[handle, daddr], ...]; ip fills in a zero saddr and id, the length "
                      "and the checksum", items=list)

@@ -1,5 +1,6 @@
 """Forwarding information base: longest-prefix-match routes plus a route cache
-invalidated on every change, as the Linux 2.6 design did (RFC 1812 5.2.4.3)."""
+invalidated on every change, as the Linux 2.6 design did (RFC 1812 5.2.4.3).
+One class for both families: ``Fib(bits=128)`` holds IPv6 routes."""
 
 from __future__ import annotations
 
@@ -29,18 +30,20 @@ class FibRoute:
         return daddr if self.gateway is None else self.gateway
 
 
-def _mask(plen: int) -> int:
-    return (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF if plen else 0
+def _mask(plen: int, bits: int = 32) -> int:
+    full = (1 << bits) - 1
+    return (full << (bits - plen)) & full if plen else 0
 
 
 class Fib:
-    def __init__(self) -> None:
+    def __init__(self, bits: int = 32) -> None:
+        self.bits = bits
         self._by_plen: dict[int, dict[int, list[FibRoute]]] = {}
         self._cache: dict[bytes, FibRoute | None] = {}
         self.generation = 0
 
     def add(self, route: FibRoute) -> None:
-        if route.dst & ~_mask(route.plen) & 0xFFFFFFFF:
+        if not 0 <= route.plen <= self.bits or route.dst & ~_mask(route.plen, self.bits) & ((1 << self.bits) - 1):
             raise ValueError("route destination has host bits set")
         bucket = self._by_plen.setdefault(route.plen, {}).setdefault(route.dst, [])
         if any(r.ifindex == route.ifindex and r.gateway == route.gateway for r in bucket):
@@ -73,7 +76,7 @@ class Fib:
         ip = int.from_bytes(daddr, "big")
         found = None
         for plen in sorted(self._by_plen, reverse=True):
-            bucket = self._by_plen[plen].get(ip & _mask(plen))
+            bucket = self._by_plen[plen].get(ip & _mask(plen, self.bits))
             if bucket:
                 found = bucket[0]
                 break

@@ -308,3 +308,52 @@ def test_a_duplicate_address_is_detected_given_up_and_taken_back_once_free(stack
     assert stack6.stats()["ip"].get("Ip6DadFailures", 0) == 0
     out = stack6.peer("ping", "-6", "-c", "5", "-i", "0.1", "-W", "2", GLOBAL, check=False).stdout
     assert lost(out) == 0, out
+
+
+def test_a_configured_ipv6_route_reaches_a_network_behind_the_peer(stack6):
+    """configs/ipv6.toml routes fd99::/64 via fd66::1: with fd99::1 on the peer's lo, ping from
+    it is answered through the gateway, and a UDP client on mkstack reaches a server there (and
+    hears its port unreachable)."""
+    assert "fd99::/64 via fd66::1 dev tap0" in stack6.launcher("route").stdout.splitlines()
+    stack6.peer("ip", "-6", "addr", "add", "fd99::1/128", "dev", "lo")
+    server = stack6.peer_popen("python3", os.path.join(APPS, "udp_echo.py"), "fd99::1", "7000")
+    try:
+        out = stack6.peer("ping", "-6", "-c", "5", "-i", "0.1", "-W", "2", "-I", "fd99::1", GLOBAL,
+                          check=False).stdout
+        assert lost(out) == 0, out
+        assert server.stdout.readline().startswith("ready")
+        out = subprocess.run([sys.executable, os.path.join(ROOT, "launcher.py"), "--instance", stack6.instance,
+                              "-c", stack6.config, "run", "--", "python", os.path.join(APPS, "udp_client.py"),
+                              "fd99::1", "7000", "7001"], capture_output=True, text=True, timeout=120).stdout
+    finally:
+        server.kill()
+        server.wait()
+        stack6.peer("ip", "-6", "addr", "del", "fd99::1/128", "dev", "lo")
+    r = json.loads(out.strip().splitlines()[-1])
+    assert r["echoed"] == 100 and r["peer"] == ["fd99::1", 7001, 0, 0], r
+    assert r["connected"] == f"ConnectionRefusedError {111}"
+
+
+RAW_PING6 = """
+import os, socket, struct
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+s.settimeout(2)
+ident, got = os.getpid() & 0xFFFF, []
+for seq in range(5):
+    s.sendto(struct.pack("!BBHHH", 128, 0, 0, ident, seq) + b"mkstack", ("%s", 0))
+    while True:
+        data, addr = s.recvfrom(2000)
+        if data[0] == 129 and struct.unpack("!HH", data[4:8]) == (ident, seq):
+            got.append(addr[0])
+            break
+print(len(got), got[-1])
+"""
+
+
+def test_a_raw_icmpv6_socket_on_mkstack_pings_the_kernel(stack6):
+    """ping as programs write it: echo requests whose checksum the stack fills in (RFC 3542 3.1),
+    replies read without their IPv6 header."""
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "launcher.py"), "--instance", stack6.instance,
+                          "-c", stack6.config, "run", "--", "python", "-c", RAW_PING6 % PEER6],
+                         capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["5", PEER6], out.stderr[-2000:]

@@ -20,15 +20,16 @@ LIMIT_MS = 250      # the aim is < 100 ms; room for this machine's noise
 
 
 def test_every_kill_is_a_short_silence(stack):
-    # two kills of each here (make test's time); python -m tests.bench.blackout makes three
-    r = probe(stack, list(VICTIMS), kills=2, gap=1.0)
+    # one kill of each here (make test's time: a second one of each is test_recovery's business, which kills
+    # every service three times); python -m tests.bench.blackout makes three and reports the worst
+    r = probe(stack, list(VICTIMS), kills=1, gap=1.0)
     print(f"\nsilence per kill (ms): {r['silence_ms']}\nstart phases: {r['phases']}")
     for victim, silences in r["silence_ms"].items():
         assert None not in silences, f"no echo after a kill of {victim}: {r['udp_tcp_ms'][victim]}"
         assert max(silences) < LIMIT_MS, f"{victim}: {silences} ms (udp, tcp: {r['udp_tcp_ms'][victim]})"
     # each came back as its warm standby, not by starting a new interpreter
     assert all(p.get("start") == "promoted" for ps in r["phases"].values() for p in ps), r["phases"]
-    assert stack.status()["starts"]["promoted"] >= 2 * len(VICTIMS)
+    assert stack.status()["starts"]["promoted"] >= len(VICTIMS)
 
 
 def test_crash_loop_is_backed_off_and_the_others_recover_at_once(stack):

@@ -47,6 +47,9 @@ def test_default_config_loads():
      "devices[0].addr6/peer_addr6"),
     ('peer_addr = "10.66.0.1/24"', 'peer_addr = "10.66.0.1/24"\naddr6 = "fd66::2/129"\npeer_addr6 = "fd66::1/64"',
      "devices[0].addr6"),
+    ('via = "10.66.0.1"', 'via = "fd66::1"', "routes[0].via: an IPv6 gateway for an IPv4 destination"),
+    ('dst = "0.0.0.0/0"', 'dst = "::/0"', "routes[0].via: an IPv4 gateway for an IPv6"),
+    ('dst = "0.0.0.0/0"\nvia = "10.66.0.1"', 'dst = "::/0"\nvia = "fd66::1"', "routes[0].dev: tap0 has no addr6"),
 ])
 def test_errors_name_the_key(tmp_path, old, new, key):
     with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):

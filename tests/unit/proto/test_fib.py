@@ -53,3 +53,14 @@ def test_duplicates_and_host_bits_are_refused():
         f.add(FibRoute(int(ipaddress.IPv4Address("10.0.0.5")), 24, 2, None, b"\0" * 4))
     with pytest.raises(LookupError):
         f.delete(0, 0)
+
+
+def test_ipv6_routes_in_a_128_bit_fib():
+    fib = Fib(bits=128)
+    net = ipaddress.IPv6Network("fd99::/64")
+    fib.add(FibRoute(int(net.network_address), 64, 2, ipaddress.IPv6Address("fd66::1").packed, b""))
+    fib.add(FibRoute(0, 0, 3, ipaddress.IPv6Address("fd66::9").packed, b""))
+    assert fib.lookup(ipaddress.IPv6Address("fd99::5").packed).ifindex == 2
+    assert fib.lookup(ipaddress.IPv6Address("2001:db8::1").packed).ifindex == 3
+    with pytest.raises(ValueError):
+        fib.add(FibRoute(int(ipaddress.IPv6Address("fd99::1")), 64, 2, None, b""))     # host bits set

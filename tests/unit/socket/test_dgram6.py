@@ -72,5 +72,6 @@ def test_senders_are_shown_as_the_socket_family_names_them(host6, app6):
     assert got == [[b"six", "fd66::1", 1], [b"four", "::ffff:10.66.0.1", 2], [b"link", "fe80::1%2", 3]]
 
 
-def test_raw_ipv6_sockets_are_refused_as_not_built(app6):
-    assert app6.call(SYS_SOCKET, ksock.AF_INET6, ksock.SOCK_RAW, ksock.IPPROTO_ICMPV6).err == errno.EAFNOSUPPORT
+def test_raw_ipv6_sockets_are_icmpv6_only(app6):
+    assert app6.call(SYS_SOCKET, ksock.AF_INET6, ksock.SOCK_RAW, ksock.IPPROTO_UDP).err == errno.EPROTONOSUPPORT
+    assert app6.call(SYS_SOCKET, ksock.AF_INET6, ksock.SOCK_SEQPACKET, 0).err == errno.ESOCKTNOSUPPORT
