@@ -31,7 +31,7 @@ def aton(addr: str) -> int:
     """Dotted quad to int, strictly (inet_pton, not inet_aton)."""
     try:
         return int.from_bytes(ksock.inet_pton(ksock.AF_INET, addr), "big")
-    except (OSError, ValueError):
+    except (OSError, ValueError, TypeError):
         raise OSError(errno.EINVAL, f"invalid IPv4 address {addr!r}") from None
 
 
@@ -48,12 +48,12 @@ def aton6(addr: str) -> int | bytes:
     v4-mapped one (``::ffff:10.66.0.1``) the IPv4 int, any other 16 bytes. A ``%scope``
     the client library appends for a scope id is checked and dropped: IPv6 runs on one
     device, so a link-local address names the same neighbour whatever the scope."""
-    text, _, scope = addr.partition("%")
     try:
+        text, _, scope = addr.partition("%")
         if scope and not scope.isdigit():
             raise ValueError(scope)
         packed = ksock.inet_pton(ksock.AF_INET6, text)
-    except (OSError, ValueError):
+    except (OSError, ValueError, TypeError):
         raise OSError(errno.EINVAL, f"invalid IPv6 address {addr!r}") from None
     if packed[:12] == _V4_MAPPED:
         return int.from_bytes(packed[12:], "big")

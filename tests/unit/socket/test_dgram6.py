@@ -39,6 +39,9 @@ def test_bind_tells_udp_the_family_and_v6only(host6, app6):
     assert app6.call(SYS_BIND, v6only, "::ffff:10.66.0.2", 53).err == errno.EINVAL
     assert app6.call(SYS_BIND, v6only, "fd67::2", 53).err == errno.EADDRNOTAVAIL
     assert app6.call(SYS_BIND, v6only, "fd66::zz", 53).err == errno.EINVAL
+    assert app6.call(SYS_BIND, v6only, b"fd66::2", 53).err == errno.EINVAL      # bytes are AF_UNIX names
+    assert app6.call(SYS_BIND, v6only, "fe80::1%eth0", 53).err == errno.EINVAL  # the client sends scope ids
+    assert host6.faults == []
 
 
 def test_sendto_takes_ipv6_and_v4_mapped_destinations(host6, app6):
