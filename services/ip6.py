@@ -15,17 +15,18 @@ the neighbour is resolved (solicitations to the solicited-node group, retried
 as ARP is). Fragments are reassembled with IPv4's limits (the same Reassembler,
 up to 65,535 bytes of payload; headers before the fragment header are not kept
 in the whole packet) and what we send is fragmented to the device's MTU.
-UDP goes up to the udp service (L4_RCV, the skb's network header at the IPv6
-header) and comes down as IP_OUTPUT items with 16-byte addresses; ip chooses
-the source (route6), finishes the checksum and loops our own addresses and
-::1 back through lo. ICMPv6 errors about what we sent go to the sender's
-transport (L4_ERR), and udp's port unreachable becomes ICMPv6's. Not done
-yet, refused or counted, never faked: other upper layers (TCP among them, until
-AF_INET6 stream sockets exist) get Parameter Problem "unrecognized next
-header", destinations off the link are unroutable (Ip6OutNoRoutes), Packet
-Too Big does not lower a path MTU yet, router discovery is not run, and
-datagrams to multicast groups reach no socket (Ip6InDiscards). DAD is
-optimistic (RFC 4429): addresses are used while their probe is out.
+UDP and TCP go up to their services (L4_RCV, the skb's network header at the
+IPv6 header) and come down as IP_OUTPUT items with 16-byte addresses; ip
+chooses the source and next hop (route6: the link, or a configured route),
+leaves the checksum (and TSO) to the TAP or finishes it for fragments, and
+loops our own addresses and ::1 back through lo. ICMPv6 errors about what we
+sent go to the sender's transport (L4_ERR), udp's port unreachable becomes
+ICMPv6's, and raw ICMPv6 sockets get copies (RAW_DELIVER). DAD is optimistic
+(RFC 4429): addresses are used while their probe is out. Not done yet,
+refused or counted, never faked: other upper layers get Parameter Problem
+"unrecognized next header", destinations without a route are unroutable
+(Ip6OutNoRoutes), Packet Too Big does not lower a path MTU, router discovery
+is not run, and datagrams to multicast groups reach no socket (Ip6InDiscards).
 """
 
 from __future__ import annotations

@@ -54,8 +54,8 @@ COOKIE_KEY_FILE = "tcp.cookie-key"   # in the run directory: the SYN-cookie secr
 DEFAULT_MTU, LOOPBACK_MTU = 1500, 65536
 
 
-# a connection's event counts (Tcb.stats) -> the stack's counters (TcpExt* as in /proc/net/netstat)
 ANY6 = bytes(16)            # the IPv6 wildcard as a key of ``listeners`` (IPv4's is 0)
+# a connection's event counts (Tcb.stats) -> the stack's counters (TcpExt* as in /proc/net/netstat)
 STAT_MIBS = (("fin_wait2_timeouts", "TcpExtFinWait2Timeouts"), ("ooo_dropped", "TcpExtTCPOFODrop"),
              ("challenge_acks", "TcpExtTCPChallengeACK"), ("acks_skipped", "TcpExtTCPACKSkipped"))
 
