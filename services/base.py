@@ -264,10 +264,10 @@ class Service:
         16 bytes where ``addrs`` allows) with the skb whose handle is at ``handle_at``;
         malformed items are counted, stale handles skipped."""
         for item in items:
-            if not (isinstance(item, list) and len(item) == width and all(type(x) is int for x in item)) and not (
-                    addrs and isinstance(item, list) and len(item) == width and all(
+            if not (isinstance(item, list) and len(item) == width and (
+                    all(type(x) is int for x in item) or addrs and all(
                         type(x) is int or i in addrs and type(x) is bytes and len(x) == 16
-                        for i, x in enumerate(item))):
+                        for i, x in enumerate(item)))):
                 self.counters["bad_messages"] += 1
                 continue
             try:

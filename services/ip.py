@@ -482,11 +482,14 @@ class Ip(NetfilterHooks, Ip6, Service):
         svc = self.protocols.get(quoted[9])
         if svc is None or len(quoted) < hlen + 8 or quoted[12:16] not in self.local_ifaces:
             return
+        self.l4_err(svc, icmp.type, icmp.code, icmp.rest, quoted[:hlen + 8], "IcmpErrorsNotDelivered")
+
+    def l4_err(self, svc: str, type_: int, code: int, rest: int, quoted: bytes, not_delivered: str) -> None:
+        """Hand an ICMP or ICMPv6 error to the transport service ``svc`` (L4_ERR); counted if it cannot take it."""
         try:
-            self.peer(svc).send(encode(L4_ERR, [[icmp.type, icmp.code, icmp.rest, quoted[:hlen + 8]]]),
-                                zmq.NOBLOCK)
+            self.peer(svc).send(encode(L4_ERR, [[type_, code, rest, quoted]]), zmq.NOBLOCK)
         except zmq.ZMQError:
-            self.counters["IcmpErrorsNotDelivered"] += 1
+            self.counters[not_delivered] += 1
 
     def icmp_error_batch(self, items: list) -> None:
         """Transports ask for ICMP errors (port unreachable) about datagrams they got."""

@@ -33,13 +33,8 @@ from __future__ import annotations
 
 import random
 import struct
-from dataclasses import dataclass
-
-import zmq
 
 from services.routes import LOOPBACK_IFINDEX, Iface, fib6_from_config, local_addrs6, route6
-from shared.ipc.codec import encode
-from shared.ipc.messages import L4_ERR
 from shared.proto.neigh import Evicted, Overflow, Solicit, Unresolved
 from shared.proto.reassembly import Complete, Reassembler
 from shared.skb import CSUM_PARTIAL, CSUM_VALID, NoBuffers, Skb
@@ -65,24 +60,15 @@ DAD_WAIT = 1.0            # RetransTimer: how long an address stays optimistic a
 ND_HOP_LIMIT = 255
 
 
-@dataclass(slots=True)
-class Addr6:
-    """One of our IPv6 addresses: the device it is on and the /64 it is in."""
-    ifc: Iface
-    prefix: bytes               # the first 8 bytes
-
-
 class Ip6:
     """Mixed into Ip."""
 
     def ip6_init(self) -> None:
-        self.addrs6: dict[bytes, Addr6] = {}
         # ifindex -> multicast groups joined; a device is in it if IPv6 is on there (lo always: ::1)
         self.groups6: dict[int, set[bytes]] = {LOOPBACK_IFINDEX: set()}
-        self.local6 = local_addrs6(self.cfg)            # address -> ifindex
+        self.local6 = local_addrs6(self.cfg)            # our addresses -> ifindex (route6 reads it too)
         self.fib6 = fib6_from_config(self.cfg)
         for addr, ifindex in self.local6.items():
-            self.addrs6[addr] = Addr6(self.ifaces[ifindex], addr[:8])
             if ifindex != LOOPBACK_IFINDEX:
                 self.groups6.setdefault(ifindex, {ALL_NODES}).add(solicited_node(addr))
         self.neigh6 = self.new_neigh_table()
@@ -93,7 +79,7 @@ class Ip6:
         # Duplicate Address Detection, optimistic (RFC 4429): an address is used at once, and given up
         # if another node answers its probe (or probes for it) before DAD_WAIT has passed
         self.tentative6: dict[bytes, float] = {}
-        self.dad_due = {a.ifc.ifindex for a in self.addrs6.values() if a.ifc is not self.lo}   # probed at once
+        self.dad_due = set(self.local6.values()) - {LOOPBACK_IFINDEX}     # probed at once
 
     # -- receive ------------------------------------------------------------------
     def ip6_rcv(self, ifc: Iface, skb: Skb, reassembled: bool = False) -> None:
@@ -110,9 +96,9 @@ class Ip6:
             c["Ip6InHdrErrors"] += 1
             self.pool.free(skb)
             return
-        ours = self.addrs6.get(hdr.dst)
+        ours = self.local6.get(hdr.dst)
         # on lo, any of ours: what we send ourselves loops back there
-        if (ours is None or ours.ifc is not ifc and ifc is not self.lo) and hdr.dst not in self.groups6[ifc.ifindex]:
+        if (ours is None or ours != ifc.ifindex and ifc is not self.lo) and hdr.dst not in self.groups6[ifc.ifindex]:
             c["Ip6InAddrErrors"] += 1                    # not for us, and we forward no IPv6
             self.pool.free(skb)
             return
@@ -280,22 +266,16 @@ class Ip6:
         """An error about a datagram we sent goes to the transport that sent it (icmpv6_notify);
         the quote must start with our IPv6 header and reach the ports (no extension headers
         are walked: ours carry none but a fragment header, and only first fragments are quoted)."""
-        if len(quoted) < IPV6_HLEN + 8 or quoted[0] >> 4 != 6 or bytes(quoted[8:24]) not in self.addrs6:
+        if len(quoted) < IPV6_HLEN + 8 or quoted[0] >> 4 != 6 or bytes(quoted[8:24]) not in self.local6:
             self.counters["Icmp6ErrorsNotDelivered"] += 1
             return
         svc = self.protocols.get(quoted[6]) if quoted[6] in TRANSPORTS6 else None
-        if svc is None:
-            return
-        try:
-            self.peer(svc).send(encode(L4_ERR, [[icmp.type, icmp.code, icmp.rest, bytes(quoted[:IPV6_HLEN + 8])]]),
-                                zmq.NOBLOCK)
-        except zmq.ZMQError:
-            self.counters["Icmp6ErrorsNotDelivered"] += 1
+        if svc is not None:
+            self.l4_err(svc, icmp.type, icmp.code, icmp.rest, bytes(quoted[:IPV6_HLEN + 8]), "Icmp6ErrorsNotDelivered")
 
     # -- Neighbor Discovery ------------------------------------------------------------
     def ndisc_rcv_ns(self, ifc: Iface, hdr: Ipv6Header, ns: NdMessage) -> None:
-        ours = self.addrs6.get(ns.target)
-        if ours is None or ours.ifc is not ifc:
+        if self.local6.get(ns.target) != ifc.ifindex:
             return
         if hdr.src == bytes(16) and ns.target in self.tentative6:
             self.dad_failed(ns.target, "another node probes for it too")   # RFC 4862 5.4.3: both give up
@@ -311,7 +291,7 @@ class Ip6:
         self.ip6_send(ifc, ns.target, hdr.src, msg, hop_limit=ND_HOP_LIMIT)
 
     def ndisc_rcv_na(self, ifc: Iface, hdr: Ipv6Header, na: NdMessage) -> None:
-        if na.target in self.addrs6 and na.target_ll != ifc.mac:
+        if na.target in self.local6 and na.target_ll != ifc.mac:
             who = mac_ntoa(na.target_ll) if na.target_ll is not None else "a node"
             if na.target in self.tentative6:           # RFC 4862 5.4.4: our probe was answered
                 self.dad_failed(na.target, f"{who} advertises it")
@@ -356,8 +336,8 @@ class Ip6:
     def dad_start(self, ifc: Iface) -> None:
         """Probe for each of our addresses on ``ifc`` (at start and when its carrier comes back):
         a solicitation from :: to the address's solicited-node group, no link-layer option."""
-        for addr, a in self.addrs6.items():
-            if a.ifc is ifc:
+        for addr, ifindex in self.local6.items():
+            if ifindex == ifc.ifindex:
                 self.tentative6[addr] = self.now + DAD_WAIT
                 msg = emit_neighbor_solicit(bytes(16), solicited_node(addr), addr, None)
                 self.counters["Ip6DadProbes"] += 1
@@ -377,32 +357,31 @@ class Ip6:
 
     def dad_failed(self, addr: bytes, why: str) -> None:
         """Another node has ``addr``: stop using it (until a restart of ip probes again)."""
-        a = self.addrs6.pop(addr)
-        self.local6.pop(addr, None)
+        ifindex = self.local6.pop(addr)
         self.tentative6.pop(addr, None)
-        if not any(oa.ifc is a.ifc and solicited_node(o) == solicited_node(addr) for o, oa in self.addrs6.items()):
-            self.groups6[a.ifc.ifindex].discard(solicited_node(addr))
+        if not any(i == ifindex and solicited_node(o) == solicited_node(addr) for o, i in self.local6.items()):
+            self.groups6[ifindex].discard(solicited_node(addr))
         self.counters["Ip6DadFailures"] += 1
-        self.log.error("%s: duplicate address %s (%s): not used", a.ifc.name, ip6_ntoa(addr), why)
+        self.log.error("%s: duplicate address %s (%s): not used", self.ifaces[ifindex].name, ip6_ntoa(addr), why)
 
     def src6_for(self, ifc: Iface, dst: bytes) -> bytes:
         """Our address on ``ifc`` for talking to ``dst``: in its /64 if we have one there,
         else the link-local one (RFC 6724's scope rule, reduced to a link)."""
         link_local = None
-        for addr, a in self.addrs6.items():
-            if a.ifc is ifc:
-                if a.prefix == dst[:8]:
+        for addr, ifindex in self.local6.items():
+            if ifindex == ifc.ifindex:
+                if addr[:8] == dst[:8]:
                     return addr
                 if is_link_local(addr):
                     link_local = addr
-        return link_local or next(addr for addr, a in self.addrs6.items() if a.ifc is ifc)
+        return link_local or next(addr for addr, ifindex in self.local6.items() if ifindex == ifc.ifindex)
 
     # -- output -------------------------------------------------------------------------
     def ip6_output(self, skb: Skb, src: bytes, dst: bytes, nh: int, tclass: int, hop_limit: int) -> None:
         """A datagram from a transport (IP_OUTPUT with a 16-byte destination): route it, choose
         the source if ``src`` is empty, finish a partial checksum, send (ip6_xmit)."""
         route = route6(self.local6, dst, self.fib6) if len(dst) == 16 else None
-        if route is None or src and src not in self.addrs6:
+        if route is None or src and src not in self.local6:
             self.counters["Ip6OutRequests"] += 1
             self.counters["Ip6OutNoRoutes" if route is None else "Ip6OutDiscards"] += 1
             self.pool.free(skb)

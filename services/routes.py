@@ -169,6 +169,21 @@ def save_routes(fib: Fib, cfg: Config, rundir: str) -> None:
     os.replace(path + ".tmp", path)
 
 
+def local_ips(cfg: Config, rundir: str | None = None) -> set[int | bytes]:
+    """Our addresses as port tables and sockets hold them: IPv4 ones as ints, IPv6 ones as 16 bytes."""
+    return {int.from_bytes(a, "big") for a in local_addrs(cfg, rundir)} | set(local_addrs6(cfg))
+
+
+def source_for(fib: Fib, addrs6: dict[bytes, int], fib6: Fib, daddr: int | bytes) -> int | bytes | None:
+    """Our source address toward ``daddr`` (an IPv4 int or 16 IPv6 bytes), as udp_sendmsg and
+    tcp_v4_connect ask the route; None: unreachable."""
+    if type(daddr) is bytes:
+        r6 = route6(addrs6, daddr, fib6)
+        return r6[1] if r6 is not None else None
+    route = fib.lookup(daddr.to_bytes(4, "big"))
+    return int.from_bytes(route.src, "big") if route is not None else None
+
+
 def local_addrs6(cfg: Config) -> dict[bytes, int]:
     """Our IPv6 addresses and the ifindex of each: a device's ``addr6`` and the
     link-local address made from its MAC (IPv6 is on only where ``addr6`` is set),

@@ -25,19 +25,20 @@ import time
 import zmq
 
 from services.base import Service, main
-from services.routes import fib6_from_config, fib_from_config, local_addrs, local_addrs6, route6
+from services.routes import fib6_from_config, fib_from_config, local_addrs6, local_ips, route6, source_for
 from services.tcp_conn import Conn, Listener
 from services.tcp_store import TcpStore
 from shared.ipc.codec import encode
-from shared.ipc.messages import (BIND_REUSEADDR, BIND_REUSEPORT, BIND_V6, BIND_V6ONLY, CLOSE_ABORT, CLOSE_SHUT_WR,
-                                 IP_OUTPUT, IP_REGISTER, L4_ERR, L4_RCV, LOWER_UP, PMTUDISC_DO, RMEM_MAX, TCP_ACCEPTED,
+from shared.ipc.messages import (BIND_REUSEADDR, BIND_REUSEPORT, CLOSE_ABORT, CLOSE_SHUT_WR, IP_OUTPUT,
+                                 IP_REGISTER, L4_ERR, L4_RCV, LOWER_UP, PMTUDISC_DO, RMEM_MAX, TCP_ACCEPTED,
                                  TCP_BIND, TCP_CLOSE, TCP_CONNECT, TCP_EVENTS, TCP_GETINFO, TCP_LISTEN, TCP_RCVD,
                                  TCP_RESYNC, TCP_SEND, TCP_SEND_URG, TCP_SETOPT)
 from shared.proto.tcp import seq as S
 from shared.proto.tcp import syncookie
 from shared.proto.tcp.info import tcp_info
 from shared.proto.tcp.tcb import Segment, State, Tcb, TcpConfig, reset_for, with_opts
-from shared.proto.udp import DUAL, V4, V6, PortTable, family_of, flow_hash
+from shared.proto import sockopt
+from shared.proto.udp import V4, V6, PortTable, family_of, flow_hash
 from shared.skb import CSUM_PARTIAL, CSUM_VALID, NoBuffers, Skb
 from shared.wire import WireError
 from shared.wire.icmp import ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_PORT_UNREACH
@@ -67,7 +68,7 @@ class Tcp(Service):
         super().__init__()
         self.local6 = local_addrs6(self.cfg)
         self.fib6 = fib6_from_config(self.cfg)
-        self.local = {int.from_bytes(a, "big") for a in local_addrs(self.cfg, self.rundir)} | set(self.local6)
+        self.local = local_ips(self.cfg, self.rundir)
         self.fib = fib_from_config(self.cfg, self.rundir)
         self.ports = PortTable(self.cfg.local_port_range, self.local)
         self.bound: dict[int, tuple[int, int]] = {}          # sock -> (addr, port)
@@ -216,8 +217,8 @@ class Tcp(Service):
             # the socket layer binds a socket once: this is its request again, after our restart
             self.result(req, sock, 0, *self.bound[sock])
             return
-        fam = V4 if not flags & BIND_V6 else V6 if flags & BIND_V6ONLY else DUAL
-        err, a, p = self.ports.bind(sock, addr, port, bool(flags & BIND_REUSEADDR), bool(flags & BIND_REUSEPORT), fam)
+        err, a, p = self.ports.bind(sock, addr, port, bool(flags & BIND_REUSEADDR), bool(flags & BIND_REUSEPORT),
+                                    sockopt.bind_family(flags))
         if err == 0:
             self.bound[sock] = (a, p)
             self.state.table_dirty = True
@@ -257,7 +258,7 @@ class Tcp(Service):
             # the socket layer connects a socket once: its request again, after our restart
             self.result(req, sock, 0, c.laddr, c.lport)
             return
-        src = self.route_src(raddr)
+        src = source_for(self.fib, self.local6, self.fib6, raddr)
         if src is None:
             self.result(req, sock, errno.ENETUNREACH)
             return
@@ -319,14 +320,6 @@ class Tcp(Service):
     def tcfg_for(self, raddr: int | bytes) -> TcpConfig:
         """The configuration a connection with ``raddr`` starts from: over IPv6, an MSS 20 bytes smaller."""
         return self.tcfg6 if type(raddr) is bytes else self.tcfg
-
-    def route_src(self, raddr: int | bytes) -> int | bytes | None:
-        """Our source address toward ``raddr`` (None: unreachable)."""
-        if type(raddr) is bytes:
-            r6 = route6(self.local6, raddr, self.fib6)
-            return r6[1] if r6 is not None else None
-        route = self.fib.lookup(raddr.to_bytes(4, "big"))
-        return int.from_bytes(route.src, "big") if route is not None else None
 
     def pmtu(self, raddr: int | bytes) -> int:
         """The MTU of the route to ``raddr`` (TCP_INFO's tcpi_pmtu)."""

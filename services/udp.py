@@ -21,13 +21,14 @@ import time
 import zmq
 
 from services.base import Service, main
-from services.routes import local_addrs, local_addrs6
+from services.routes import local_ips
 from shared.ipc.codec import encode
-from shared.ipc.messages import (BIND_RESTORE, BIND_REUSEADDR, BIND_REUSEPORT, BIND_V6, BIND_V6ONLY, IP_ICMP_ERROR,
-                                 IP_OUTPUT, IP_REGISTER, L4_ERR, L4_RCV, LOWER_UP, PMTUDISC_WANT, UDP_BIND, UDP_BOUND,
+from shared.ipc.messages import (BIND_RESTORE, BIND_REUSEADDR, BIND_REUSEPORT, IP_ICMP_ERROR, IP_OUTPUT,
+                                 IP_REGISTER, L4_ERR, L4_RCV, LOWER_UP, PMTUDISC_WANT, UDP_BIND, UDP_BOUND,
                                  UDP_CONNECT, UDP_DELIVER, UDP_RESYNC, UDP_SEND, UDP_SOCK_ERR, UDP_SYNCED,
                                  UDP_UNBIND)
-from shared.proto.udp import DUAL, V4, V6, PortTable
+from shared.proto import sockopt
+from shared.proto.udp import PortTable
 from shared.skb import CSUM_PARTIAL, CSUM_VALID, NoBuffers, Skb
 from shared.wire import WireError
 from shared.wire.icmp import (ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_HOST_UNREACH, ICMP_NET_UNREACH,
@@ -66,8 +67,7 @@ class Udp(Service):
     def __init__(self) -> None:
         super().__init__()
         bcast = {int.from_bytes(d.addr.network.broadcast_address.packed, "big") for d in self.cfg.devices}
-        self.local = {int.from_bytes(a, "big") for a in local_addrs(self.cfg, self.rundir)} | set(
-            local_addrs6(self.cfg))
+        self.local = local_ips(self.cfg, self.rundir)
         self.table = PortTable(self.cfg.local_port_range, self.local, bcast)
         self.peer("ip")
         self.announce("ip", IP_REGISTER).set(self.name, [IPPROTO_UDP], [])   # inet_add_protocol
@@ -115,7 +115,7 @@ class Udp(Service):
         elif code == UDP_BIND:
             req, sock, addr, port, flags = fields
             reuse, reuseport = bool(flags & BIND_REUSEADDR), bool(flags & BIND_REUSEPORT)
-            fam = V4 if not flags & BIND_V6 else V6 if flags & BIND_V6ONLY else DUAL
+            fam = sockopt.bind_family(flags)
             if type(addr) is bytes and len(addr) != 16:
                 e, got = errno.EINVAL, (0, 0)
             elif flags & BIND_RESTORE:     # a re-announced binding after our restart

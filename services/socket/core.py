@@ -29,7 +29,7 @@ import time
 
 import msgpack
 
-from services.routes import LOOPBACK_IFINDEX, fib6_from_config, fib_from_config, local_addrs, local_addrs6
+from services.routes import LOOPBACK_IFINDEX, fib6_from_config, fib_from_config, local_addrs6, local_ips
 from services.socket import credentials
 from services.socket.clients import ClientTable
 from services.socket.dgram import DGRAM_CALLS, DgramSockets
@@ -77,12 +77,11 @@ class SocketCore(ClientTable, SocketOptions, DgramSockets, StreamSockets, TcpEve
         self.timer_seq = itertools.count()
         self.next_client_check = time.monotonic() + CLIENT_CHECK
         self.fib = fib_from_config(self.cfg, self.rundir)
-        local6 = local_addrs6(self.cfg)
-        self.local = {int.from_bytes(a, "big") for a in local_addrs(self.cfg, self.rundir)} | set(local6)
-        self.local6 = local6
+        self.local = local_ips(self.cfg, self.rundir)
+        self.local6 = local_addrs6(self.cfg)
         self.fib6 = fib6_from_config(self.cfg)
         # the device a link-local address is on, as AF_INET6 names show its scope (one device runs IPv6)
-        self.scope6 = next((i for i in local6.values() if i != LOOPBACK_IFINDEX), 0)
+        self.scope6 = next((i for i in self.local6.values() if i != LOOPBACK_IFINDEX), 0)
         self.bcast = {int.from_bytes(d.addr.network.broadcast_address.packed, "big")
                       for d in self.cfg.devices} | {0xFFFFFFFF}
         self.udp_sends: list[tuple[list, Skb]] = []

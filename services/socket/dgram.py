@@ -15,8 +15,9 @@ import errno
 import os
 import socket as ksock
 
-from services.routes import route6
-from services.socket.types import Pending, Sock, check_port, err, host_text, inet_bind_flags, sock_aton, sock_ntoa
+from services.routes import source_for
+from services.socket.types import (Pending, Sock, bind_aton, check_port, err, host_text, inet_bind_flags, sock_aton,
+                                   sock_ntoa)
 from shared.ipc.codec import encode
 from shared.ipc.messages import (BIND_RESTORE, SYS_BIND, SYS_CLOSE, SYS_CONNECT,
                                  SYS_GETPEERNAME, SYS_RECVFROM, SYS_SENDTO, SYS_SHUTDOWN, UDP_BIND, UDP_CONNECT,
@@ -40,7 +41,7 @@ class DgramSockets:
             self.close_sock(sock)
             self.answer(call, 0)
         elif code == SYS_BIND:
-            self.sys_bind(sock, call, sock_aton(sock, f.addr), check_port(f.port))
+            self.sys_bind(sock, call, bind_aton(sock, f.addr), check_port(f.port))
         elif code == SYS_CONNECT:
             self.sys_connect(sock, call, f.addr, f.port)
         elif code == SYS_SENDTO:
@@ -56,8 +57,8 @@ class DgramSockets:
             self.answer(call, 0, sock)
 
     def sys_bind(self, sock: Sock, call: Pending, addr: int | bytes, port: int) -> None:
-        if sock.bound or sock.binding or addr and type(addr) is int and sock.tcpopts.get("v6only"):
-            raise OSError(errno.EINVAL, "Invalid argument")     # (an IPv6-only socket takes no IPv4 address)
+        if sock.bound or sock.binding:
+            raise OSError(errno.EINVAL, "Invalid argument")
         if addr and addr not in self.local and addr not in self.bcast:
             raise OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address")
         sock.after_bind.append(call)
@@ -114,15 +115,10 @@ class DgramSockets:
             self.fail(call, exc.errno or errno.EINVAL, exc.strerror or str(exc), sock)
 
     def route_src(self, daddr: int | bytes) -> int | bytes:
-        if type(daddr) is bytes:
-            r6 = route6(self.local6, daddr, self.fib6)
-            if r6 is None:
-                raise OSError(errno.ENETUNREACH, "Network is unreachable")
-            return r6[1]
-        r = self.fib.lookup(daddr.to_bytes(4, "big"))
-        if r is None:
+        src = source_for(self.fib, self.local6, self.fib6, daddr)
+        if src is None:
             raise OSError(errno.ENETUNREACH, "Network is unreachable")
-        return int.from_bytes(r.src, "big")
+        return src
 
     @staticmethod
     def check_dest_family(sock: Sock, daddr: int | bytes) -> None:

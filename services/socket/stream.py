@@ -14,8 +14,8 @@ import os
 import socket as ksock
 import time
 
-from services.socket.types import (INET_FAMILIES, Pending, Sock, check_port, err, host_text, inet_bind_flags,
-                                   sock_aton, sock_ntoa)
+from services.socket.types import (INET_FAMILIES, Pending, Sock, bind_aton, check_port, err, host_text,
+                                   inet_bind_flags, sock_aton, sock_ntoa)
 from shared.ipc.codec import encode
 from shared.ipc.messages import (CLOSE_ABORT, CLOSE_FORGET, CLOSE_SHUT_WR, SYS_ACCEPT,
                                  SYS_BIND, SYS_CLOSE, SYS_CONNECT, SYS_GETPEERNAME, SYS_LISTEN, SYS_RECVFROM,
@@ -95,9 +95,7 @@ class StreamSockets:
     def stream_bind(self, sock: Sock, call: Pending, addr: str, port: int) -> None:
         if sock.bound or sock.binding or sock.st != "new":
             raise err(errno.EINVAL)
-        a = sock_aton(sock, addr)
-        if a and type(a) is int and sock.tcpopts.get("v6only"):
-            raise err(errno.EINVAL)                 # an IPv6-only socket takes no IPv4 address
+        a = bind_aton(sock, addr)
         if a and a not in self.local:
             raise err(errno.EADDRNOTAVAIL)
         sock.binding = True

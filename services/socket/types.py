@@ -15,7 +15,6 @@ import weakref
 from dataclasses import dataclass, field
 
 from shared.bytequeue import ByteQueue
-from shared.ipc.messages import BIND_V6, BIND_V6ONLY
 from shared.proto import sockopt
 
 MAX_FDS = 1024                    # descriptors per client when its RLIMIT_NOFILE cannot be read
@@ -73,6 +72,14 @@ def sock_aton(sock: "Sock", addr: str) -> int | bytes:
     return aton6(addr) if sock.family == ksock.AF_INET6 else aton(addr)
 
 
+def bind_aton(sock: "Sock", addr: str) -> int | bytes:
+    """The address a bind names: an IPV6_V6ONLY socket takes no IPv4 (v4-mapped) one (EINVAL, as Linux)."""
+    a = sock_aton(sock, addr)
+    if a and type(a) is int and sock.tcpopts.get("v6only"):
+        raise OSError(errno.EINVAL, "Invalid argument")
+    return a
+
+
 def sock_ntoa(sock: "Sock", addr: int | bytes, scope: int = 0) -> str:
     return ntoa6(addr, scope) if sock.family == ksock.AF_INET6 else ntoa(addr)
 
@@ -84,10 +91,8 @@ def host_text(sock: "Sock", addr: int | bytes) -> str:
 
 def inet_bind_flags(sock: "Sock") -> int:
     """UDP_BIND / TCP_BIND flags of an AF_INET or AF_INET6 socket's options."""
-    flags = sockopt.bind_flags(sock.reuseaddr, sock.reuseport)
-    if sock.family == ksock.AF_INET6:
-        flags |= BIND_V6 | (BIND_V6ONLY if sock.tcpopts.get("v6only") else 0)
-    return flags
+    return sockopt.bind_flags(sock.reuseaddr, sock.reuseport, sock.family == ksock.AF_INET6,
+                              bool(sock.tcpopts.get("v6only")))
 
 
 def check_port(port: int) -> int:

@@ -944,9 +944,7 @@ class socket:
         return os.fspath(address), 0  # type: ignore[call-overload]
 
     def _name(self, result: list) -> object:
-        if self._family == AF_INET6:
-            return _inet6_name(result[0], result[1])
-        return result[0] if self._family == AF_UNIX else (result[0], result[1])
+        return self._peer(result[0], result[1])
 
     def bind(self, address: tuple[str, int]) -> None:
         host, port = self._addr(address)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import errno
 import socket as ksock
 
-from shared.ipc.messages import BIND_REUSEADDR, BIND_REUSEPORT
+from shared.ipc.messages import BIND_REUSEADDR, BIND_REUSEPORT, BIND_V6, BIND_V6ONLY
 from shared.proto.tcp.cc import ALGORITHMS
+from shared.proto.udp import DUAL, V4, V6
 from shared.wire.ipv4 import DEFAULT_TTL
 
 TCP_MIN_MSS, MAX_TCP_WINDOW = 88, 32767
@@ -93,6 +94,13 @@ def current(opts: dict, level: int, name: int, default_cc: str) -> int | str | N
     return opts.get(key[0], key[1])
 
 
-def bind_flags(reuseaddr: bool, reuseport: bool) -> int:
-    """UDP_BIND / TCP_BIND flags of a socket's SO_REUSEADDR and SO_REUSEPORT."""
-    return (BIND_REUSEADDR if reuseaddr else 0) | (BIND_REUSEPORT if reuseport else 0)
+def bind_flags(reuseaddr: bool, reuseport: bool, inet6: bool = False, v6only: bool = False) -> int:
+    """UDP_BIND / TCP_BIND flags of a socket's SO_REUSEADDR and SO_REUSEPORT, and for an
+    AF_INET6 socket its IPV6_V6ONLY."""
+    return ((BIND_REUSEADDR if reuseaddr else 0) | (BIND_REUSEPORT if reuseport else 0)
+            | (BIND_V6 | (BIND_V6ONLY if v6only else 0) if inet6 else 0))
+
+
+def bind_family(flags: int) -> int:
+    """The families a binding with these flags takes (shared/proto/udp.py's V4, V6, DUAL)."""
+    return V4 if not flags & BIND_V6 else V6 if flags & BIND_V6ONLY else DUAL
