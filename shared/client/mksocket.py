@@ -1,8 +1,8 @@
 """A drop-in for the stdlib ``socket`` module whose sockets live in mkstack.
 
 Every call becomes a request to the socket server (DEALER -> ROUTER, msgpack,
-request ids). Each thread has its own DEALER, so threads may share sockets; a
-blocking call is suspended in the server, not polled from here. For select,
+request ids). Each thread has its own DEALER, so threads may share sockets (a
+new thread takes over the DEALER of one that ended); a blocking call is suspended in the server, not polled from here. For select,
 poll and selectors, every socket has a real file descriptor (an eventfd) that
 is readable exactly when the mkstack socket is: the server pushes readiness
 changes to one event channel per process, and every reply carries the
@@ -66,6 +66,7 @@ MAX_UDP_PAYLOAD = 65507     # 65535 - IP and UDP headers: larger is EMSGSIZE
 NOWAIT_FLAGS = _k.MSG_DONTWAIT | _k.MSG_NOSIGNAL    # flags a datagram send may carry and still not wait
 NOWAIT_DESTS = 256          # destinations remembered per socket as sent to without an error
 POST_LINGER_MS = 1000       # how long a closing DEALER keeps trying to deliver what was posted on it
+IDLE_DEALERS = 64           # DEALERs of ended threads kept for new ones
 EXIT_FLUSH_MS = 1000        # how long exit waits for the server to answer after the last posts
 AddressFamily, SocketKind, MsgFlag, AddressInfo = _k.AddressFamily, _k.SocketKind, _k.MsgFlag, _k.AddressInfo
 error, timeout, herror, gaierror = OSError, TimeoutError, _k.herror, _k.gaierror
@@ -88,6 +89,30 @@ RESTART_CHECK_MS = 100      # and then looks at least this often whether the soc
 HELLO_AGAIN_MS = 250        # SYS_HELLO unanswered this long is asked again, then after twice as long,
 HELLO_AGAIN_MAX_MS = 2000   # up to this: a server away for long finds few of them queued for it
 _POLLIN, _POLLOUT, _POLLERR, _POLLHUP = 0x1, 0x4, 0x8, 0x10
+
+
+class _Lease:
+    """A thread's DEALER. When the thread ends (and its thread-local storage with
+    it), a DEALER with nothing posted since its last answered call goes back to the
+    connection's pool for the next new thread: a server that starts a thread per
+    connection would otherwise pay a new ZeroMQ connection (its handshake, ~0.3 ms
+    before the first call) and the socket server a new call record for each one.
+    Calls on one DEALER are never concurrent, whichever thread makes them, and the
+    pool's lock orders the hand-over between threads as ZeroMQ asks."""
+
+    __slots__ = ("conn", "sock", "posted")
+
+    def __init__(self, conn: "_Connection", sock: zmq.Socket) -> None:
+        self.conn, self.sock, self.posted = conn, sock, False
+
+    def __del__(self) -> None:
+        # a post not yet answered for may still be queued: only closing with linger
+        # (what an unpooled DEALER does) sees it out, so such a DEALER is not reused
+        try:
+            if not self.posted and self.conn.pid == os.getpid():
+                self.conn.give_back(self.sock)
+        except Exception:       # at interpreter exit the modules may be gone: nothing to keep
+            pass
 
 
 class _Bell:
@@ -264,6 +289,7 @@ class _Connection:
         self.lock = threading.Lock()
         self.generation = 0                 # restarts of the socket server seen
         self.bells: weakref.WeakSet[_Bell] = weakref.WeakSet()   # one per calling thread
+        self.idle: list[zmq.Socket] = []    # DEALERs of ended threads (see _Lease)
         try:
             self._hello(self._dealer(), False, HELLO_WAIT_S)
         except OSError:
@@ -284,12 +310,24 @@ class _Connection:
         return s
 
     def _dealer(self) -> zmq.Socket:
-        s = getattr(self.local, "sock", None)
-        if s is None:
-            # a thread that posts a send and ends closes its DEALER when it goes: linger
-            # so the post still leaves (the kernel's send had completed by then)
-            s = self.local.sock = self._new_dealer(str(next(self.threads)).encode(), POST_LINGER_MS)
-        return s
+        lease = getattr(self.local, "lease", None)
+        if lease is None:
+            with self.lock:
+                s = self.idle.pop() if self.idle else None
+            if s is None:
+                # a thread that posts a send and ends closes its DEALER when it goes: linger
+                # so the post still leaves (the kernel's send had completed by then)
+                s = self._new_dealer(str(next(self.threads)).encode(), POST_LINGER_MS)
+            lease = self.local.lease = _Lease(self, s)
+        return lease.sock
+
+    def give_back(self, s: zmq.Socket) -> None:
+        """A DEALER whose thread ended, for the next new thread (see _Lease)."""
+        with self.lock:
+            if len(self.idle) < IDLE_DEALERS:
+                self.idle.append(s)
+                return
+        s.close()
 
     def call(self, code: int, *args: object) -> object:
         """One request; the reply's readiness is applied before returning. A call
@@ -299,7 +337,9 @@ class _Connection:
             return self._call_on_new_dealer(code, *args)
         self.local.busy = True
         try:
-            return self._call(self._dealer(), code, *args)
+            result = self._call(self._dealer(), code, *args)
+            self.local.lease.posted = False     # answered: what was posted before has arrived
+            return result
         finally:
             self.local.busy = False
 
@@ -314,14 +354,16 @@ class _Connection:
             self.flush_at_exit = True
             atexit.register(self._flush_posts)
         self._dealer().send(frame)
+        self.local.lease.posted = True
         return True
 
     def _flush_posts(self) -> None:
         """At exit: one answered call (bounded in time) after the main thread's last
         posts, so they reach the server before the process and its ZeroMQ I/O thread go."""
-        s = getattr(self.local, "sock", None)       # atexit runs in the main thread: its DEALER
-        if s is None or self.pid != os.getpid():
+        lease = getattr(self.local, "lease", None)      # atexit runs in the main thread: its DEALER
+        if lease is None or self.pid != os.getpid():
             return
+        s = lease.sock
         try:
             s.send(msgpack.packb([SYS_HELLO, next(self.seq), self.pid, False]))
             s.poll(EXIT_FLUSH_MS)
