@@ -397,14 +397,14 @@ def main() -> int:
     b.print_table()
     print()
     small_rows = small.rows(m["small"], m["small_load"], floor, pytcp, m["calls"]["per_s"])
-    small.print_table(small_rows)
+    small.print_table(small_rows, floor)
     print(f"\n{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, kernel {os.uname().release}, Python "
           f"{sys.version.split()[0]}; {time.monotonic() - t0:.0f} s; python -m tests.bench"
           f"{' --quick' if args.quick else ''}{' --peers ' + args.peers if args.peers else ''}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"date": time.strftime("%Y-%m-%d"), "quick": args.quick, "rows": b.rows,
-                       "small": small_rows}, f, indent=2)
+                       "small": small_rows, "cold_turn_us": floor.get("cold_turn_us")}, f, indent=2)
     if args.plot:
         plot(b.rows, args.plot)
     return 0

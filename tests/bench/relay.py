@@ -1,5 +1,5 @@
 """The ZeroMQ relay floor: a ring of bare pyzmq processes passing one 64-byte
-message round and round (python -m tests.bench.relay HOPS [SECONDS]).
+message round and round (python -m tests.bench.relay HOPS [SECONDS [GAP]]).
 
 Each process PULLs on its own ipc:// endpoint and PUSHes to the next one's, as
 mkstack's layers do; process 0 times each lap. A lap of HOPS processes is the
@@ -35,7 +35,10 @@ def _relay(path: str, i: int, hops: int) -> None:
         out.send(msg)
 
 
-def ring(hops: int, seconds: float) -> dict:
+def ring(hops: int, seconds: float, gap: float = 0.0) -> dict:
+    """Laps back to back, or ``gap`` seconds apart (every process idle in between, as
+    the layers are between ping's packets): on this VM a process that slept a few ms
+    runs its next turn several times slower (tests/bench/coldturn.py)."""
     import zmq
     with tempfile.TemporaryDirectory(prefix="mkrelay-") as path:
         ctx_method = mp.get_context("fork")
@@ -53,6 +56,8 @@ def ring(hops: int, seconds: float) -> dict:
             out.send(MSG)
             inbox.recv()
         while time.monotonic() < end:
+            if gap:
+                time.sleep(gap)
             t = time.perf_counter_ns()
             out.send(MSG)
             inbox.recv()
@@ -72,4 +77,5 @@ def ring(hops: int, seconds: float) -> dict:
 if __name__ == "__main__":
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 4
     secs = float(sys.argv[2]) if len(sys.argv) > 2 else 2.0
-    print(json.dumps(ring(n, secs)))
+    gap = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
+    print(json.dumps(ring(n, secs, gap)))

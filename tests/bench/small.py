@@ -6,7 +6,9 @@ connrate, udp) against the anchor's plain stdlib echo servers run on mkstack
 through `launcher.py run`. Beside each figure stand, measured in the same run:
   - the floor: a ring of bare pyzmq processes with the workload's hop count
     (tests/bench/relay.py: 4 for ping; 10 for an echo through driver, netdev,
-    ip, udp/tcp, socket_server, the application and back), and
+    ip, udp/tcp, socket_server, the application and back); for ping also the
+    4-hop ring with its laps 10 ms apart, as ping's packets are (a process that
+    slept that long runs its next turn several times slower on this VM), and
   - PyTCP (with --peers pytcp: the anchor's bench_pytcp.sh with its quick knobs).
 Under load (UDP echoes with 64 in flight, TCP request/response over 32
 connections) the rows give the CPU seconds of all services per message.
@@ -32,6 +34,7 @@ ANCHOR = os.path.realpath(os.path.join(ROOT, "..", "shared", "anchors", "pytcp")
 APPS = os.path.join(ROOT, "tests", "system", "apps")
 UDP_PORT, TCP_PORT = 7601, 7602
 LOAD_UDP_WINDOW, LOAD_TCP_CONNS = 64, 32
+PING_GAP = 0.01         # ping -i 0.01: every layer sleeps 10 ms between two echoes
 
 
 def progress(what: str) -> None:
@@ -72,7 +75,7 @@ def one_at_a_time(stack: Stack, quick: bool) -> dict:
     peer = os.path.join(ANCHOR, "linux_peer.py")
     out = {}
     progress("ping, one at a time")
-    out["ping_ms"] = statistics.median(ping_rtts(stack.peer("ping", "-c", str(n_ping), "-i", "0.01", "-n",
+    out["ping_ms"] = statistics.median(ping_rtts(stack.peer("ping", "-c", str(n_ping), "-i", str(PING_GAP), "-n",
                                                             stack.addr).stdout))
     progress("TCP 1-byte request/response, one at a time")
     out["rr"] = peer_json(stack, peer, "rr", "--dst", stack.addr, "--port", str(TCP_PORT), "--n", str(n_rr))
@@ -107,6 +110,12 @@ def floors(quick: bool) -> dict:
     for hops in (4, 10):
         progress(f"ZeroMQ relay floor, {hops} hops")
         out[hops] = relay.ring(hops, secs)["median_us"]
+    progress(f"ZeroMQ relay floor, 4 hops, laps {PING_GAP * 1000:.0f} ms apart as ping's")
+    out["4_spaced"] = relay.ring(4, 2 * secs, PING_GAP)["median_us"]
+    progress("a Python turn, back to back and after sleeping (tests/bench/coldturn.py)")
+    p = subprocess.run([sys.executable, "-m", "tests.bench.coldturn"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120, check=True)
+    out["cold_turn_us"] = json_line(p.stdout)
     return out
 
 
@@ -138,6 +147,8 @@ def rows(m: dict, load: dict, floor: dict, py: dict | None, calls: float | None 
     r = [
         {"workload": "ping median, one at a time", "unit": "us", "mkstack": m["ping_ms"] * 1000,
          "floor": floor[4], "pytcp": py["ping_ms"] * 1000 if py.get("ping_ms") else None, "better": "lower"},
+        {"workload": f"  against a floor {PING_GAP * 1000:.0f} ms apart", "unit": "us", "mkstack": m["ping_ms"] * 1000,
+         "floor": floor["4_spaced"], "pytcp": None, "better": "lower"},
         {"workload": "TCP 1-byte request/response median", "unit": "us", "mkstack": m["rr"]["rtt_us_median"],
          "floor": floor[10], "pytcp": py.get("rr_us"), "better": "lower"},
         {"workload": "TCP connect + request + close", "unit": "/s", "mkstack": m["conn"]["conn_per_s"],
@@ -178,11 +189,15 @@ def _ratio(r: dict, other: str) -> str:
     return f"{(b / a if r['better'] == 'lower' else a / b):.2f}x"
 
 
-def print_table(table: list[dict]) -> None:
+def print_table(table: list[dict], floor: dict | None = None) -> None:
     print(f"{'small messages':<44}{'unit':>5}{'mkstack':>10}{'floor':>9}{'PyTCP':>9}{'/floor':>8}{'vs PyTCP':>10}")
     for r in table:
         print(f"{r['workload']:<44}{r['unit']:>5}{_fmt(r['mkstack']):>10}{_fmt(r['floor']):>9}"
               f"{_fmt(r['pytcp']):>9}{_ratio(r, 'floor'):>8}{_ratio(r, 'pytcp'):>10}")
+    cold = (floor or {}).get("cold_turn_us")
+    if cold:
+        print("the same Python turn (us), back to back / after 1 ms asleep / after 10 ms: "
+              + " / ".join(str(cold[k]) for k in ("0ms", "1ms", "10ms")))
 
 
 def run(stack: Stack, quick: bool) -> tuple[dict, dict]:
@@ -209,13 +224,14 @@ def main() -> int:
         m, load = run(stack, args.quick)
     py = pytcp(args.quick) if "pytcp" in args.peers.split(",") else None
     table = rows(m, load, floor, py)
-    print_table(table)
+    print_table(table, floor)
     print(f"\n{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, kernel {os.uname().release}; "
           f"{time.monotonic() - t0:.0f} s; python -m tests.bench.small{' --quick' if args.quick else ''}"
           f"{' --peers ' + args.peers if args.peers else ''}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"date": time.strftime("%Y-%m-%d"), "rows": table}, f, indent=2)
+            json.dump({"date": time.strftime("%Y-%m-%d"), "rows": table, "cold_turn_us": floor.get("cold_turn_us")},
+                      f, indent=2)
     return 0
 
 
