@@ -7,74 +7,37 @@ unless a send it posted has not been answered for: that one is closed with
 linger, as before, so the post still arrives.
 """
 
-import os
-import socket as ksock
-import tempfile
 import threading
 
-import msgpack
 import pytest
-import zmq
 
 from shared.client import mksocket
 from shared.ipc.messages import SYS_GETSOCKNAME, SYS_HELLO, SYS_SENDTO_NOWAIT
+from tests.unit.standin_server import StandInServer
 
 CID = b"d00d"
 
 
-class Server:
-    """Issues CID on the hello socket and answers every call at once; ``seen`` lists
-    (DEALER identity, code) of every request, posts included, in arrival order."""
+class Server(StandInServer):
+    """Issues CID and answers every call at once; ``seen`` lists (DEALER identity,
+    code) of every request, posts included, in arrival order."""
 
     def __init__(self) -> None:
-        self.dir = tempfile.mkdtemp(prefix="mks-dealers-")
-        self.endpoint = f"ipc://{self.dir}/syscall"
         self.seen: list[tuple[bytes, int]] = []
-        self.ctx = zmq.Context()
-        self.router = self.ctx.socket(zmq.ROUTER)
-        self.router.bind(self.endpoint)
-        self.hello = ksock.socket(ksock.AF_UNIX, ksock.SOCK_STREAM)
-        self.hello.bind(os.path.join(self.dir, "hello"))
-        self.hello.listen()
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=f, daemon=True) for f in (self.issue_ids, self.answer)]
-        for t in self.threads:
-            t.start()
+        super().__init__(CID)
 
-    def issue_ids(self) -> None:
-        self.hello.settimeout(0.1)
-        while not self.stop.is_set():
-            try:
-                c, _ = self.hello.accept()
-            except (TimeoutError, OSError):
-                continue
-            c.sendall(b"0 " + CID + b"\n")
-            c.close()
-
-    def answer(self) -> None:
-        while not self.stop.is_set():
-            if not self.router.poll(100):
-                continue
-            ident, frame = self.router.recv_multipart()
-            code, req, *_ = msgpack.unpackb(frame)
-            if ident.endswith(b".ev"):
-                if code == SYS_HELLO:
-                    self.router.send_multipart([ident, msgpack.packb([req, 0, {"pid": 1}, None])])
-                continue
-            self.seen.append((ident, code))
-            if code != SYS_SENDTO_NOWAIT:
-                self.router.send_multipart([ident, msgpack.packb([req, 0, ["0.0.0.0", 0], None])])
+    def on_request(self, ident: bytes, request: list) -> None:
+        code, req, *_ = request
+        if ident.endswith(b".ev"):
+            if code == SYS_HELLO:
+                self.reply(ident, req, {"pid": 1})
+            return
+        self.seen.append((ident, code))
+        if code != SYS_SENDTO_NOWAIT:
+            self.reply(ident, req, ["0.0.0.0", 0])
 
     def idents(self, code: int) -> list[bytes]:
         return [i for i, c in self.seen if c == code]
-
-    def close(self) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join()
-        self.router.close(0)
-        self.ctx.term()
-        self.hello.close()
 
 
 @pytest.fixture

@@ -6,71 +6,34 @@ killed meanwhile must be asked again: a soak found a new program waiting for
 its first socket() forever that way.
 """
 
-import os
-import socket as ksock
-import tempfile
 import threading
 
-import msgpack
 import pytest
-import zmq
 
 from shared.client import mksocket
 from shared.ipc.messages import SYS_HELLO
+from tests.unit.standin_server import StandInServer
 
 CID = b"c0ffee"
 
 
-class LossyServer:
-    """Issues CID on the hello socket; on the syscall ROUTER, drops the first ``lose``
-    SYS_HELLOs of each caller (as a server killed before reading them would) and
-    answers the rest; the event channel's hellos are counted in ``events``."""
+class LossyServer(StandInServer):
+    """Issues CID; on the syscall ROUTER, drops the first ``lose`` SYS_HELLOs of each
+    caller (as a server killed before reading them would) and answers the rest; the
+    event channel's hellos are counted in ``events``."""
 
     def __init__(self, lose: int) -> None:
-        self.dir = tempfile.mkdtemp(prefix="mks-hello-")
-        self.endpoint = f"ipc://{self.dir}/syscall"
         self.lose, self.seen, self.events = lose, {}, 0
-        self.ctx = zmq.Context()
-        self.router = self.ctx.socket(zmq.ROUTER)
-        self.router.bind(self.endpoint)
-        self.hello = ksock.socket(ksock.AF_UNIX, ksock.SOCK_STREAM)
-        self.hello.bind(os.path.join(self.dir, "hello"))
-        self.hello.listen()
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=f, daemon=True) for f in (self.issue_ids, self.answer)]
-        for t in self.threads:
-            t.start()
+        super().__init__(CID)
 
-    def issue_ids(self) -> None:
-        self.hello.settimeout(0.1)
-        while not self.stop.is_set():
-            try:
-                c, _ = self.hello.accept()
-            except (TimeoutError, OSError):
-                continue
-            c.sendall(b"0 " + CID + b"\n")
-            c.close()
-
-    def answer(self) -> None:
-        while not self.stop.is_set():
-            if not self.router.poll(100):
-                continue
-            ident, frame = self.router.recv_multipart()
-            code, req, pid, events = msgpack.unpackb(frame)
-            assert code == SYS_HELLO
-            self.seen[ident] = self.seen.get(ident, 0) + 1
-            if self.seen[ident] <= self.lose:
-                continue
-            self.events += bool(events)
-            self.router.send_multipart([ident, msgpack.packb([req, 0, {"pid": 1}, None])])
-
-    def close(self) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join()
-        self.router.close(0)
-        self.ctx.term()
-        self.hello.close()
+    def on_request(self, ident: bytes, request: list) -> None:
+        code, req, pid, events = request
+        assert code == SYS_HELLO
+        self.seen[ident] = self.seen.get(ident, 0) + 1
+        if self.seen[ident] <= self.lose:
+            return
+        self.events += bool(events)
+        self.reply(ident, req, {"pid": 1})
 
 
 @pytest.fixture
