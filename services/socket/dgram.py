@@ -16,8 +16,8 @@ import os
 import socket as ksock
 
 from services.routes import source_for
-from services.socket.types import (Pending, Sock, bind_aton, check_port, err, host_text, inet_bind_flags, sock_aton,
-                                   sock_ntoa)
+from services.socket.types import (MSG_DONTWAIT, MSG_OOB, MSG_PEEK, Pending, Sock, bind_aton, check_port, err,
+                                   host_text, inet_bind_flags, sock_aton, sock_ntoa)
 from shared.ipc.codec import encode
 from shared.ipc.messages import (BIND_RESTORE, SYS_BIND, SYS_CLOSE, SYS_CONNECT,
                                  SYS_GETPEERNAME, SYS_RECVFROM, SYS_SENDTO, SYS_SHUTDOWN, UDP_BIND, UDP_CONNECT,
@@ -158,7 +158,7 @@ class DgramSockets:
     def sys_sendto(self, sock: Sock, call: Pending) -> None:
         f = call.fields
         data, flags, addr, port = f.data, f.flags, f.addr, f.port
-        if flags & ksock.MSG_OOB:
+        if flags & MSG_OOB:
             raise OSError(errno.EOPNOTSUPP, "Operation not supported")
         if sock.err:
             raise self.take_error(sock)
@@ -196,7 +196,7 @@ class DgramSockets:
         if bufsize < 0:
             raise OSError(errno.EINVAL, "negative buffersize in recvfrom")
         if sock.readers_waiting() or not self.try_recv(sock, call):
-            if timeout is not None and timeout <= 0 or flags & ksock.MSG_DONTWAIT:
+            if timeout is not None and timeout <= 0 or flags & MSG_DONTWAIT:
                 raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
             self.park(sock, sock.readers, call, timeout)
 
@@ -206,7 +206,7 @@ class DgramSockets:
             skb, saddr, sport, passed = sock.rcvq[0]
             data = bytes(skb.data[:bufsize])
             truelen = len(skb)
-            if not flags & ksock.MSG_PEEK:
+            if not flags & MSG_PEEK:
                 self.dgram_pop(sock)
                 self.pool.free(skb)
                 fds = self.deliver_passed(sock.client if call.want_fds else None, passed)
@@ -215,7 +215,7 @@ class DgramSockets:
                 fds = []
             addr = saddr if sock.family == ksock.AF_UNIX else sock_ntoa(sock, saddr, self.scope6)   # AF_UNIX: its name
             if call.many:
-                extra = self.take_queued(sock) if not flags & ksock.MSG_PEEK else []
+                extra = self.take_queued(sock) if not flags & MSG_PEEK else []
                 self.answer(call, [data, addr, sport, truelen, extra], sock)
             else:
                 self.answer(call, [data, addr, sport, truelen, *([fds] if call.want_fds else [])], sock)

@@ -17,7 +17,7 @@ import errno
 import socket as ksock
 
 from services.socket.credentials import CAP_NET_RAW, creds_of
-from services.socket.types import Client, Pending, Sock, err, sock_aton, sock_ntoa
+from services.socket.types import Client, MSG_OOB, Pending, Sock, err, sock_aton, sock_ntoa
 from shared.ipc.messages import (IP_OUTPUT, IP_RAW_OUTPUT, IP_REGISTER, PMTUDISC_WANT, SYS_BIND, SYS_CLOSE,
                                  SYS_CONNECT, SYS_GETPEERNAME, SYS_GETSOCKNAME, SYS_RECVFROM, SYS_SENDTO,
                                  SYS_SHUTDOWN)
@@ -99,7 +99,7 @@ class RawSockets:
 
     def raw_send(self, sock: Sock, call: Pending) -> None:
         data, flags, addr = call.fields.data, call.fields.flags, call.fields.addr
-        if flags & ksock.MSG_OOB:
+        if flags & MSG_OOB:
             raise err(errno.EOPNOTSUPP)
         if sock.err:
             raise self.take_error(sock)

@@ -14,8 +14,8 @@ import os
 import socket as ksock
 import time
 
-from services.socket.types import (INET_FAMILIES, Pending, Sock, bind_aton, check_port, err, host_text,
-                                   inet_bind_flags, sock_aton, sock_ntoa)
+from services.socket.types import (INET_FAMILIES, MSG_DONTWAIT, MSG_OOB, MSG_PEEK, MSG_TRUNC, MSG_WAITALL, Pending,
+                                   Sock, bind_aton, check_port, err, host_text, inet_bind_flags, sock_aton, sock_ntoa)
 from shared.ipc.codec import encode
 from shared.ipc.messages import (CLOSE_ABORT, CLOSE_FORGET, CLOSE_SHUT_WR, SYS_ACCEPT,
                                  SYS_BIND, SYS_CLOSE, SYS_CONNECT, SYS_GETPEERNAME, SYS_LISTEN, SYS_RECVFROM,
@@ -168,7 +168,7 @@ class StreamSockets:
             self.answer(call, 0, sock)
             return
         if not self.try_send(sock, call):
-            if timeout is not None and timeout <= 0 or flags & ksock.MSG_DONTWAIT:
+            if timeout is not None and timeout <= 0 or flags & MSG_DONTWAIT:
                 raise err(errno.EAGAIN)
             self.park(sock, sock.writers, call, timeout)
 
@@ -188,7 +188,7 @@ class StreamSockets:
         data, flags = call.fields.data, call.fields.flags
         n = min(len(data), room, TCP_SEND_MAX, left)
         # MSG_OOB: the last byte this call queues is urgent (tcp_push -> tcp_mark_urg)
-        code = TCP_SEND_URG if flags & ksock.MSG_OOB else TCP_SEND
+        code = TCP_SEND_URG if flags & MSG_OOB else TCP_SEND
         chunk = data[:n] if n < len(data) else data
         self.state.tx_write(sock, sock.snd_sent, chunk)
         self.tcp_msg(encode(code, sock.conn, sock.snd_sent, chunk))
@@ -226,16 +226,16 @@ class StreamSockets:
             raise err(errno.EINVAL)
         if sock.st in ("new", "listening", "connecting") and not sock.err:
             raise err(errno.ENOTCONN)
-        if flags & ksock.MSG_OOB:
+        if flags & MSG_OOB:
             self.answer(call, [self.recv_urgent(sock, bufsize, flags), None, 0, 1, *([[]] if call.want_fds else [])],
                         sock)
             return
-        if timeout is None and flags & ksock.MSG_WAITALL and not flags & (ksock.MSG_PEEK | ksock.MSG_DONTWAIT):
+        if timeout is None and flags & MSG_WAITALL and not flags & (MSG_PEEK | MSG_DONTWAIT):
             call.got = bytearray()   # only a blocking socket waits for all (CPython polls otherwise)
             # gathered here until all has come: at most WAITALL_MAX (the client library asks for more in turns)
             call.fields = call.fields._replace(bufsize=min(bufsize, WAITALL_MAX))
         if sock.readers_waiting() or not self.try_stream_recv(sock, call):
-            if timeout is not None and timeout <= 0 or flags & ksock.MSG_DONTWAIT:
+            if timeout is not None and timeout <= 0 or flags & MSG_DONTWAIT:
                 raise err(errno.EAGAIN)
             self.park(sock, sock.readers, call, timeout)
 
@@ -244,7 +244,7 @@ class StreamSockets:
         if sock.oobinline or sock.urg in (URG_NONE, URG_READ):
             raise err(errno.EINVAL)
         if sock.urg == URG_VALID:
-            if not flags & ksock.MSG_PEEK:
+            if not flags & MSG_PEEK:
                 sock.urg = URG_READ
             return bytes([sock.oob]) if bufsize > 0 else b""
         if sock.st == "closed" or sock.eof:
@@ -264,7 +264,7 @@ class StreamSockets:
         # the read's size; a blocking read waits for min(SO_RCVLOWAT, size), as tcp_recvmsg
         need = sock.rcvlowat if timeout is not None else min(sock.rcvlowat, bufsize)
         if (need > 1 and got is None and not ended and 0 < len(sock.rbuf) < need and not sock.urg
-                and timeout != 0 and not flags & ksock.MSG_DONTWAIT):
+                and timeout != 0 and not flags & MSG_DONTWAIT):
             return False
         want = bufsize - (len(got) if got is not None else 0)
         data, at_mark = b"", False
@@ -278,8 +278,8 @@ class StreamSockets:
                     n, at_mark = rel, True
             data = sock.rbuf[start:start + n]
             if got is None:                      # where the reply's bytes lie, to send it again
-                call.rx = [sock.id, sock.consumed + start, n, bool(flags & ksock.MSG_TRUNC), call.want_fds]
-            if not flags & ksock.MSG_PEEK:
+                call.rx = [sock.id, sock.consumed + start, n, bool(flags & MSG_TRUNC), call.want_fds]
+            if not flags & MSG_PEEK:
                 self.consume(sock, start + n)
         elif sock.rbuf and bufsize == 0:
             self.answer(call, self.stream_reply(sock, call, b""), sock)
@@ -290,7 +290,7 @@ class StreamSockets:
                 return False
             data = bytes(got)
         if data:
-            if flags & ksock.MSG_TRUNC:
+            if flags & MSG_TRUNC:
                 data = bytes(len(data))       # TCP with MSG_TRUNC: the data is discarded
             self.answer(call, self.stream_reply(sock, call, data), sock)
             self.notify(sock)

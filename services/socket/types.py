@@ -19,6 +19,10 @@ from shared.proto import sockopt
 
 MAX_FDS = 1024                    # descriptors per client when its RLIMIT_NOFILE cannot be read
 POLLIN, POLLOUT, POLLERR, POLLHUP = 0x1, 0x4, 0x8, 0x10
+# the socket module's MsgFlag members as plain ints: each operation on the enum runs
+# enum.py's Python code (~1 us), and the read and write paths make several per call
+MSG_OOB, MSG_PEEK, MSG_DONTWAIT, MSG_WAITALL, MSG_TRUNC = (
+    int(ksock.MSG_OOB), int(ksock.MSG_PEEK), int(ksock.MSG_DONTWAIT), int(ksock.MSG_WAITALL), int(ksock.MSG_TRUNC))
 
 
 def err(code: int) -> OSError:

@@ -22,7 +22,7 @@ import socket as ksock
 import stat
 
 from services.socket.credentials import acting_as, creds_of
-from services.socket.types import Client, Pending, Sock, err
+from services.socket.types import Client, MSG_DONTWAIT, MSG_OOB, Pending, Sock, err
 from shared.ipc.messages import (SYS_ACCEPT, SYS_BIND, SYS_CLOSE, SYS_CONNECT, SYS_GETPEERNAME,
                                  SYS_GETSOCKNAME, SYS_LISTEN, SYS_RECVFROM, SYS_SENDTO, SYS_SHUTDOWN)
 from shared.skb import NoBuffers
@@ -126,7 +126,7 @@ class UnixSockets:
                 raise err(errno.EOPNOTSUPP)
             self.stream_accept(sock, call)
         elif code == SYS_SENDTO:
-            if call.fields.flags & ksock.MSG_OOB:
+            if call.fields.flags & MSG_OOB:
                 raise err(errno.EOPNOTSUPP)
             if sock.stream and sock.peer is None and sock.st == "new":
                 raise err(errno.ENOTCONN)
@@ -246,7 +246,7 @@ class UnixSockets:
 
     def unix_dgram_send(self, sock: Sock, call: Pending) -> None:
         data, flags, addr, timeout = call.fields.data, call.fields.flags, call.fields.addr, call.fields.timeout
-        if flags & ksock.MSG_OOB:
+        if flags & MSG_OOB:
             raise err(errno.EOPNOTSUPP)
         if sock.shut_wr:
             raise err(errno.EPIPE)
@@ -262,7 +262,7 @@ class UnixSockets:
         if len(data) > MAX_UNIX_DGRAM:
             raise err(errno.EMSGSIZE)
         if self._queue_full(target, len(data)):
-            if timeout is not None and timeout <= 0 or flags & ksock.MSG_DONTWAIT:
+            if timeout is not None and timeout <= 0 or flags & MSG_DONTWAIT:
                 raise err(errno.EAGAIN)
             call.sender = sock
             self.park(target, target.writers, call, timeout)   # until the receiver reads

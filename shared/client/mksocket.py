@@ -63,7 +63,11 @@ IPPROTO_TCP, IPPROTO_UDP, MSG_TRUNC = _k.IPPROTO_TCP, _k.IPPROTO_UDP, _k.MSG_TRU
 SOL_SOCKET, SO_LINGER, SO_REUSEADDR, SOMAXCONN = _k.SOL_SOCKET, _k.SO_LINGER, _k.SO_REUSEADDR, _k.SOMAXCONN
 SEND_CHUNK = 256 * 1024     # bytes per send call to the socket server
 MAX_UDP_PAYLOAD = 65507     # 65535 - IP and UDP headers: larger is EMSGSIZE
-NOWAIT_FLAGS = _k.MSG_DONTWAIT | _k.MSG_NOSIGNAL    # flags a datagram send may carry and still not wait
+# MsgFlag members as plain ints for the per-call paths: an operation on the enum runs enum.py's
+# Python code (~1 us), the names above stay the enum for programs that print them
+_MSG_PEEK, _MSG_TRUNC, _MSG_WAITALL, _MSG_NOSIGNAL = (int(_k.MSG_PEEK), int(_k.MSG_TRUNC), int(_k.MSG_WAITALL),
+                                                      int(_k.MSG_NOSIGNAL))
+NOWAIT_FLAGS = int(_k.MSG_DONTWAIT) | _MSG_NOSIGNAL    # flags a datagram send may carry and still not wait
 NOWAIT_DESTS = 256          # destinations remembered per socket as sent to without an error
 POST_LINGER_MS = 1000       # how long a closing DEALER keeps trying to deliver what was posted on it
 IDLE_DEALERS = 64           # DEALERs of ended threads kept for new ones
@@ -1056,7 +1060,7 @@ class socket:
                 ok.add(host)
             return n  # type: ignore[return-value]
         except BrokenPipeError:
-            if not flags & _k.MSG_NOSIGNAL:
+            if not flags & _MSG_NOSIGNAL:
                 signal.raise_signal(signal.SIGPIPE)   # as the kernel does; Python ignores it by default
             raise
 
@@ -1086,7 +1090,7 @@ class socket:
         if bufsize < 0:
             raise ValueError("negative buffersize in recvfrom")
         if not (self._family in _INET and self._type == SOCK_DGRAM):
-            if bufsize > WAITALL_MAX and flags & _k.MSG_WAITALL and self._type & SOCK_STREAM:
+            if bufsize > WAITALL_MAX and flags & _MSG_WAITALL and self._type & SOCK_STREAM:
                 return self._recv_waitall(int(bufsize), int(flags))
             data, host, port, truelen = self._call(SYS_RECVFROM, int(bufsize), int(flags),  # type: ignore[misc]
                                                    self._timeout)
@@ -1096,7 +1100,7 @@ class socket:
         if self._closed:
             raise _os_error(_errno.EBADF, "Bad file descriptor")
         conn = _connection()
-        held = conn.take_held(self._notifier.sock_id, bool(flags & _k.MSG_PEEK))
+        held = conn.take_held(self._notifier.sock_id, bool(flags & _MSG_PEEK))
         if held is not None:
             data, host, port = held
             return data[:bufsize], self._peer(host, port), len(data)
@@ -1133,7 +1137,7 @@ class socket:
         """recv/recvfrom: with MSG_TRUNC the result is as long as the datagram was
         (CPython sizes it by recv's return value, which is the real length)."""
         data, addr, truelen = self._recv(bufsize, flags)
-        if flags & MSG_TRUNC and truelen > len(data):
+        if flags & _MSG_TRUNC and truelen > len(data):
             data += bytes(truelen - len(data))
         return data, addr
 
@@ -1151,7 +1155,7 @@ class socket:
             raise ValueError("nbytes is greater than the length of the buffer")
         data, addr, truelen = self._recv(nbytes or len(view), flags)
         view[:len(data)] = data
-        return (truelen if flags & MSG_TRUNC else len(data)), addr
+        return (truelen if flags & _MSG_TRUNC else len(data)), addr
 
     def recv_into(self, buffer: object, nbytes: int = 0, flags: int = 0) -> int:
         return self.recvfrom_into(buffer, nbytes, flags)[0]
@@ -1222,10 +1226,10 @@ class socket:
             raise ValueError("negative buffer size in recvmsg()")
         if self._family != AF_UNIX:
             data, addr, truelen = self._recv(bufsize, flags)
-            return data, [], MSG_TRUNC if truelen > len(data) else 0, addr
+            return data, [], _MSG_TRUNC if truelen > len(data) else 0, addr
         data, host, port, truelen, passed = self._call(SYS_RECVMSG, int(bufsize), int(flags),  # type: ignore[misc]
                                                        self._timeout)
-        msg_flags = MSG_TRUNC if truelen > len(data) else 0
+        msg_flags = _MSG_TRUNC if truelen > len(data) else 0
         conn = _connection()
         room = max(0, (ancbufsize - _k.CMSG_LEN(0)) // 4) if ancbufsize >= _k.CMSG_LEN(0) else 0
         fds = [conn.park(*p) for p in passed[:room]]
