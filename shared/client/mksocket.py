@@ -2,8 +2,9 @@
 
 Every call becomes a request to the socket server (DEALER -> ROUTER, msgpack,
 request ids). Each thread has its own DEALER, so threads may share sockets (a
-new thread takes over the DEALER of one that ended); a blocking call is suspended in the server, not polled from here. For select,
-poll and selectors, every socket has a real file descriptor (an eventfd) that
+new thread takes over the DEALER of one that ended); a blocking call is
+suspended in the server, not polled from here. For select, poll and
+selectors, every socket has a real file descriptor (an eventfd) that
 is readable exactly when the mkstack socket is: the server pushes readiness
 changes to one event channel per process, and every reply carries the
 socket's current readiness too. Errors are ``OSError`` with Linux's errno;

@@ -105,6 +105,9 @@ def under_load(stack: Stack, quick: bool) -> dict:
 
 
 def floors(quick: bool) -> dict:
+    """What the rows stand against, measured before the stack comes up: the relay ring's
+    lap by hop count (4, 10), the 4-hop lap spaced as ping's packets ("4_spaced"), and
+    coldturn.py's figures ("cold_turn_us", printed under the table)."""
     secs = 1.5 if quick else 3.0
     out = {}
     for hops in (4, 10):
