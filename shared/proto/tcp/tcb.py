@@ -723,7 +723,8 @@ class Tcb:
             had_gap = bool(self.ooo)
             self._drain_ooo()
             self.unacked_segs += 1
-            if had_gap or self.unacked_segs >= 2 or not self.cfg.delayed_ack or fin_seq is not None:
+            if had_gap or self.unacked_segs >= 2 or not self.cfg.delayed_ack or \
+                    (fin_seq is not None and self.state is not State.ESTABLISHED):
                 self.send_ack(now)
             elif self.dack_at is None:
                 self.dack_at = now + self.cfg.delayed_ack
@@ -813,6 +814,13 @@ class Tcb:
         self.ooo_fin = None
         self.rcv_nxt = S.add(self.rcv_nxt, 1)
         self.eof = True
+        if self.state is State.ESTABLISHED and self.cfg.delayed_ack:
+            # as Linux's tcp_fin: the ACK of a FIN that starts a passive close is delayed,
+            # so that the FIN a prompt close() sends carries it (three segments, not four)
+            self.state = State.CLOSE_WAIT
+            if self.dack_at is None:
+                self.dack_at = now + self.cfg.delayed_ack
+            return
         self.send_ack(now)
         if self.state is State.ESTABLISHED:
             self.state = State.CLOSE_WAIT

@@ -50,6 +50,33 @@ def test_passive_close_close_wait_last_ack():
     assert t.state is State.CLOSED and t.error is None
 
 
+def test_the_ack_of_a_fin_rides_on_the_fin_of_a_prompt_close():
+    """Linux (tcp_fin) delays the ACK of the FIN that starts a passive close: a server
+    that closes on EOF sends one FIN|ACK, and the close takes three segments, not four.
+    Without a close the ACK goes when the delayed-ACK timer fires; in FIN-WAIT (our FIN
+    sent first) it goes at once, and so it does with delayed ACKs off."""
+    t = established()
+    t.receive(seg(R, L, ACK | FIN), now=1)
+    assert t.state is State.CLOSE_WAIT and take(t) == []
+    t.close(now=1.01)
+    assert [(s.flags, s.ack) for s in take(t)] == [(ACK | FIN, R + 1)] and t.dack_at is None
+    t = established()
+    t.receive(seg(R, L, ACK | FIN), now=1)
+    t.poll(t.poll_at())
+    assert [(s.flags, s.ack) for s in take(t)] == [(ACK, R + 1)]
+    t = established()
+    t.close(now=1)
+    take(t)
+    t.receive(seg(R, L, ACK | FIN), now=1.1)
+    assert [(s.flags, s.ack) for s in take(t)] == [(ACK, R + 1)] and t.state is State.CLOSING
+    import dataclasses
+
+    from .helpers import PLAIN
+    t = established(cfg=dataclasses.replace(PLAIN, delayed_ack=0))
+    t.receive(seg(R, L, ACK | FIN), now=1)
+    assert [(s.flags, s.ack) for s in take(t)] == [(ACK, R + 1)]
+
+
 def test_simultaneous_close_closing_then_time_wait():
     t = established()
     t.close(now=1)

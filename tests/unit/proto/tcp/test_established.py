@@ -256,7 +256,9 @@ def test_fin_with_data():
     t = established()
     t.receive(seg(R, L, ACK | FIN, data=b"bye"), now=1)
     assert bytes(t.delivered) == b"bye" and t.eof and t.state is State.CLOSE_WAIT
-    assert take(t)[-1].ack == R + 4
+    assert take(t) == [] and t.poll_at() == 1 + t.cfg.delayed_ack    # delayed, as Linux's
+    t.poll(t.poll_at())
+    assert [(s.flags, s.ack) for s in take(t)] == [(ACK, R + 4)]
 
 
 def test_keepalive_probes_then_times_out():
