@@ -11,6 +11,8 @@ they mean the same in the next process.
 
 from __future__ import annotations
 
+import operator
+
 from shared.bytequeue import ByteQueue
 from shared.proto.tcp.cc import ALGORITHMS
 from shared.proto.tcp.tcb import State, Tcb, TcpConfig, with_opts
@@ -18,15 +20,15 @@ from shared.proto.tcp.tcb import State, Tcb, TcpConfig, with_opts
 VERSION = 1
 _SKIP = {"cfg", "output", "delivered", "acked", "urgent", "stats", "sndq", "ooo", "rtt", "cc", "state", "sacked"}
 FIELDS = tuple(k for k in vars(Tcb(TcpConfig(), 0, 0.0)) if k not in _SKIP)
+_VALUES = operator.itemgetter(*FIELDS)     # from the instance dict: half the time of a comprehension
 _SNDQ_SEQ = FIELDS.index("sndq_seq")
 
 
 def snapshot(t: Tcb, max_ooo: int = 64) -> list:
     """[version, state, fields..., sacked, rtt, cc, sndq_len, ooo]; at most ``max_ooo``
     out-of-order blocks are named (the rest is the peer's to resend, as after reneging)."""
-    d = t.__dict__
-    ooo = [[s, len(b)] for s, b in list(t.ooo.items())[:max_ooo]]
-    return [VERSION, t.state.value, [d[k] for k in FIELDS], [list(b) for b in t.sacked], vars(t.rtt),
+    ooo = [[s, len(b)] for s, b in list(t.ooo.items())[:max_ooo]] if t.ooo else []
+    return [VERSION, t.state.value, list(_VALUES(t.__dict__)), [list(b) for b in t.sacked], vars(t.rtt),
             vars(t.cc), len(t.sndq), ooo]
 
 
