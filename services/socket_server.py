@@ -68,8 +68,8 @@ class SocketServer(SocketCore, Service):
 
     def serve_sys(self) -> None:
         # a ROUTER message is the caller's identity, then what it sent: one part from the client
-        # library, or two for a fenced call. Each part's "more" flag comes with its Frame; asking the socket (RCVMORE) costs
-        # ~3 us a time here, for pyzmq builds an option enum per get
+        # library, or two for a fenced call. Each part's "more" flag comes with its Frame; asking
+        # the socket (RCVMORE) costs ~3 us a time here, for pyzmq builds an option enum per get
         sys_ = self.sys
         recv = sys_.recv
         for i in range(256):

@@ -15,7 +15,8 @@ import socket as ksock
 import time
 
 from services.socket.types import (INET_FAMILIES, MSG_DONTWAIT, MSG_NOSIGNAL, MSG_OOB, MSG_PEEK, MSG_TRUNC,
-                                   MSG_WAITALL, Client, Pending, Sock, bind_aton, check_port, err, host_text, inet_bind_flags, sock_aton, sock_ntoa)
+                                   MSG_WAITALL, Client, Pending, Sock, bind_aton, check_port, err, host_text,
+                                   inet_bind_flags, sock_aton, sock_ntoa)
 from shared.ipc.codec import encode
 from shared.ipc.messages import (CLOSE_ABORT, CLOSE_FORGET, CLOSE_SHUT_WR, SYS_ACCEPT,
                                  SYS_BIND, SYS_CLOSE, SYS_CONNECT, SYS_GETPEERNAME, SYS_LISTEN, SYS_RECVFROM,
