@@ -396,11 +396,11 @@ class _Connection:
             return False
         self._dealer()
         lease = self.local.lease
-        un = lease.unconfirmed
-        if len(un) >= POST_COUNT or lease.unconfirmed_bytes + len(data) > POST_WINDOW:
-            return False
-        req = next(self.seq)
-        with lease.lock:
+        with lease.lock:     # the restart check may confirm (and replace) the list meanwhile
+            un = lease.unconfirmed
+            if len(un) >= POST_COUNT or lease.unconfirmed_bytes + len(data) > POST_WINDOW:
+                return False
+            req = next(self.seq)
             lease.sock.send(msgpack.packb([SYS_SEND_POST, req, fd, data, flags, un[-1][0] if un else 0],
                                           use_bin_type=True))
             un.append((req, fd, data, flags))
