@@ -68,8 +68,8 @@ class SocketServer(SocketCore, Service):
 
     def serve_sys(self) -> None:
         # a ROUTER message is the caller's identity, then what it sent: one part from the client
-        # library. Each part's "more" flag comes with its Frame; asking the socket (RCVMORE) costs
-        # ~3 us a time here, for pyzmq builds an option enum per get
+        # library, or two for a fenced call. Each part's "more" flag comes with its Frame; asking
+        # the socket (RCVMORE) costs ~3 us a time here, for pyzmq builds an option enum per get
         sys_ = self.sys
         recv = sys_.recv
         for i in range(256):
@@ -78,14 +78,18 @@ class SocketServer(SocketCore, Service):
             try:
                 ident = recv(NOBLOCK)
                 body = recv(NOBLOCK, copy=False)
-                if body.more:
-                    while body.more:             # a caller that sent several parts: not a call
-                        body = recv(NOBLOCK, copy=False)
-                    self.counters["bad_calls"] += 1
-                    continue
+                fence = None
+                if body.more:                    # a fenced call: [last post, call] (core.syscall)
+                    fence = body.bytes
+                    body = recv(NOBLOCK, copy=False)
+                    if body.more:
+                        while body.more:         # more parts than that: not a call
+                            body = recv(NOBLOCK, copy=False)
+                        self.counters["bad_calls"] += 1
+                        continue
             except zmq.Again:
                 break
-            self.syscall(ident, body.bytes)
+            self.syscall(ident, body.bytes, fence)
 
     def send_frames(self) -> None:
         send = self.sys.send
@@ -206,7 +210,7 @@ class SocketServer(SocketCore, Service):
             self.gone_conns[conn] = None
         for rec in clients:
             if procfs.start_time(rec.pid) != rec.start:
-                self.state.remove_client(rec.cid, [call.ident for call in rec.calls])
+                self.state.remove_client(rec.cid, [call.ident for call in rec.calls], [p[0] for p in rec.posts])
                 continue
             c = self.clients[rec.cid] = Client(rec.cid, rec.pid, rec.start, events=rec.events)
             try:
@@ -219,6 +223,7 @@ class SocketServer(SocketCore, Service):
                 call.reply = k.payload if k.how == REPLIED else None
                 call.rx = k.payload if k.how == REPLIED_RX else None
                 c.calls[k.ident] = call
+            c.posts.update(rec.posts)
             if rec.events is not None:
                 self.restart_notices[rec.cid] = time.monotonic() + RESTART_NOTICE_FOR
         self.notice_at = time.monotonic()

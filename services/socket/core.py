@@ -46,7 +46,8 @@ from shared.ipc.codec import BadMessage, decode, encode, ready_event, sys_reply
 from shared.ipc.messages import (RAW_DELIVER, SYS_ACCEPT, SYS_BIND, SYS_CLOSE, SYS_DUP, SYS_GETPEERNAME,
                                  SYS_GETSOCKNAME, SYS_GETSOCKOPT, SYS_HELLO, SYS_IOCTL, SYS_LAST, SYS_LISTEN,
                                  SYS_NETSTAT, SYS_RECVFROM, SYS_RECVFROM_MANY, SYS_RECVMSG, SYS_SENDMSG,
-                                 SYS_SENDTO, SYS_SENDTO_NOWAIT, SYS_SETSOCKOPT, SYS_SOCKET,
+                                 SYS_REPLAY, SYS_SEND_POST, SYS_SENDTO, SYS_SENDTO_NOWAIT,
+                                 SYS_SETSOCKOPT, SYS_SOCKET,
                                  SYS_SOCKETPAIR, SYS_WATCH, TCP_EVENTS, UDP_BOUND, UDP_DELIVER, UDP_RESYNC,
                                  UDP_SOCK_ERR, UDP_UNBIND, lookup)
 from shared.skb import Skb
@@ -129,7 +130,9 @@ class SocketCore(ClientTable, SocketOptions, DgramSockets, StreamSockets, TcpEve
         self.reqs_next += 1
         return self.reqs_next - 1
 
-    def syscall(self, ident: bytes, frame: bytes) -> None:
+    def syscall(self, ident: bytes, frame: bytes, fence: bytes | None = None) -> None:
+        """One call as the client library framed it; ``fence`` (a fenced call) names the
+        caller's last post, which must have been applied before the call is."""
         try:
             code, fields = decode(frame)
         except BadMessage as exc:
@@ -150,12 +153,17 @@ class SocketCore(ClientTable, SocketOptions, DgramSockets, StreamSockets, TcpEve
         req = fields.req
         client = call = None
         try:
+            if fence is not None and not self.fence_holds(ident, req, fence):
+                return
             if code == SYS_HELLO:
                 self._reply(ident, req, 0, self.hello(ident, fields.pid, fields.events))
                 return
             client = self.clients.get(ident.split(b".", 1)[0])
             if client is None:
                 raise OSError(errno.EPERM, "say SYS_HELLO first")
+            if code == SYS_SEND_POST:
+                self.stream_post(client, ident, fields)
+                return
             self.counters["calls"] += 1
             call = Pending(ident, req, code, fields, None)
             if code == SYS_SENDTO_NOWAIT:
@@ -182,10 +190,32 @@ class SocketCore(ClientTable, SocketOptions, DgramSockets, StreamSockets, TcpEve
                 sock = client.fds.get(fd)
             if call is not None:
                 self.fail(call, exc.errno or errno.EINVAL, exc.strerror or str(exc), sock)
-            elif code == SYS_SENDTO_NOWAIT:
+            elif code in (SYS_SENDTO_NOWAIT, SYS_SEND_POST):
                 self.counters["nowait_send_errors"] += 1   # nobody to answer
             else:
                 self._reply(ident, req, exc.errno or errno.EINVAL, exc.strerror or str(exc), sock)
+
+    def fence_holds(self, ident: bytes, req: int, fence: bytes) -> bool:
+        """A fenced call goes ahead only if the caller's posts up to the one the fence names were
+        applied. One lost with our previous incarnation, or dropped (not applied whole, or after
+        a missing one), is not: the call is answered SYS_REPLAY with the last post applied, and
+        the library sends the missing ones again as calls, then this call. So a call never
+        overtakes a send its thread made before it (a close its data, say)."""
+        try:
+            last = msgpack.unpackb(fence)
+        except Exception:  # msgpack raises several unrelated types on garbage
+            last = None
+        if type(last) is not int:
+            self.counters["bad_calls"] += 1
+            self._reply(ident, req, errno.EINVAL, "a call's fence is the request id of a post")
+            return False
+        client = self.clients.get(ident.split(b".", 1)[0])
+        applied = client.posts.get(ident, 0) if client is not None else last
+        if applied >= last:
+            return True
+        self.counters["calls_fenced"] += 1
+        self._reply(ident, req, SYS_REPLAY, applied)
+        return False
 
     def waiting_room(self, client: Client) -> None:
         """A client at its bound of suspended calls: those answered since leave the

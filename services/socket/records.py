@@ -40,6 +40,7 @@ TX, RX = 0, 1
 SOCK_SLOT = 1 << 16             # sparse: a socket held by many clients, or passing many, still fits
 CLIENT_SLOT = 1 << 10
 CALL_SLOT = 1 << 14              # a kept reply (REPLY_KEPT) and its header
+POST_SLOT = 256                  # a thread's last post applied: [identity (IDENT_MAX), request id]
 TABLE_SLOT = 1 << 20
 TABLE, GONE = "table", "gone"
 GONE_KEPT = 4096                 # conn ids in the gone ring
@@ -80,6 +81,7 @@ class ClientRecord(NamedTuple):
     start: object            # the process's start time, as procfs reads it
     events: bytes | None     # its event channel's identity
     calls: list[CallRecord]
+    posts: list              # [identity, request id] of each thread's last post applied
 
 
 class SockRecord(NamedTuple):
@@ -148,6 +150,7 @@ class SocketState:
         self.socks: set[Sock] = set()
         self.clients: set[Client] = set()
         self.calls: dict[bytes, tuple[Client, Pending | None]] = {}   # ident -> its call (None: forgotten)
+        self.posts: dict[bytes, Client] = {}          # idents whose last post changed (or was forgotten)
 
     def _sock_rings(self, sock: Sock) -> tuple[int, ...]:
         return (self.tx_size, self.rx_size) if sock.stream else ()
@@ -163,6 +166,10 @@ class SocketState:
     def _call_key(ident: bytes) -> str:
         return "t" + ident.hex()       # the DEALER identity: the client id, a dot, the thread's own part
 
+    @staticmethod
+    def _post_key(ident: bytes) -> str:
+        return "p" + ident.hex()
+
     # -- marking --------------------------------------------------------------------
     def touch(self, sock: Sock) -> None:
         self.socks.add(sock)
@@ -176,6 +183,13 @@ class SocketState:
     def forget_call(self, client: Client, ident: bytes) -> None:
         """A thread no longer remembered (the oldest of too many)."""
         self.calls[ident] = (client, None)
+
+    def touch_post(self, client: Client, ident: bytes) -> None:
+        self.posts[ident] = client
+
+    def forget_post(self, client: Client, ident: bytes) -> None:
+        """A thread's last post no longer remembered (the oldest of too many): saved as gone."""
+        self.posts[ident] = client
 
     def gone_conn(self, conn: int) -> None:
         self.gone.ring_write(0, 8 * self.gone_count, conn.to_bytes(8, "little"))
@@ -217,6 +231,12 @@ class SocketState:
                 self.save_call(ss, call)
             else:
                 self.dir.stage_remove(self._call_key(ident))
+        for ident, client in self.posts.items():
+            applied = client.posts.get(ident) if ss.clients.get(client.cid) is client else None
+            if applied is not None:
+                self.dir.stage(self._post_key(ident), [ident, applied], slot=POST_SLOT, rings=())
+            else:
+                self.dir.stage_remove(self._post_key(ident))
         for client in self.clients:
             if ss.clients.get(client.cid) is client:
                 self.dir.stage(self._client_key(client.cid), [client.cid, client.pid, client.start, client.events],
@@ -225,8 +245,12 @@ class SocketState:
                 for ident in client.calls:
                     if ident not in self.calls:      # the loop above had those
                         self.dir.stage_remove(self._call_key(ident))
+                for ident in client.posts:
+                    if ident not in self.posts:
+                        self.dir.stage_remove(self._post_key(ident))
                 self.dir.stage_remove(self._client_key(client.cid))
         self.calls.clear()
+        self.posts.clear()
         self.clients.clear()
         self.dir.write_turn()
 
@@ -293,13 +317,19 @@ class SocketState:
                 if isinstance(rec, list) and len(rec) == 4 and isinstance(rec[0], bytes) \
                         and isinstance(rec[1], int) and isinstance(rec[2], (str, int, type(None))) \
                         and isinstance(rec[3], (bytes, type(None))):
-                    clients[rec[0]] = rec + [[]]
+                    clients[rec[0]] = rec + [[], []]
                 else:
                     self.skip(key)
             elif key.startswith("t"):
                 rec = self.dir.file(key, slot=CALL_SLOT, rings=()).get()
                 if isinstance(rec, list) and len(rec) == 6 and isinstance(rec[0], bytes) \
                         and all(isinstance(v, int) for v in rec[1:5]):
+                    calls.append((key, rec))
+                else:
+                    self.skip(key)
+            elif key.startswith("p"):
+                rec = self.dir.file(key, slot=POST_SLOT, rings=()).get()
+                if isinstance(rec, list) and len(rec) == 2 and isinstance(rec[0], bytes) and isinstance(rec[1], int):
                     calls.append((key, rec))
                 else:
                     self.skip(key)
@@ -310,12 +340,14 @@ class SocketState:
                     socks.append(SockRecord(rec[0], dict(zip(SOCK_FIELDS, rec[1])), *rec[2:]))
                 else:
                     self.skip(key)
-        for key, rec in calls:
+        for key, rec in calls:              # threads' last calls ("t") and posts ("p")
             owner = clients.get(rec[0].split(b".", 1)[0])
-            if owner is not None:
-                owner[4].append(CallRecord(*rec))
-            else:
+            if owner is None:
                 self.dir.remove(key)
+            elif key.startswith("p"):
+                owner[5].append(rec)
+            else:
+                owner[4].append(CallRecord(*rec))
         return TableRecord(*table), [ClientRecord(*c) for c in clients.values()], socks, gone
 
     def skip(self, key: str) -> None:
@@ -335,8 +367,10 @@ class SocketState:
     def remove_sock(self, sock_id: int) -> None:
         self.dir.remove(f"s{sock_id}")
 
-    def remove_client(self, cid: bytes, idents: object = ()) -> None:
-        """A client's record and those of its threads (``idents``)."""
+    def remove_client(self, cid: bytes, idents: object = (), posters: object = ()) -> None:
+        """A client's record and those of its threads (``idents``, ``posters``: the last call, the last post)."""
         for ident in idents:
             self.dir.remove(self._call_key(ident))
+        for ident in posters:
+            self.dir.remove(self._post_key(ident))
         self.dir.remove(self._client_key(cid))

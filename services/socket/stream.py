@@ -14,8 +14,9 @@ import os
 import socket as ksock
 import time
 
-from services.socket.types import (INET_FAMILIES, MSG_DONTWAIT, MSG_OOB, MSG_PEEK, MSG_TRUNC, MSG_WAITALL, Pending,
-                                   Sock, bind_aton, check_port, err, host_text, inet_bind_flags, sock_aton, sock_ntoa)
+from services.socket.types import (INET_FAMILIES, MSG_DONTWAIT, MSG_NOSIGNAL, MSG_OOB, MSG_PEEK, MSG_TRUNC,
+                                   MSG_WAITALL, Client, Pending, Sock, bind_aton, check_port, err, host_text,
+                                   inet_bind_flags, sock_aton, sock_ntoa)
 from shared.ipc.codec import encode
 from shared.ipc.messages import (CLOSE_ABORT, CLOSE_FORGET, CLOSE_SHUT_WR, SYS_ACCEPT,
                                  SYS_BIND, SYS_CLOSE, SYS_CONNECT, SYS_GETPEERNAME, SYS_LISTEN, SYS_RECVFROM,
@@ -28,6 +29,8 @@ TCP_SEND_MAX = 256 * 1024         # stream bytes per message to tcp
 LINGERING_MAX = 4096              # closed sockets whose unacknowledged data is kept for tcp
 RCVD_DEFER = 0.04                 # seconds a small read's window credit may wait (a delayed ACK's time)
 RCVD_BATCH = 64 * 1024            # a credit this large goes at once
+POST_FLAGS = MSG_DONTWAIT | MSG_NOSIGNAL   # the flags a posted send may carry (the client library's choice)
+POSTS_KEPT = 1024                 # threads per client whose last post is remembered (SYS_SEND_POST)
 URG_NONE, URG_NOTYET, URG_VALID, URG_READ = 0, 1, 2, 3   # Sock.urg, as tcp_sock.urg_data
 STREAM_CALLS = frozenset((SYS_BIND, SYS_CONNECT, SYS_SENDTO, SYS_RECVFROM, SYS_SHUTDOWN, SYS_CLOSE, SYS_LISTEN,
                           SYS_ACCEPT, SYS_GETPEERNAME))
@@ -172,6 +175,30 @@ class StreamSockets:
                 raise err(errno.EAGAIN)
             self.park(sock, sock.writers, call, timeout)
 
+    def stream_post(self, client: Client, ident: bytes, f: tuple) -> None:
+        """SYS_SEND_POST: a send nobody waits for. Applied only in order (after the caller's
+        previous post, ``f.prev``) and only whole, on a connected TCP socket with room for it;
+        anything else is dropped and counted, and the caller's next (fenced) call has it sent
+        again as a call, which waits, and raises what a send raises, as any send does."""
+        applied = client.posts.get(ident, 0)
+        sock = client.fds.get(f.fd)
+        data = f.data
+        if f.req <= applied or f.prev not in (0, applied):
+            self.counters["posts_out_of_order"] += 1     # one before it is missing
+            return
+        if (sock is None or not sock.stream or sock.family not in INET_FAMILIES or sock.st != "connected"
+                or sock.err or sock.shut_wr or f.flags & ~POST_FLAGS or not 0 < len(data) <= TCP_SEND_MAX
+                or sock.sndbuf - sock.snd_pending < len(data) or self.users.left("mem", sock.uid) < len(data)):
+            self.counters["posts_refused"] += 1
+            return
+        self.counters["posts"] += 1
+        self.try_send(sock, Pending(ident, f.req, SYS_SENDTO, f, None, nowait=True))
+        client.posts[ident] = f.req
+        client.posts.move_to_end(ident)
+        while len(client.posts) > POSTS_KEPT:
+            self.state.forget_post(client, client.posts.popitem(last=False)[0])
+        self.state.touch_post(client, ident)
+
     def try_send(self, sock: Sock, call: Pending) -> bool:
         if sock.family == ksock.AF_UNIX:
             return self.unix_try_send(sock, call)
@@ -195,6 +222,9 @@ class StreamSockets:
         sock.snd_sent += n
         sock.sndkeep += chunk
         sock.snd_pending = len(sock.sndkeep)
+        # saved with this turn whoever asked: a post has no reply to mark the socket, and a
+        # restart that took up an older snd_sent would number later bytes over these
+        self.state.touch(sock)
         self.charge_sent(sock, n)
         self.answer(call, n, sock)
         return True

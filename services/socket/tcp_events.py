@@ -203,6 +203,12 @@ class TcpEvents:
     def tcp_resend(self, sock: Sock, off: int) -> None:
         """Stream data from ``off`` to tcp again (messages a restart of tcp lost)."""
         base = sock.snd_sent - len(sock.sndkeep)
+        if off > sock.snd_sent:
+            # tcp holds bytes our saved state does not: the next ones would be numbered over
+            # them and dropped there as held. Cannot be while each turn saves what it sent
+            self.counters["tcp_ahead_of_socket"] += 1
+            self.log.warning("connection %d: tcp holds %d bytes past socket %d's %d", sock.conn,
+                             off - sock.snd_sent, sock.id, sock.snd_sent)
         if off < base:
             self.counters["tcp_resend_unavailable"] += 1    # cannot be: tcp had acked it
             off = base

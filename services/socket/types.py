@@ -21,8 +21,9 @@ MAX_FDS = 1024                    # descriptors per client when its RLIMIT_NOFIL
 POLLIN, POLLOUT, POLLERR, POLLHUP = 0x1, 0x4, 0x8, 0x10
 # the socket module's MsgFlag members as plain ints: each operation on the enum runs
 # enum.py's Python code (~1 us), and the read and write paths make several per call
-MSG_OOB, MSG_PEEK, MSG_DONTWAIT, MSG_WAITALL, MSG_TRUNC = (
-    int(ksock.MSG_OOB), int(ksock.MSG_PEEK), int(ksock.MSG_DONTWAIT), int(ksock.MSG_WAITALL), int(ksock.MSG_TRUNC))
+MSG_OOB, MSG_PEEK, MSG_DONTWAIT, MSG_WAITALL, MSG_TRUNC, MSG_NOSIGNAL = (
+    int(ksock.MSG_OOB), int(ksock.MSG_PEEK), int(ksock.MSG_DONTWAIT), int(ksock.MSG_WAITALL), int(ksock.MSG_TRUNC),
+    int(ksock.MSG_NOSIGNAL))
 
 
 def err(code: int) -> OSError:
@@ -258,6 +259,8 @@ class Client:
     # each calling thread's (DEALER's) last call: a call repeated after our restart is answered once
     calls: collections.OrderedDict = field(default_factory=collections.OrderedDict)
     waiting: weakref.WeakSet = field(default_factory=weakref.WeakSet)   # its suspended calls (a bound)
+    # each thread's (DEALER's) last TCP send post applied (SYS_SEND_POST), by request id: what a fence checks
+    posts: collections.OrderedDict = field(default_factory=collections.OrderedDict)
 
     def free_fd(self, fd: int) -> "Sock | None":
         """Take ``fd`` out of the table (its socket, if it named one); keeps ``fd_hint`` true."""

@@ -49,7 +49,8 @@ from shared.ipc.messages import (SYS_ACCEPT, SYS_BIND, SYS_CLOSE, SYS_CONNECT,  
                                  SYS_DUP, SYS_GETPEERNAME, SYS_GETSOCKNAME, SYS_GETSOCKOPT, SYS_HELLO, SYS_LISTEN,
                                  SYS_IOCTL, SYS_RECVFROM, SYS_RECVMSG, SYS_SENDMSG, SYS_SENDTO, SYS_SETSOCKOPT,
                                  SYS_SHUTDOWN, SYS_SOCKET, SYS_SOCKETPAIR, SYS_SENDTO_NOWAIT, SYS_WATCH,
-                                 SYS_RECVFROM_MANY, SIOCATMARK, SIOCINQ, SIOCOUTQ, WAITALL_MAX)
+                                 SYS_RECVFROM_MANY, SYS_REPLAY, SYS_SEND_POST, SIOCATMARK, SIOCINQ, SIOCOUTQ,
+                                 WAITALL_MAX)
 
 # -- the module's public face: constants and helpers as the stdlib has them -----
 for _name in dir(_k):
@@ -68,11 +69,16 @@ MAX_UDP_PAYLOAD = 65507     # 65535 - IP and UDP headers: larger is EMSGSIZE
 # Python code (~1 us), the names above stay the enum for programs that print them
 _MSG_PEEK, _MSG_TRUNC, _MSG_WAITALL, _MSG_NOSIGNAL = (int(_k.MSG_PEEK), int(_k.MSG_TRUNC), int(_k.MSG_WAITALL),
                                                       int(_k.MSG_NOSIGNAL))
-NOWAIT_FLAGS = int(_k.MSG_DONTWAIT) | _MSG_NOSIGNAL    # flags a datagram send may carry and still not wait
+_MSG_DONTWAIT = int(_k.MSG_DONTWAIT)
+NOWAIT_FLAGS = _MSG_DONTWAIT | _MSG_NOSIGNAL    # flags a datagram or small TCP send may carry and still not wait
 NOWAIT_DESTS = 256          # destinations remembered per socket as sent to without an error
 POST_LINGER_MS = 1000       # how long a closing DEALER keeps trying to deliver what was posted on it
 IDLE_DEALERS = 64           # DEALERs of ended threads kept for new ones
 EXIT_FLUSH_MS = 1000        # how long exit waits for the server to answer after the last posts
+POST_MAX = 16 * 1024        # a TCP send up to this size may be posted (SYS_SEND_POST) ...
+POST_WINDOW = 64 * 1024     # ... while a thread's posts not yet confirmed stay under this (and POST_COUNT)
+POST_COUNT = 64
+CONFIRM_WAIT_S = 0.05       # after a restart, how long the check of idle threads' posts waits for a busy DEALER
 AddressFamily, SocketKind, MsgFlag, AddressInfo = _k.AddressFamily, _k.SocketKind, _k.MsgFlag, _k.AddressInfo
 error, timeout, herror, gaierror = OSError, TimeoutError, _k.herror, _k.gaierror
 has_ipv6 = True
@@ -105,17 +111,27 @@ class _Lease:
     Calls on one DEALER are never concurrent, whichever thread makes them, and the
     pool's lock orders the hand-over between threads as ZeroMQ asks."""
 
-    __slots__ = ("conn", "sock", "posted")
+    __slots__ = ("conn", "sock", "posted", "unconfirmed", "unconfirmed_bytes", "lock", "__weakref__")
 
-    def __init__(self, conn: "_Connection", sock: zmq.Socket) -> None:
+    def __init__(self, conn: "_Connection", sock: zmq.Socket, unconfirmed: list | None = None) -> None:
         self.conn, self.sock, self.posted = conn, sock, False
+        # TCP sends posted on this DEALER (SYS_SEND_POST) and not yet known applied:
+        # [request id, fd, data, flags]; the next call fences them (see _Connection._call)
+        self.unconfirmed: list = unconfirmed or []
+        self.unconfirmed_bytes = sum(len(p[2]) for p in self.unconfirmed)
+        # held while the DEALER is used: by its thread, or by the restart check of an idle
+        # thread's posts (_Connection._confirm_posts)
+        self.lock = threading.Lock()
+        if self.unconfirmed:
+            conn.posters.add(self)
 
     def __del__(self) -> None:
-        # a post not yet answered for may still be queued: only closing with linger
-        # (what an unpooled DEALER does) sees it out, so such a DEALER is not reused
+        # a UDP post not yet answered for may still be queued: only closing with linger
+        # (what an unpooled DEALER does) sees it out, so such a DEALER is not reused; TCP
+        # posts not yet confirmed go to the pool with it: the next thread's call fences them
         try:
-            if not self.posted and self.conn.pid == os.getpid():
-                self.conn.give_back(self.sock)
+            if (self.unconfirmed or not self.posted) and self.conn.pid == os.getpid():
+                self.conn.give_back(self.sock, self.unconfirmed)
         except Exception:       # at interpreter exit the modules may be gone: nothing to keep
             pass
 
@@ -294,7 +310,8 @@ class _Connection:
         self.lock = threading.Lock()
         self.generation = 0                 # restarts of the socket server seen
         self.bells: weakref.WeakSet[_Bell] = weakref.WeakSet()   # one per calling thread
-        self.idle: list[zmq.Socket] = []    # DEALERs of ended threads (see _Lease)
+        self.idle: list[tuple[zmq.Socket, list]] = []    # DEALERs of ended threads, their TCP posts (_Lease)
+        self.posters: weakref.WeakSet[_Lease] = weakref.WeakSet()    # leases that posted TCP sends
         try:
             self._hello(self._dealer(), False, HELLO_WAIT_S)
         except OSError:
@@ -318,19 +335,20 @@ class _Connection:
         lease = getattr(self.local, "lease", None)
         if lease is None:
             with self.lock:
-                s = self.idle.pop() if self.idle else None
+                s, unconfirmed = self.idle.pop() if self.idle else (None, None)
             if s is None:
                 # a thread that posts a send and ends closes its DEALER when it goes: linger
                 # so the post still leaves (the kernel's send had completed by then)
                 s = self._new_dealer(str(next(self.threads)).encode(), POST_LINGER_MS)
-            lease = self.local.lease = _Lease(self, s)
+            lease = self.local.lease = _Lease(self, s, unconfirmed)
         return lease.sock
 
-    def give_back(self, s: zmq.Socket) -> None:
-        """A DEALER whose thread ended, for the next new thread (see _Lease)."""
+    def give_back(self, s: zmq.Socket, unconfirmed: list) -> None:
+        """A DEALER whose thread ended, for the next new thread (see _Lease); one with TCP
+        posts not yet confirmed is always kept (closing it could lose them to a restart)."""
         with self.lock:
-            if len(self.idle) < IDLE_DEALERS:
-                self.idle.append(s)
+            if len(self.idle) < IDLE_DEALERS or unconfirmed:
+                self.idle.append((s, unconfirmed))
                 return
         s.close()
 
@@ -342,8 +360,11 @@ class _Connection:
             return self._call_on_new_dealer(code, *args)
         self.local.busy = True
         try:
-            result = self._call(self._dealer(), code, *args)
-            self.local.lease.posted = False     # answered: what was posted before has arrived
+            s = self._dealer()
+            lease = self.local.lease
+            with lease.lock:
+                result = self._call(s, code, *args, lease=lease)
+            lease.posted = False     # answered: what was posted before has arrived
             return result
         finally:
             self.local.busy = False
@@ -358,9 +379,77 @@ class _Connection:
         if not self.flush_at_exit and threading.current_thread() is threading.main_thread():
             self.flush_at_exit = True
             atexit.register(self._flush_posts)
-        self._dealer().send(frame)
+        s = self._dealer()
+        with self.local.lease.lock:
+            s.send(frame)
         self.local.lease.posted = True
         return True
+
+    def post_send(self, fd: int, data: bytes, flags: int) -> bool:
+        """A small TCP send on a connected socket, posted (SYS_SEND_POST) on this thread's
+        DEALER: the kernel would return at once. Kept until a later call on the DEALER is
+        answered: the call goes fenced (see _call), so the socket server applies it only
+        after every post before it, and a post it did not apply (lost with a restarted
+        server, or no room for it) is sent again as a call first. False: not posted (this
+        thread is inside a call, or has POST_WINDOW bytes unconfirmed): make it a call."""
+        if getattr(self.local, "busy", False):
+            return False
+        self._dealer()
+        lease = self.local.lease
+        with lease.lock:     # the restart check may confirm (and replace) the list meanwhile
+            un = lease.unconfirmed
+            if len(un) >= POST_COUNT or lease.unconfirmed_bytes + len(data) > POST_WINDOW:
+                return False
+            req = next(self.seq)
+            lease.sock.send(msgpack.packb([SYS_SEND_POST, req, fd, data, flags, un[-1][0] if un else 0],
+                                          use_bin_type=True))
+            un.append((req, fd, data, flags))
+            lease.unconfirmed_bytes += len(data)
+        self.posters.add(lease)
+        if not self.flush_at_exit and threading.current_thread() is threading.main_thread():
+            self.flush_at_exit = True
+            atexit.register(self._flush_posts)
+        return True
+
+    def _replay(self, s: zmq.Socket, lease: _Lease, applied: int) -> None:
+        """The socket server answered a fenced call SYS_REPLAY: the posts after ``applied``
+        were not applied. Sent again now, as calls (which wait for room, as a send does);
+        one that fails (the connection broke meanwhile) is dropped with the rest of its
+        socket's, as the kernel drops a send queue on a reset."""
+        missing = [p for p in lease.unconfirmed if p[0] > applied]
+        lease.unconfirmed, lease.unconfirmed_bytes = [], 0
+        broken: set[int] = set()
+        for _, fd, data, flags in missing:
+            view = memoryview(data)
+            while view and fd not in broken:
+                try:
+                    view = view[self._call(s, SYS_SENDTO, fd, bytes(view), flags & ~_MSG_DONTWAIT, None, 0,
+                                           None):]
+                except OSError:
+                    broken.add(fd)
+
+    def _confirm_posts(self) -> None:
+        """After a socket server restart: a thread that posted TCP sends and has made no call
+        since (it waits on something else, or ended) would hold a post lost with the old server
+        until its next call. Each such DEALER not in use makes one fenced call now, which brings
+        the missing posts back; one in use fences its own call. (Run on a thread of its own: the
+        event thread must stay free to hear of a restart during it.)"""
+        with self.lock:
+            pooled = [(i, e) for i, e in enumerate(self.idle) if e[1]]
+            for i, _ in reversed(pooled):
+                del self.idle[i]
+        # a pooled DEALER is a lease again for the check; dropped, it goes back to the pool
+        leases = [_Lease(self, s, unconfirmed) for _, (s, unconfirmed) in pooled] + list(self.posters)
+        for lease in leases:
+            if not lease.unconfirmed or not lease.lock.acquire(timeout=CONFIRM_WAIT_S):
+                continue        # nothing to confirm, or in use: its own call fences them
+            try:
+                if lease.unconfirmed:
+                    self._call(lease.sock, SYS_HELLO, self.pid, False, lease=lease)
+            except (OSError, zmq.ZMQError):
+                pass
+            finally:
+                lease.lock.release()
 
     def _flush_posts(self) -> None:
         """At exit: one answered call (bounded in time) after the main thread's last
@@ -370,9 +459,18 @@ class _Connection:
             return
         s = lease.sock
         try:
+            if lease.unconfirmed:       # TCP posts: made sure of, sent again if they went missing
+                self.local.deadline = time.monotonic() + EXIT_FLUSH_MS / 1000
+                if lease.lock.acquire(timeout=EXIT_FLUSH_MS / 1000):
+                    try:
+                        self._call(s, SYS_HELLO, self.pid, False, lease=lease)
+                    finally:
+                        lease.lock.release()
+                        self.local.deadline = None
+                return
             s.send(msgpack.packb([SYS_HELLO, next(self.seq), self.pid, False]))
             s.poll(EXIT_FLUSH_MS)
-        except zmq.ZMQError:
+        except (zmq.ZMQError, OSError):
             pass
 
     def _call_on_new_dealer(self, code: int, *args: object) -> object:
@@ -382,31 +480,50 @@ class _Connection:
         finally:
             s.close(0)
 
-    def _call(self, s: zmq.Socket, code: int, *args: object) -> object:
+    def _call(self, s: zmq.Socket, code: int, *args: object, lease: _Lease | None = None) -> object:
         req = next(self.seq)
         request = msgpack.packb([code, req, *args], use_bin_type=True)
         gen = self.generation
-        s.send(request)
+        self._send_call(s, request, lease)
         while True:
             try:
                 frame = s.recv()          # RCVTIMEO: FIRST_WAIT_MS
             except zmq.Again:
+                deadline = getattr(self.local, "deadline", None)
+                if deadline is not None and time.monotonic() > deadline:
+                    raise _os_error(_errno.ETIMEDOUT, "mkstack: the socket server did not answer in time")
                 if self.generation == gen:
                     self._wait_long(s)       # until the answer, a restart's bell, or a while
                 if self.generation != gen:
                     # the socket server restarted: ask again (it answers a call only once)
                     gen = self.generation
-                    s.send(request)
+                    self._send_call(s, request, lease)
                 continue
             rreq, err, result, ready = _unpack_reply(frame)
-            if rreq == req:
-                break   # replies to abandoned requests (interrupted calls) are skipped
+            if rreq != req:
+                continue   # replies to abandoned requests (interrupted calls) are skipped
+            if err == SYS_REPLAY and lease is not None:
+                self._replay(s, lease, result)      # posts before the call went missing
+                self._send_call(s, request, lease)
+                continue
+            break
+        if lease is not None and lease.unconfirmed:
+            lease.unconfirmed, lease.unconfirmed_bytes = [], 0     # the fence held: all were applied
         if ready is not None:
             self.apply(*ready)
         self.local.last_ready = ready      # per thread: socket() reads its new socket's readiness
         if err:
             raise _reply_error(err, result)
         return result
+
+    @staticmethod
+    def _send_call(s: zmq.Socket, request: bytes, lease: _Lease | None) -> None:
+        """A call, fenced by the last post not yet confirmed on its DEALER (if any): the two
+        parts arrive together or not at all, so a call cannot arrive without its fence."""
+        if lease is not None and lease.unconfirmed:
+            s.send_multipart([msgpack.packb(lease.unconfirmed[-1][0]), request])
+        else:
+            s.send(request)
 
     def _wait_long(self, s: zmq.Socket) -> None:
         """Wait for the answer or this thread's bell (a restart), RESTART_CHECK_MS at most."""
@@ -461,6 +578,8 @@ class _Connection:
                     bells = list(self.bells)
                 for bell in bells:
                     bell.ring()
+                if self.posters or any(e[1] for e in self.idle):
+                    threading.Thread(target=self._confirm_posts, name="mkstack-posts", daemon=True).start()
 
     def apply(self, fd: int, ver: int, mask: int, sock_id: int) -> None:
         targets = self.by_sid.get(sock_id)
@@ -842,7 +961,7 @@ class socket:
     """An mkstack socket with the stdlib ``socket.socket`` interface."""
 
     __slots__ = ("_fd", "_family", "_type", "_proto", "_timeout", "_notifier", "_closed", "_io_refs",
-                 "_closed_requested", "_sent_ok", "__weakref__")
+                 "_closed_requested", "_sent_ok", "_post_ok", "__weakref__")
 
     def __init__(self, family: int = -1, type: int = -1, proto: int = -1, fileno: int | None = None) -> None:
         if fileno is not None:
@@ -865,6 +984,8 @@ class socket:
         self._io_refs = 0
         # UDP: destinations a send reached without an error; later sends to them do not wait
         self._sent_ok: set | None = set() if family in _INET and type == SOCK_DGRAM else None
+        # TCP: a send call went through (connected, not shut down): later small sends are posted
+        self._post_ok = False
         conn = _connection()
         self._notifier = conn.register(fd, sock_id, ver, mask, notifier)
         conn.objects[fd] = self
@@ -1042,6 +1163,14 @@ class socket:
         return self._send(bytes(view), int(flags), None, 0)
 
     def _send(self, data: bytes, flags: int, host: str | bytes | None, port: int, fds: list | None = None) -> int:
+        if self._post_ok:
+            # a small TCP send the kernel would return from at once: the connection works, there was
+            # room when last heard (POLLOUT), no error or hang-up known. Posted; the thread's next
+            # call makes sure it was applied (_call)
+            if (0 < len(data) <= POST_MAX and not flags & ~NOWAIT_FLAGS and host is None and not fds
+                    and not self._closed and self._notifier.mask & (_POLLOUT | _POLLERR | _POLLHUP) == _POLLOUT
+                    and _connection().post_send(self._fd, data, flags)):
+                return len(data)
         ok = self._sent_ok
         if ok is not None and not fds and not self._closed:
             # a UDP send the kernel would not block on: to a destination already reached (bound,
@@ -1055,6 +1184,8 @@ class socket:
             if fds:
                 return self._call(SYS_SENDMSG, data, flags, host, port, self._timeout, fds)  # type: ignore[return-value]
             n = self._call(SYS_SENDTO, data, flags, host, port, self._timeout)
+            if self._type == SOCK_STREAM and self._family in _INET and n:
+                self._post_ok = True
             if ok is not None:
                 if len(ok) >= NOWAIT_DESTS:
                     ok.clear()
@@ -1242,6 +1373,7 @@ class socket:
 
     def shutdown(self, how: int) -> None:
         self._sent_ok = None               # sends report EPIPE at once from now on
+        self._post_ok = False
         self._call(SYS_SHUTDOWN, int(how))
 
     # -- options

@@ -163,7 +163,14 @@ SYS_RECVFROM_MANY = _msg(0x517, "SYS_RECVFROM_MANY", "recvfrom on a UDP socket t
                          "behind the first (a bounded batch the client library serves later reads from): -> "
                          "[data, addr, port, truelen, [[data, addr, port], ...]]", req=int, fd=int, bufsize=int,
                          flags=int, timeout=_TMO)
-SYS_LAST = SYS_RECVFROM_MANY
+SYS_SEND_POST = _msg(0x518, "SYS_SEND_POST", "a small TCP send the caller does not wait for, on a connected "
+                     "socket: no reply. prev is the request id of this thread's previous post not yet confirmed (0: "
+                     "none); a post is applied only whole and only after prev, else dropped, and the caller's next "
+                     "call (fenced: a first part naming its last post) is answered SYS_REPLAY to send them again",
+                     req=int, fd=int, data=bytes, flags=int, prev=int)
+SYS_LAST = SYS_SEND_POST
+SYS_REPLAY = -1    # the errno of a fenced call's answer when posts before it are missing; the result is the
+#                    request id of the caller's last post applied (0: none known)
 SIOCINQ, SIOCOUTQ, SIOCATMARK = 0x541B, 0x5411, 0x8905   # SYS_IOCTL requests (FIONREAD is SIOCINQ)
 WAITALL_MAX = 4 << 20    # bytes one MSG_WAITALL read gathers in the socket server; the library reads more in turns
 

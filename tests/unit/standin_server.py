@@ -12,10 +12,12 @@ import zmq
 
 class StandInServer:
     """Issues ``cid`` on the hello socket; every (identity, request) on the syscall
-    ROUTER goes to ``on_request`` (in the server's thread) until ``close``."""
+    ROUTER goes to ``on_request`` (in the server's thread) until ``close``, with a
+    fenced call's fence in ``fence`` meanwhile."""
 
     def __init__(self, cid: bytes) -> None:
         self.cid = cid
+        self.fence: int | None = None
         self.dir = tempfile.mkdtemp(prefix="mks-standin-")
         self.endpoint = f"ipc://{self.dir}/syscall"
         self.ctx = zmq.Context()
@@ -43,8 +45,10 @@ class StandInServer:
         while not self.stop.is_set():
             if not self.router.poll(100):
                 continue
-            ident, frame = self.router.recv_multipart()
-            self.on_request(ident, msgpack.unpackb(frame))
+            ident, *parts = self.router.recv_multipart()
+            # a fenced call comes as [fence, request]: the fence is the caller's last post
+            self.fence = msgpack.unpackb(parts[0]) if len(parts) == 2 else None
+            self.on_request(ident, msgpack.unpackb(parts[-1]))
 
     def on_request(self, ident: bytes, request: list) -> None:
         raise NotImplementedError
@@ -53,6 +57,8 @@ class StandInServer:
         self.router.send_multipart([ident, msgpack.packb([req, 0, result, None])])
 
     def close(self) -> None:
+        if self.stop.is_set():
+            return
         self.stop.set()
         for t in self.threads:
             t.join()

@@ -55,7 +55,7 @@ class _Client(SimpleNamespace):
 
 
 def _server(cid):
-    client = _Client(cid=cid, pid=42, start=7, events=cid + b".ev", calls={})
+    client = _Client(cid=cid, pid=42, start=7, events=cid + b".ev", calls={}, posts={})
     return client, SimpleNamespace(clients={cid: client}, socks={}, sock_ids_next=1, reqs_next=1, tcp_reqs={},
                                    lingering={})
 
@@ -94,6 +94,30 @@ def test_each_thread_keeps_its_own_last_call_and_a_forgotten_one_is_removed(stat
     state.commit(ss)
     _, clients, _, _ = SocketState(INSTANCE, 4096, 4096).load()
     assert clients == [] and not [k for k in state.dir.keys() if k[0] in "kt" and k != TABLE]
+
+
+def test_each_thread_keeps_its_last_post_applied_until_its_client_goes(state):
+    """What a fenced call is checked against after a restart (SYS_SEND_POST): each
+    thread's last post applied, saved with the turn that applied it."""
+    cid = b"p" * 16
+    client, ss = _server(cid)
+    state.touch_client(client)
+    for t, req in ((0, 10), (1, 11)):
+        client.posts[cid + b".%d" % t] = req
+        state.touch_post(client, cid + b".%d" % t)
+    state.commit(ss)
+    client.posts[cid + b".0"] = 30           # thread 0 posts again; thread 1 is forgotten
+    state.touch_post(client, cid + b".0")
+    del client.posts[cid + b".1"]
+    state.forget_post(client, cid + b".1")
+    state.commit(ss)
+    _, clients, _, _ = SocketState(INSTANCE, 4096, 4096).load()
+    assert clients[0].posts == [[cid + b".0", 30]]
+    del ss.clients[cid]
+    state.touch_client(client)
+    state.commit(ss)
+    _, clients, _, _ = SocketState(INSTANCE, 4096, 4096).load()
+    assert clients == [] and not [k for k in state.dir.keys() if k[0] in "ktp" and k != TABLE]
 
 
 def test_a_thread_record_whose_client_is_gone_is_dropped(state):

@@ -3,11 +3,15 @@
 import errno
 import socket as ksock
 
+import msgpack
+
+from services.socket.records import SocketState
+from shared.ipc.codec import encode
 from shared.ipc.messages import (CLOSE_ABORT, CLOSE_FORGET, CLOSE_SHUT_WR, SIOCINQ, SIOCOUTQ, SYS_ACCEPT, SYS_BIND,
                                  SYS_CLOSE, SYS_CONNECT, SYS_GETPEERNAME, SYS_GETSOCKNAME, SYS_GETSOCKOPT,
-                                 SYS_IOCTL, SYS_LISTEN, SYS_RECVFROM, SYS_SENDTO, SYS_SETSOCKOPT, SYS_SHUTDOWN,
-                                 TCP_ACCEPTED, TCP_BIND, TCP_CLOSE, TCP_CONNECT, TCP_LISTEN, TCP_RCVD, TCP_SEND,
-                                 TCP_SETOPT)
+                                 SYS_IOCTL, SYS_LISTEN, SYS_RECVFROM, SYS_REPLAY, SYS_SEND_POST, SYS_SENDTO,
+                                 SYS_SETSOCKOPT, SYS_SHUTDOWN, RMEM_MAX, TCP_ACCEPTED, TCP_BIND, TCP_CLOSE,
+                                 TCP_CONNECT, TCP_LISTEN, TCP_RCVD, TCP_SEND, TCP_SETOPT)
 
 ME, PEER = 0x0A420002, 0x0A420001
 
@@ -147,3 +151,60 @@ def test_after_our_restart_only_tcps_answer_to_our_resync_counts(host, app):
     assert host.tcp_wait is None and app.reply(req).result[0] == b"all of it"
     host.tcp_events([sock.conn, "eof"])                          # and from then on, as ever
     assert app.ok(SYS_RECVFROM, fd, 100, 0, None)[0] == b""
+
+
+def _post(host, app, fd, data, prev):
+    """A SYS_SEND_POST as the client library frames it; its request id."""
+    req = next(app.reqs)
+    host.syscall(app.ident, encode(SYS_SEND_POST, req, fd, data, 0, prev))
+    return req
+
+
+def _fenced(host, app, last, code, *fields):
+    """A call fenced by the caller's last post ``last``: its reply."""
+    req = next(app.reqs)
+    host.syscall(app.ident, encode(code, req, *fields), msgpack.packb(last))
+    return app.reply(req)
+
+
+def test_posted_sends_apply_in_order_and_a_fenced_call_waits_for_the_missing(host, app):
+    """SYS_SEND_POST: a small send nobody waits for. It is applied whole and only after the
+    caller's previous post; one that is not (no room, or one before it went missing) is
+    dropped, and the caller's next call, fenced with its last post, is answered SYS_REPLAY
+    with the last post applied: never done before the data it follows."""
+    fd, sock = connected(host, app)
+    a = _post(host, app, fd, b"ab", 0)
+    b = _post(host, app, fd, b"cd", a)
+    assert [f.data for c, f in host.sent("tcp") if c == TCP_SEND] == [b"ab", b"cd"]
+    assert host.frames == [] and host.clients[app.cid].posts[app.ident] == b    # no replies
+    assert _fenced(host, app, b, SYS_IOCTL, fd, SIOCOUTQ).result == 4          # the fence holds
+    # no room for the next: dropped whole; the one after it is out of order, dropped too
+    sock.sndbuf = 5
+    c = _post(host, app, fd, b"efgh", 0)
+    d = _post(host, app, fd, b"i", c)
+    assert host.sent("tcp") == [] and host.counters["posts_refused"] == 1
+    assert host.counters["posts_out_of_order"] == 1
+    r = _fenced(host, app, d, SYS_CLOSE, fd)
+    assert (r.err, r.result) == (SYS_REPLAY, b) and fd in host.clients[app.cid].fds   # not closed
+    # a post with no socket, or on one not connected, is dropped as well: nobody to answer
+    assert _post(host, app, fd + 50, b"x", 0) and host.frames == []
+    assert host.counters["posts_refused"] == 2
+    # a fence that is no request id is refused with EINVAL, counted
+    req = next(app.reqs)
+    host.syscall(app.ident, encode(SYS_IOCTL, req, fd, SIOCOUTQ), b"\xc1")
+    assert app.reply(req).err == errno.EINVAL
+
+
+def test_the_turn_that_applies_a_post_saves_its_socket(host, app):
+    """A post has no reply, and a reply was what marked a socket for saving: the turn saved
+    the post as applied but the socket's older snd_sent. A restart then numbered the next
+    bytes over the posted ones, which tcp held already and dropped (tens of KB lost across
+    kills). The saved socket has every byte a post applied."""
+    fd, sock = connected(host, app)
+    host.state.commit(host)
+    a = _post(host, app, fd, b"posted", 0)
+    assert host.clients[app.cid].posts[app.ident] == a
+    host.state.commit(host)
+    _, _, socks, _ = SocketState(host.instance, *host.cfg.stream_bufs_max(2 * RMEM_MAX)).load()
+    (rec,) = [s for s in socks if s.fields["id"] == sock.id]
+    assert rec.fields["snd_sent"] == sock.snd_sent == 6
