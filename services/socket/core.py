@@ -164,6 +164,8 @@ class SocketCore(ClientTable, SocketOptions, DgramSockets, StreamSockets, TcpEve
             if code == SYS_SEND_POST:
                 self.stream_post(client, ident, fields)
                 return
+            if fence is None and client.posts and code != SYS_SENDTO_NOWAIT:
+                self.posts_confirmed(client, ident)
             self.counters["calls"] += 1
             call = Pending(ident, req, code, fields, None)
             if code == SYS_SENDTO_NOWAIT:

@@ -185,10 +185,7 @@ class SocketState:
         self.calls[ident] = (client, None)
 
     def touch_post(self, client: Client, ident: bytes) -> None:
-        self.posts[ident] = client
-
-    def forget_post(self, client: Client, ident: bytes) -> None:
-        """A thread's last post no longer remembered (the oldest of too many): saved as gone."""
+        """A thread's last post applied changed, or is no longer kept (then saved as gone)."""
         self.posts[ident] = client
 
     def gone_conn(self, conn: int) -> None:

@@ -188,16 +188,22 @@ class StreamSockets:
             return
         if (sock is None or not sock.stream or sock.family not in INET_FAMILIES or sock.st != "connected"
                 or sock.err or sock.shut_wr or f.flags & ~POST_FLAGS or not 0 < len(data) <= TCP_SEND_MAX
-                or sock.sndbuf - sock.snd_pending < len(data) or self.users.left("mem", sock.uid) < len(data)):
+                or sock.sndbuf - sock.snd_pending < len(data) or self.users.left("mem", sock.uid) < len(data)
+                or not applied and len(client.posts) >= POSTS_KEPT):
+            # (a thread's record is never forgotten while it may be fenced on: past POSTS_KEPT
+            # threads with one, a new thread's posts are refused and go again as calls)
             self.counters["posts_refused"] += 1
             return
         self.counters["posts"] += 1
         self.try_send(sock, Pending(ident, f.req, SYS_SENDTO, f, None, nowait=True))
         client.posts[ident] = f.req
-        client.posts.move_to_end(ident)
-        while len(client.posts) > POSTS_KEPT:
-            self.state.forget_post(client, client.posts.popitem(last=False)[0])
         self.state.touch_post(client, ident)
+
+    def posts_confirmed(self, client: Client, ident: bytes) -> None:
+        """An unfenced call: its thread has no post unconfirmed, so its record is no longer
+        needed (a fenced call keeps it: that call may be asked again after our restart)."""
+        if client.posts.pop(ident, None) is not None:
+            self.state.touch_post(client, ident)
 
     def try_send(self, sock: Sock, call: Pending) -> bool:
         if sock.family == ksock.AF_UNIX:

@@ -260,7 +260,7 @@ class Client:
     calls: collections.OrderedDict = field(default_factory=collections.OrderedDict)
     waiting: weakref.WeakSet = field(default_factory=weakref.WeakSet)   # its suspended calls (a bound)
     # each thread's (DEALER's) last TCP send post applied (SYS_SEND_POST), by request id: what a fence checks
-    posts: collections.OrderedDict = field(default_factory=collections.OrderedDict)
+    posts: dict = field(default_factory=dict)
 
     def free_fd(self, fd: int) -> "Sock | None":
         """Take ``fd`` out of the table (its socket, if it named one); keeps ``fd_hint`` true."""

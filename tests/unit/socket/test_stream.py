@@ -208,3 +208,25 @@ def test_the_turn_that_applies_a_post_saves_its_socket(host, app):
     _, _, socks, _ = SocketState(host.instance, *host.cfg.stream_bufs_max(2 * RMEM_MAX)).load()
     (rec,) = [s for s in socks if s.fields["id"] == sock.id]
     assert rec.fields["snd_sent"] == sock.snd_sent == 6
+
+
+def test_a_threads_post_record_lasts_while_a_fence_may_need_it(host, app, monkeypatch):
+    """A thread's last post applied is what its fenced call is checked against, also when the
+    call is asked again after a restart: a fenced call keeps it, an unfenced one (the thread
+    has nothing unconfirmed) lets it go. It is never evicted: a thread past POSTS_KEPT gets its
+    posts refused (they go again as calls) rather than have another thread's record dropped,
+    which would make that thread's fence replay posts that were applied."""
+    import services.socket.stream as stream
+    fd, _ = connected(host, app)
+    posts = host.clients[app.cid].posts
+    a = _post(host, app, fd, b"ab", 0)
+    assert _fenced(host, app, a, SYS_IOCTL, fd, SIOCOUTQ).err == 0 and posts == {app.ident: a}
+    assert app.ok(SYS_IOCTL, fd, SIOCOUTQ) == 2 and posts == {}            # unfenced: gone
+    monkeypatch.setattr(stream, "POSTS_KEPT", 1)
+    b = _post(host, app, fd, b"cd", 0)
+    other = app.cid + b".t2"
+    host.syscall(other, encode(SYS_SEND_POST, 900, fd, b"zz", 0, 0))
+    assert posts == {app.ident: b} and host.counters["posts_refused"] == 1
+    c = _post(host, app, fd, b"ef", b)                                     # a known thread goes on
+    assert posts == {app.ident: c}
+    assert [f.data for code, f in host.sent("tcp") if code == TCP_SEND] == [b"ab", b"cd", b"ef"]
