@@ -718,16 +718,13 @@ class Tcb:
             if not data:
                 self.send_ack(now)                            # nothing fits: show the window
                 return
+        got = ack_now = False
         if data and sq == self.rcv_nxt:
             self._deliver(data)
             had_gap = bool(self.ooo)
             self._drain_ooo()
             self.unacked_segs += 1
-            if had_gap or self.unacked_segs >= 2 or not self.cfg.delayed_ack or \
-                    (fin_seq is not None and self.state is not State.ESTABLISHED):
-                self.send_ack(now)
-            elif self.dack_at is None:
-                self.dack_at = now + self.cfg.delayed_ack
+            got, ack_now = True, had_gap or self.unacked_segs >= 2 or not self.cfg.delayed_ack
         elif data:
             self.stats["ooo"] += 1
             self._ooo_insert(sq, data)
@@ -735,11 +732,17 @@ class Tcb:
                 self.ooo_fin = fin_seq
             self.send_ack(now)                                # a gap: ACK at once, with SACK
             return
+        # one ACK per segment: a FIN in order is ACKed (or its ACK delayed) by _rcv_fin, and
+        # that ACK covers the data before it; a FIN beyond what we have gets ours at once
         if fin_seq is not None and S.gt(fin_seq, self.rcv_nxt):
             self.ooo_fin = fin_seq
             self.send_ack(now)
         elif (fin_seq is not None and fin_seq == self.rcv_nxt) or self.ooo_fin == self.rcv_nxt:
-            self._rcv_fin(now)
+            self._rcv_fin(now, ack_now)
+        elif ack_now:
+            self.send_ack(now)
+        elif got and self.dack_at is None:
+            self.dack_at = now + self.cfg.delayed_ack
 
     def _rcv_urg(self, useq: int) -> None:
         """RFC 9293 3.10.7.4 sixth (tcp_check_urg): a pointer that moves forward
@@ -810,11 +813,13 @@ class Tcb:
             if skip < len(chunk):
                 self._deliver(chunk[skip:])
 
-    def _rcv_fin(self, now: float) -> None:
+    def _rcv_fin(self, now: float, ack_now: bool = False) -> None:
+        """The peer's FIN, in order. ``ack_now``: data before it in the segment wants an ACK
+        at once (a gap filled, two segments unacknowledged), and this ACK is that one too."""
         self.ooo_fin = None
         self.rcv_nxt = S.add(self.rcv_nxt, 1)
         self.eof = True
-        if self.state is State.ESTABLISHED and self.cfg.delayed_ack:
+        if self.state is State.ESTABLISHED and self.cfg.delayed_ack and not ack_now:
             # as Linux's tcp_fin: the ACK of a FIN that starts a passive close is delayed,
             # so that the FIN a prompt close() sends carries it (three segments, not four)
             self.state = State.CLOSE_WAIT

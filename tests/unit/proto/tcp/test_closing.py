@@ -1,6 +1,6 @@
 import errno
 
-from shared.proto.tcp.tcb import State
+from shared.proto.tcp.tcb import State, TcpConfig
 from shared.wire.tcp import ACK, FIN, RST
 
 from .helpers import IRS, ISS, established, seg, take
@@ -192,3 +192,24 @@ def test_a_new_syn_ends_time_wait_only_when_it_cannot_be_an_old_duplicate():
     assert [s.flags for s in take(ts)] == [ACK] and ts.state is State.TIME_WAIT
     ts.end_time_wait()
     assert ts.state is State.CLOSED and ts.poll_at() is None
+
+
+def test_data_with_a_fin_gets_one_ack_in_every_state():
+    """The ACK of data that carries a FIN is the FIN's ACK: one segment, as Linux's tcp_fin
+    sends (the data path ACKed it first, and then the FIN again: two ACKs, R+4 then R+5)."""
+    t = established()
+    t.close(now=1)
+    take(t)
+    t.receive(seg(R, L + 1, ACK), now=1.1)
+    assert t.state is State.FIN_WAIT_2
+    t.receive(seg(R, L + 1, ACK | FIN, data=b"bye"), now=1.2)
+    assert [(s.flags, s.ack) for s in take(t)] == [(ACK, R + 4)] and t.state is State.TIME_WAIT
+    # without delayed ACKs, in ESTABLISHED: one ACK at once
+    t = established(TcpConfig(delayed_ack=0))
+    t.receive(seg(R, L, ACK | FIN, data=b"bye"), now=1)
+    assert [(s.flags, s.ack) for s in take(t)] == [(ACK, R + 4)] and t.state is State.CLOSE_WAIT
+    # a second segment unacknowledged wants its ACK at once: the FIN's goes with it, not later
+    t = established()
+    t.receive(seg(R, L, ACK, data=b"a" * 100), now=1)
+    t.receive(seg(R + 100, L, ACK | FIN, data=b"b" * 100), now=1)
+    assert [(s.flags, s.ack) for s in take(t)] == [(ACK, R + 201)] and t.dack_at is None
