@@ -46,7 +46,7 @@ from shared.ipc.codec import BadMessage, decode, encode, ready_event, sys_reply
 from shared.ipc.messages import (RAW_DELIVER, SYS_ACCEPT, SYS_BIND, SYS_CLOSE, SYS_DUP, SYS_GETPEERNAME,
                                  SYS_GETSOCKNAME, SYS_GETSOCKOPT, SYS_HELLO, SYS_IOCTL, SYS_LAST, SYS_LISTEN,
                                  SYS_NETSTAT, SYS_RECVFROM, SYS_RECVFROM_MANY, SYS_RECVMSG, SYS_SENDMSG,
-                                 SYS_REPLAY, SYS_SEND_POST, SYS_SENDTO, SYS_SENDTO_NOWAIT,
+                                 SYS_POSTS_PENDING, SYS_REPLAY, SYS_SEND_POST, SYS_SENDTO, SYS_SENDTO_NOWAIT,
                                  SYS_SETSOCKOPT, SYS_SOCKET,
                                  SYS_SOCKETPAIR, SYS_WATCH, TCP_EVENTS, UDP_BOUND, UDP_DELIVER, UDP_RESYNC,
                                  UDP_SOCK_ERR, UDP_UNBIND, lookup)
@@ -202,22 +202,40 @@ class SocketCore(ClientTable, SocketOptions, DgramSockets, StreamSockets, TcpEve
         applied. One lost with our previous incarnation, or dropped (not applied whole, or after
         a missing one), is not: the call is answered SYS_REPLAY with the last post applied, and
         the library sends the missing ones again as calls, then this call. So a call never
-        overtakes a send its thread made before it (a close its data, say)."""
+        overtakes a send its thread made before it (a close its data, say).
+
+        The fence is that request id, or [it, [[identity, request id], ...]]: the posts other
+        threads of the caller made on the call's socket and have not had confirmed. Each
+        thread's posts travel on its own DEALER, and a call on another one may overtake them
+        (a thread sends, then another shuts the socket down): until they are applied here the
+        call is answered SYS_POSTS_PENDING, and asked again."""
         try:
             last = msgpack.unpackb(fence)
         except Exception:  # msgpack raises several unrelated types on garbage
             last = None
-        if type(last) is not int:
+        others: list = []
+        if type(last) is list and len(last) == 2 and type(last[1]) is list:
+            last, others = last
+        cid = ident.split(b".", 1)[0]
+        if type(last) is not int or not all(type(o) is list and len(o) == 2 and type(o[0]) is bytes
+                                            and type(o[1]) is int and o[0].split(b".", 1)[0] == cid for o in others):
             self.counters["bad_calls"] += 1
-            self._reply(ident, req, errno.EINVAL, "a call's fence is the request id of a post")
+            self._reply(ident, req, errno.EINVAL, "a call's fence names posts of the caller's threads")
             return False
-        client = self.clients.get(ident.split(b".", 1)[0])
-        applied = client.posts.get(ident, 0) if client is not None else last
-        if applied >= last:
-            return True
-        self.counters["calls_fenced"] += 1
-        self._reply(ident, req, SYS_REPLAY, applied)
-        return False
+        client = self.clients.get(cid)
+        if client is None:
+            return True               # the call itself is refused (say SYS_HELLO first)
+        applied = client.posts.get(ident, 0)
+        if applied < last:
+            self.counters["calls_fenced"] += 1
+            self._reply(ident, req, SYS_REPLAY, applied)
+            return False
+        for other, other_last in others:
+            if client.posts.get(other, 0) < other_last:
+                self.counters["calls_waiting_for_posts"] += 1
+                self._reply(ident, req, SYS_POSTS_PENDING, 0)
+                return False
+        return True
 
     def waiting_room(self, client: Client) -> None:
         """A client at its bound of suspended calls: those answered since leave the

@@ -49,7 +49,7 @@ from shared.ipc.messages import (SYS_ACCEPT, SYS_BIND, SYS_CLOSE, SYS_CONNECT,  
                                  SYS_DUP, SYS_GETPEERNAME, SYS_GETSOCKNAME, SYS_GETSOCKOPT, SYS_HELLO, SYS_LISTEN,
                                  SYS_IOCTL, SYS_RECVFROM, SYS_RECVMSG, SYS_SENDMSG, SYS_SENDTO, SYS_SETSOCKOPT,
                                  SYS_SHUTDOWN, SYS_SOCKET, SYS_SOCKETPAIR, SYS_SENDTO_NOWAIT, SYS_WATCH,
-                                 SYS_RECVFROM_MANY, SYS_REPLAY, SYS_SEND_POST, SIOCATMARK, SIOCINQ, SIOCOUTQ,
+                                 SYS_RECVFROM_MANY, SYS_POSTS_PENDING, SYS_REPLAY, SYS_SEND_POST, SIOCATMARK, SIOCINQ, SIOCOUTQ,
                                  WAITALL_MAX)
 
 # -- the module's public face: constants and helpers as the stdlib has them -----
@@ -79,6 +79,9 @@ POST_MAX = 16 * 1024        # a TCP send up to this size may be posted (SYS_SEND
 POST_WINDOW = 64 * 1024     # ... while a thread's posts not yet confirmed stay under this (and POST_COUNT)
 POST_COUNT = 64
 CONFIRM_WAIT_S = 0.05       # after a restart, how long the check of idle threads' posts waits for a busy DEALER
+POSTS_PENDING_WAIT_S = 0.001    # a call waiting for another thread's posts to reach the server asks again after
+POSTS_PENDING_WAIT_MAX_S = 0.05  # ... this, doubling up to this
+_NO_FD_CALLS = frozenset((SYS_HELLO, SYS_SOCKET, SYS_SOCKETPAIR))   # calls whose first argument is not an fd
 AddressFamily, SocketKind, MsgFlag, AddressInfo = _k.AddressFamily, _k.SocketKind, _k.MsgFlag, _k.AddressInfo
 error, timeout, herror, gaierror = OSError, TimeoutError, _k.herror, _k.gaierror
 has_ipv6 = True
@@ -102,6 +105,10 @@ HELLO_AGAIN_MAX_MS = 2000   # up to this: a server away for long finds few of th
 _POLLIN, _POLLOUT, _POLLERR, _POLLHUP = 0x1, 0x4, 0x8, 0x10
 
 
+def _identity(s: zmq.Socket) -> bytes:
+    return s.getsockopt(zmq.IDENTITY)
+
+
 class _Lease:
     """A thread's DEALER. When the thread ends (and its thread-local storage with
     it), a DEALER with nothing posted since its last answered call goes back to the
@@ -111,12 +118,13 @@ class _Lease:
     Calls on one DEALER are never concurrent, whichever thread makes them, and the
     pool's lock orders the hand-over between threads as ZeroMQ asks."""
 
-    __slots__ = ("conn", "sock", "posted", "unconfirmed", "unconfirmed_bytes", "lock", "__weakref__")
+    __slots__ = ("conn", "sock", "ident", "posted", "unconfirmed", "unconfirmed_bytes", "lock", "__weakref__")
 
     def __init__(self, conn: "_Connection", sock: zmq.Socket, unconfirmed: list | None = None) -> None:
         self.conn, self.sock, self.posted = conn, sock, False
+        self.ident = _identity(sock)
         # TCP sends posted on this DEALER (SYS_SEND_POST) and not yet known applied:
-        # [request id, fd, data, flags]; the next call fences them (see _Connection._call)
+        # (request id, fd, data, flags, socket id); the next call fences them (see _Connection._call)
         self.unconfirmed: list = unconfirmed or []
         self.unconfirmed_bytes = sum(len(p[2]) for p in self.unconfirmed)
         # held while the DEALER is used: by its thread, or by the restart check of an idle
@@ -312,6 +320,9 @@ class _Connection:
         self.bells: weakref.WeakSet[_Bell] = weakref.WeakSet()   # one per calling thread
         self.idle: list[tuple[zmq.Socket, list]] = []    # DEALERs of ended threads, their TCP posts (_Lease)
         self.posters: weakref.WeakSet[_Lease] = weakref.WeakSet()    # leases that posted TCP sends
+        # by fd: the DEALER identities with posts on it not yet confirmed, and the last one's request id.
+        # One thread at a time posts on a socket; another thread's call on it is fenced by them (_send_call)
+        self.fd_posts: dict[int, dict[bytes, int]] = {}
         try:
             self._hello(self._dealer(), False, HELLO_WAIT_S)
         except OSError:
@@ -362,8 +373,9 @@ class _Connection:
         try:
             s = self._dealer()
             lease = self.local.lease
+            fd = args[0] if self.fd_posts and args and code not in _NO_FD_CALLS else None
             with lease.lock:
-                result = self._call(s, code, *args, lease=lease)
+                result = self._call(s, code, *args, lease=lease, fd=fd)
             lease.posted = False     # answered: what was posted before has arrived
             return result
         finally:
@@ -385,7 +397,7 @@ class _Connection:
         self.local.lease.posted = True
         return True
 
-    def post_send(self, fd: int, data: bytes, flags: int) -> bool:
+    def post_send(self, fd: int, data: bytes, flags: int, sock_id: int | None = None) -> bool:
         """A small TCP send on a connected socket, posted (SYS_SEND_POST) on this thread's
         DEALER: the kernel would return at once. Kept until a later call on the DEALER is
         answered: the call goes fenced (see _call), so the socket server applies it only
@@ -400,10 +412,17 @@ class _Connection:
             un = lease.unconfirmed
             if len(un) >= POST_COUNT or lease.unconfirmed_bytes + len(data) > POST_WINDOW:
                 return False
-            req = next(self.seq)
+            with self.lock:
+                owners = self.fd_posts.get(fd)
+                if owners and (len(owners) > 1 or lease.ident not in owners):
+                    return False    # another thread's posts on it are not confirmed: a call, fenced by them
+                req = next(self.seq)
+                if owners is None:
+                    owners = self.fd_posts[fd] = {}
+                owners[lease.ident] = req
             lease.sock.send(msgpack.packb([SYS_SEND_POST, req, fd, data, flags, un[-1][0] if un else 0],
                                           use_bin_type=True))
-            un.append((req, fd, data, flags))
+            un.append((req, fd, data, flags, sock_id))
             lease.unconfirmed_bytes += len(data)
         self.posters.add(lease)
         if not self.flush_at_exit and threading.current_thread() is threading.main_thread():
@@ -416,17 +435,63 @@ class _Connection:
         were not applied. Sent again now, as calls (which wait for room, as a send does);
         one that fails (the connection broke meanwhile) is dropped with the rest of its
         socket's, as the kernel drops a send queue on a reset."""
-        missing = [p for p in lease.unconfirmed if p[0] > applied]
+        posts = lease.unconfirmed
+        missing = [p for p in posts if p[0] > applied]
         lease.unconfirmed, lease.unconfirmed_bytes = [], 0
-        broken: set[int] = set()
-        for _, fd, data, flags in missing:
+        broken: set[tuple] = set()      # (fd, socket id)
+        for _, fd, data, flags, sock_id in missing:
+            n = self.notifiers.get(fd)
+            if sock_id is not None and n is not None and n.sock_id != sock_id:
+                broken.add((fd, sock_id))   # closed since, the number now another socket's: not its bytes
             view = memoryview(data)
-            while view and fd not in broken:
+            while view and (fd, sock_id) not in broken:
                 try:
                     view = view[self._call(s, SYS_SENDTO, fd, bytes(view), flags & ~_MSG_DONTWAIT, None, 0,
                                            None):]
                 except OSError:
-                    broken.add(fd)
+                    broken.add((fd, sock_id))
+        # only now: until these are in, other threads' calls on the sockets wait for them
+        self._forget_posts(lease.ident, posts)
+
+    def _forget_posts(self, ident: bytes, posts: list) -> None:
+        """``ident``'s posts ``posts`` are confirmed: calls on their sockets need not wait for them."""
+        with self.lock:
+            for p in posts:
+                owners = self.fd_posts.get(p[1])
+                if owners is not None and owners.pop(ident, None) is not None and not owners:
+                    del self.fd_posts[p[1]]
+
+    def _posts_pending(self, others: list, fd: int, waits: int) -> None:
+        """A call on ``fd`` was answered SYS_POSTS_PENDING: posts ``others`` ([identity, request id])
+        of other threads on it are not applied yet. In flight, they arrive by themselves; lost
+        with a restarted server, or refused (no room), the poster's next call replays them, and
+        a poster not in a call (waiting on something else, or ended: its DEALER in the pool)
+        has its DEALER make a fenced call now, from here. A stale entry (its poster's posts all
+        confirmed since) is dropped."""
+        for ident, last in others:
+            lease = next((x for x in list(self.posters) if x.ident == ident), None)
+            if lease is None:
+                with self.lock:
+                    at = next((i for i, (s, un) in enumerate(self.idle) if un and _identity(s) == ident), None)
+                    pooled = self.idle.pop(at) if at is not None else None
+                if pooled is not None:
+                    lease = _Lease(self, *pooled)     # dropped below, it goes back to the pool
+            if lease is None or not any(p[1] == fd and p[0] >= last for p in lease.unconfirmed):
+                self._forget_others(fd, [[ident, last]])
+                continue
+            self._confirm(lease, 0)      # not if its thread is in a call: that call fences them
+        time.sleep(min(POSTS_PENDING_WAIT_S * 2 ** waits, POSTS_PENDING_WAIT_MAX_S))
+
+    def _forget_others(self, fd: int, others: list) -> None:
+        """Posts of other threads on ``fd`` known applied (or stale): calls need not wait for them."""
+        with self.lock:
+            owners = self.fd_posts.get(fd)
+            if owners is not None:
+                for ident, last in others:
+                    if owners.get(ident) == last:      # (not if it posted again since)
+                        del owners[ident]
+                if not owners:
+                    del self.fd_posts[fd]
 
     def _confirm_posts(self) -> None:
         """After a socket server restart: a thread that posted TCP sends and has made no call
@@ -441,15 +506,21 @@ class _Connection:
         # a pooled DEALER is a lease again for the check; dropped, it goes back to the pool
         leases = [_Lease(self, s, unconfirmed) for _, (s, unconfirmed) in pooled] + list(self.posters)
         for lease in leases:
-            if not lease.unconfirmed or not lease.lock.acquire(timeout=CONFIRM_WAIT_S):
-                continue        # nothing to confirm, or in use: its own call fences them
-            try:
-                if lease.unconfirmed:
-                    self._call(lease.sock, SYS_HELLO, self.pid, False, lease=lease)
-            except (OSError, zmq.ZMQError):
-                pass
-            finally:
-                lease.lock.release()
+            if lease.unconfirmed:
+                self._confirm(lease, CONFIRM_WAIT_S)    # in use: its own call fences them
+
+    def _confirm(self, lease: _Lease, wait: float) -> None:
+        """A fenced call on ``lease``'s DEALER, from this thread, if it is free within ``wait``
+        s: its posts confirmed, or the missing ones replayed."""
+        if not lease.lock.acquire(timeout=wait):
+            return
+        try:
+            if lease.unconfirmed:
+                self._call(lease.sock, SYS_HELLO, self.pid, False, lease=lease)
+        except (OSError, zmq.ZMQError):
+            pass
+        finally:
+            lease.lock.release()
 
     def _flush_posts(self) -> None:
         """At exit: one answered call (bounded in time) after the main thread's last
@@ -480,11 +551,13 @@ class _Connection:
         finally:
             s.close(0)
 
-    def _call(self, s: zmq.Socket, code: int, *args: object, lease: _Lease | None = None) -> object:
+    def _call(self, s: zmq.Socket, code: int, *args: object, lease: _Lease | None = None,
+              fd: int | None = None) -> object:
         req = next(self.seq)
         request = msgpack.packb([code, req, *args], use_bin_type=True)
         gen = self.generation
-        self._send_call(s, request, lease)
+        others = self._send_call(s, request, lease, fd)
+        waits = 0
         while True:
             try:
                 frame = s.recv()          # RCVTIMEO: FIRST_WAIT_MS
@@ -497,18 +570,27 @@ class _Connection:
                 if self.generation != gen:
                     # the socket server restarted: ask again (it answers a call only once)
                     gen = self.generation
-                    self._send_call(s, request, lease)
+                    others = self._send_call(s, request, lease, fd)
                 continue
             rreq, err, result, ready = _unpack_reply(frame)
             if rreq != req:
                 continue   # replies to abandoned requests (interrupted calls) are skipped
             if err == SYS_REPLAY and lease is not None:
                 self._replay(s, lease, result)      # posts before the call went missing
-                self._send_call(s, request, lease)
+                others = self._send_call(s, request, lease, fd)
+                continue
+            if err == SYS_POSTS_PENDING and others:
+                self._posts_pending(others, fd, waits)     # other threads' posts on the socket not in yet
+                waits += 1
+                others = self._send_call(s, request, lease, fd)
                 continue
             break
         if lease is not None and lease.unconfirmed:
-            lease.unconfirmed, lease.unconfirmed_bytes = [], 0     # the fence held: all were applied
+            posts = lease.unconfirmed                # the fence held: all were applied
+            lease.unconfirmed, lease.unconfirmed_bytes = [], 0
+            self._forget_posts(lease.ident, posts)
+        if others:
+            self._forget_others(fd, others)          # and so were theirs
         if ready is not None:
             self.apply(*ready)
         self.local.last_ready = ready      # per thread: socket() reads its new socket's readiness
@@ -516,14 +598,25 @@ class _Connection:
             raise _reply_error(err, result)
         return result
 
-    @staticmethod
-    def _send_call(s: zmq.Socket, request: bytes, lease: _Lease | None) -> None:
-        """A call, fenced by the last post not yet confirmed on its DEALER (if any): the two
-        parts arrive together or not at all, so a call cannot arrive without its fence."""
-        if lease is not None and lease.unconfirmed:
-            s.send_multipart([msgpack.packb(lease.unconfirmed[-1][0]), request])
+    def _send_call(self, s: zmq.Socket, request: bytes, lease: _Lease | None, fd: int | None) -> list | None:
+        """A call, fenced by the last post not yet confirmed on its DEALER (if any), and by other
+        threads' posts on its socket ``fd`` not yet confirmed (returned: [identity, request id]
+        each): the parts arrive together or not at all, so a call cannot arrive without its fence."""
+        own = lease.unconfirmed[-1][0] if lease is not None and lease.unconfirmed else 0
+        others = None
+        if fd is not None and self.fd_posts:
+            with self.lock:
+                owners = self.fd_posts.get(fd)
+                if owners:
+                    mine = lease.ident if lease is not None else None
+                    others = [[i, r] for i, r in owners.items() if i != mine] or None
+        if others:
+            s.send_multipart([msgpack.packb([own, others]), request])
+        elif own:
+            s.send_multipart([msgpack.packb(own), request])
         else:
             s.send(request)
+        return others
 
     def _wait_long(self, s: zmq.Socket) -> None:
         """Wait for the answer or this thread's bell (a restart), RESTART_CHECK_MS at most."""
@@ -1169,7 +1262,7 @@ class socket:
             # call makes sure it was applied (_call)
             if (0 < len(data) <= POST_MAX and not flags & ~NOWAIT_FLAGS and host is None and not fds
                     and not self._closed and self._notifier.mask & (_POLLOUT | _POLLERR | _POLLHUP) == _POLLOUT
-                    and _connection().post_send(self._fd, data, flags)):
+                    and _connection().post_send(self._fd, data, flags, self._notifier.sock_id)):
                 return len(data)
         ok = self._sent_ok
         if ok is not None and not fds and not self._closed:

@@ -171,6 +171,8 @@ SYS_SEND_POST = _msg(0x518, "SYS_SEND_POST", "a small TCP send the caller does n
 SYS_LAST = SYS_SEND_POST
 SYS_REPLAY = -1    # the errno of a fenced call's answer when posts before it are missing; the result is the
 #                    request id of the caller's last post applied (0: none known)
+SYS_POSTS_PENDING = -2   # the errno of a call fenced by other threads' posts on its socket when one of them
+#                          is not applied yet: ask again (the library has the idle poster's DEALER replay them)
 SIOCINQ, SIOCOUTQ, SIOCATMARK = 0x541B, 0x5411, 0x8905   # SYS_IOCTL requests (FIONREAD is SIOCINQ)
 WAITALL_MAX = 4 << 20    # bytes one MSG_WAITALL read gathers in the socket server; the library reads more in turns
 

@@ -14,7 +14,8 @@ import msgpack
 import pytest
 
 from shared.client import mksocket
-from shared.ipc.messages import EV_RESTART, SYS_GETSOCKNAME, SYS_HELLO, SYS_REPLAY, SYS_SEND_POST, SYS_SENDTO
+from shared.ipc.messages import (EV_RESTART, SYS_GETSOCKNAME, SYS_HELLO, SYS_POSTS_PENDING, SYS_REPLAY,
+                                 SYS_SEND_POST, SYS_SENDTO)
 from tests.unit.standin_server import StandInServer
 
 CID = b"beef"
@@ -51,8 +52,12 @@ class Server(StandInServer):
             elif self.notice_on_loss:        # as a restarted server tells its clients
                 self.router.send_multipart([CID + b".ev", msgpack.packb([EV_RESTART, 4242])])
             return
-        if self.fence is not None and self.applied.get(ident, 0) < self.fence:
+        own, others = self.fence if isinstance(self.fence, list) else (self.fence, [])
+        if own is not None and self.applied.get(ident, 0) < own:
             self.router.send_multipart([ident, msgpack.packb([req, SYS_REPLAY, self.applied.get(ident, 0), None])])
+            return
+        if any(self.applied.get(other, 0) < last for other, last in others):
+            self.router.send_multipart([ident, msgpack.packb([req, SYS_POSTS_PENDING, 0, None])])
             return
         if code == SYS_SENDTO:
             self.stream += args[1]
@@ -160,3 +165,53 @@ def test_exit_waits_for_posts_a_bounded_time(server):
     t0 = time.monotonic()
     conn._flush_posts()
     assert time.monotonic() - t0 < mksocket.EXIT_FLUSH_MS / 1000 + 0.5
+
+
+def test_a_call_on_a_socket_waits_for_another_threads_posts_on_it(server):
+    """Each thread's posts travel on its own DEALER, and another thread's call may overtake
+    them (a thread sends, then another shuts the socket down, as the kernel orders). The call
+    is fenced by them too; here the poster's first post was lost and the poster waits on
+    something else: the caller has the poster's DEALER replay it, then its own call goes. And
+    while the poster's posts are unconfirmed, other threads' sends on that socket are calls."""
+    server.lose = {0}
+    conn = mksocket._Connection(server.endpoint)
+    conn.call(SYS_GETSOCKNAME, FD)
+    posted, idle = threading.Event(), threading.Event()
+
+    def poster() -> None:
+        assert conn.post_send(FD, b"ab", 0) and conn.post_send(FD, b"cd", 0)
+        posted.set()
+        idle.wait(10)                    # alive, and no call
+    t = threading.Thread(target=poster)
+    t.start()
+    try:
+        assert posted.wait(5)
+        assert not conn.post_send(FD, b"no", 0)       # another thread's posts on FD come first
+        conn.call(SYS_GETSOCKNAME, FD)
+        assert bytes(server.stream) == b"abcd"
+        codes = [c for c, _ in server.log if c != SYS_HELLO]
+        # the main thread's call waited (answered SYS_POSTS_PENDING), the poster's DEALER replayed
+        # both posts as calls, and then the call went through
+        # (the call may overtake the posts themselves, and be asked again meanwhile)
+        assert codes.count(SYS_SEND_POST) == 2 and codes[-3:] == [SYS_SENDTO, SYS_SENDTO, SYS_GETSOCKNAME]
+        assert conn.fd_posts == {}                    # all confirmed: the main thread may post on FD now
+        assert conn.post_send(FD, b"ef", 0)
+        conn.call(SYS_GETSOCKNAME, FD)
+        assert bytes(server.stream) == b"abcdef"
+    finally:
+        idle.set()
+        t.join(5)
+
+
+def test_a_lost_post_is_not_replayed_on_a_socket_that_took_its_number(server):
+    """Posts name the fd and the socket: if the socket was closed and its number went to a
+    new socket before a lost post is replayed, the bytes are dropped (as a send on a closed
+    socket), never sent on the new connection."""
+    from types import SimpleNamespace
+    server.lose = {0}
+    conn = mksocket._Connection(server.endpoint)
+    assert conn.post_send(FD, b"old", 0, 7) and conn.post_send(FD, b"gone", 0, 7)
+    conn.notifiers[FD] = SimpleNamespace(sock_id=8)      # FD is another socket's now
+    conn.call(SYS_GETSOCKNAME, FD)
+    assert bytes(server.stream) == b"" and SYS_SENDTO not in [c for c, _ in server.log]
+    assert conn.local.lease.unconfirmed == [] and conn.fd_posts == {}

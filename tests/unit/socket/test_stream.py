@@ -9,7 +9,7 @@ from services.socket.records import SocketState
 from shared.ipc.codec import encode
 from shared.ipc.messages import (CLOSE_ABORT, CLOSE_FORGET, CLOSE_SHUT_WR, SIOCINQ, SIOCOUTQ, SYS_ACCEPT, SYS_BIND,
                                  SYS_CLOSE, SYS_CONNECT, SYS_GETPEERNAME, SYS_GETSOCKNAME, SYS_GETSOCKOPT,
-                                 SYS_IOCTL, SYS_LISTEN, SYS_RECVFROM, SYS_REPLAY, SYS_SEND_POST, SYS_SENDTO,
+                                 SYS_IOCTL, SYS_LISTEN, SYS_POSTS_PENDING, SYS_RECVFROM, SYS_REPLAY, SYS_SEND_POST, SYS_SENDTO,
                                  SYS_SETSOCKOPT, SYS_SHUTDOWN, RMEM_MAX, TCP_ACCEPTED, TCP_BIND, TCP_CLOSE,
                                  TCP_CONNECT, TCP_LISTEN, TCP_RCVD, TCP_SEND, TCP_SETOPT)
 
@@ -230,3 +230,19 @@ def test_a_threads_post_record_lasts_while_a_fence_may_need_it(host, app, monkey
     c = _post(host, app, fd, b"ef", b)                                     # a known thread goes on
     assert posts == {app.ident: c}
     assert [f.data for code, f in host.sent("tcp") if code == TCP_SEND] == [b"ab", b"cd", b"ef"]
+
+
+def test_a_call_fenced_by_another_threads_posts_waits_until_they_are_applied(host, app):
+    """A thread's posts travel on its DEALER and another thread's call on the same socket
+    may overtake them: that call names them in its fence, and is answered SYS_POSTS_PENDING
+    (and not done) until they are applied. Only the caller's own threads may be named."""
+    fd, _ = connected(host, app)
+    other = app.cid + b".t2"
+    host.syscall(other, encode(SYS_SEND_POST, 900, fd, b"ab", 0, 0))
+    r = _fenced(host, app, [0, [[other, 901]]], SYS_CLOSE, fd)
+    assert r.err == SYS_POSTS_PENDING and fd in host.clients[app.cid].fds        # not closed
+    assert host.counters["calls_waiting_for_posts"] == 1
+    host.syscall(other, encode(SYS_SEND_POST, 901, fd, b"cd", 0, 900))
+    assert _fenced(host, app, [0, [[other, 901]]], SYS_IOCTL, fd, SIOCOUTQ).result == 4
+    r = _fenced(host, app, [0, [[b"someone-else.t1", 1]]], SYS_IOCTL, fd, SIOCOUTQ)
+    assert r.err == errno.EINVAL and host.counters["bad_calls"] == 1
