@@ -605,11 +605,12 @@ class _Connection:
         own = lease.unconfirmed[-1][0] if lease is not None and lease.unconfirmed else 0
         others = None
         if fd is not None and self.fd_posts:
-            with self.lock:
-                owners = self.fd_posts.get(fd)
-                if owners:
-                    mine = lease.ident if lease is not None else None
-                    others = [[i, r] for i, r in owners.items() if i != mine] or None
+            # read without the lock (the writers hold it): a dict read, and a copy of its items,
+            # are each one step under the GIL; usually the only poster on fd is this thread
+            owners = self.fd_posts.get(fd)
+            mine = lease.ident if lease is not None else None
+            if owners and (len(owners) > 1 or mine not in owners):
+                others = [[i, r] for i, r in list(owners.items()) if i != mine] or None
         if others:
             s.send_multipart([msgpack.packb([own, others]), request])
         elif own:
