@@ -49,8 +49,8 @@ from shared.ipc.messages import (SYS_ACCEPT, SYS_BIND, SYS_CLOSE, SYS_CONNECT,  
                                  SYS_DUP, SYS_GETPEERNAME, SYS_GETSOCKNAME, SYS_GETSOCKOPT, SYS_HELLO, SYS_LISTEN,
                                  SYS_IOCTL, SYS_RECVFROM, SYS_RECVMSG, SYS_SENDMSG, SYS_SENDTO, SYS_SETSOCKOPT,
                                  SYS_SHUTDOWN, SYS_SOCKET, SYS_SOCKETPAIR, SYS_SENDTO_NOWAIT, SYS_WATCH,
-                                 SYS_RECVFROM_MANY, SYS_POSTS_PENDING, SYS_REPLAY, SYS_SEND_POST, SIOCATMARK, SIOCINQ, SIOCOUTQ,
-                                 WAITALL_MAX)
+                                 SYS_RECVFROM_MANY, SYS_POSTS_PENDING, SYS_REPLAY, SYS_SEND_POST, SIOCATMARK, SIOCINQ,
+                                 SIOCOUTQ, WAITALL_MAX)
 
 # -- the module's public face: constants and helpers as the stdlib has them -----
 for _name in dir(_k):

@@ -9,8 +9,8 @@ from services.socket.records import SocketState
 from shared.ipc.codec import encode
 from shared.ipc.messages import (CLOSE_ABORT, CLOSE_FORGET, CLOSE_SHUT_WR, SIOCINQ, SIOCOUTQ, SYS_ACCEPT, SYS_BIND,
                                  SYS_CLOSE, SYS_CONNECT, SYS_GETPEERNAME, SYS_GETSOCKNAME, SYS_GETSOCKOPT,
-                                 SYS_IOCTL, SYS_LISTEN, SYS_POSTS_PENDING, SYS_RECVFROM, SYS_REPLAY, SYS_SEND_POST, SYS_SENDTO,
-                                 SYS_SETSOCKOPT, SYS_SHUTDOWN, RMEM_MAX, TCP_ACCEPTED, TCP_BIND, TCP_CLOSE,
+                                 SYS_IOCTL, SYS_LISTEN, SYS_POSTS_PENDING, SYS_RECVFROM, SYS_REPLAY, SYS_SEND_POST,
+                                 SYS_SENDTO, SYS_SETSOCKOPT, SYS_SHUTDOWN, RMEM_MAX, TCP_ACCEPTED, TCP_BIND, TCP_CLOSE,
                                  TCP_CONNECT, TCP_LISTEN, TCP_RCVD, TCP_SEND, TCP_SETOPT)
 
 ME, PEER = 0x0A420002, 0x0A420001
