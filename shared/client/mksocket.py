@@ -457,9 +457,33 @@ class _Connection:
         """``ident``'s posts ``posts`` are confirmed: calls on their sockets need not wait for them."""
         with self.lock:
             for p in posts:
-                owners = self.fd_posts.get(p[1])
-                if owners is not None and owners.pop(ident, None) is not None and not owners:
-                    del self.fd_posts[p[1]]
+                self._drop_poster(p[1], ident, None)
+
+    def _forget_others(self, fd: int, others: list) -> None:
+        """Posts of other threads on ``fd`` known applied (or stale): calls need not wait for them."""
+        with self.lock:
+            for ident, last in others:
+                self._drop_poster(fd, ident, last)     # (not if it posted again since)
+
+    def _drop_poster(self, fd: int, ident: bytes, last: int | None) -> None:
+        """``ident`` off ``fd``'s posters (if its last post there is still ``last``; None: any).
+        The caller holds the lock."""
+        owners = self.fd_posts.get(fd)
+        if owners is not None and ident in owners and (last is None or owners[ident] == last):
+            del owners[ident]
+            if not owners:
+                del self.fd_posts[fd]
+
+    def _pooled_posters(self, ident: bytes | None = None) -> list[_Lease]:
+        """The pooled DEALERs with posts not yet confirmed (only ``ident``'s, if named), out of
+        the pool as leases again: dropped, they go back to it (_Lease.__del__)."""
+        keep: list = []
+        taken: list = []
+        with self.lock:
+            for e in self.idle:
+                (taken if e[1] and (ident is None or _identity(e[0]) == ident) else keep).append(e)
+            self.idle[:] = keep
+        return [_Lease(self, s, unconfirmed) for s, unconfirmed in taken]
 
     def _posts_pending(self, others: list, fd: int, waits: int) -> None:
         """A call on ``fd`` was answered SYS_POSTS_PENDING: posts ``others`` ([identity, request id])
@@ -471,27 +495,12 @@ class _Connection:
         for ident, last in others:
             lease = next((x for x in list(self.posters) if x.ident == ident), None)
             if lease is None:
-                with self.lock:
-                    at = next((i for i, (s, un) in enumerate(self.idle) if un and _identity(s) == ident), None)
-                    pooled = self.idle.pop(at) if at is not None else None
-                if pooled is not None:
-                    lease = _Lease(self, *pooled)     # dropped below, it goes back to the pool
+                lease = next(iter(self._pooled_posters(ident)), None)
             if lease is None or not any(p[1] == fd and p[0] >= last for p in lease.unconfirmed):
                 self._forget_others(fd, [[ident, last]])
                 continue
             self._confirm(lease, 0)      # not if its thread is in a call: that call fences them
         time.sleep(min(POSTS_PENDING_WAIT_S * 2 ** waits, POSTS_PENDING_WAIT_MAX_S))
-
-    def _forget_others(self, fd: int, others: list) -> None:
-        """Posts of other threads on ``fd`` known applied (or stale): calls need not wait for them."""
-        with self.lock:
-            owners = self.fd_posts.get(fd)
-            if owners is not None:
-                for ident, last in others:
-                    if owners.get(ident) == last:      # (not if it posted again since)
-                        del owners[ident]
-                if not owners:
-                    del self.fd_posts[fd]
 
     def _confirm_posts(self) -> None:
         """After a socket server restart: a thread that posted TCP sends and has made no call
@@ -499,13 +508,7 @@ class _Connection:
         until its next call. Each such DEALER not in use makes one fenced call now, which brings
         the missing posts back; one in use fences its own call. (Run on a thread of its own: the
         event thread must stay free to hear of a restart during it.)"""
-        with self.lock:
-            pooled = [(i, e) for i, e in enumerate(self.idle) if e[1]]
-            for i, _ in reversed(pooled):
-                del self.idle[i]
-        # a pooled DEALER is a lease again for the check; dropped, it goes back to the pool
-        leases = [_Lease(self, s, unconfirmed) for _, (s, unconfirmed) in pooled] + list(self.posters)
-        for lease in leases:
+        for lease in self._pooled_posters() + list(self.posters):
             if lease.unconfirmed:
                 self._confirm(lease, CONFIRM_WAIT_S)    # in use: its own call fences them
 
@@ -532,12 +535,10 @@ class _Connection:
         try:
             if lease.unconfirmed:       # TCP posts: made sure of, sent again if they went missing
                 self.local.deadline = time.monotonic() + EXIT_FLUSH_MS / 1000
-                if lease.lock.acquire(timeout=EXIT_FLUSH_MS / 1000):
-                    try:
-                        self._call(s, SYS_HELLO, self.pid, False, lease=lease)
-                    finally:
-                        lease.lock.release()
-                        self.local.deadline = None
+                try:
+                    self._confirm(lease, EXIT_FLUSH_MS / 1000)
+                finally:
+                    self.local.deadline = None
                 return
             s.send(msgpack.packb([SYS_HELLO, next(self.seq), self.pid, False]))
             s.poll(EXIT_FLUSH_MS)
