@@ -19,12 +19,12 @@ import time
 from typing import Callable, Iterator
 
 import zmq
-from zmq.backend import zmq_poll
 
 from shared import procfs
 from shared.config import Config, ConfigError, check_instance, load
 from shared.ipc import endpoints
 from shared.ipc.codec import BadMessage, decode, encode
+from shared.ipc.readiness import Readiness
 from shared.ipc.zflags import EVENTS, NOBLOCK, POLLIN
 from shared.ipc.messages import ANNOUNCE_ACK, CTL_ADDR, CTL_PING, CTL_ROUTE, CTL_SHOW, CTL_STATS
 from shared.skb import Skb, SkbPool, StaleHandle
@@ -139,8 +139,10 @@ class Service:
         self.ctx = zmq.Context.instance()  # created after exec, never inherited
         self.inbox = self._bind(zmq.PULL, endpoints.inbox(self.rundir, self.name))
         self.ctl = self._bind(zmq.ROUTER, endpoints.control(self.rundir, self.name))
-        # what the loop polls, and who handles each (a ZeroMQ socket or a file descriptor)
-        self._poll_items: list[tuple[zmq.Socket | int, int]] = [(self.inbox, POLLIN), (self.ctl, POLLIN)]
+        # what the loop waits on, and who handles each (a ZeroMQ socket or a file descriptor)
+        self._readiness = Readiness()
+        self._readiness.add_socket(self.inbox, lenient=True)
+        self._readiness.add_socket(self.ctl)
         self._handlers: dict[zmq.Socket | int, Callable[[], None]] = {self.inbox: self._drain_inbox,
                                                                       self.ctl: self._serve_control}
         self._fds: dict[int, Callable[[], None]] = {}
@@ -160,8 +162,7 @@ class Service:
         # timeout, so a stop would otherwise wait for the next timer, up to a second)
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
-        self._poll_items.append((wake_r, POLLIN))
-        self._handlers[wake_r] = lambda: _drain(wake_r)
+        self.watch_fd(wake_r, lambda: _drain(wake_r))
 
     # -- plumbing -----------------------------------------------------------
     def _bind(self, kind: int, ep: str) -> zmq.Socket:
@@ -176,12 +177,13 @@ class Service:
 
     def watch_fd(self, fd: int, handler: Callable[[], None]) -> None:
         self.unwatch_fd(fd)
-        self._poll_items.append((fd, POLLIN))
+        self._readiness.add_fd(fd)
         self._handlers[fd] = self._fds[fd] = handler
 
-    def watch_socket(self, sock: zmq.Socket, handler: Callable[[], None]) -> None:
-        """Call ``handler`` whenever ``sock`` is readable (e.g. the syscall endpoint)."""
-        self._poll_items.append((sock, POLLIN))
+    def watch_socket(self, sock: zmq.Socket, handler: Callable[[], None], shared: bool = False) -> None:
+        """Call ``handler`` whenever ``sock`` is readable (e.g. the syscall endpoint). ``shared``:
+        code other than the handler sends or receives on it too (Readiness)."""
+        self._readiness.add_socket(sock, shared=shared)
         self._handlers[sock] = handler
 
     def end_of_turn(self) -> None:
@@ -216,7 +218,7 @@ class Service:
     def unwatch_fd(self, fd: int) -> None:
         if self._fds.pop(fd, None) is not None:
             del self._handlers[fd]
-            self._poll_items = [it for it in self._poll_items if it[0] != fd]
+            self._readiness.remove_fd(fd)
 
     def peer(self, service: str) -> zmq.Socket:
         """The PUSH socket to ``service``'s inbox (reconnects by itself after restarts)."""
@@ -428,13 +430,16 @@ class Service:
     def _drain_inbox(self) -> None:
         inbox = self.inbox
         for i in range(INBOX_BATCH):
-            # poll said readable; after the first, ZMQ_EVENTS tells more cheaply than
-            # the zmq.Again a NOBLOCK recv raises on an empty inbox (3.9 against 5.8 us)
+            # after the first, ZMQ_EVENTS tells more cheaply than the zmq.Again a NOBLOCK
+            # recv raises on an empty inbox (3.9 against 5.8 us); either way the inbox
+            # is left with nothing to ask before the next wait
             if i and not inbox.get(EVENTS) & POLLIN:
+                self._readiness.settled(inbox)
                 return
             try:
                 frame = inbox.recv(NOBLOCK)
             except zmq.Again:
+                self._readiness.settled(inbox)
                 return
             try:
                 code, fields = decode(frame)
@@ -490,7 +495,7 @@ class Service:
         """Record when this incarnation first took a message and was first ready
         (ms from its promotion or process start); False once both are known."""
         ms = round((time.monotonic() - t0) * 1000, 1)
-        if "first_msg_ms" not in self.phases and any(what is self.inbox for what, _ in events):
+        if "first_msg_ms" not in self.phases and any(what is self.inbox for what in events):
             self.phases["first_msg_ms"] = ms
         if "ready_ms" not in self.phases and self.ready:
             self.phases["ready_ms"] = ms
@@ -506,22 +511,33 @@ class Service:
                       self.phases["start"], self.phases["init_ms"])
         starting = True
         counters, handlers = self.counters, self._handlers
+        wait, touched = self._readiness.wait, self._readiness.touched
         while self.running:
+            # due timers first, so each turn asks timer_at once (ip's and the socket server's
+            # scan their tables); what they send goes out with an end of turn of their own
+            now = time.monotonic()
             at = self.timer_at()
+            if at is not None and now >= at:
+                try:
+                    self.on_timer(now)
+                except Exception as exc:
+                    self.fault("timer", exc)
+                self.end_of_turn()
+                at = self.timer_at()
             if self.announcements:
-                due = self._announce(time.monotonic())
+                due = self._announce(now)
                 if due is not None:
                     at = due if at is None else min(at, due)
             if self._hold_at:
                 at = self._hold_at if at is None else min(at, self._hold_at)
             if self.busy():
-                timeout = 0
+                timeout = 0.0
             elif at is None:
-                timeout = 1000
+                timeout = 1.0
             else:
-                timeout = max(0, min(1000, int((at - time.monotonic()) * 1000) + 1))
+                timeout = min(1.0, at - time.monotonic())
             try:
-                ready = zmq_poll(self._poll_items, timeout)
+                ready = wait(timeout)
             except zmq.ZMQError as exc:
                 if exc.errno == errno.EINTR:
                     continue
@@ -531,38 +547,35 @@ class Service:
                 starting = self.start_phases(t0, ready)
             if not ready:
                 counters["loop_turns_idle"] += 1
-            for what, _ in ready:
+            for what in ready:
                 handler = handlers.get(what)
                 if handler is None:          # unwatched by an earlier handler of this turn
                     continue
+                if type(what) is not int:
+                    touched.add(what)        # it may hold more, or its handler took the ZMQ_FD's signal
                 try:
                     handler()
                 except Exception as exc:
-                    self.fault("message" if what is self.inbox else "socket" if isinstance(what, zmq.Socket)
-                               else "io", exc)
+                    self.fault("message" if what is self.inbox else "io" if type(what) is int else "socket", exc)
             if self.busy():                  # NAPI polling: the device is read again without waiting for it
                 for fd, handler in list(self._fds.items()):
-                    if not any(what == fd for what, _ in ready):
+                    if fd not in ready:
                         try:
                             handler()
                         except Exception as exc:
                             self.fault("io", exc)
-            now = time.monotonic()
-            if self._hold_at and now >= self._hold_at:
-                self._retry_held(now)
-            at = self.timer_at()
-            if at is not None and now >= at:
-                try:
-                    self.on_timer(now)
-                except Exception as exc:
-                    self.fault("timer", exc)
+            if self._hold_at:
+                now = time.monotonic()
+                if now >= self._hold_at:
+                    self._retry_held(now)
             self.end_of_turn()
         self.close()
         self.log.info("down")
 
     def close(self) -> None:
-        for s in [*(what for what, _ in self._poll_items if isinstance(what, zmq.Socket)), *self._out.values()]:
+        for s in [*self._readiness.sockets(), *self._out.values()]:
             s.close(0)
+        self._readiness.close()
 
 
 def _drain(fd: int) -> None:

@@ -56,7 +56,7 @@ class SocketServer(SocketCore, Service):
         os.chmod(public, 0o755)             # `up` made it; here too, so the endpoints always have a home
         self.sys.bind(endpoints.syscalls(self.rundir))
         os.chmod(endpoints.syscalls(self.rundir).removeprefix("ipc://"), 0o666)   # every local user's
-        self.watch_socket(self.sys, self.serve_sys)
+        self.watch_socket(self.sys, self.serve_sys, shared=True)   # replies go from everywhere
         self.open_hello()
         self.outbox_retry: float | None = None
         self.restart_notices: dict[bytes, float] = {}   # client id -> tell it less often from

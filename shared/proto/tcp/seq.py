@@ -1,5 +1,9 @@
 """Sequence-number arithmetic modulo 2**32 (RFC 9293 3.4). Raw < on sequence
-numbers appears nowhere else."""
+numbers appears nowhere else.
+
+The comparisons each compute the distance themselves rather than call ``sub``:
+tcp makes ~70 of them per request/response, and a Python call is most of their cost.
+"""
 
 MOD = 1 << 32
 HALF = 1 << 31
@@ -16,19 +20,20 @@ def sub(a: int, b: int) -> int:
 
 
 def lt(a: int, b: int) -> bool:
-    return sub(a, b) < 0
+    return (a - b) % MOD > HALF                 # sub(a, b) < 0
 
 
 def le(a: int, b: int) -> bool:
-    return sub(a, b) <= 0
+    d = (a - b) % MOD
+    return d == 0 or d > HALF                   # sub(a, b) <= 0
 
 
 def gt(a: int, b: int) -> bool:
-    return sub(a, b) > 0
+    return 0 < (a - b) % MOD <= HALF            # sub(a, b) > 0
 
 
 def ge(a: int, b: int) -> bool:
-    return sub(a, b) >= 0
+    return (a - b) % MOD <= HALF                # sub(a, b) >= 0
 
 
 def between(lo: int, x: int, hi: int) -> bool:

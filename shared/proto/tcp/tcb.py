@@ -46,6 +46,10 @@ class State(enum.Enum):
     TIME_WAIT = "TIME-WAIT"
     CLOSED = "CLOSED"
 
+    # members are singletons: hash by identity, as they compare. Enum's own __hash__ is
+    # Python code (hash of the name), run for every ``state in SYNCHRONIZED``
+    __hash__ = object.__hash__
+
 
 _OPT_FIELDS = {"keepidle": "keepalive_time", "keepintvl": "keepalive_intvl", "keepcnt": "keepalive_probes",
                "maxseg": "mss", "cc": "cc"}
