@@ -302,6 +302,8 @@ class _Connection:
         self.pid = os.getpid()
         self.cid = _client_id(endpoint)
         self.ctx = zmq.Context()
+        self.sockets: weakref.WeakSet[zmq.Socket] = weakref.WeakSet()    # every DEALER made, for close()
+        self.closed = False
         self.local = threading.local()
         self.flush_at_exit = False
         self.seq = itertools.count(1)
@@ -329,12 +331,30 @@ class _Connection:
             self.ctx.destroy(0)      # its unanswered hellos must not hold the process's exit (linger)
             raise
         self.events_ready = threading.Event()
-        threading.Thread(target=self._events, name="mkstack-events", daemon=True).start()
+        self.events_thread = threading.Thread(target=self._events, name="mkstack-events", daemon=True)
+        self.events_thread.start()
         self.events_ready.wait(5)
+
+    def close(self) -> None:
+        """Stop the events thread and close every DEALER, so the ZeroMQ threads go (a process's
+        own connection lives as long as the process; tests make many). The context's
+        termination interrupts the events thread's wait; a call still waiting in another
+        thread fails with ETERM."""
+        if self.closed:
+            return
+        self.closed = True
+        term = threading.Thread(target=self.ctx.term, name="mkstack-term", daemon=True)
+        term.start()
+        self.events_thread.join(2)
+        if not self.events_thread.is_alive():
+            for s in list(self.sockets):
+                s.close(0)
+        term.join(2)
 
     def _new_dealer(self, part: bytes, linger: int = 0, rcvtimeo: int | None = FIRST_WAIT_MS) -> zmq.Socket:
         """A DEALER to the socket server named ``<client id>.<part>``."""
         s = self.ctx.socket(zmq.DEALER)
+        self.sockets.add(s)
         s.setsockopt(zmq.LINGER, linger)
         if rcvtimeo is not None:
             s.setsockopt(zmq.RCVTIMEO, rcvtimeo)
@@ -529,7 +549,7 @@ class _Connection:
         """At exit: one answered call (bounded in time) after the main thread's last
         posts, so they reach the server before the process and its ZeroMQ I/O thread go."""
         lease = getattr(self.local, "lease", None)      # atexit runs in the main thread: its DEALER
-        if lease is None or self.pid != os.getpid():
+        if lease is None or self.pid != os.getpid() or self.closed:
             return
         s = lease.sock
         try:
@@ -657,12 +677,16 @@ class _Connection:
         s = self._new_dealer(b"ev", rcvtimeo=None)
         try:
             self._hello(s, True, None)   # the socket server may be down a while (backed off)
-        except OSError:
-            return           # refused (not our id): the connection's wait for the channel gives up
+        except (OSError, zmq.ContextTerminated):
+            s.close(0)       # refused (not our id): the connection's wait for the channel gives up
+            return
         self.events_ready.set()
         while True:
             try:
                 msg = msgpack.unpackb(s.recv(), raw=False)
+            except zmq.ContextTerminated:    # close()
+                s.close(0)
+                return
             except (zmq.ZMQError, ValueError, msgpack.UnpackException):
                 continue
             if isinstance(msg, list) and len(msg) == 5 and msg[0] == 0:

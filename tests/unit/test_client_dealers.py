@@ -97,3 +97,14 @@ def test_a_dealer_with_an_unanswered_post_is_not_reused(server):
     in_thread(lambda: conn.call(SYS_GETSOCKNAME, 3))
     calls = server.idents(SYS_GETSOCKNAME)
     assert calls[2] == calls[1]                         # that one is reused
+
+
+def test_close_stops_the_events_thread_and_every_dealer(server):
+    conn = mksocket._Connection(server.endpoint)
+    conn.call(SYS_GETSOCKNAME, 3)
+    in_thread(lambda: conn.call(SYS_GETSOCKNAME, 3))   # a pooled DEALER too
+    assert conn.events_thread.is_alive() and conn.idle
+    conn.close()
+    assert not conn.events_thread.is_alive()
+    assert conn.ctx.closed and all(s.closed for s in conn.sockets)
+    conn.close()                                        # twice: nothing more to do
