@@ -404,7 +404,8 @@ def main() -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"date": time.strftime("%Y-%m-%d"), "quick": args.quick, "rows": b.rows,
-                       "small": small_rows, "cold_turn_us": floor.get("cold_turn_us")}, f, indent=2)
+                       "small": small_rows, "cold_turn_us": floor.get("cold_turn_us"),
+                       "eventfd_floor_us": floor.get("eventfd_us")}, f, indent=2)
     if args.plot:
         plot(b.rows, args.plot)
     return 0

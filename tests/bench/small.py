@@ -106,8 +106,9 @@ def under_load(stack: Stack, quick: bool) -> dict:
 
 def floors(quick: bool) -> dict:
     """What the rows stand against, measured before the stack comes up: the relay ring's
-    lap by hop count (4, 10), the 4-hop lap spaced as ping's packets ("4_spaced"), and
-    coldturn.py's figures ("cold_turn_us", printed under the table)."""
+    lap by hop count (4, 10), the 4-hop lap spaced as ping's packets ("4_spaced"), and,
+    printed under the table, coldturn.py's figures ("cold_turn_us") and the same rings
+    without ZeroMQ ("eventfd_us": what another transport between the layers could cost)."""
     secs = 1.5 if quick else 3.0
     out = {}
     for hops in (4, 10):
@@ -115,6 +116,10 @@ def floors(quick: bool) -> dict:
         out[hops] = relay.ring(hops, secs)["median_us"]
     progress(f"ZeroMQ relay floor, 4 hops, laps {PING_GAP * 1000:.0f} ms apart as ping's")
     out["4_spaced"] = relay.ring(4, 2 * secs, PING_GAP)["median_us"]
+    progress("the same rings over eventfds and shared memory, no ZeroMQ")
+    out["eventfd_us"] = {"4": relay.eventfd_ring(4, secs)["median_us"],
+                         "4_spaced": relay.eventfd_ring(4, 2 * secs, PING_GAP)["median_us"],
+                         "10": relay.eventfd_ring(10, secs)["median_us"]}
     progress("a Python turn, back to back and after sleeping (tests/bench/coldturn.py)")
     p = subprocess.run([sys.executable, "-m", "tests.bench.coldturn"], cwd=ROOT, capture_output=True, text=True,
                        timeout=120, check=True)
@@ -201,6 +206,10 @@ def print_table(table: list[dict], floor: dict | None = None) -> None:
     if cold:
         print("the same Python turn (us), back to back / after 1 ms asleep / after 10 ms: "
               + " / ".join(str(cold[k]) for k in ("0ms", "1ms", "10ms")))
+    efd = (floor or {}).get("eventfd_us")
+    if efd:
+        print(f"the floor's rings without ZeroMQ (eventfd + shared memory, us): 4 hops {efd['4']} "
+              f"({efd['4_spaced']} {PING_GAP * 1000:.0f} ms apart), 10 hops {efd['10']}")
 
 
 def run(stack: Stack, quick: bool) -> tuple[dict, dict]:
@@ -233,8 +242,8 @@ def main() -> int:
           f"{' --peers ' + args.peers if args.peers else ''}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"date": time.strftime("%Y-%m-%d"), "rows": table, "cold_turn_us": floor.get("cold_turn_us")},
-                      f, indent=2)
+            json.dump({"date": time.strftime("%Y-%m-%d"), "rows": table, "cold_turn_us": floor.get("cold_turn_us"),
+                       "eventfd_floor_us": floor.get("eventfd_us")}, f, indent=2)
     return 0
 
 
