@@ -44,7 +44,7 @@ from shared.wire import WireError
 from shared.wire.icmp import ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_PORT_UNREACH
 from shared.wire.icmpv6 import ICMPV6_DEST_UNREACH, ICMPV6_PORT_UNREACH
 from shared.wire.ipv4 import DEFAULT_TTL, IPPROTO_TCP
-from shared.wire.ipv6 import IPV6_HLEN, ip6_ntoa
+from shared.wire.ipv6 import IPV6_HLEN, addr_text
 from shared.wire.tcp import ACK, RST, SYN, TCP_CSUM_OFF, TcpHeader, emit_tcp, parse_tcp, tcp_hlen
 
 PASSIVE_BASE = 1 << 40        # conn ids tcp makes for accepted connections
@@ -853,7 +853,7 @@ class Tcp(Service):
     def show(self, what: str) -> object:
         if what == "tcp":
             def ip(a: int | bytes) -> str:
-                return f"[{ip6_ntoa(a)}]" if type(a) is bytes else ".".join(str(b) for b in a.to_bytes(4, "big"))
+                return f"[{addr_text(a)}]" if type(a) is bytes else addr_text(a)
             rows = [{"state": "LISTEN", "local": f"{ip(lst.laddr)}:{lst.lport}", "remote": "*:*", "conn": lst.sock,
                      "recv_q": lst.pending, "send_q": lst.backlog} for lst in self.listener_of.values()]
             for c in self.by_id.values():

@@ -36,7 +36,7 @@ from shared.wire.icmp import (ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_HOST_UNR
 from shared.wire.icmpv6 import (ICMPV6_ADDR_UNREACH, ICMPV6_ADM_PROHIBITED, ICMPV6_DEST_UNREACH, ICMPV6_NOROUTE,
                                 ICMPV6_PARAMPROB, ICMPV6_PKT_TOOBIG, ICMPV6_PORT_UNREACH)
 from shared.wire.ipv4 import IPPROTO_UDP
-from shared.wire.ipv6 import IPV6_HLEN, ip6_ntoa
+from shared.wire.ipv6 import IPV6_HLEN, addr_text
 from shared.wire.udp import UDP_CSUM_OFF, UDP_HLEN, UdpHeader, emit_udp, parse_udp
 
 RESYNC_RETRY = 0.02
@@ -55,10 +55,6 @@ def icmpv6_errno(type_: int, code: int) -> int:
     if type_ == ICMPV6_DEST_UNREACH:
         return _UNREACH6_ERRNO.get(code, errno.EHOSTUNREACH)
     return {ICMPV6_PKT_TOOBIG: errno.EMSGSIZE, ICMPV6_PARAMPROB: errno.EPROTO}.get(type_, errno.EHOSTUNREACH)
-
-
-def _show(addr: int | bytes) -> int | str:
-    return ip6_ntoa(addr) if type(addr) is bytes else addr
 
 
 class Udp(Service):
@@ -271,8 +267,8 @@ class Udp(Service):
             self.resync_at = now + RESYNC_RETRY
 
     def show(self, what: str) -> object:
-        if what == "ports":          # IPv4 addresses as ints, IPv6 ones as text
-            return [{"sock": s.sock, "laddr": _show(s.laddr), "lport": s.lport, "raddr": _show(s.raddr),
+        if what == "ports":
+            return [{"sock": s.sock, "laddr": addr_text(s.laddr), "lport": s.lport, "raddr": addr_text(s.raddr),
                      "rport": s.rport} for s in self.table.socks.values()]
         return super().show(what)
 

@@ -211,6 +211,11 @@ def ip6_ntoa(addr: bytes) -> str:
     return str(ipaddress.IPv6Address(bytes(addr)))
 
 
+def addr_text(addr: int | bytes) -> str:
+    """An address as the transports hold it, as text: an IPv4 one is an int, an IPv6 one 16 bytes."""
+    return ip6_ntoa(addr) if type(addr) is bytes else str(ipaddress.IPv4Address(addr))
+
+
 def is_multicast(addr: bytes) -> bool:
     return addr[0] == 0xFF
 

@@ -236,7 +236,8 @@ def test_udp_bindings_survive_a_killed_udp_service(stack, echo_server):
         r = json.loads(stack.peer("python3", *stress).stdout.strip().splitlines()[-1])
         assert r["ok"] == 30, (victim, r)
     assert stack.stats()["socket_server"]["udp_resyncs"] >= 1
-    assert any(p["lport"] == 9999 for p in json.loads(stack.launcher("show", "ports").stdout))
+    assert {"laddr": "0.0.0.0", "lport": 9999, "raddr": "0.0.0.0", "rport": 0}.items() <= next(
+        p for p in json.loads(stack.launcher("show", "ports").stdout) if p["lport"] == 9999).items()
 
 
 def test_a_restarted_udp_never_says_a_bound_port_is_unreachable(stack, echo_server):

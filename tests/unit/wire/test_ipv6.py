@@ -16,7 +16,7 @@ from shared.wire.icmpv6 import (ICMPV6_DEST_UNREACH, ICMPV6_ECHO_REPLY, ICMPV6_E
 from shared.wire.ipv6 import (IPV6_HLEN, NEXTHDR_DEST, NEXTHDR_FRAGMENT, NEXTHDR_HOP, NEXTHDR_ICMPV6,
                               NEXTHDR_ROUTING, NEXTHDR_UDP, OPT_ROUTER_ALERT, PARAMPROB_HEADER, PARAMPROB_NEXTHDR,
                               PARAMPROB_OPTION, FragmentHeader, Ipv6Header, ParameterProblem, emit_fragment_header,
-                              emit_ipv6, ip6_aton, ip6_ntoa, link_local_from_mac, multicast_mac, parse_ipv6,
+                              emit_ipv6, ip6_aton, ip6_ntoa, addr_text, link_local_from_mac, multicast_mac, parse_ipv6,
                               solicited_node, walk_extensions)
 from tests.unit.wire import golden6 as G
 
@@ -195,6 +195,8 @@ def test_addresses():
     assert ip6_ntoa(link_local_from_mac(MAC_B)) == "fe80::6d:6bff:fe00:2"
     assert ip6_ntoa(solicited_node(ip6_aton("fd66::1234:5678"))) == "ff02::1:ff34:5678"
     assert multicast_mac(ip6_aton("ff02::1")).hex() == "333300000001"
+    assert addr_text(0x0A420002) == "10.66.0.2" and addr_text(0) == "0.0.0.0"
+    assert addr_text(ip6_aton("fd66::2")) == "fd66::2"
     with pytest.raises(ValueError):
         ip6_aton("10.0.0.1")
 
