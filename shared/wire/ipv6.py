@@ -30,6 +30,7 @@ import struct
 from dataclasses import dataclass, field
 
 from shared.wire import WireError
+from shared.wire.ipv4 import ip_ntoa
 
 IPV6_HLEN = 40
 IPV6_MIN_MTU = 1280
@@ -213,7 +214,7 @@ def ip6_ntoa(addr: bytes) -> str:
 
 def addr_text(addr: int | bytes) -> str:
     """An address as the transports hold it, as text: an IPv4 one is an int, an IPv6 one 16 bytes."""
-    return ip6_ntoa(addr) if type(addr) is bytes else str(ipaddress.IPv4Address(addr))
+    return ip6_ntoa(addr) if type(addr) is bytes else ip_ntoa(addr.to_bytes(4, "big"))
 
 
 def is_multicast(addr: bytes) -> bool:
